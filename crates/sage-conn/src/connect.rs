@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use crate::{tls, Error, ErrorKind, PgSettings, SslMode};
+
+/// Opens one PostgreSQL connection, driving it on a background task. Errors say what to fix
+/// and never contain the password.
+pub async fn connect(settings: &PgSettings) -> Result<Client, Error> {
+    connect_with_timeout(settings, settings.connect_timeout).await
+}
+
+pub async fn connect_with_timeout(settings: &PgSettings, timeout: Duration) -> Result<Client, Error> {
+    let config = driver_config(settings, timeout);
+    let place = place(settings);
+    let attempt = async {
+        if settings.sslmode == SslMode::Disable {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            spawn_connection(connection);
+            Ok(client)
+        } else {
+            let tls = tls::connector(settings.sslmode, settings.sslrootcert.as_deref())
+                .map_err(ConnectFailure::Setup)?;
+            let (client, connection) = config.connect(tls).await?;
+            spawn_connection(connection);
+            Ok(client)
+        }
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(ConnectFailure::Setup(e))) => Err(e),
+        Ok(Err(ConnectFailure::Driver(e))) => Err(describe(settings, &place, e)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Unreachable,
+            format!("could not connect to {place}: no answer within {}s", timeout.as_secs()),
+        )),
+    }
+}
+
+enum ConnectFailure {
+    Setup(Error),
+    Driver(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for ConnectFailure {
+    fn from(e: tokio_postgres::Error) -> ConnectFailure {
+        ConnectFailure::Driver(e)
+    }
+}
+
+fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection closed");
+        }
+    });
+}
+
+fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    if s.host.starts_with('/') {
+        config.host_path(&s.host);
+    } else {
+        config.host(&s.host);
+    }
+    config
+        .port(s.port)
+        .user(&s.user)
+        .dbname(&s.dbname)
+        .application_name(&s.application_name)
+        .connect_timeout(timeout)
+        .ssl_mode(match s.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+    if let Some(password) = &s.password {
+        config.password(password.expose());
+    }
+    config
+}
+
+fn place(s: &PgSettings) -> String {
+    if s.host.starts_with('/') {
+        format!("the socket in {} (port {}), database {:?}", s.host, s.port, s.dbname)
+    } else {
+        format!("{}:{}, database {:?}", s.host, s.port, s.dbname)
+    }
+}
+
+fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let (kind, hint) = if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            (ErrorKind::Authentication, "check the user name and password".to_string())
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            (ErrorKind::Server, format!("create it first (createdb {:?}) or fix the database name", s.dbname))
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            (ErrorKind::Unreachable, "the server is at max_connections; retry later".to_string())
+        } else if *code == SqlState::CANNOT_CONNECT_NOW {
+            (ErrorKind::Unreachable, "the server is starting up or shutting down; retry shortly".to_string())
+        } else {
+            (ErrorKind::Server, String::new())
+        };
+        let message = db.message().to_string();
+        let text = if hint.is_empty() {
+            format!("could not connect to {place}: {message}")
+        } else {
+            format!("could not connect to {place}: {message} ({hint})")
+        };
+        return Error::with_source(kind, text, e);
+    }
+    let chain = error_chain(&e);
+    let lower = chain.to_ascii_lowercase();
+    let (kind, hint) = if lower.contains("refused") {
+        (ErrorKind::Unreachable, " (is PostgreSQL running and listening there?)")
+    } else if lower.contains("failed to lookup") || lower.contains("name or service not known") {
+        (ErrorKind::Unreachable, " (check the host name)")
+    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("ssl") {
+        (ErrorKind::Tls, " (check sslmode and sslrootcert)")
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        (ErrorKind::Unreachable, " (is the host reachable?)")
+    } else {
+        (ErrorKind::Unreachable, "")
+    };
+    Error::with_source(kind, format!("could not connect to {place}: {chain}{hint}"), e)
+}
+
+/// The innermost useful message of a driver error, e.g. "Connection refused (os error 111)".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut current = e.source();
+    while let Some(inner) = current {
+        parts.push(inner.to_string());
+        current = inner.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}

@@ -1,0 +1,34 @@
+//! Connection settings for SAGE DB.
+//!
+//! Every way an operator can name a database ends up here: a `--database-url` flag,
+//! `DATABASE_URL`, the `DB_*` variables SAGE documents, the `POSTGRES_*` variables of TMI,
+//! Neo and the did:webvh server, and a `.env` file. The result is one [`Settings`] value
+//! whose `Display` never shows a password. This is the only crate that reads the
+//! environment for connection settings.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sage_conn::Error> {
+//! let env = sage_conn::Environment::from_process(None)?;
+//! let settings = sage_conn::Settings::resolve(None, &env)?;
+//! println!("using {settings}"); // password shown as ***
+//! if let sage_conn::Target::Postgres(pg) = &settings.target {
+//!     let client = sage_conn::connect(pg).await?;
+//!     client.simple_query("SELECT 1").await.ok();
+//! }
+//! # Ok(()) }
+//! ```
+
+mod connect;
+mod env;
+mod error;
+mod pool;
+mod secret;
+mod settings;
+mod tls;
+
+pub use connect::{connect, connect_with_timeout};
+pub use env::Environment;
+pub use error::{Error, ErrorKind};
+pub use pool::PoolSettings;
+pub use secret::Secret;
+pub use settings::{Origin, PgSettings, Settings, SqliteLocation, SslMode, Target};
