@@ -1,0 +1,80 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Error;
+
+/// Where the PostgreSQL server programs live.
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    pub dir: PathBuf,
+}
+
+const NEEDED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+impl PgBinaries {
+    /// Finds `initdb`, `pg_ctl` and `postgres`: `SAGE_PG_BIN` first, then
+    /// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`, then `PATH`.
+    pub fn find() -> Result<PgBinaries, Error> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Ok(dir) = std::env::var("SAGE_PG_BIN") {
+            let dir = PathBuf::from(dir);
+            if !has_all(&dir) {
+                return Err(Error::new(format!(
+                    "SAGE_PG_BIN={} does not hold initdb, pg_ctl and postgres",
+                    dir.display()
+                )));
+            }
+            return Ok(PgBinaries { dir });
+        }
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            if out.status.success() {
+                candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+            let mut versions: Vec<(u32, PathBuf)> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                    Some((version, e.path().join("bin")))
+                })
+                .collect();
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates.extend(versions.into_iter().map(|(_, p)| p));
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path));
+        }
+        candidates
+            .into_iter()
+            .find(|dir| has_all(dir))
+            .map(|dir| PgBinaries { dir })
+            .ok_or_else(|| {
+                Error::new(
+                    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
+                     install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15) \
+                     or set SAGE_PG_BIN to the directory that holds them",
+                )
+            })
+    }
+
+    pub fn path(&self, program: &str) -> PathBuf {
+        self.dir.join(program)
+    }
+
+    /// The major version of the server binaries, e.g. 15.
+    pub fn major_version(&self) -> Result<u32, Error> {
+        let out = Command::new(self.path("postgres"))
+            .arg("--version")
+            .output()
+            .map_err(|e| Error::new(format!("cannot run postgres --version: {e}")))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find_map(|w| w.split('.').next()?.parse().ok())
+            .ok_or_else(|| Error::new(format!("cannot read the version from {text:?}")))
+    }
+}
+
+fn has_all(dir: &Path) -> bool {
+    NEEDED.iter().all(|p| dir.join(p).is_file())
+}

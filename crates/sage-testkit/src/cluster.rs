@@ -1,0 +1,270 @@
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::distr::{Alphanumeric, SampleString};
+use sage_conn::{PgSettings, Secret, Settings, Target};
+
+use crate::{Error, PgBinaries};
+
+/// How to run a throwaway cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Keep fsync and synchronous commit on, as a production server would. Tests leave it
+    /// off for speed; benchmarks turn it on so that figures mean something.
+    pub durable: bool,
+    /// Extra `-c name=value` server settings.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A PostgreSQL cluster in a temporary directory. Dropping it stops the server and removes
+/// the directory.
+#[derive(Debug)]
+pub struct PgCluster {
+    binaries: PgBinaries,
+    dir: tempfile::TempDir,
+    port: u16,
+    password: String,
+    options: ClusterOptions,
+    run_as_postgres: bool,
+}
+
+pub(crate) const SUPERUSER: &str = "postgres";
+
+impl PgCluster {
+    pub fn start(options: ClusterOptions) -> Result<PgCluster, Error> {
+        let binaries = PgBinaries::find()?;
+        let run_as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("sage-pg-")
+            .tempdir()
+            .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
+        if run_as_postgres {
+            let (uid, gid) = postgres_ids()?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| Error::new(format!("cannot hand {} to the postgres user: {e}", dir.path().display())))?;
+        }
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        let mut cluster = PgCluster { binaries, dir, port: 0, password, options, run_as_postgres };
+        cluster.init()?;
+        // A free port can be taken by someone else between our probe and the server's bind;
+        // try a few times before giving up.
+        let mut last = None;
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            match cluster.start_server() {
+                Ok(()) => return Ok(cluster),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new("the server did not start")))
+    }
+
+    fn init(&self) -> Result<(), Error> {
+        let pwfile = self.dir.path().join("pwfile");
+        std::fs::write(&pwfile, format!("{}\n", self.password))
+            .map_err(|e| Error::new(format!("cannot write {}: {e}", pwfile.display())))?;
+        if self.run_as_postgres {
+            let (uid, gid) = postgres_ids()?;
+            let _ = std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid));
+        }
+        let data = self.data_dir();
+        let out = self.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                SUPERUSER,
+                &format!("--pwfile={}", pwfile.display()),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+        )?;
+        let _ = std::fs::remove_file(&pwfile);
+        check(out, "initdb")
+    }
+
+    fn start_server(&self) -> Result<(), Error> {
+        let mut server_opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+            self.port,
+            self.dir.path().display()
+        );
+        if !self.options.durable {
+            server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        for (name, value) in &self.options.settings {
+            server_opts.push_str(&format!(" -c {name}={value}"));
+        }
+        let log = self.dir.path().join("server.log");
+        let out = self.run(
+            "pg_ctl",
+            &["-D", path_str(&self.data_dir()), "-l", path_str(&log), "-w", "-t", "60", "-o", &server_opts, "start"],
+        )?;
+        if !out.status.success() {
+            let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(Error::new(format!(
+                "pg_ctl start failed: {}{}\n{server_log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops the server (fast shutdown), keeping its data for [`PgCluster::resume`].
+    pub fn stop(&self) -> Result<(), Error> {
+        let out = self.run("pg_ctl", &["-D", path_str(&self.data_dir()), "-m", "fast", "-w", "stop"])?;
+        check(out, "pg_ctl stop")
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn resume(&self) -> Result<(), Error> {
+        self.start_server()
+    }
+
+    /// Gives up ownership: the server keeps running after this value is gone, until
+    /// [`PgCluster::stop_kept`] is called with the returned directory.
+    pub fn into_kept_dir(self) -> PathBuf {
+        // Neither our Drop (which stops the server) nor the TempDir's (which removes the
+        // directory) may run, so the whole value is deliberately leaked.
+        let this = std::mem::ManuallyDrop::new(self);
+        this.dir.path().to_path_buf()
+    }
+
+    /// Stops a server left running by [`PgCluster::into_kept_dir`] and removes its directory.
+    pub fn stop_kept(dir: &Path) -> Result<(), Error> {
+        let binaries = PgBinaries::find()?;
+        let data = dir.join("data");
+        let mut command = if running_as_root() {
+            let mut c = Command::new(runuser()?);
+            c.args(["-u", "postgres", "--"]).arg(binaries.path("pg_ctl"));
+            c
+        } else {
+            Command::new(binaries.path("pg_ctl"))
+        };
+        let out = command
+            .args(["-D", path_str(&data), "-m", "fast", "-w", "stop"])
+            .output()
+            .map_err(|e| Error::new(format!("cannot run pg_ctl: {e}")))?;
+        let stopped = check(out, "pg_ctl stop");
+        std::fs::remove_dir_all(dir).map_err(|e| Error::new(format!("cannot remove {}: {e}", dir.display())))?;
+        stopped
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Settings for the superuser on the `postgres` database, over TCP with a password.
+    pub fn admin_settings(&self) -> PgSettings {
+        let url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres?sslmode=disable", self.port);
+        let mut pg = match Settings::parse_url("testkit", &url, sage_conn::Origin::Flag) {
+            Ok(Settings { target: Target::Postgres(pg), .. }) => pg,
+            other => unreachable!("testkit URL must parse as postgres: {other:?}"),
+        };
+        pg.password = Some(Secret::new(self.password.clone()));
+        pg
+    }
+
+    pub fn bin_dir(&self) -> &Path {
+        &self.binaries.dir
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn runs_as_postgres(&self) -> bool {
+        self.run_as_postgres
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<Output, Error> {
+        let program_path = self.binaries.path(program);
+        let mut command = if self.run_as_postgres {
+            let mut c = Command::new(runuser()?);
+            c.args(["-u", "postgres", "--"]).arg(&program_path);
+            c
+        } else {
+            Command::new(&program_path)
+        };
+        command.args(args).current_dir(self.dir.path());
+        command.output().map_err(|e| Error::new(format!("cannot run {}: {e}", program_path.display())))
+    }
+
+    /// The shell command that stops this server without waiting, for a watchdog.
+    pub(crate) fn stop_command(&self) -> Result<Vec<String>, Error> {
+        let mut argv = Vec::new();
+        if self.run_as_postgres {
+            argv.extend([runuser()?.display().to_string(), "-u".into(), "postgres".into(), "--".into()]);
+        }
+        argv.push(self.binaries.path("pg_ctl").display().to_string());
+        argv.extend(["-D".into(), self.data_dir().display().to_string(), "-m".into(), "immediate".into(), "stop".into()]);
+        Ok(argv)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self.run("pg_ctl", &["-D", path_str(&self.data_dir()), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+fn check(out: Output, what: &str) -> Result<(), Error> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )))
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+fn free_port() -> Result<u16, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::new(format!("no free port: {e}")))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| Error::new(format!("no free port: {e}")))
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn postgres_ids() -> Result<(u32, u32), Error> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres") && fields.len() > 3)
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
+                .flatten()
+        })
+        .ok_or_else(|| {
+            Error::new(
+                "running as root needs a 'postgres' user to run the server as \
+                 (PostgreSQL refuses to run as root); create one with: useradd --system postgres",
+            )
+        })
+}
+
+fn runuser() -> Result<PathBuf, Error> {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::new("running as root needs runuser (util-linux) to start PostgreSQL as postgres"))
+}
