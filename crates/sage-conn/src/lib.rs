@@ -21,6 +21,7 @@
 mod connect;
 mod env;
 mod error;
+mod ident;
 mod pool;
 mod secret;
 mod settings;
@@ -29,6 +30,7 @@ mod tls;
 pub use connect::{connect, connect_with_timeout};
 pub use env::Environment;
 pub use error::{Error, ErrorKind};
+pub use ident::quote_ident;
 pub use pool::PoolSettings;
 pub use secret::Secret;
 pub use settings::{Origin, PgSettings, Settings, SqliteLocation, SslMode, Target};

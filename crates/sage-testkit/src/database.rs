@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use rand::distr::{Alphanumeric, SampleString};
-use sage_conn::{PgSettings, Settings, Target};
+use sage_conn::{quote_ident, PgSettings, Settings, Target};
 
 use crate::{ClusterOptions, Error, PgCluster};
 
@@ -126,8 +126,4 @@ pub async fn database() -> Result<TestDatabase, Error> {
         .await
         .map_err(|e| Error::new(format!("cannot create test database {name}: {e}")))?;
     Ok(TestDatabase { settings: admin.with_dbname(&name), admin })
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

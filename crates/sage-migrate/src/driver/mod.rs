@@ -1,0 +1,68 @@
+//! What the engine needs from a database, and nothing more: run a statement, open and close
+//! a transaction, take the lock, and read and write bookkeeping rows. The logic of when to
+//! do which lives once, in the runner.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub(crate) use self::postgres::PgDriver;
+pub(crate) use self::sqlite::SqliteDriver;
+use crate::error::StatementError;
+use crate::legacy::{LegacySync, LegacyTable};
+use crate::{Dialect, Error, HistoryRow};
+
+#[async_trait]
+pub trait Driver: Send {
+    fn dialect(&self) -> Dialect;
+
+    /// Who applies migrations, for the history's `applied_by`.
+    fn applied_by(&self) -> String;
+
+    /// Takes the migration lock, waiting at most `timeout`.
+    async fn lock(&mut self, timeout: Duration) -> Result<(), Error>;
+
+    /// Releases the lock. If that fails the driver closes its connection, which releases
+    /// the lock on the server's side.
+    async fn unlock(&mut self) -> Result<(), Error>;
+
+    /// Creates the history table when it does not exist.
+    async fn ensure_history(&mut self) -> Result<(), Error>;
+
+    /// The history, oldest version first; empty when the table does not exist yet.
+    async fn history(&mut self) -> Result<Vec<HistoryRow>, Error>;
+
+    /// The bookkeeping tables of other tools found beside ours.
+    async fn legacy(&mut self) -> Result<Vec<LegacyTable>, Error>;
+
+    async fn begin(&mut self) -> Result<(), Error>;
+    async fn commit(&mut self) -> Result<(), Error>;
+    async fn rollback(&mut self) -> Result<(), Error>;
+
+    /// Runs one statement of a migration.
+    async fn execute(&mut self, sql: &str) -> Result<(), StatementError>;
+
+    /// Inserts or replaces the history row for `row.version`.
+    async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error>;
+
+    async fn delete_row(&mut self, version: i64) -> Result<(), Error>;
+
+    /// Mirrors one step into another tool's table.
+    async fn sync_legacy(&mut self, change: &LegacySync) -> Result<(), Error>;
+}
+
+pub(crate) fn db_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    let text = e.to_string();
+    Error::with_source(crate::ErrorKind::Database, format!("{what}: {text}"), e)
+}
+
+/// The lock key for a history table: stable across processes and versions, distinct per
+/// schema and table so two migration sets in one database do not block each other.
+pub(crate) fn lock_key(schema: &str, table: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("sage-db migrate\0{schema}\0{table}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
+}

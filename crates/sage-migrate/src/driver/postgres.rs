@@ -1,0 +1,320 @@
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sage_conn::{quote_ident, PgSettings};
+use tokio_postgres::Client;
+
+use super::{db_error, lock_key, Driver};
+use crate::error::StatementError;
+use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
+use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
+
+/// Runs migrations over one dedicated connection, which also holds the session-level
+/// advisory lock; dropping the connection releases the lock on every path.
+pub(crate) struct PgDriver {
+    client: Option<Client>,
+    settings: PgSettings,
+    /// The schema the history table lives in, fixed when connecting so that a migration
+    /// that changes `search_path` cannot move the bookkeeping.
+    schema: String,
+    table: String,
+    user: String,
+    locked: bool,
+}
+
+impl PgDriver {
+    pub(crate) async fn connect(settings: &PgSettings, table: &str) -> Result<PgDriver, Error> {
+        let client = sage_conn::connect(settings).await?;
+        let row = client
+            .query_one("SELECT current_schema(), current_user::text", &[])
+            .await
+            .map_err(|e| db_error("cannot read the current schema", e))?;
+        let schema: Option<String> = row.get(0);
+        let schema = schema.ok_or_else(|| {
+            Error::new(ErrorKind::Database, "no schema is selected (search_path is empty); set search_path or create the public schema")
+        })?;
+        let (schema, table) = match table.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => (schema, table.to_string()),
+        };
+        Ok(PgDriver { client: Some(client), settings: settings.clone(), schema, table, user: row.get(1), locked: false })
+    }
+
+    fn client(&self) -> Result<&Client, Error> {
+        self.client.as_ref().ok_or_else(|| Error::new(ErrorKind::Database, "the connection was closed after a failed unlock"))
+    }
+
+    fn history_table(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(table))
+    }
+
+    async fn table_columns(&self, table: &str) -> Result<Vec<String>, Error> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                &[&self.schema, &table],
+            )
+            .await
+            .map_err(|e| db_error("cannot inspect bookkeeping tables", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Who holds our lock, for the timeout message.
+    async fn lock_holder(&self, key: i64) -> Option<String> {
+        let row = self
+            .client()
+            .ok()?
+            .query_opt(
+                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'), \
+                        coalesce(extract(epoch FROM now() - a.backend_start)::bigint, 0) \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+                &[&key],
+            )
+            .await
+            .ok()??;
+        let (pid, app, addr, secs): (i32, String, String, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        Some(format!("held by server process {pid} ({app} from {addr}, connected {secs}s ago)"))
+    }
+}
+
+#[async_trait]
+impl Driver for PgDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn applied_by(&self) -> String {
+        self.user.clone()
+    }
+
+    async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
+        let key = lock_key(&self.schema, &self.table);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        // Poll instead of blocking in pg_advisory_lock: a session waiting inside that call
+        // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
+        // forever.
+        loop {
+            let row = self
+                .client()?
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| db_error("cannot take the migration lock", e))?;
+            if row.get::<_, bool>(0) {
+                self.locked = true;
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
+                return Err(Error::new(
+                    ErrorKind::LockTimeout,
+                    format!(
+                        "another migration is running on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
+                        self.settings.redacted_url(),
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn unlock(&mut self) -> Result<(), Error> {
+        if !self.locked {
+            return Ok(());
+        }
+        self.locked = false;
+        let key = lock_key(&self.schema, &self.table);
+        let released = match &self.client {
+            Some(client) => client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0)),
+            None => return Ok(()),
+        };
+        match released {
+            Ok(true) => Ok(()),
+            other => {
+                // Closing the session releases every lock it holds.
+                self.client = None;
+                match other {
+                    Err(e) => Err(db_error("cannot release the migration lock (connection closed instead)", e)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn ensure_history(&mut self) -> Result<(), Error> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                version bigint PRIMARY KEY,
+                name text NOT NULL,
+                checksum text NOT NULL,
+                state text NOT NULL CHECK (state IN ('applied', 'running', 'failed', 'baseline', 'adopted')),
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                execution_ms bigint NOT NULL DEFAULT 0,
+                applied_by text NOT NULL DEFAULT current_user,
+                statements_done integer NOT NULL DEFAULT 0,
+                error text
+            )",
+            self.history_table()
+        );
+        self.client()?.batch_execute(&sql).await.map_err(|e| db_error("cannot create the history table", e))
+    }
+
+    async fn history(&mut self) -> Result<Vec<HistoryRow>, Error> {
+        if self.table_columns(&self.table.clone()).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error FROM {} ORDER BY version",
+            self.history_table()
+        );
+        let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read the history table", e))?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.get(3);
+                Ok(HistoryRow {
+                    version: r.get(0),
+                    name: r.get(1),
+                    checksum: r.get(2),
+                    state: RowState::parse(&state)
+                        .ok_or_else(|| Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table")))?,
+                    applied_at: r.get::<_, DateTime<Utc>>(4),
+                    execution_ms: r.get(5),
+                    applied_by: r.get(6),
+                    statements_done: r.get(7),
+                    error: r.get(8),
+                })
+            })
+            .collect()
+    }
+
+    async fn legacy(&mut self) -> Result<Vec<LegacyTable>, Error> {
+        let mut found = Vec::new();
+        let columns = self.table_columns("schema_migrations").await?;
+        if columns.iter().any(|c| c == "dirty") {
+            let sql = format!("SELECT version::bigint, dirty FROM {} LIMIT 1", self.qualified("schema_migrations"));
+            let row = self.client()?.query_opt(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            found.push(LegacyTable::GolangMigrate {
+                version: row.as_ref().map(|r| r.get(0)),
+                dirty: row.map(|r| r.get(1)).unwrap_or(false),
+            });
+        } else if columns.iter().any(|c| c == "version") {
+            let sql = format!("SELECT version::text FROM {} ORDER BY 1", self.qualified("schema_migrations"));
+            let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let versions = rows.iter().filter_map(|r| r.get::<_, String>(0).parse().ok()).collect();
+            found.push(LegacyTable::Dbmate { versions });
+        }
+        if !self.table_columns("_sqlx_migrations").await?.is_empty() {
+            let sql = format!("SELECT version, success, checksum FROM {} ORDER BY version", self.qualified("_sqlx_migrations"));
+            let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
+            let rows = rows.iter().map(|r| SqlxRow { version: r.get(0), success: r.get(1), checksum: r.get(2) }).collect();
+            found.push(LegacyTable::Sqlx { rows });
+        }
+        Ok(found)
+    }
+
+    async fn begin(&mut self) -> Result<(), Error> {
+        self.client()?.batch_execute("BEGIN").await.map_err(|e| db_error("cannot begin a transaction", e))
+    }
+
+    async fn commit(&mut self) -> Result<(), Error> {
+        self.client()?.batch_execute("COMMIT").await.map_err(|e| db_error("cannot commit", e))
+    }
+
+    async fn rollback(&mut self) -> Result<(), Error> {
+        self.client()?.batch_execute("ROLLBACK").await.map_err(|e| db_error("cannot roll back", e))
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), StatementError> {
+        let client = self.client().map_err(|e| StatementError { message: e.to_string() })?;
+        client.batch_execute(sql).await.map_err(|e| StatementError::from_pg(&e))
+    }
+
+    async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
+        let sql = format!(
+            "INSERT INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
+               applied_at = EXCLUDED.applied_at, execution_ms = EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,
+               statements_done = EXCLUDED.statements_done, error = EXCLUDED.error",
+            self.history_table()
+        );
+        self.client()?
+            .execute(
+                &sql,
+                &[
+                    &row.version,
+                    &row.name,
+                    &row.checksum,
+                    &row.state.as_str(),
+                    &row.applied_at,
+                    &row.execution_ms,
+                    &row.applied_by,
+                    &row.statements_done,
+                    &row.error,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| db_error("cannot write the history row", e))
+    }
+
+    async fn delete_row(&mut self, version: i64) -> Result<(), Error> {
+        let sql = format!("DELETE FROM {} WHERE version = $1", self.history_table());
+        self.client()?.execute(&sql, &[&version]).await.map(drop).map_err(|e| db_error("cannot delete the history row", e))
+    }
+
+    async fn sync_legacy(&mut self, change: &LegacySync) -> Result<(), Error> {
+        let client = self.client()?;
+        let result = match change {
+            LegacySync::GolangSetVersion { version, dirty } => {
+                let table = self.qualified("schema_migrations");
+                // golang-migrate keeps exactly one row and replaces it the same way.
+                let cleared = client.batch_execute(&format!("DELETE FROM {table}")).await;
+                match (cleared, version) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => Ok(()),
+                    (Ok(()), Some(v)) => client
+                        .execute(&format!("INSERT INTO {table} (version, dirty) VALUES ($1, $2)"), &[v, dirty])
+                        .await
+                        .map(drop),
+                }
+            }
+            LegacySync::SqlxInsert { version, description, checksum, execution_ns } => client
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4) ON CONFLICT (version) DO NOTHING",
+                        self.qualified("_sqlx_migrations")
+                    ),
+                    &[version, description, checksum, execution_ns],
+                )
+                .await
+                .map(drop),
+            LegacySync::SqlxDelete { version } => client
+                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("_sqlx_migrations")), &[version])
+                .await
+                .map(drop),
+            LegacySync::DbmateInsert { version } => client
+                .execute(
+                    &format!("INSERT INTO {} (version) VALUES ($1) ON CONFLICT DO NOTHING", self.qualified("schema_migrations")),
+                    &[&version.to_string()],
+                )
+                .await
+                .map(drop),
+            LegacySync::DbmateDelete { version } => client
+                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("schema_migrations")), &[&version.to_string()])
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
+    }
+}

@@ -1,0 +1,301 @@
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use sage_conn::{quote_ident, SqliteLocation};
+
+use super::Driver;
+use crate::error::StatementError;
+use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
+use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
+
+/// Runs migrations on a SQLite database. Concurrent `sage-db` processes are kept apart by
+/// an exclusive lock on a file beside the database; each transactional migration also runs
+/// in an immediate write transaction, so application writers never see half of it.
+///
+/// SQLite calls block; the engine runs them inline because migrations are short, one-off
+/// administrative work rather than a request path.
+pub(crate) struct SqliteDriver {
+    conn: Connection,
+    lock_path: Option<PathBuf>,
+    lock_file: Option<File>,
+    table: String,
+}
+
+fn db_error(what: &str, e: rusqlite::Error) -> Error {
+    super::db_error(what, e)
+}
+
+impl SqliteDriver {
+    pub(crate) fn open(location: &SqliteLocation, table: &str, busy_timeout: Duration) -> Result<SqliteDriver, Error> {
+        let (conn, lock_path) = match location {
+            SqliteLocation::InMemory => (Connection::open_in_memory(), None),
+            SqliteLocation::File(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    if !parent.is_dir() {
+                        return Err(Error::new(
+                            ErrorKind::Database,
+                            format!("cannot open {}: the directory {} does not exist", path.display(), parent.display()),
+                        ));
+                    }
+                }
+                let mut lock = path.clone().into_os_string();
+                lock.push(".migrate-lock");
+                (Connection::open(path), Some(PathBuf::from(lock)))
+            }
+        };
+        let conn = conn.map_err(|e| db_error("cannot open the SQLite database", e))?;
+        conn.busy_timeout(busy_timeout).map_err(|e| db_error("cannot set the busy timeout", e))?;
+        Ok(SqliteDriver { conn, lock_path, lock_file: None, table: table.to_string() })
+    }
+
+    fn history_table(&self) -> String {
+        quote_ident(&self.table)
+    }
+
+    fn table_columns(&self, table: &str) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")
+            .map_err(|e| db_error("cannot inspect bookkeeping tables", e))?;
+        let rows = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| db_error("cannot inspect bookkeeping tables", e))?;
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn applied_by(&self) -> String {
+        std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
+    }
+
+    async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
+        let Some(path) = &self.lock_path else { return Ok(()) };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::new(ErrorKind::Database, format!("cannot open lock file {}: {e}", path.display())))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    self.lock_file = Some(file);
+                    return Ok(());
+                }
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::new(
+                        ErrorKind::LockTimeout,
+                        format!(
+                            "another migration is running on this database (it holds {}); gave up after {}s (raise --lock-timeout to wait longer)",
+                            path.display(),
+                            timeout.as_secs()
+                        ),
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::new(ErrorKind::Database, format!("cannot lock {}: {e}", path.display())))
+                }
+            }
+        }
+    }
+
+    async fn unlock(&mut self) -> Result<(), Error> {
+        // Closing the file releases the lock even if unlocking fails.
+        if let Some(file) = self.lock_file.take() {
+            let _ = file.unlock();
+        }
+        Ok(())
+    }
+
+    async fn ensure_history(&mut self) -> Result<(), Error> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('applied', 'running', 'failed', 'baseline', 'adopted')),
+                applied_at TEXT NOT NULL,
+                execution_ms INTEGER NOT NULL DEFAULT 0,
+                applied_by TEXT NOT NULL,
+                statements_done INTEGER NOT NULL DEFAULT 0,
+                error TEXT
+            )",
+            self.history_table()
+        );
+        self.conn.execute_batch(&sql).map_err(|e| db_error("cannot create the history table", e))
+    }
+
+    async fn history(&mut self) -> Result<Vec<HistoryRow>, Error> {
+        if self.table_columns(&self.table)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error FROM {} ORDER BY version",
+            self.history_table()
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| db_error("cannot read the history table", e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i32>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| db_error("cannot read the history table", e))?;
+        rows.into_iter()
+            .map(|(version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)| {
+                Ok(HistoryRow {
+                    version,
+                    name,
+                    checksum,
+                    state: RowState::parse(&state)
+                        .ok_or_else(|| Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table")))?,
+                    applied_at: DateTime::parse_from_rfc3339(&applied_at)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| Error::new(ErrorKind::Database, format!("bad applied_at {applied_at:?} in the history table")))?,
+                    execution_ms,
+                    applied_by,
+                    statements_done,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    async fn legacy(&mut self) -> Result<Vec<LegacyTable>, Error> {
+        let mut found = Vec::new();
+        let columns = self.table_columns("schema_migrations")?;
+        if columns.iter().any(|c| c == "dirty") {
+            let row = self
+                .conn
+                .query_row("SELECT version, dirty FROM schema_migrations LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))
+                .optional()
+                .map_err(|e| db_error("cannot read schema_migrations", e))?;
+            found.push(LegacyTable::GolangMigrate { version: row.map(|r| r.0), dirty: row.is_some_and(|r| r.1) });
+        } else if columns.iter().any(|c| c == "version") {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT CAST(version AS TEXT) FROM schema_migrations")
+                .map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let mut versions: Vec<i64> = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| db_error("cannot read schema_migrations", e))?
+                .iter()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            versions.sort_unstable();
+            found.push(LegacyTable::Dbmate { versions });
+        }
+        if !self.table_columns("_sqlx_migrations")?.is_empty() {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+                .map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok(SqlxRow { version: r.get(0)?, success: r.get(1)?, checksum: r.get(2)? }))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
+            found.push(LegacyTable::Sqlx { rows });
+        }
+        Ok(found)
+    }
+
+    async fn begin(&mut self) -> Result<(), Error> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| db_error("cannot begin a write transaction", e))
+    }
+
+    async fn commit(&mut self) -> Result<(), Error> {
+        self.conn.execute_batch("COMMIT").map_err(|e| db_error("cannot commit", e))
+    }
+
+    async fn rollback(&mut self) -> Result<(), Error> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(|e| db_error("cannot roll back", e))
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), StatementError> {
+        self.conn.execute_batch(sql).map_err(|e| StatementError::from_sqlite(&e))
+    }
+
+    async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
+        let sql = format!(
+            "INSERT OR REPLACE INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            self.history_table()
+        );
+        self.conn
+            .execute(
+                &sql,
+                params![
+                    row.version,
+                    row.name,
+                    row.checksum,
+                    row.state.as_str(),
+                    row.applied_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    row.execution_ms,
+                    row.applied_by,
+                    row.statements_done,
+                    row.error,
+                ],
+            )
+            .map(drop)
+            .map_err(|e| db_error("cannot write the history row", e))
+    }
+
+    async fn delete_row(&mut self, version: i64) -> Result<(), Error> {
+        let sql = format!("DELETE FROM {} WHERE version = ?1", self.history_table());
+        self.conn.execute(&sql, [version]).map(drop).map_err(|e| db_error("cannot delete the history row", e))
+    }
+
+    async fn sync_legacy(&mut self, change: &LegacySync) -> Result<(), Error> {
+        let result = match change {
+            LegacySync::GolangSetVersion { version, dirty } => self.conn.execute("DELETE FROM schema_migrations", []).and_then(|_| match version {
+                Some(v) => self.conn.execute("INSERT INTO schema_migrations (version, dirty) VALUES (?1, ?2)", params![v, dirty]).map(drop),
+                None => Ok(()),
+            }),
+            LegacySync::SqlxInsert { version, description, checksum, execution_ns } => self
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, TRUE, ?3, ?4)",
+                    params![version, description, checksum, execution_ns],
+                )
+                .map(drop),
+            LegacySync::SqlxDelete { version } => self.conn.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [version]).map(drop),
+            LegacySync::DbmateInsert { version } => self
+                .conn
+                .execute("INSERT OR IGNORE INTO schema_migrations (version) VALUES (?1)", [version.to_string()])
+                .map(drop),
+            LegacySync::DbmateDelete { version } => self
+                .conn
+                .execute("DELETE FROM schema_migrations WHERE CAST(version AS TEXT) = ?1", [version.to_string()])
+                .map(drop),
+        };
+        result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
+    }
+}

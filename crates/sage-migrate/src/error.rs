@@ -1,0 +1,94 @@
+use std::fmt;
+
+/// What kind of failure, the same for PostgreSQL and SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The migration files could not be read or are invalid.
+    Source,
+    /// The request cannot be carried out as asked (unknown version, no down script, ...).
+    Usage,
+    /// The database state forbids the operation until an operator decides (edited or
+    /// out-of-order migrations, a dirty golang-migrate table).
+    State,
+    /// Another process held the migration lock for longer than the timeout.
+    LockTimeout,
+    /// A migration's SQL failed; nothing of it was kept (or, outside a transaction, the
+    /// message says exactly what was).
+    MigrationFailed,
+    /// The database could not be reached or failed outside a migration.
+    Database,
+}
+
+/// An error from the migration engine. Messages name the file, the statement and its line.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into(), source: None }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error { kind, message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<sage_conn::Error> for Error {
+    fn from(e: sage_conn::Error) -> Error {
+        Error { kind: ErrorKind::Database, message: e.to_string(), source: Some(Box::new(e)) }
+    }
+}
+
+/// A failed statement, as the database reported it.
+#[derive(Debug, Clone)]
+pub struct StatementError {
+    pub message: String,
+}
+
+impl StatementError {
+    pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StatementError {
+        match e.as_db_error() {
+            Some(db) => {
+                let mut message = format!("{}: {}", db.severity(), db.message());
+                if let Some(detail) = db.detail() {
+                    message.push_str(&format!(" (detail: {detail})"));
+                }
+                if let Some(hint) = db.hint() {
+                    message.push_str(&format!(" (hint: {hint})"));
+                }
+                message.push_str(&format!(" [SQLSTATE {}]", db.code().code()));
+                StatementError { message }
+            }
+            None => StatementError { message: e.to_string() },
+        }
+    }
+
+    pub(crate) fn from_sqlite(e: &rusqlite::Error) -> StatementError {
+        StatementError { message: e.to_string() }
+    }
+}

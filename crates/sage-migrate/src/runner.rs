@@ -1,0 +1,671 @@
+//! Carries out a plan: takes the lock, re-reads the history under it, adopts other tools'
+//! bookkeeping, and applies or reverts migrations so that each one either completes with its
+//! history row or leaves nothing behind.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::driver::{Driver, PgDriver, SqliteDriver};
+use crate::legacy::{self, LegacyTable};
+use crate::plan::{self, Finding, Severity, StatusEntry, Step, Target};
+use crate::split::{split, Statement, TransactionControl};
+use crate::{Dialect, Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowState, Script, DEFAULT_HISTORY_TABLE};
+
+/// Options shared by every command. Safety-relevant ones default to the safe choice.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long to wait for another process's migration lock.
+    pub lock_timeout: Duration,
+    /// Apply files older than the newest applied migration instead of refusing.
+    pub allow_out_of_order: bool,
+    /// Plan and print, change nothing.
+    pub dry_run: bool,
+    /// The history table, optionally schema-qualified (`schema.table`).
+    pub history_table: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            lock_timeout: Duration::from_secs(60),
+            allow_out_of_order: false,
+            dry_run: false,
+            history_table: DEFAULT_HISTORY_TABLE.to_string(),
+        }
+    }
+}
+
+/// What a command did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub version_before: Option<i64>,
+    pub version_after: Option<i64>,
+    pub applied: Vec<StepReport>,
+    pub reverted: Vec<StepReport>,
+    /// Things the operator should know: adoptions, resumed migrations, accepted edits.
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub version: i64,
+    pub name: String,
+    pub file: String,
+    pub statements: usize,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_at_statement: Option<usize>,
+    /// The SQL that would run, for `--dry-run`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// Where a database stands against the migration files.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub version: Option<i64>,
+    pub latest_file_version: Option<i64>,
+    pub pending: usize,
+    pub migrations: Vec<StatusEntry>,
+    pub findings: Vec<Finding>,
+    /// Other tools' bookkeeping tables found, e.g. `golang-migrate (schema_migrations)`.
+    pub legacy_tables: Vec<String>,
+}
+
+impl StatusReport {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+enum Operation {
+    Up(Target),
+    Down(Target),
+    Goto(i64),
+    Force(i64),
+    Baseline(i64),
+    Repair,
+}
+
+/// Applies a [`MigrationSet`] to one database.
+pub struct Migrator {
+    driver: Box<dyn Driver>,
+    set: MigrationSet,
+    options: RunOptions,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator").field("dialect", &self.set.dialect).field("options", &self.options).finish()
+    }
+}
+
+impl Migrator {
+    pub async fn connect(target: &sage_conn::Target, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
+        let driver: Box<dyn Driver> = match target {
+            sage_conn::Target::Postgres(pg) => Box::new(PgDriver::connect(pg, &options.history_table).await?),
+            sage_conn::Target::Sqlite(location) => {
+                Box::new(SqliteDriver::open(location, &options.history_table, options.lock_timeout)?)
+            }
+            sage_conn::Target::Memory => {
+                return Err(Error::new(ErrorKind::Usage, "memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL"))
+            }
+        };
+        Migrator::with_driver(driver, set, options)
+    }
+
+    pub fn with_driver(driver: Box<dyn Driver>, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
+        if driver.dialect() != set.dialect {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("the migrations are written for {} but the database is {}", set.dialect.name(), driver.dialect().name()),
+            ));
+        }
+        Ok(Migrator { driver, set, options })
+    }
+
+    pub fn set(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    /// Reads where the database stands. Takes no lock and creates nothing.
+    pub async fn status(&mut self) -> Result<StatusReport, Error> {
+        let legacy = self.driver.legacy().await?;
+        let mut history = self.driver.history().await?;
+        if history.is_empty() {
+            // Show what adoption would record, so `status` on a golang-migrate database
+            // already tells the truth.
+            for table in &legacy {
+                if let Ok(rows) = legacy::adopt(table, &self.set, &self.driver.applied_by()) {
+                    history.extend(rows);
+                }
+            }
+            history.sort_by_key(|r| r.version);
+            history.dedup_by_key(|r| r.version);
+        }
+        let migrations = plan::status(&self.set, &history);
+        let findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
+        let pending = migrations
+            .iter()
+            .filter(|e| matches!(e.state, plan::MigrationState::Pending | plan::MigrationState::OutOfOrder | plan::MigrationState::Partial))
+            .count();
+        Ok(StatusReport {
+            version: plan::current_version(&history),
+            latest_file_version: self.set.latest_version(),
+            pending,
+            migrations,
+            findings,
+            legacy_tables: legacy.iter().map(|t| format!("{} ({})", t.tool(), t.table())).collect(),
+        })
+    }
+
+    pub async fn up(&mut self, target: Target) -> Result<Report, Error> {
+        self.run(Operation::Up(target)).await
+    }
+
+    pub async fn down(&mut self, target: Target) -> Result<Report, Error> {
+        self.run(Operation::Down(target)).await
+    }
+
+    pub async fn goto(&mut self, version: i64) -> Result<Report, Error> {
+        self.run(Operation::Goto(version)).await
+    }
+
+    /// Records that exactly the migrations up to `version` are applied, without running
+    /// anything. The way out after a failure outside SAGE DB's control.
+    pub async fn force(&mut self, version: i64) -> Result<Report, Error> {
+        self.run(Operation::Force(version)).await
+    }
+
+    /// Records migrations up to `version` as already present in a database whose schema
+    /// was created before SAGE DB managed it.
+    pub async fn baseline(&mut self, version: i64) -> Result<Report, Error> {
+        self.run(Operation::Baseline(version)).await
+    }
+
+    /// Accepts the current checksum of applied migrations whose files were edited.
+    pub async fn repair(&mut self) -> Result<Report, Error> {
+        self.run(Operation::Repair).await
+    }
+
+    async fn run(&mut self, operation: Operation) -> Result<Report, Error> {
+        if self.options.dry_run {
+            return self.run_locked(operation).await;
+        }
+        self.driver.lock(self.options.lock_timeout).await?;
+        let result = self.run_locked(operation).await;
+        let unlocked = self.driver.unlock().await;
+        let report = result?;
+        unlocked?;
+        Ok(report)
+    }
+
+    async fn run_locked(&mut self, operation: Operation) -> Result<Report, Error> {
+        let dry_run = self.options.dry_run;
+        let mut report = Report { dry_run, ..Report::default() };
+        if !dry_run {
+            self.driver.ensure_history().await?;
+        }
+        // Read under the lock: another process may have migrated while we waited.
+        let legacy = self.driver.legacy().await?;
+        let mut history = self.driver.history().await?;
+        let forcing = matches!(operation, Operation::Force(_) | Operation::Baseline(_));
+        if history.is_empty() && !forcing {
+            history = self.adopt(&legacy, &mut report).await?;
+        }
+        report.version_before = plan::current_version(&history);
+        let steps = match operation {
+            Operation::Up(target) => {
+                refuse_problems(&self.set)?;
+                plan::plan_up(&self.set, &history, target, self.options.allow_out_of_order)?
+            }
+            Operation::Down(target) => plan::plan_down(&self.set, &history, target)?,
+            Operation::Goto(version) => {
+                refuse_problems(&self.set)?;
+                plan::plan_goto(&self.set, &history, version, self.options.allow_out_of_order)?
+            }
+            Operation::Force(version) => {
+                self.force_to(version, RowState::Applied, &history, &legacy, &mut report).await?;
+                return Ok(report);
+            }
+            Operation::Baseline(version) => {
+                if history.iter().any(|r| r.state.is_complete()) || legacy.iter().any(|t| !matches!(t, LegacyTable::GolangMigrate { version: None, .. })) {
+                    return Err(Error::new(
+                        ErrorKind::State,
+                        "baseline is for a database with no recorded migrations; this one has some (use `sage-db migrate force V` to rewrite the record)",
+                    ));
+                }
+                self.force_to(version, RowState::Baseline, &history, &legacy, &mut report).await?;
+                return Ok(report);
+            }
+            Operation::Repair => {
+                self.repair_checksums(&history, &mut report).await?;
+                return Ok(report);
+            }
+        };
+        for step in steps {
+            match step {
+                Step::Apply { version, resume_at } => {
+                    let step_report = self.apply(version, resume_at, &mut history, &legacy).await?;
+                    if let Some(at) = step_report.resumed_at_statement {
+                        report.notices.push(format!("resumed {} at statement {}", step_report.file, at + 1));
+                    }
+                    report.applied.push(step_report);
+                }
+                Step::Revert { version } => {
+                    let step_report = self.revert(version, &mut history, &legacy).await?;
+                    report.reverted.push(step_report);
+                }
+            }
+        }
+        report.version_after = plan::current_version(&history);
+        Ok(report)
+    }
+
+    /// Takes over another tool's bookkeeping the first time SAGE DB sees a database.
+    async fn adopt(&mut self, legacy: &[LegacyTable], report: &mut Report) -> Result<Vec<HistoryRow>, Error> {
+        let mut rows: Vec<HistoryRow> = Vec::new();
+        let mut sources = Vec::new();
+        for table in legacy {
+            let adopted = legacy::adopt(table, &self.set, &self.driver.applied_by())?;
+            if !adopted.is_empty() {
+                sources.push(format!("{} ({}, {} migrations)", table.tool(), table.table(), adopted.len()));
+            }
+            for row in adopted {
+                if !rows.iter().any(|r| r.version == row.version) {
+                    rows.push(row);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        rows.sort_by_key(|r| r.version);
+        if !self.options.dry_run {
+            self.driver.begin().await?;
+            for row in &rows {
+                if let Err(e) = self.driver.write_row(row).await {
+                    let _ = self.driver.rollback().await;
+                    return Err(e);
+                }
+            }
+            self.driver.commit().await?;
+        }
+        report.notices.push(format!(
+            "adopted the history of {}; that table is kept in step from now on",
+            sources.join(" and ")
+        ));
+        Ok(rows)
+    }
+
+    async fn apply(&mut self, version: i64, resume_at: usize, history: &mut Vec<HistoryRow>, legacy: &[LegacyTable]) -> Result<StepReport, Error> {
+        let migration = self.set.get(version).expect("planned migrations exist").clone();
+        let statements = statements_of(&migration.up, self.set.dialect)?;
+        let mut step = StepReport {
+            version,
+            name: migration.name.clone(),
+            file: migration.up.origin.clone(),
+            statements: statements.len(),
+            duration_ms: 0,
+            resumed_at_statement: (resume_at > 0).then_some(resume_at),
+            sql: None,
+        };
+        if self.options.dry_run {
+            step.sql = Some(render_dry_run(&migration.up, &statements, resume_at, &format!("record version {version} as applied")));
+            mark_complete(history, row_for(&migration, RowState::Applied, 0, &self.driver.applied_by()));
+            return Ok(step);
+        }
+        let started = Instant::now();
+        let mut complete_after: Vec<i64> = complete_versions(history);
+        complete_after.push(version);
+        let mut row = row_for(&migration, RowState::Applied, 0, &self.driver.applied_by());
+        if migration.up.transactional {
+            self.driver.begin().await?;
+            let outcome = self.run_in_transaction(&migration, &statements, &mut row, started, &complete_after, legacy).await;
+            if let Err(e) = outcome {
+                let _ = self.driver.rollback().await;
+                return Err(e);
+            }
+        } else {
+            self.run_outside_transaction(&migration, &statements, resume_at, &mut row, started, &complete_after, legacy).await?;
+        }
+        step.duration_ms = started.elapsed().as_millis() as u64;
+        mark_complete(history, row);
+        tracing::info!(version, file = %migration.up.origin, ms = step.duration_ms, "applied migration");
+        Ok(step)
+    }
+
+    async fn run_in_transaction(
+        &mut self,
+        migration: &Migration,
+        statements: &[Statement<'_>],
+        row: &mut HistoryRow,
+        started: Instant,
+        complete_after: &[i64],
+        legacy: &[LegacyTable],
+    ) -> Result<(), Error> {
+        for (index, statement) in statements.iter().enumerate() {
+            if let Err(e) = self.driver.execute(statement.sql).await {
+                return Err(Error::new(
+                    ErrorKind::MigrationFailed,
+                    format!(
+                        "{} failed at statement {} of {} (line {}): {}\nnothing of this migration was kept; fix the file and run `sage-db migrate up` again",
+                        migration.up.origin,
+                        index + 1,
+                        statements.len(),
+                        statement.line,
+                        e.message
+                    ),
+                ));
+            }
+        }
+        row.execution_ms = started.elapsed().as_millis() as i64;
+        self.driver.write_row(row).await?;
+        let elapsed_ns = started.elapsed().as_nanos() as i64;
+        for change in legacy::sync_for(legacy, &self.set, migration.version, true, complete_after, elapsed_ns) {
+            self.driver.sync_legacy(&change).await?;
+        }
+        self.driver.commit().await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_outside_transaction(
+        &mut self,
+        migration: &Migration,
+        statements: &[Statement<'_>],
+        resume_at: usize,
+        row: &mut HistoryRow,
+        started: Instant,
+        complete_after: &[i64],
+        legacy: &[LegacyTable],
+    ) -> Result<(), Error> {
+        // The row says "running" before the first statement, so an interrupted run is
+        // visible and the next `up` knows where to resume.
+        row.state = RowState::Running;
+        row.statements_done = resume_at as i32;
+        self.driver.write_row(row).await?;
+        for table in legacy {
+            if let LegacyTable::GolangMigrate { .. } = table {
+                let dirty = legacy::LegacySync::GolangSetVersion { version: Some(migration.version), dirty: true };
+                self.driver.sync_legacy(&dirty).await?;
+            }
+        }
+        for (index, statement) in statements.iter().enumerate().skip(resume_at) {
+            if let Err(e) = self.driver.execute(statement.sql).await {
+                row.state = RowState::Failed;
+                row.error = Some(format!("statement {} (line {}): {}", index + 1, statement.line, e.message));
+                let _ = self.driver.write_row(row).await;
+                let kept = if index == 0 {
+                    "no statement of it had run".to_string()
+                } else {
+                    format!("statements 1 to {index} completed and are kept (it runs outside a transaction)")
+                };
+                return Err(Error::new(
+                    ErrorKind::MigrationFailed,
+                    format!(
+                        "{} failed at statement {} of {} (line {}): {}\n{kept}; fix the file and run `sage-db migrate up` to resume at statement {}",
+                        migration.up.origin,
+                        index + 1,
+                        statements.len(),
+                        statement.line,
+                        e.message,
+                        index + 1
+                    ),
+                ));
+            }
+            row.statements_done = index as i32 + 1;
+            self.driver.write_row(row).await?;
+        }
+        row.state = RowState::Applied;
+        row.error = None;
+        row.execution_ms = started.elapsed().as_millis() as i64;
+        self.driver.begin().await?;
+        let finish = async {
+            self.driver.write_row(row).await?;
+            let elapsed_ns = started.elapsed().as_nanos() as i64;
+            for change in legacy::sync_for(legacy, &self.set, migration.version, true, complete_after, elapsed_ns) {
+                self.driver.sync_legacy(&change).await?;
+            }
+            self.driver.commit().await
+        }
+        .await;
+        if finish.is_err() {
+            let _ = self.driver.rollback().await;
+        }
+        finish
+    }
+
+    async fn revert(&mut self, version: i64, history: &mut Vec<HistoryRow>, legacy: &[LegacyTable]) -> Result<StepReport, Error> {
+        let migration = self.set.get(version).expect("planned migrations exist").clone();
+        let script = migration.down.clone().expect("planned reverts have a down script");
+        let statements = statements_of(&script, self.set.dialect)?;
+        let mut step = StepReport {
+            version,
+            name: migration.name.clone(),
+            file: script.origin.clone(),
+            statements: statements.len(),
+            duration_ms: 0,
+            resumed_at_statement: None,
+            sql: None,
+        };
+        if self.options.dry_run {
+            step.sql = Some(render_dry_run(&script, &statements, 0, &format!("delete version {version} from the history")));
+            history.retain(|r| r.version != version);
+            return Ok(step);
+        }
+        let started = Instant::now();
+        let complete_after: Vec<i64> = complete_versions(history).into_iter().filter(|v| *v != version).collect();
+        let run = async {
+            if script.transactional {
+                self.driver.begin().await?;
+            }
+            for (index, statement) in statements.iter().enumerate() {
+                if let Err(e) = self.driver.execute(statement.sql).await {
+                    let kept = if script.transactional || index == 0 {
+                        "nothing of it was kept".to_string()
+                    } else {
+                        format!("statements 1 to {index} completed and are kept (it runs outside a transaction); the migration is still recorded as applied")
+                    };
+                    return Err(Error::new(
+                        ErrorKind::MigrationFailed,
+                        format!(
+                            "{} failed at statement {} of {} (line {}): {}\n{kept}",
+                            script.origin,
+                            index + 1,
+                            statements.len(),
+                            statement.line,
+                            e.message
+                        ),
+                    ));
+                }
+            }
+            if !script.transactional {
+                self.driver.begin().await?;
+            }
+            self.driver.delete_row(version).await?;
+            let elapsed_ns = started.elapsed().as_nanos() as i64;
+            for change in legacy::sync_for(legacy, &self.set, version, false, &complete_after, elapsed_ns) {
+                self.driver.sync_legacy(&change).await?;
+            }
+            self.driver.commit().await
+        }
+        .await;
+        if let Err(e) = run {
+            let _ = self.driver.rollback().await;
+            return Err(e);
+        }
+        step.duration_ms = started.elapsed().as_millis() as u64;
+        history.retain(|r| r.version != version);
+        tracing::info!(version, file = %script.origin, ms = step.duration_ms, "reverted migration");
+        Ok(step)
+    }
+
+    async fn force_to(
+        &mut self,
+        version: i64,
+        state: RowState,
+        history: &[HistoryRow],
+        legacy: &[LegacyTable],
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        if version < 0 || (version > 0 && self.set.get(version).is_none()) {
+            return Err(Error::new(ErrorKind::Usage, format!("no migration has version {version} (use 0 for none)")));
+        }
+        report.version_before = plan::current_version(history);
+        let applied_by = self.driver.applied_by();
+        let mut writes: Vec<HistoryRow> = Vec::new();
+        let mut deletes: Vec<i64> = Vec::new();
+        for m in self.set.migrations.iter().filter(|m| m.version <= version) {
+            let recorded = history.iter().find(|r| r.version == m.version);
+            if !recorded.is_some_and(|r| r.state.is_complete()) {
+                writes.push(row_for(m, state, 0, &applied_by));
+            }
+        }
+        deletes.extend(history.iter().filter(|r| r.version > version || (!r.state.is_complete() && r.version <= version && self.set.get(r.version).is_none())).map(|r| r.version));
+        let complete_after: Vec<i64> = self.set.migrations.iter().map(|m| m.version).filter(|v| *v <= version).collect();
+        let mut changes = Vec::new();
+        for table in legacy {
+            match table {
+                LegacyTable::GolangMigrate { .. } => changes.push(legacy::LegacySync::GolangSetVersion {
+                    version: (version > 0).then_some(version),
+                    dirty: false,
+                }),
+                _ => {
+                    for row in &writes {
+                        changes.extend(legacy::sync_for(std::slice::from_ref(table), &self.set, row.version, true, &complete_after, 0));
+                    }
+                    for v in &deletes {
+                        changes.extend(legacy::sync_for(std::slice::from_ref(table), &self.set, *v, false, &complete_after, 0));
+                    }
+                }
+            }
+        }
+        report.notices.push(format!(
+            "{} recorded {} and removed {} history row(s); no migration SQL was run",
+            if self.options.dry_run { "would have" } else { "" },
+            writes.len(),
+            deletes.len()
+        ).trim_start().to_string());
+        report.version_after = (version > 0).then_some(version);
+        if self.options.dry_run {
+            return Ok(());
+        }
+        self.driver.begin().await?;
+        let result = async {
+            for row in &writes {
+                self.driver.write_row(row).await?;
+            }
+            for v in &deletes {
+                self.driver.delete_row(*v).await?;
+            }
+            for change in &changes {
+                self.driver.sync_legacy(change).await?;
+            }
+            self.driver.commit().await
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.driver.rollback().await;
+        }
+        result
+    }
+
+    async fn repair_checksums(&mut self, history: &[HistoryRow], report: &mut Report) -> Result<(), Error> {
+        let mut fixed = Vec::new();
+        for row in history.iter().filter(|r| r.state.is_complete()) {
+            if let Some(m) = self.set.get(row.version) {
+                if m.checksum != row.checksum {
+                    fixed.push(HistoryRow { checksum: m.checksum.clone(), name: m.name.clone(), ..row.clone() });
+                }
+            }
+        }
+        report.version_before = plan::current_version(history);
+        report.version_after = report.version_before;
+        for row in &fixed {
+            report.notices.push(format!("accepted the edited file for version {} ({})", row.version, row.name));
+        }
+        if fixed.is_empty() {
+            report.notices.push("nothing to repair: every applied migration matches its file".into());
+        }
+        if self.options.dry_run || fixed.is_empty() {
+            return Ok(());
+        }
+        self.driver.begin().await?;
+        for row in &fixed {
+            if let Err(e) = self.driver.write_row(row).await {
+                let _ = self.driver.rollback().await;
+                return Err(e);
+            }
+        }
+        self.driver.commit().await
+    }
+}
+
+fn refuse_problems(set: &MigrationSet) -> Result<(), Error> {
+    if set.problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
+    Err(Error::new(ErrorKind::Source, format!("refusing to migrate until these files are fixed:\n  {}", lines.join("\n  "))))
+}
+
+/// The statements of a script, without a `BEGIN; … COMMIT;` wrapper (the engine supplies
+/// its own transaction).
+fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>, Error> {
+    let mut statements = split(&script.sql, dialect).map_err(|e| {
+        Error::new(ErrorKind::Source, format!("{}: line {}: unterminated {}", script.origin, e.line, e.what))
+    })?;
+    let wrapped = statements.len() >= 2
+        && statements[0].transaction_control() == Some(TransactionControl::Begin)
+        && statements[statements.len() - 1].transaction_control() == Some(TransactionControl::Commit);
+    if wrapped {
+        statements.pop();
+        statements.remove(0);
+    }
+    Ok(statements)
+}
+
+fn render_dry_run(script: &Script, statements: &[Statement<'_>], resume_at: usize, bookkeeping: &str) -> String {
+    let mut out = String::new();
+    let mode = if script.transactional { "in one transaction" } else { "statement by statement, no transaction" };
+    out.push_str(&format!("-- {} ({mode})\n", script.origin));
+    if script.transactional {
+        out.push_str("BEGIN;\n");
+    }
+    for statement in statements.iter().skip(resume_at) {
+        out.push_str(statement.sql);
+        out.push_str(";\n");
+    }
+    out.push_str(&format!("-- then {bookkeeping}\n"));
+    if script.transactional {
+        out.push_str("COMMIT;\n");
+    }
+    out
+}
+
+fn row_for(m: &Migration, state: RowState, execution_ms: i64, applied_by: &str) -> HistoryRow {
+    HistoryRow {
+        version: m.version,
+        name: m.name.clone(),
+        checksum: m.checksum.clone(),
+        state,
+        applied_at: Utc::now(),
+        execution_ms,
+        applied_by: applied_by.to_string(),
+        statements_done: 0,
+        error: None,
+    }
+}
+
+fn complete_versions(history: &[HistoryRow]) -> Vec<i64> {
+    history.iter().filter(|r| r.state.is_complete()).map(|r| r.version).collect()
+}
+
+fn mark_complete(history: &mut Vec<HistoryRow>, row: HistoryRow) {
+    history.retain(|r| r.version != row.version);
+    history.push(row);
+    history.sort_by_key(|r| r.version);
+}

@@ -1,0 +1,488 @@
+//! Reading migrations from a directory or from files compiled into a binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::migration::{checksum, sqlx_checksum};
+use crate::plan::{Finding, FindingKind};
+use crate::split::{split, TransactionControl};
+use crate::{Dialect, Error, ErrorKind, Migration, Script};
+
+/// The file layout of a migration directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `{version}_{name}.up.sql` and `{version}_{name}.down.sql` (golang-migrate, and sqlx
+    /// reversible migrations).
+    UpDown,
+    /// `{version}_{name}.sql`, apply only (sqlx simple migrations).
+    Simple,
+    /// `{version}_{name}.sql` with `-- migrate:up` and `-- migrate:down` sections (dbmate).
+    Dbmate,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::UpDown => "up/down files (golang-migrate, sqlx reversible)",
+            Format::Simple => "single files (sqlx)",
+            Format::Dbmate => "dbmate sections",
+        }
+    }
+}
+
+/// All migrations of one directory (or embedded set), sorted by version, plus the files
+/// that looked like migrations but could not be read. Commands that change the database
+/// refuse to run while `problems` is not empty; `validate` and `status` report them.
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    pub dialect: Dialect,
+    pub format: Format,
+    pub migrations: Vec<Migration>,
+    pub problems: Vec<Finding>,
+    /// The directory the set was read from; `None` for an embedded set.
+    pub dir: Option<PathBuf>,
+}
+
+/// A file of a migration set before parsing.
+struct SourceFile {
+    name: String,
+    text: String,
+}
+
+impl MigrationSet {
+    /// Reads every migration in `dir` (not its subdirectories).
+    pub fn from_dir(dir: &Path, dialect: Dialect) -> Result<MigrationSet, Error> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::new(ErrorKind::Source, format!("cannot read migration directory {}: {e}", dir.display()))
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::new(ErrorKind::Source, format!("cannot list {}: {e}", dir.display())))?;
+            if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !looks_like_migration(&name) {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).map_err(|e| {
+                Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display()))
+            })?;
+            files.push(SourceFile { name, text });
+        }
+        let mut set = MigrationSet::parse(files, dialect, |name| name.to_string());
+        set.dir = Some(dir.to_path_buf());
+        Ok(set)
+    }
+
+    /// Builds a set from `(file name, contents)` pairs compiled into a binary.
+    pub fn from_embedded(files: &[(&str, &str)], dialect: Dialect) -> MigrationSet {
+        let files = files
+            .iter()
+            .map(|(name, text)| SourceFile { name: name.to_string(), text: text.to_string() })
+            .collect();
+        MigrationSet::parse(files, dialect, |name| format!("{name} (embedded)"))
+    }
+
+    fn parse(mut files: Vec<SourceFile>, dialect: Dialect, origin: impl Fn(&str) -> String) -> MigrationSet {
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut problems = Vec::new();
+        let mut by_version: BTreeMap<i64, Parts> = BTreeMap::new();
+        let mut formats: BTreeMap<&'static str, (usize, Format)> = BTreeMap::new();
+        for file in &files {
+            let parsed = match parse_name(&file.name) {
+                Ok(p) => p,
+                Err(reason) => {
+                    problems.push(Finding::file(FindingKind::Unparsable, &file.name, reason));
+                    continue;
+                }
+            };
+            let entry = by_version.entry(parsed.version).or_default();
+            let origin = origin(&file.name);
+            let format = match parsed.kind {
+                NameKind::Up | NameKind::Down => Format::UpDown,
+                NameKind::Single if is_dbmate(&file.text) => Format::Dbmate,
+                NameKind::Single => Format::Simple,
+            };
+            formats.entry(format.name()).or_insert((0, format)).0 += 1;
+            let slot = match parsed.kind {
+                NameKind::Down => &mut entry.down,
+                _ => &mut entry.up,
+            };
+            if let Some(existing) = slot {
+                problems.push(Finding::file(
+                    FindingKind::DuplicateVersion,
+                    &file.name,
+                    format!("version {} is also used by {}", parsed.version, existing.0),
+                ));
+                entry.duplicate = true;
+                continue;
+            }
+            if entry.name.as_deref().is_some_and(|n| n != parsed.name) {
+                problems.push(Finding::file(
+                    FindingKind::DuplicateVersion,
+                    &file.name,
+                    format!("version {} is also used with the name {:?}", parsed.version, entry.name.as_deref().unwrap_or("")),
+                ));
+                entry.duplicate = true;
+                continue;
+            }
+            entry.name = Some(parsed.name.clone());
+            if format == Format::Dbmate {
+                match split_dbmate(&file.text) {
+                    Ok((up, down)) => {
+                        entry.up = Some((origin.clone(), up, file.text.clone()));
+                        entry.down = down.map(|d| (origin.clone(), d, String::new()));
+                    }
+                    Err(reason) => problems.push(Finding::file(FindingKind::Unparsable, &file.name, reason)),
+                }
+            } else {
+                *slot = Some((origin, ScriptText::plain(&file.text), file.text.clone()));
+            }
+        }
+        let mut migrations = Vec::new();
+        for (version, parts) in by_version {
+            if parts.duplicate {
+                continue;
+            }
+            let name = parts.name.unwrap_or_default();
+            let Some((up_origin, up, raw_up)) = parts.up else {
+                if let Some((down_origin, ..)) = parts.down {
+                    problems.push(Finding::file(FindingKind::Unparsable, &down_origin, "a down script without its up script".into()));
+                }
+                continue;
+            };
+            let up = match make_script(up_origin, up, dialect) {
+                Ok(s) => s,
+                Err(f) => {
+                    problems.push(f);
+                    continue;
+                }
+            };
+            let down = match parts.down.map(|(o, t, _)| make_script(o, t, dialect)).transpose() {
+                Ok(d) => d,
+                Err(f) => {
+                    problems.push(f);
+                    continue;
+                }
+            };
+            migrations.push(Migration {
+                version,
+                checksum: checksum(&raw_up),
+                sqlx_checksum: sqlx_checksum(&raw_up),
+                name,
+                up,
+                down,
+            });
+        }
+        let format = formats.values().max_by_key(|(count, _)| *count).map(|(_, f)| *f).unwrap_or(Format::UpDown);
+        MigrationSet { dialect, format, migrations, problems, dir: None }
+    }
+
+    pub fn get(&self, version: i64) -> Option<&Migration> {
+        self.migrations.binary_search_by_key(&version, |m| m.version).ok().map(|i| &self.migrations[i])
+    }
+
+    pub fn latest_version(&self) -> Option<i64> {
+        self.migrations.last().map(|m| m.version)
+    }
+
+    /// Plans the files `create NAME` writes: the next version in the directory's own style
+    /// (sequential with the same width, or a UTC timestamp) and format.
+    pub fn new_migration(&self, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<NewMigration, Error> {
+        let dir = self.dir.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Usage, "create needs a migration directory (--source DIR)")
+        })?;
+        let slug = slug(name);
+        if slug.is_empty() {
+            return Err(Error::new(ErrorKind::Usage, format!("{name:?} is not a usable migration name; use letters, digits and underscores")));
+        }
+        let timestamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().expect("timestamp digits");
+        let (version, width) = match self.latest_version() {
+            Some(latest) if latest >= 1_000_000_000_000 => (timestamp.max(latest + 1), 14),
+            Some(latest) => (latest + 1, self.version_width().max(1)),
+            None => (1, 6),
+        };
+        let stem = format!("{version:0width$}_{slug}");
+        let files = match self.format {
+            Format::UpDown => vec![
+                (dir.join(format!("{stem}.up.sql")), format!("-- {name}: apply\n")),
+                (dir.join(format!("{stem}.down.sql")), format!("-- {name}: revert\n")),
+            ],
+            Format::Simple => vec![(dir.join(format!("{stem}.sql")), format!("-- {name}\n"))],
+            Format::Dbmate => vec![(dir.join(format!("{stem}.sql")), "-- migrate:up\n\n\n-- migrate:down\n\n".to_string())],
+        };
+        Ok(NewMigration { version, files })
+    }
+
+    fn version_width(&self) -> usize {
+        // The width of the newest file's zero-padded version, e.g. 6 for 000001_init.up.sql.
+        self.migrations
+            .last()
+            .and_then(|m| {
+                let file = m.up.origin.rsplit('/').next()?;
+                Some(file.chars().take_while(char::is_ascii_digit).count())
+            })
+            .unwrap_or(6)
+    }
+}
+
+/// The files `create` will write.
+#[derive(Debug, Clone)]
+pub struct NewMigration {
+    pub version: i64,
+    pub files: Vec<(PathBuf, String)>,
+}
+
+#[derive(Default)]
+struct Parts {
+    name: Option<String>,
+    up: Option<(String, ScriptText, String)>,
+    down: Option<(String, ScriptText, String)>,
+    duplicate: bool,
+}
+
+/// A script's text and whether a marker asked for it to run outside a transaction.
+#[derive(Debug, Clone)]
+struct ScriptText {
+    sql: String,
+    no_transaction: bool,
+}
+
+impl ScriptText {
+    fn plain(text: &str) -> ScriptText {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let no_transaction = first.starts_with("-- sage:no-transaction") || first.starts_with("-- no-transaction");
+        ScriptText { sql: text.to_string(), no_transaction }
+    }
+}
+
+fn make_script(origin: String, text: ScriptText, dialect: Dialect) -> Result<Script, Finding> {
+    let statements = split(&text.sql, dialect).map_err(|e| {
+        Finding::file(FindingKind::Unparsable, &origin, format!("line {}: unterminated {}", e.line, e.what))
+    })?;
+    let controls: Vec<_> = statements.iter().filter_map(|s| Some((s.line, s.transaction_control()?))).collect();
+    let wrapped = statements.len() >= 2
+        && statements.first().and_then(|s| s.transaction_control()) == Some(TransactionControl::Begin)
+        && statements.last().and_then(|s| s.transaction_control()) == Some(TransactionControl::Commit)
+        && controls.len() == 2;
+    if text.no_transaction && !controls.is_empty() {
+        let line = controls[0].0;
+        return Err(Finding::file(
+            FindingKind::Unparsable,
+            &origin,
+            format!("line {line}: transaction control in a no-transaction migration; each statement already runs on its own"),
+        ));
+    }
+    if !text.no_transaction && !controls.is_empty() && !wrapped {
+        let line = controls[0].0;
+        return Err(Finding::file(
+            FindingKind::Unparsable,
+            &origin,
+            format!("line {line}: BEGIN/COMMIT/ROLLBACK inside a migration that already runs in a transaction; remove it, or put `-- sage:no-transaction` on the first line"),
+        ));
+    }
+    Ok(Script { origin, sql: text.sql, transactional: !text.no_transaction })
+}
+
+/// Files whose names start with a digit are meant to be migrations and must parse; other
+/// files (READMEs, `schema.sql` snapshots) are not ours to judge.
+fn looks_like_migration(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_digit()) || (name.starts_with(['V', 'U']) && name.contains("__") && name.ends_with(".sql"))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum NameKind {
+    Up,
+    Down,
+    Single,
+}
+
+#[derive(Debug)]
+struct ParsedName {
+    version: i64,
+    name: String,
+    kind: NameKind,
+}
+
+fn parse_name(file: &str) -> Result<ParsedName, String> {
+    if file.starts_with(['V', 'U']) {
+        return Err("Flyway/refinery-style names (V1__name.sql) are not supported; rename to 1_name.sql".into());
+    }
+    let (stem, kind) = if let Some(stem) = file.strip_suffix(".up.sql") {
+        (stem, NameKind::Up)
+    } else if let Some(stem) = file.strip_suffix(".down.sql") {
+        (stem, NameKind::Down)
+    } else if let Some(stem) = file.strip_suffix(".sql") {
+        (stem, NameKind::Single)
+    } else {
+        return Err("expected VERSION_NAME.up.sql, VERSION_NAME.down.sql or VERSION_NAME.sql".into());
+    };
+    let Some((digits, name)) = stem.split_once('_') else {
+        return Err("expected an underscore between the version and the name (e.g. 000001_init.up.sql)".into());
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("the version {digits:?} is not a number"));
+    }
+    let version: i64 = digits.parse().map_err(|_| format!("the version {digits} does not fit in a 64-bit integer"))?;
+    if version <= 0 {
+        return Err("the version must be greater than zero".into());
+    }
+    if name.is_empty() {
+        return Err("the name after the version is empty".into());
+    }
+    Ok(ParsedName { version, name: name.to_string(), kind })
+}
+
+fn is_dbmate(text: &str) -> bool {
+    text.lines().any(|l| l.trim_start().starts_with("-- migrate:up"))
+}
+
+/// Splits a dbmate file into its up and down sections.
+fn split_dbmate(text: &str) -> Result<(ScriptText, Option<ScriptText>), String> {
+    let mut up: Option<(bool, String)> = None;
+    let mut down: Option<(bool, String)> = None;
+    let mut current: Option<&mut (bool, String)> = None;
+    for (index, line) in text.strip_prefix('\u{feff}').unwrap_or(text).split_inclusive('\n').enumerate() {
+        let trimmed = line.trim();
+        if let Some(options) = trimmed.strip_prefix("-- migrate:up") {
+            if up.is_some() {
+                return Err(format!("line {}: a second -- migrate:up section is not supported", index + 1));
+            }
+            up = Some((no_tx_option(options), String::new()));
+            current = up.as_mut();
+            continue;
+        }
+        if let Some(options) = trimmed.strip_prefix("-- migrate:down") {
+            if up.is_none() {
+                return Err(format!("line {}: -- migrate:down before -- migrate:up", index + 1));
+            }
+            if down.is_some() {
+                return Err(format!("line {}: a second -- migrate:down section is not supported", index + 1));
+            }
+            down = Some((no_tx_option(options), String::new()));
+            current = down.as_mut();
+            continue;
+        }
+        match current.as_deref_mut() {
+            Some((_, body)) => body.push_str(line),
+            None if trimmed.is_empty() || trimmed.starts_with("--") => {}
+            None => return Err(format!("line {}: statements before -- migrate:up", index + 1)),
+        }
+    }
+    let (up_no_tx, up_sql) = up.ok_or("no -- migrate:up section")?;
+    let down = down
+        .filter(|(_, sql)| !sql.trim().is_empty())
+        .map(|(no_tx, sql)| ScriptText { sql, no_transaction: no_tx });
+    Ok((ScriptText { sql: up_sql, no_transaction: up_no_tx }, down))
+}
+
+fn no_tx_option(options: &str) -> bool {
+    options.split_whitespace().any(|o| o == "transaction:false")
+}
+
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(files: &[(&str, &str)]) -> MigrationSet {
+        MigrationSet::from_embedded(files, Dialect::Postgres)
+    }
+
+    #[test]
+    fn golang_migrate_pairs() {
+        let s = set(&[
+            ("000002_add_x.up.sql", "ALTER TABLE t ADD x int;"),
+            ("000001_init.down.sql", "DROP TABLE t;"),
+            ("000001_init.up.sql", "CREATE TABLE t (id int);"),
+        ]);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.format, Format::UpDown);
+        assert_eq!(s.migrations.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(s.migrations[0].name, "init");
+        assert!(s.migrations[0].down.is_some());
+        assert!(s.migrations[1].down.is_none());
+    }
+
+    #[test]
+    fn sqlx_simple_and_no_transaction_marker() {
+        let s = set(&[
+            ("20240101120000_init.sql", "CREATE TABLE t (id int);"),
+            ("20240102120000_index.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t(id);"),
+            ("20240103120000_more.sql", "-- sage:no-transaction\nCREATE INDEX CONCURRENTLY j ON t(id);"),
+        ]);
+        assert_eq!(s.format, Format::Simple);
+        assert!(s.migrations[0].up.transactional);
+        assert!(!s.migrations[1].up.transactional);
+        assert!(!s.migrations[2].up.transactional);
+    }
+
+    #[test]
+    fn dbmate_sections() {
+        let s = set(&[(
+            "20240101120000_init.sql",
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t(id);\n\n-- migrate:down\nDROP INDEX i;\n",
+        )]);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!(s.format, Format::Dbmate);
+        let m = &s.migrations[0];
+        assert!(!m.up.transactional);
+        assert!(m.up.sql.contains("CREATE INDEX"));
+        assert!(!m.up.sql.contains("DROP INDEX"));
+        assert!(m.down.as_ref().unwrap().sql.contains("DROP INDEX"));
+    }
+
+    #[test]
+    fn every_bad_file_is_reported_at_once() {
+        let s = set(&[
+            ("1_ok.up.sql", "SELECT 1;"),
+            ("2-dash.sql", "SELECT 1;"),
+            ("3_dup.up.sql", "SELECT 1;"),
+            ("3_other.up.sql", "SELECT 1;"),
+            ("4_open.up.sql", "SELECT 'x;"),
+            ("V5__flyway.sql", "SELECT 1;"),
+            ("6_tx.up.sql", "CREATE TABLE a (id int); COMMIT; CREATE TABLE b (id int);"),
+            ("7_orphan.down.sql", "SELECT 1;"),
+            ("99999999999999999999_big.sql", "SELECT 1;"),
+        ]);
+        let files: Vec<&str> = s.problems.iter().map(|p| p.file.as_deref().unwrap()).collect();
+        assert_eq!(s.migrations.iter().map(|m| m.version).collect::<Vec<_>>(), [1]);
+        for expected in ["2-dash.sql", "3_other.up.sql", "4_open.up.sql", "V5__flyway.sql", "6_tx.up.sql", "7_orphan.down.sql", "99999999999999999999_big.sql"] {
+            assert!(files.iter().any(|f| f.starts_with(expected)), "{expected} missing from {files:?}");
+        }
+    }
+
+    #[test]
+    fn begin_commit_wrapper_is_accepted() {
+        let s = set(&[("1_wrapped.up.sql", "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n")]);
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+    }
+
+    #[test]
+    fn create_follows_the_directory_style() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        let mut s = set(&[("000007_init.up.sql", "SELECT 1;")]);
+        s.dir = Some("m".into());
+        let new = s.new_migration("Add Session TTL!", now).unwrap();
+        assert_eq!(new.files[0].0, PathBuf::from("m/000008_add_session_ttl.up.sql"));
+        assert_eq!(new.files[1].0, PathBuf::from("m/000008_add_session_ttl.down.sql"));
+        let mut s = set(&[("20240101120000_init.sql", "SELECT 1;")]);
+        s.dir = Some("m".into());
+        let new = s.new_migration("next", now).unwrap();
+        assert_eq!(new.files[0].0, PathBuf::from("m/20261122100000_next.sql"));
+    }
+}
