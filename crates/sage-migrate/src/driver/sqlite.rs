@@ -43,7 +43,7 @@ impl SqliteDriver {
                     }
                 }
                 let mut lock = path.clone().into_os_string();
-                lock.push(".migrate-lock");
+                lock.push("-migrate.lock");
                 (Connection::open(path), Some(PathBuf::from(lock)))
             }
         };

@@ -1,0 +1,149 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sage-db", version, about = "The database lifecycle for agent-identity services: migrate, validate, check, seed, back up, restore, clean up, monitor")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Database URL: postgres://…, sqlite://FILE, sqlite::memory: or memory://.
+    /// Without it: DATABASE_URL, the DB_* or POSTGRES_* variables, then sqlite://sage.db.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Read variables from FILE before the environment (default: ./.env when present).
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// For `seed`: the environment to seed (dev, staging, …). For every other command:
+    /// the same as --env-file.
+    #[arg(long = "env", global = true, value_name = "FILE|NAME")]
+    pub env: Option<String>,
+
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log what happens (set SAGE_LOG=debug for more).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if needed, apply every pending migration and show the status.
+    Up(MigrationArgs),
+    /// Migrations: apply, revert, inspect and create.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+/// Options shared by every migration command.
+#[derive(Debug, Args, Clone)]
+pub struct MigrationArgs {
+    /// Directory of migration files (golang-migrate, sqlx or dbmate format).
+    /// Without it, SAGE's own migrations compiled into this binary.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+
+    /// How long to wait for another process's migration lock (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub lock_timeout: String,
+
+    /// History table, optionally schema-qualified.
+    #[arg(long, value_name = "TABLE", default_value = sage_migrate::DEFAULT_HISTORY_TABLE)]
+    pub history_table: String,
+
+    /// Apply migrations older than the newest applied one instead of refusing.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+
+    /// Show the SQL that would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation before reverting migrations.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply pending migrations: all, the next N, or through version V.
+    Up {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Apply only the next N.
+        steps: Option<u32>,
+        /// Apply through this version.
+        #[arg(long, value_name = "V", conflicts_with = "steps")]
+        to: Option<i64>,
+    },
+    /// Revert applied migrations: the last one, the last N, down to V, or all.
+    Down {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Revert the last N (default 1).
+        steps: Option<u32>,
+        /// Revert every migration newer than V.
+        #[arg(long, value_name = "V", conflicts_with_all = ["steps", "all"])]
+        to: Option<i64>,
+        /// Revert every migration.
+        #[arg(long, conflicts_with = "steps")]
+        all: bool,
+    },
+    /// Apply or revert until the database is exactly at version V (0 = empty).
+    Goto {
+        #[command(flatten)]
+        args: MigrationArgs,
+        version: i64,
+    },
+    /// Record that migrations through V are applied, running nothing (0 = none).
+    Force {
+        #[command(flatten)]
+        args: MigrationArgs,
+        version: i64,
+    },
+    /// Show every migration and its state.
+    Status {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Exit with 1 when migrations are pending or files have problems.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Print the current version.
+    Version {
+        #[command(flatten)]
+        args: MigrationArgs,
+    },
+    /// Report edited, missing, out-of-order and unreadable migrations, all at once.
+    Validate {
+        #[command(flatten)]
+        args: MigrationArgs,
+    },
+    /// Create the next migration file(s) in the directory's own format.
+    Create {
+        #[command(flatten)]
+        args: MigrationArgs,
+        name: String,
+    },
+    /// Record migrations through V as already present, for a schema created by hand.
+    Baseline {
+        #[command(flatten)]
+        args: MigrationArgs,
+        version: i64,
+    },
+    /// Accept the current contents of edited migration files as applied.
+    Repair {
+        #[command(flatten)]
+        args: MigrationArgs,
+    },
+}

@@ -1,0 +1,259 @@
+//! `sage-db migrate …`
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use sage_migrate::{Migrator, Report, Severity, Target};
+
+use crate::cli::{Global, MigrateCommand, MigrationArgs};
+use crate::confirm::confirm;
+use crate::context::{self, Database};
+use crate::output;
+
+pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MigrateCommand::Up { args, steps, to } => {
+            let target = match (steps, to) {
+                (Some(n), _) => Target::Steps(n),
+                (_, Some(v)) => Target::Version(v),
+                _ => Target::Latest,
+            };
+            let mut m = Session::open(global, &args).await?;
+            let report = m.migrator.up(target).await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Down { args, steps, to, all } => {
+            let target = match (steps, to, all) {
+                (_, _, true) => Target::Latest,
+                (_, Some(v), _) => Target::Version(v),
+                (Some(n), _, _) => Target::Steps(n),
+                _ => Target::Steps(1),
+            };
+            let mut m = Session::open(global, &args).await?;
+            if !args.dry_run {
+                m.confirm_reverts(&args, |mig| Box::pin(mig.down(target))).await?;
+            }
+            let report = m.migrator.down(target).await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Goto { args, version } => {
+            let mut m = Session::open(global, &args).await?;
+            if !args.dry_run {
+                m.confirm_reverts(&args, |mig| Box::pin(mig.goto(version))).await?;
+            }
+            let report = m.migrator.goto(version).await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Force { args, version } => {
+            let mut m = Session::open(global, &args).await?;
+            let report = m.migrator.force(version).await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Baseline { args, version } => {
+            let mut m = Session::open(global, &args).await?;
+            let report = m.migrator.baseline(version).await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Repair { args } => {
+            let mut m = Session::open(global, &args).await?;
+            let report = m.migrator.repair().await?;
+            m.finish(global, &report)
+        }
+        MigrateCommand::Status { args, exit_code } => {
+            let mut m = Session::open(global, &args).await?;
+            let status = m.migrator.status().await?;
+            if global.json {
+                output::json(&status)?;
+            } else {
+                m.header();
+                print_status(&status);
+            }
+            let attention = status.pending > 0 || status.has_errors();
+            Ok(if exit_code && attention { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        MigrateCommand::Version { args } => {
+            let mut m = Session::open(global, &args).await?;
+            let status = m.migrator.status().await?;
+            let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
+            if global.json {
+                output::json(&serde_json::json!({ "version": status.version, "partial": partial }))?;
+            } else {
+                match status.version {
+                    Some(v) if partial => println!("{v} (a no-transaction migration stopped part-way; `sage-db migrate up` resumes it)"),
+                    Some(v) => println!("{v}"),
+                    None => println!("none"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Validate { args } => {
+            let mut m = Session::open(global, &args).await?;
+            let status = m.migrator.status().await?;
+            if global.json {
+                output::json(&serde_json::json!({ "valid": !status.has_errors(), "findings": status.findings }))?;
+            } else if status.findings.is_empty() {
+                println!("ok: {} migrations, files and history agree", status.migrations.len());
+            } else {
+                print_findings(&status.findings);
+            }
+            Ok(if status.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        MigrateCommand::Create { args, name } => create(global, &args, &name),
+    }
+}
+
+/// A connected migrator plus what the header lines show.
+struct Session {
+    db: Database,
+    set_label: String,
+    migrator: Migrator,
+}
+
+type PlanFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, sage_migrate::Error>> + Send + 'a>>;
+
+impl Session {
+    async fn open(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
+        let db = Database::resolve(global, true)?;
+        let set = context::migration_set(args, db.dialect()?)?;
+        let set_label = context::describe_set(&set);
+        let migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
+        Ok(Session { db, set_label, migrator })
+    }
+
+    fn header(&self) {
+        println!("database:   {}", self.db.describe());
+        println!("migrations: {}", self.set_label);
+    }
+
+    /// Plans the command as a dry run, lists what would be reverted, and asks.
+    async fn confirm_reverts(
+        &mut self,
+        args: &MigrationArgs,
+        plan: impl for<'a> FnOnce(&'a mut Migrator) -> PlanFuture<'a>,
+    ) -> anyhow::Result<()> {
+        let mut options = context::run_options(args)?;
+        options.dry_run = true;
+        let set = self.migrator.set().clone();
+        let mut preview = Migrator::connect(&self.db.settings.target, set, options).await?;
+        let report = plan(&mut preview).await?;
+        if report.reverted.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = report.reverted.iter().map(|s| format!("  {} {}", s.version, s.name)).collect();
+        confirm(
+            &format!(
+                "This reverts {} migration(s) on {} and may delete data:\n{}",
+                report.reverted.len(),
+                self.db.settings,
+                names.join("\n")
+            ),
+            args.yes,
+        )
+    }
+
+    fn finish(&self, global: &Global, report: &Report) -> anyhow::Result<ExitCode> {
+        if global.json {
+            output::json(report)?;
+        } else {
+            self.header();
+            print_report(report);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+pub fn print_report(report: &Report) {
+    for notice in &report.notices {
+        println!("note: {notice}");
+    }
+    let verb = |done: &str, planned: &str| if report.dry_run { planned.to_string() } else { done.to_string() };
+    for step in &report.applied {
+        match &step.sql {
+            Some(sql) => print!("{sql}"),
+            None => println!("{} {} ({} statements, {} ms)", verb("applied", "would apply"), step.file, step.statements, step.duration_ms),
+        }
+    }
+    for step in &report.reverted {
+        match &step.sql {
+            Some(sql) => print!("{sql}"),
+            None => println!("{} {} ({} statements, {} ms)", verb("reverted", "would revert"), step.file, step.statements, step.duration_ms),
+        }
+    }
+    let version = |v: Option<i64>| v.map_or("none".to_string(), |v| v.to_string());
+    if report.applied.is_empty() && report.reverted.is_empty() && report.notices.is_empty() {
+        println!("nothing to do: the database is at version {}", version(report.version_before));
+    } else if report.dry_run {
+        println!("dry run: nothing was changed (version {} would become {})", version(report.version_before), version(report.version_after));
+    } else {
+        println!("version {} -> {}", version(report.version_before), version(report.version_after));
+    }
+}
+
+pub fn print_status(status: &sage_migrate::StatusReport) {
+    let version = status.version.map_or("none".to_string(), |v| v.to_string());
+    let latest = status.latest_file_version.map_or("none".to_string(), |v| v.to_string());
+    println!("version:    {version} (newest file: {latest}), {} pending", status.pending);
+    if !status.legacy_tables.is_empty() {
+        println!("also kept:  {}", status.legacy_tables.join(", "));
+    }
+    if !status.migrations.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = status
+            .migrations
+            .iter()
+            .map(|e| {
+                vec![
+                    e.version.to_string(),
+                    e.state.as_str().to_string(),
+                    e.applied_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+                    e.name.clone(),
+                ]
+            })
+            .collect();
+        output::table(&["VERSION", "STATE", "APPLIED AT", "NAME"], &rows);
+    }
+    if !status.findings.is_empty() {
+        println!();
+        print_findings(&status.findings);
+    }
+}
+
+fn print_findings(findings: &[sage_migrate::Finding]) {
+    for f in findings {
+        let level = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        println!("{level}: {f}");
+    }
+}
+
+fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &args.source else {
+        bail!("create needs --source DIR: SAGE's own migrations are compiled in and not edited here");
+    };
+    // The dialect only matters for parsing existing files; pick it from the database URL
+    // when one is configured, else PostgreSQL's rules (the stricter splitter).
+    let dialect = Database::resolve(global, true).ok().and_then(|db| db.dialect().ok()).unwrap_or(sage_migrate::Dialect::Postgres);
+    let set = sage_migrate::MigrationSet::from_dir(dir, dialect)?;
+    let new = set.new_migration(name, chrono::Utc::now())?;
+    for (path, _) in &new.files {
+        if path.exists() {
+            bail!("{} already exists", path.display());
+        }
+    }
+    if !args.dry_run {
+        for (path, text) in &new.files {
+            std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    if global.json {
+        let files: Vec<String> = new.files.iter().map(|(p, _)| p.display().to_string()).collect();
+        output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": args.dry_run }))?;
+    } else {
+        for (path, _) in &new.files {
+            println!("{} {}", if args.dry_run { "would create" } else { "created" }, path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,45 @@
+//! `sage-db up`: the one command a newcomer runs. Creates the database when it does not
+//! exist (the embedded default is `sage.db` in the working directory), applies every
+//! pending migration and shows where the database stands. Running it again changes nothing.
+
+use std::process::ExitCode;
+
+use sage_conn::{SqliteLocation, Target};
+use sage_migrate::{Migrator, Target as Goal};
+
+use crate::cli::{Global, MigrationArgs};
+use crate::cmd::migrate::{print_report, print_status};
+use crate::context::{self, Database};
+use crate::output;
+
+pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let dialect = db.dialect()?;
+    let created = match &db.settings.target {
+        Target::Sqlite(SqliteLocation::File(path)) => !path.exists(),
+        _ => false,
+    };
+    let set = context::migration_set(args, dialect)?;
+    let set_label = context::describe_set(&set);
+    let mut migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
+    let report = migrator.up(Goal::Latest).await?;
+    let status = migrator.status().await?;
+    if global.json {
+        output::json(&serde_json::json!({
+            "database": db.settings.to_string(),
+            "created": created && !args.dry_run,
+            "report": report,
+            "status": status,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("database:   {}", db.describe());
+    if created && !args.dry_run {
+        println!("            created a new SQLite database");
+    }
+    println!("migrations: {set_label}");
+    print_report(&report);
+    println!();
+    print_status(&status);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,81 @@
+//! Turning command-line options into settings, a migration set and run options.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use sage_conn::{Environment, Settings, Target};
+use sage_migrate::{Dialect, MigrationSet, RunOptions};
+
+use crate::cli::{Global, MigrationArgs};
+
+/// The resolved database for this invocation.
+pub struct Database {
+    pub settings: Settings,
+}
+
+impl Database {
+    /// Resolves the database. `env_names_file` says whether `--env` names a variables file
+    /// (every command but `seed`, where it names the seed environment).
+    pub fn resolve(global: &Global, env_names_file: bool) -> anyhow::Result<Database> {
+        let file = global
+            .env_file
+            .clone()
+            .or_else(|| env_names_file.then(|| global.env.clone().map(std::path::PathBuf::from)).flatten());
+        let env = Environment::from_process(file.as_deref())?;
+        let settings = Settings::resolve(global.database_url.as_deref(), &env)?;
+        Ok(Database { settings })
+    }
+
+    pub fn dialect(&self) -> anyhow::Result<Dialect> {
+        match &self.settings.target {
+            Target::Postgres(_) => Ok(Dialect::Postgres),
+            Target::Sqlite(_) => Ok(Dialect::Sqlite),
+            Target::Memory => bail!("memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL"),
+        }
+    }
+
+    /// `url (origin)` for headers, with the password redacted.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.settings, self.settings.origin)
+    }
+}
+
+/// The migrations a command works on: `--source DIR`, or SAGE's own.
+pub fn migration_set(args: &MigrationArgs, dialect: Dialect) -> anyhow::Result<MigrationSet> {
+    match &args.source {
+        Some(dir) => Ok(MigrationSet::from_dir(dir, dialect)?),
+        None => Ok(sage_store::migrations(dialect)),
+    }
+}
+
+pub fn describe_set(set: &MigrationSet) -> String {
+    match &set.dir {
+        Some(dir) => format!("{} ({}, {} migrations)", dir.display(), set.format.name(), set.migrations.len()),
+        None => format!("SAGE's embedded {} migrations ({})", set.dialect.name(), set.migrations.len()),
+    }
+}
+
+pub fn run_options(args: &MigrationArgs) -> anyhow::Result<RunOptions> {
+    Ok(RunOptions {
+        lock_timeout: parse_duration(&args.lock_timeout).context("--lock-timeout")?,
+        allow_out_of_order: args.allow_out_of_order,
+        dry_run: args.dry_run,
+        history_table: args.history_table.clone(),
+    })
+}
+
+/// `30s`, `5m`, `1h`, `250ms` or plain seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits.parse().with_context(|| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(amount),
+        "ms" => Duration::from_millis(amount),
+        "m" => Duration::from_secs(amount * 60),
+        "h" => Duration::from_secs(amount * 3600),
+        "d" => Duration::from_secs(amount * 86400),
+        _ => bail!("{text:?} is not a duration such as 30s, 5m or 1h"),
+    })
+}

@@ -1,0 +1,35 @@
+use sage_migrate::{Dialect, MigrationSet};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
+}
+
+/// The PostgreSQL schema version this build of the store reads and writes.
+pub const SCHEMA_VERSION_POSTGRES: i64 = 5;
+/// The SQLite schema version this build of the store reads and writes.
+pub const SCHEMA_VERSION_SQLITE: i64 = 1;
+
+/// SAGE's own migrations for `dialect`, as compiled into this binary.
+pub fn migrations(dialect: Dialect) -> MigrationSet {
+    let files = match dialect {
+        Dialect::Postgres => embedded::POSTGRES,
+        Dialect::Sqlite => embedded::SQLITE,
+    };
+    MigrationSet::from_embedded(files, dialect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_sets_parse_and_end_at_the_schema_version() {
+        let pg = migrations(Dialect::Postgres);
+        assert!(pg.problems.is_empty(), "{:?}", pg.problems);
+        assert_eq!(pg.latest_version(), Some(SCHEMA_VERSION_POSTGRES));
+        assert!(pg.migrations.iter().all(|m| m.down.is_some()), "every SAGE migration is reversible");
+        let lite = migrations(Dialect::Sqlite);
+        assert!(lite.problems.is_empty(), "{:?}", lite.problems);
+        assert_eq!(lite.latest_version(), Some(SCHEMA_VERSION_SQLITE));
+    }
+}

@@ -1,0 +1,4 @@
+DROP TRIGGER IF EXISTS update_dids_updated_at;
+DROP TABLE IF EXISTS dids;
+DROP TABLE IF EXISTS nonces;
+DROP TABLE IF EXISTS sessions;
