@@ -26,6 +26,10 @@ pub(crate) struct PgDriver {
 impl PgDriver {
     pub(crate) async fn connect(settings: &PgSettings, table: &str) -> Result<PgDriver, Error> {
         let client = sage_conn::connect(settings).await?;
+        // If this process dies mid-migration, the server should notice within a second and
+        // roll back, releasing the lock, instead of finishing a long statement for nobody.
+        // The setting exists from PostgreSQL 14; older servers notice on their next write.
+        let _ = client.batch_execute("SET client_connection_check_interval = '1s'").await;
         let row = client
             .query_one("SELECT current_schema(), current_user::text", &[])
             .await
