@@ -3,7 +3,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sage-db", version, about = "The database lifecycle for agent-identity services: migrate, validate, check, seed, back up, restore, clean up, monitor")]
+#[command(
+    name = "sage-db",
+    version,
+    about = "The database lifecycle for agent-identity services: migrate, validate, check, seed, back up, restore, clean up, monitor"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

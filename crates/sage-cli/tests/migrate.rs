@@ -72,8 +72,9 @@ fn ten_processes_on_sqlite_apply_each_migration_once() {
         assert!(out.status.success(), "a process failed: {}", stderr(&out));
     }
     let conn = rusqlite::Connection::open(cwd.path().join("sage.db")).unwrap();
-    let (rows, distinct): (i64, i64) =
-        conn.query_row("SELECT count(*), count(DISTINCT version) FROM applied_log", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (rows, distinct): (i64, i64) = conn
+        .query_row("SELECT count(*), count(DISTINCT version) FROM applied_log", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!((rows, distinct), (6, 6));
 }
 
@@ -106,7 +107,10 @@ async fn killed_during_a_transactional_migration_next_up_just_works() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let out = run(sage_db(cwd.path()).args(["migrate", "up", "--source"]).arg(dir.path()).args(["--database-url", &db.url()]));
+    let out = run(sage_db(cwd.path())
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .args(["--database-url", &db.url()]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM half").await, 1, "migration 2 ran exactly once");
     assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM sage_schema_history").await, 2);
@@ -134,9 +138,19 @@ async fn killed_during_a_no_transaction_migration_next_up_resumes() {
     wait_for(db.settings(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'").await;
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM sage_schema_history WHERE state = 'running' AND statements_done = 1").await, 1);
+    assert_eq!(
+        pg_scalar(
+            db.settings(),
+            "SELECT count(*) FROM sage_schema_history WHERE state = 'running' AND statements_done = 1"
+        )
+        .await,
+        1
+    );
 
-    let out = run(sage_db(cwd.path()).args(["migrate", "up", "--source"]).arg(dir.path()).args(["--database-url", &db.url()]));
+    let out = run(sage_db(cwd.path())
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .args(["--database-url", &db.url()]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("resumed 2_indexes.up.sql at statement 2"), "{}", stdout(&out));
     assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM pg_indexes WHERE tablename = 't'").await, 2);
@@ -149,13 +163,20 @@ fn killed_during_a_sqlite_migration_next_up_just_works() {
         "CREATE TABLE half (id integer);\nINSERT INTO half VALUES (1);\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) SELECT count(*) FROM c;",
     )]);
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = sage_db(cwd.path()).args(["migrate", "up", "--source"]).arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = sage_db(cwd.path())
+        .args(["migrate", "up", "--source"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();
     // The journal rolls the half-done transaction back on the next open; the history is
     // empty, so the file is simply applied again (here replaced by a quick version).
-    std::fs::write(dir.path().join("1_slow.up.sql"), "CREATE TABLE half (id integer);\nINSERT INTO half VALUES (1);").unwrap();
+    std::fs::write(dir.path().join("1_slow.up.sql"), "CREATE TABLE half (id integer);\nINSERT INTO half VALUES (1);")
+        .unwrap();
     let out = run(sage_db(cwd.path()).args(["migrate", "up", "--source"]).arg(dir.path()));
     assert!(out.status.success(), "{}", stderr(&out));
     let conn = rusqlite::Connection::open(cwd.path().join("sage.db")).unwrap();
@@ -166,7 +187,12 @@ fn killed_during_a_sqlite_migration_next_up_just_works() {
 #[test]
 fn url_typo_is_one_line_with_a_suggestion_and_no_password() {
     let cwd = tempfile::tempdir().unwrap();
-    let out = run(sage_db(cwd.path()).args(["migrate", "status", "--database-url", "postgress://sage:s3cret-pw@localhost/sage"]));
+    let out = run(sage_db(cwd.path()).args([
+        "migrate",
+        "status",
+        "--database-url",
+        "postgress://sage:s3cret-pw@localhost/sage",
+    ]));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -177,7 +203,12 @@ fn url_typo_is_one_line_with_a_suggestion_and_no_password() {
 #[test]
 fn unreachable_server_says_so_without_the_password() {
     let cwd = tempfile::tempdir().unwrap();
-    let out = run(sage_db(cwd.path()).args(["migrate", "status", "--database-url", "postgres://sage:s3cret-pw@127.0.0.1:1/sage?sslmode=disable"]));
+    let out = run(sage_db(cwd.path()).args([
+        "migrate",
+        "status",
+        "--database-url",
+        "postgres://sage:s3cret-pw@127.0.0.1:1/sage?sslmode=disable",
+    ]));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -202,7 +233,11 @@ async fn wrong_password_is_named_as_such() {
 #[test]
 fn db_variables_from_an_env_file_are_used_and_redacted() {
     let cwd = tempfile::tempdir().unwrap();
-    std::fs::write(cwd.path().join("prod.env"), "DB_HOST=127.0.0.1\nDB_PORT=1\nDB_USER=sage\nDB_PASSWORD=hunter2-pw\nDB_NAME=sage\nDB_SSLMODE=disable\n").unwrap();
+    std::fs::write(
+        cwd.path().join("prod.env"),
+        "DB_HOST=127.0.0.1\nDB_PORT=1\nDB_USER=sage\nDB_PASSWORD=hunter2-pw\nDB_NAME=sage\nDB_SSLMODE=disable\n",
+    )
+    .unwrap();
     let out = run(sage_db(cwd.path()).args(["--env", "prod.env", "migrate", "status"]));
     let err = stderr(&out);
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -230,7 +265,8 @@ fn bad_file_names_and_duplicates_are_listed_and_nothing_runs() {
 
 #[test]
 fn validate_and_status_exit_codes() {
-    let dir = write_dir(&[("1_a.up.sql", "CREATE TABLE a (id integer);"), ("2_b.up.sql", "CREATE TABLE b (id integer);")]);
+    let dir =
+        write_dir(&[("1_a.up.sql", "CREATE TABLE a (id integer);"), ("2_b.up.sql", "CREATE TABLE b (id integer);")]);
     let cwd = tempfile::tempdir().unwrap();
     let migrate = |args: &[&str]| {
         let mut c = sage_db(cwd.path());

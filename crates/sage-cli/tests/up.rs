@@ -17,7 +17,11 @@ fn up_creates_sage_db_applies_migrations_and_is_idempotent() {
 
     let conn = rusqlite::Connection::open(cwd.path().join("sage.db")).unwrap();
     let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sessions', 'nonces', 'dids')", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sessions', 'nonces', 'dids')",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(tables, 3);
     drop(conn);

@@ -20,8 +20,8 @@ pub async fn connect_with_timeout(settings: &PgSettings, timeout: Duration) -> R
             spawn_connection(connection);
             Ok(client)
         } else {
-            let tls = tls::connector(settings.sslmode, settings.sslrootcert.as_deref())
-                .map_err(ConnectFailure::Setup)?;
+            let tls =
+                tls::connector(settings.sslmode, settings.sslrootcert.as_deref()).map_err(ConnectFailure::Setup)?;
             let (client, connection) = config.connect(tls).await?;
             spawn_connection(connection);
             Ok(client)
@@ -77,9 +77,7 @@ fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
         .ssl_mode(match s.sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                tokio_postgres::config::SslMode::Require
-            }
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
     if let Some(password) = &s.password {
         config.password(password.expose());
@@ -98,19 +96,18 @@ fn place(s: &PgSettings) -> String {
 fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
-        let (kind, hint) = if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            (ErrorKind::Authentication, "check the user name and password".to_string())
-        } else if *code == SqlState::INVALID_CATALOG_NAME {
-            (ErrorKind::Server, format!("create it first (createdb {:?}) or fix the database name", s.dbname))
-        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
-            (ErrorKind::Unreachable, "the server is at max_connections; retry later".to_string())
-        } else if *code == SqlState::CANNOT_CONNECT_NOW {
-            (ErrorKind::Unreachable, "the server is starting up or shutting down; retry shortly".to_string())
-        } else {
-            (ErrorKind::Server, String::new())
-        };
+        let (kind, hint) =
+            if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+                (ErrorKind::Authentication, "check the user name and password".to_string())
+            } else if *code == SqlState::INVALID_CATALOG_NAME {
+                (ErrorKind::Server, format!("create it first (createdb {:?}) or fix the database name", s.dbname))
+            } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+                (ErrorKind::Unreachable, "the server is at max_connections; retry later".to_string())
+            } else if *code == SqlState::CANNOT_CONNECT_NOW {
+                (ErrorKind::Unreachable, "the server is starting up or shutting down; retry shortly".to_string())
+            } else {
+                (ErrorKind::Server, String::new())
+            };
         let message = db.message().to_string();
         let text = if hint.is_empty() {
             format!("could not connect to {place}: {message}")

@@ -47,9 +47,7 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Error> {
             e,
         )
     })?;
-    parse_env_file(&text).map_err(|(line, reason)| {
-        Error::invalid(format!("{}:{line}: {reason}", path.display()))
-    })
+    parse_env_file(&text).map_err(|(line, reason)| Error::invalid(format!("{}:{line}: {reason}", path.display())))
 }
 
 /// Parses `KEY=value` lines. Blank lines and `#` comments are skipped, an `export ` prefix

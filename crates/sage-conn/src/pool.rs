@@ -53,18 +53,12 @@ impl PoolSettings {
 }
 
 fn parse_count(name: &str, value: &str) -> Result<usize, Error> {
-    value.parse().map_err(|_| {
-        Error::invalid(format!("{name} must be a whole number, got {value:?}"))
-    })
+    value.parse().map_err(|_| Error::invalid(format!("{name} must be a whole number, got {value:?}")))
 }
 
 /// Parses `90s`, `30m`, `1h`, `250ms` or a bare number of seconds.
 pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration, Error> {
-    let bad = || {
-        Error::invalid(format!(
-            "{name} must be a duration such as 30s, 5m, 1h or 250ms, got {value:?}"
-        ))
-    };
+    let bad = || Error::invalid(format!("{name} must be a duration such as 30s, 5m, 1h or 250ms, got {value:?}"));
     let value = value.trim();
     let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);

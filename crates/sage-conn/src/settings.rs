@@ -289,9 +289,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn parse_postgres_url(source: &str, raw: &str) -> Result<PgSettings, Error> {
     // The error from the url crate may quote the input; never echo it, it can hold a password.
-    let url = url::Url::parse(raw).map_err(|e| {
-        Error::invalid(format!("{source}: malformed postgres URL ({e})"))
-    })?;
+    let url = url::Url::parse(raw).map_err(|e| Error::invalid(format!("{source}: malformed postgres URL ({e})")))?;
     let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     let mut pg = PgSettings::with_defaults();
     if !url.username().is_empty() {
@@ -321,23 +319,19 @@ fn apply_param(source: &str, pg: &mut PgSettings, name: &str, value: &str) -> Re
         "sslrootcert" => pg.sslrootcert = Some(PathBuf::from(value)),
         "host" => pg.host = value.to_string(),
         "port" => {
-            pg.port = value.parse().map_err(|_| {
-                Error::invalid(format!("{source}: port must be a number, got {value:?}"))
-            })?
+            pg.port =
+                value.parse().map_err(|_| Error::invalid(format!("{source}: port must be a number, got {value:?}")))?
         }
         "user" => pg.user = value.to_string(),
         "password" => pg.password = Some(Secret::new(value)),
         "dbname" => pg.dbname = value.to_string(),
         "application_name" => pg.application_name = value.to_string(),
         "connect_timeout" => {
-            pg.connect_timeout = parse_duration("connect_timeout", value)
-                .map_err(|e| Error::invalid(format!("{source}: {e}")))?
+            pg.connect_timeout =
+                parse_duration("connect_timeout", value).map_err(|e| Error::invalid(format!("{source}: {e}")))?
         }
         _ => {
-            let known = pg
-                .pool
-                .apply_param(name, value)
-                .map_err(|e| Error::invalid(format!("{source}: {e}")))?;
+            let known = pg.pool.apply_param(name, value).map_err(|e| Error::invalid(format!("{source}: {e}")))?;
             if !known {
                 return Err(Error::invalid(format!(
                     "{source}: unknown parameter {name:?} (known: sslmode, sslrootcert, host, port, user, password, dbname, application_name, connect_timeout, pool_max_conns, pool_min_conns, pool_max_conn_idle_time, pool_health_check_period)"
@@ -392,9 +386,7 @@ fn from_variables(env: &Environment, family: &VariableFamily) -> Result<Option<P
         pg.host = host.to_string();
     }
     if let Some((name, port)) = family.ports.iter().find_map(|n| env.get(n).map(|v| (n, v))) {
-        pg.port = port.parse().map_err(|_| {
-            Error::invalid(format!("{name} must be a port number, got {port:?}"))
-        })?;
+        pg.port = port.parse().map_err(|_| Error::invalid(format!("{name} must be a port number, got {port:?}")))?;
     }
     if let Some(user) = env.get(family.user) {
         pg.user = user.to_string();
@@ -490,8 +482,7 @@ mod tests {
 
     #[test]
     fn scheme_typo_gets_a_suggestion_and_no_password() {
-        let err = Settings::parse_url("DATABASE_URL", "postgress://u:hunter2@h/db", Origin::DatabaseUrl)
-            .unwrap_err();
+        let err = Settings::parse_url("DATABASE_URL", "postgress://u:hunter2@h/db", Origin::DatabaseUrl).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("did you mean postgres://"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
@@ -499,8 +490,8 @@ mod tests {
 
     #[test]
     fn unknown_parameter_is_named() {
-        let err = Settings::parse_url("DATABASE_URL", "postgres://u:hunter2@h/db?sslmod=require", Origin::Flag)
-            .unwrap_err();
+        let err =
+            Settings::parse_url("DATABASE_URL", "postgres://u:hunter2@h/db?sslmod=require", Origin::Flag).unwrap_err();
         assert!(err.to_string().contains("\"sslmod\""), "{err}");
         assert!(!err.to_string().contains("hunter2"));
     }

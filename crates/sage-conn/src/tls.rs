@@ -35,10 +35,7 @@ pub(crate) fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeR
         if mode == SslMode::VerifyFull {
             builder.with_webpki_verifier(webpki).with_no_client_auth()
         } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                .with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(webpki))).with_no_client_auth()
         }
     };
     Ok(MakeRustlsConnect::new(config))
@@ -48,11 +45,10 @@ fn load_roots(root_cert: Option<&Path>) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    Error::with_source(ErrorKind::Tls, format!("cannot read sslrootcert {}", path.display()), e)
-                })?;
+            let certs =
+                CertificateDer::pem_file_iter(path).and_then(|iter| iter.collect::<Result<Vec<_>, _>>()).map_err(
+                    |e| Error::with_source(ErrorKind::Tls, format!("cannot read sslrootcert {}", path.display()), e),
+                )?;
             if certs.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Tls,
@@ -153,4 +149,3 @@ impl ServerCertVerifier for ChainOnly {
         self.0.supported_verify_schemes()
     }
 }
-

@@ -130,10 +130,9 @@ pub(crate) fn sync_for(
     legacy
         .iter()
         .map(|table| match table {
-            LegacyTable::GolangMigrate { .. } => LegacySync::GolangSetVersion {
-                version: complete_after.iter().copied().max(),
-                dirty: false,
-            },
+            LegacyTable::GolangMigrate { .. } => {
+                LegacySync::GolangSetVersion { version: complete_after.iter().copied().max(), dirty: false }
+            }
             LegacyTable::Sqlx { .. } if applied => {
                 let m = set.get(version);
                 LegacySync::SqlxInsert {

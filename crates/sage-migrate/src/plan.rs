@@ -155,7 +155,13 @@ pub fn findings(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: 
     let rows: BTreeMap<i64, &HistoryRow> = history.iter().map(|r| (r.version, r)).collect();
     for entry in status(set, history) {
         let file = entry.file.clone();
-        let finding = |kind, severity, message: String| Finding { kind, severity, version: Some(entry.version), file: file.clone(), message };
+        let finding = |kind, severity, message: String| Finding {
+            kind,
+            severity,
+            version: Some(entry.version),
+            file: file.clone(),
+            message,
+        };
         match entry.state {
             MigrationState::Edited => out.push(finding(
                 FindingKind::Edited,
@@ -200,12 +206,22 @@ pub fn findings(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: 
 pub enum Step {
     /// Apply a migration, skipping the first `resume_at` statements of a no-transaction
     /// migration that stopped part-way.
-    Apply { version: i64, resume_at: usize },
-    Revert { version: i64 },
+    Apply {
+        version: i64,
+        resume_at: usize,
+    },
+    Revert {
+        version: i64,
+    },
 }
 
 /// The migrations `up` applies, in order. Refuses while there are errors among the findings.
-pub fn plan_up(set: &MigrationSet, history: &[HistoryRow], target: Target, allow_out_of_order: bool) -> Result<Vec<Step>, Error> {
+pub fn plan_up(
+    set: &MigrationSet,
+    history: &[HistoryRow],
+    target: Target,
+    allow_out_of_order: bool,
+) -> Result<Vec<Step>, Error> {
     refuse_on_errors(set, history, allow_out_of_order)?;
     if let Target::Version(v) = target {
         if set.get(v).is_none() {
@@ -247,7 +263,7 @@ fn resume_point(m: &Migration, row: &HistoryRow) -> usize {
 /// The migrations `down` reverts, newest first. Every one must have a down script.
 pub fn plan_down(set: &MigrationSet, history: &[HistoryRow], target: Target) -> Result<Vec<Step>, Error> {
     let mut applied: Vec<&HistoryRow> = history.iter().filter(|r| r.state.is_complete()).collect();
-    applied.sort_by(|a, b| b.version.cmp(&a.version));
+    applied.sort_by_key(|r| std::cmp::Reverse(r.version));
     let chosen: Vec<&HistoryRow> = match target {
         Target::Latest => applied,
         Target::Steps(n) => applied.into_iter().take(n as usize).collect(),
@@ -273,7 +289,12 @@ pub fn plan_down(set: &MigrationSet, history: &[HistoryRow], target: Target) -> 
 }
 
 /// `goto V`: up to V when V is ahead, down to V when it is behind.
-pub fn plan_goto(set: &MigrationSet, history: &[HistoryRow], version: i64, allow_out_of_order: bool) -> Result<Vec<Step>, Error> {
+pub fn plan_goto(
+    set: &MigrationSet,
+    history: &[HistoryRow],
+    version: i64,
+    allow_out_of_order: bool,
+) -> Result<Vec<Step>, Error> {
     if version != 0 && set.get(version).is_none() {
         return Err(Error::new(ErrorKind::Usage, format!("no migration has version {version}")));
     }
@@ -293,10 +314,7 @@ fn refuse_on_errors(set: &MigrationSet, history: &[HistoryRow], allow_out_of_ord
     if errors.is_empty() {
         return Ok(());
     }
-    Err(Error::new(
-        ErrorKind::State,
-        format!("refusing to migrate until these are fixed:\n  {}", errors.join("\n  ")),
-    ))
+    Err(Error::new(ErrorKind::State, format!("refusing to migrate until these are fixed:\n  {}", errors.join("\n  "))))
 }
 
 /// The version a database is at: the newest complete migration.

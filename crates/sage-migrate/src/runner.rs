@@ -104,14 +104,21 @@ impl std::fmt::Debug for Migrator {
 }
 
 impl Migrator {
-    pub async fn connect(target: &sage_conn::Target, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
+    pub async fn connect(
+        target: &sage_conn::Target,
+        set: MigrationSet,
+        options: RunOptions,
+    ) -> Result<Migrator, Error> {
         let driver: Box<dyn Driver> = match target {
             sage_conn::Target::Postgres(pg) => Box::new(PgDriver::connect(pg, &options.history_table).await?),
             sage_conn::Target::Sqlite(location) => {
                 Box::new(SqliteDriver::open(location, &options.history_table, options.lock_timeout)?)
             }
             sage_conn::Target::Memory => {
-                return Err(Error::new(ErrorKind::Usage, "memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL"))
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL",
+                ))
             }
         };
         Migrator::with_driver(driver, set, options)
@@ -121,7 +128,11 @@ impl Migrator {
         if driver.dialect() != set.dialect {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("the migrations are written for {} but the database is {}", set.dialect.name(), driver.dialect().name()),
+                format!(
+                    "the migrations are written for {} but the database is {}",
+                    set.dialect.name(),
+                    driver.dialect().name()
+                ),
             ));
         }
         Ok(Migrator { driver, set, options })
@@ -150,7 +161,12 @@ impl Migrator {
         let findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
         let pending = migrations
             .iter()
-            .filter(|e| matches!(e.state, plan::MigrationState::Pending | plan::MigrationState::OutOfOrder | plan::MigrationState::Partial))
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    plan::MigrationState::Pending | plan::MigrationState::OutOfOrder | plan::MigrationState::Partial
+                )
+            })
             .count();
         Ok(StatusReport {
             version: plan::current_version(&history),
@@ -232,7 +248,9 @@ impl Migrator {
                 return Ok(report);
             }
             Operation::Baseline(version) => {
-                if history.iter().any(|r| r.state.is_complete()) || legacy.iter().any(|t| !matches!(t, LegacyTable::GolangMigrate { version: None, .. })) {
+                if history.iter().any(|r| r.state.is_complete())
+                    || legacy.iter().any(|t| !matches!(t, LegacyTable::GolangMigrate { version: None, .. }))
+                {
                     return Err(Error::new(
                         ErrorKind::State,
                         "baseline is for a database with no recorded migrations; this one has some (use `sage-db migrate force V` to rewrite the record)",
@@ -294,14 +312,19 @@ impl Migrator {
             }
             self.driver.commit().await?;
         }
-        report.notices.push(format!(
-            "adopted the history of {}; that table is kept in step from now on",
-            sources.join(" and ")
-        ));
+        report
+            .notices
+            .push(format!("adopted the history of {}; that table is kept in step from now on", sources.join(" and ")));
         Ok(rows)
     }
 
-    async fn apply(&mut self, version: i64, resume_at: usize, history: &mut Vec<HistoryRow>, legacy: &[LegacyTable]) -> Result<StepReport, Error> {
+    async fn apply(
+        &mut self,
+        version: i64,
+        resume_at: usize,
+        history: &mut Vec<HistoryRow>,
+        legacy: &[LegacyTable],
+    ) -> Result<StepReport, Error> {
         let migration = self.set.get(version).expect("planned migrations exist").clone();
         let statements = statements_of(&migration.up, self.set.dialect)?;
         let mut step = StepReport {
@@ -314,7 +337,12 @@ impl Migrator {
             sql: None,
         };
         if self.options.dry_run {
-            step.sql = Some(render_dry_run(&migration.up, &statements, resume_at, &format!("record version {version} as applied")));
+            step.sql = Some(render_dry_run(
+                &migration.up,
+                &statements,
+                resume_at,
+                &format!("record version {version} as applied"),
+            ));
             mark_complete(history, row_for(&migration, RowState::Applied, 0, &self.driver.applied_by()));
             return Ok(step);
         }
@@ -324,13 +352,23 @@ impl Migrator {
         let mut row = row_for(&migration, RowState::Applied, 0, &self.driver.applied_by());
         if migration.up.transactional {
             self.driver.begin().await?;
-            let outcome = self.run_in_transaction(&migration, &statements, &mut row, started, &complete_after, legacy).await;
+            let outcome =
+                self.run_in_transaction(&migration, &statements, &mut row, started, &complete_after, legacy).await;
             if let Err(e) = outcome {
                 let _ = self.driver.rollback().await;
                 return Err(e);
             }
         } else {
-            self.run_outside_transaction(&migration, &statements, resume_at, &mut row, started, &complete_after, legacy).await?;
+            self.run_outside_transaction(
+                &migration,
+                &statements,
+                resume_at,
+                &mut row,
+                started,
+                &complete_after,
+                legacy,
+            )
+            .await?;
         }
         step.duration_ms = started.elapsed().as_millis() as u64;
         mark_complete(history, row);
@@ -438,7 +476,12 @@ impl Migrator {
         finish
     }
 
-    async fn revert(&mut self, version: i64, history: &mut Vec<HistoryRow>, legacy: &[LegacyTable]) -> Result<StepReport, Error> {
+    async fn revert(
+        &mut self,
+        version: i64,
+        history: &mut Vec<HistoryRow>,
+        legacy: &[LegacyTable],
+    ) -> Result<StepReport, Error> {
         let migration = self.set.get(version).expect("planned migrations exist").clone();
         let script = migration.down.clone().expect("planned reverts have a down script");
         let statements = statements_of(&script, self.set.dialect)?;
@@ -452,7 +495,8 @@ impl Migrator {
             sql: None,
         };
         if self.options.dry_run {
-            step.sql = Some(render_dry_run(&script, &statements, 0, &format!("delete version {version} from the history")));
+            step.sql =
+                Some(render_dry_run(&script, &statements, 0, &format!("delete version {version} from the history")));
             history.retain(|r| r.version != version);
             return Ok(step);
         }
@@ -524,8 +568,14 @@ impl Migrator {
                 writes.push(row_for(m, state, 0, &applied_by));
             }
         }
-        deletes.extend(history.iter().filter(|r| r.version > version || (!r.state.is_complete() && r.version <= version && self.set.get(r.version).is_none())).map(|r| r.version));
-        let complete_after: Vec<i64> = self.set.migrations.iter().map(|m| m.version).filter(|v| *v <= version).collect();
+        deletes.extend(
+            history
+                .iter()
+                .filter(|r| r.version > version || (!r.state.is_complete() && self.set.get(r.version).is_none()))
+                .map(|r| r.version),
+        );
+        let complete_after: Vec<i64> =
+            self.set.migrations.iter().map(|m| m.version).filter(|v| *v <= version).collect();
         let mut changes = Vec::new();
         for table in legacy {
             match table {
@@ -535,20 +585,38 @@ impl Migrator {
                 }),
                 _ => {
                     for row in &writes {
-                        changes.extend(legacy::sync_for(std::slice::from_ref(table), &self.set, row.version, true, &complete_after, 0));
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            row.version,
+                            true,
+                            &complete_after,
+                            0,
+                        ));
                     }
                     for v in &deletes {
-                        changes.extend(legacy::sync_for(std::slice::from_ref(table), &self.set, *v, false, &complete_after, 0));
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            *v,
+                            false,
+                            &complete_after,
+                            0,
+                        ));
                     }
                 }
             }
         }
-        report.notices.push(format!(
-            "{} recorded {} and removed {} history row(s); no migration SQL was run",
-            if self.options.dry_run { "would have" } else { "" },
-            writes.len(),
-            deletes.len()
-        ).trim_start().to_string());
+        report.notices.push(
+            format!(
+                "{} recorded {} and removed {} history row(s); no migration SQL was run",
+                if self.options.dry_run { "would have" } else { "" },
+                writes.len(),
+                deletes.len()
+            )
+            .trim_start()
+            .to_string(),
+        );
         report.version_after = (version > 0).then_some(version);
         if self.options.dry_run {
             return Ok(());
@@ -609,7 +677,10 @@ fn refuse_problems(set: &MigrationSet) -> Result<(), Error> {
         return Ok(());
     }
     let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
-    Err(Error::new(ErrorKind::Source, format!("refusing to migrate until these files are fixed:\n  {}", lines.join("\n  "))))
+    Err(Error::new(
+        ErrorKind::Source,
+        format!("refusing to migrate until these files are fixed:\n  {}", lines.join("\n  ")),
+    ))
 }
 
 /// The statements of a script, without a `BEGIN; … COMMIT;` wrapper (the engine supplies

@@ -58,7 +58,8 @@ impl MigrationSet {
         })?;
         let mut files = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| Error::new(ErrorKind::Source, format!("cannot list {}: {e}", dir.display())))?;
+            let entry =
+                entry.map_err(|e| Error::new(ErrorKind::Source, format!("cannot list {}: {e}", dir.display())))?;
             if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 continue;
             }
@@ -66,9 +67,8 @@ impl MigrationSet {
             if !looks_like_migration(&name) {
                 continue;
             }
-            let text = std::fs::read_to_string(entry.path()).map_err(|e| {
-                Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display()))
-            })?;
+            let text = std::fs::read_to_string(entry.path())
+                .map_err(|e| Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display())))?;
             files.push(SourceFile { name, text });
         }
         let mut set = MigrationSet::parse(files, dialect, |name| name.to_string());
@@ -78,10 +78,8 @@ impl MigrationSet {
 
     /// Builds a set from `(file name, contents)` pairs compiled into a binary.
     pub fn from_embedded(files: &[(&str, &str)], dialect: Dialect) -> MigrationSet {
-        let files = files
-            .iter()
-            .map(|(name, text)| SourceFile { name: name.to_string(), text: text.to_string() })
-            .collect();
+        let files =
+            files.iter().map(|(name, text)| SourceFile { name: name.to_string(), text: text.to_string() }).collect();
         MigrationSet::parse(files, dialect, |name| format!("{name} (embedded)"))
     }
 
@@ -123,7 +121,11 @@ impl MigrationSet {
                 problems.push(Finding::file(
                     FindingKind::DuplicateVersion,
                     &file.name,
-                    format!("version {} is also used with the name {:?}", parsed.version, entry.name.as_deref().unwrap_or("")),
+                    format!(
+                        "version {} is also used with the name {:?}",
+                        parsed.version,
+                        entry.name.as_deref().unwrap_or("")
+                    ),
                 ));
                 entry.duplicate = true;
                 continue;
@@ -149,7 +151,11 @@ impl MigrationSet {
             let name = parts.name.unwrap_or_default();
             let Some((up_origin, up, raw_up)) = parts.up else {
                 if let Some((down_origin, ..)) = parts.down {
-                    problems.push(Finding::file(FindingKind::Unparsable, &down_origin, "a down script without its up script".into()));
+                    problems.push(Finding::file(
+                        FindingKind::Unparsable,
+                        &down_origin,
+                        "a down script without its up script".into(),
+                    ));
                 }
                 continue;
             };
@@ -191,12 +197,16 @@ impl MigrationSet {
     /// Plans the files `create NAME` writes: the next version in the directory's own style
     /// (sequential with the same width, or a UTC timestamp) and format.
     pub fn new_migration(&self, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<NewMigration, Error> {
-        let dir = self.dir.clone().ok_or_else(|| {
-            Error::new(ErrorKind::Usage, "create needs a migration directory (--source DIR)")
-        })?;
+        let dir = self
+            .dir
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::Usage, "create needs a migration directory (--source DIR)"))?;
         let slug = slug(name);
         if slug.is_empty() {
-            return Err(Error::new(ErrorKind::Usage, format!("{name:?} is not a usable migration name; use letters, digits and underscores")));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("{name:?} is not a usable migration name; use letters, digits and underscores"),
+            ));
         }
         let timestamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().expect("timestamp digits");
         let (version, width) = match self.latest_version() {
@@ -211,7 +221,9 @@ impl MigrationSet {
                 (dir.join(format!("{stem}.down.sql")), format!("-- {name}: revert\n")),
             ],
             Format::Simple => vec![(dir.join(format!("{stem}.sql")), format!("-- {name}\n"))],
-            Format::Dbmate => vec![(dir.join(format!("{stem}.sql")), "-- migrate:up\n\n\n-- migrate:down\n\n".to_string())],
+            Format::Dbmate => {
+                vec![(dir.join(format!("{stem}.sql")), "-- migrate:up\n\n\n-- migrate:down\n\n".to_string())]
+            }
         };
         Ok(NewMigration { version, files })
     }
@@ -290,7 +302,8 @@ fn make_script(origin: String, text: ScriptText, dialect: Dialect) -> Result<Scr
 /// Files whose names start with a digit are meant to be migrations and must parse; other
 /// files (READMEs, `schema.sql` snapshots) are not ours to judge.
 fn looks_like_migration(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_digit()) || (name.starts_with(['V', 'U']) && name.contains("__") && name.ends_with(".sql"))
+    name.starts_with(|c: char| c.is_ascii_digit())
+        || (name.starts_with(['V', 'U']) && name.contains("__") && name.ends_with(".sql"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -373,9 +386,8 @@ fn split_dbmate(text: &str) -> Result<(ScriptText, Option<ScriptText>), String> 
         }
     }
     let (up_no_tx, up_sql) = up.ok_or("no -- migrate:up section")?;
-    let down = down
-        .filter(|(_, sql)| !sql.trim().is_empty())
-        .map(|(no_tx, sql)| ScriptText { sql, no_transaction: no_tx });
+    let down =
+        down.filter(|(_, sql)| !sql.trim().is_empty()).map(|(no_tx, sql)| ScriptText { sql, no_transaction: no_tx });
     Ok((ScriptText { sql: up_sql, no_transaction: up_no_tx }, down))
 }
 
@@ -461,7 +473,15 @@ mod tests {
         ]);
         let files: Vec<&str> = s.problems.iter().map(|p| p.file.as_deref().unwrap()).collect();
         assert_eq!(s.migrations.iter().map(|m| m.version).collect::<Vec<_>>(), [1]);
-        for expected in ["2-dash.sql", "3_other.up.sql", "4_open.up.sql", "V5__flyway.sql", "6_tx.up.sql", "7_orphan.down.sql", "99999999999999999999_big.sql"] {
+        for expected in [
+            "2-dash.sql",
+            "3_other.up.sql",
+            "4_open.up.sql",
+            "V5__flyway.sql",
+            "6_tx.up.sql",
+            "7_orphan.down.sql",
+            "99999999999999999999_big.sql",
+        ] {
             assert!(files.iter().any(|f| f.starts_with(expected)), "{expected} missing from {files:?}");
         }
     }

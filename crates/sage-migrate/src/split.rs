@@ -133,10 +133,8 @@ impl<'a> Splitter<'a> {
     /// bodies (`BEGIN … END`) and PostgreSQL SQL-standard bodies (`BEGIN ATOMIC … END`),
     /// with `CASE … END` inside them.
     fn track_blocks(&self, words: &[String], word: &str, depth: usize) -> usize {
-        let is_trigger = || {
-            words.first().is_some_and(|w| w == "CREATE")
-                && words.iter().take(6).any(|w| w == "TRIGGER")
-        };
+        let is_trigger =
+            || words.first().is_some_and(|w| w == "CREATE") && words.iter().take(6).any(|w| w == "TRIGGER");
         match word {
             "ATOMIC" if words.last().is_some_and(|w| w == "BEGIN") && self.dialect == Dialect::Postgres => depth + 1,
             "BEGIN" if self.dialect == Dialect::Sqlite && is_trigger() => depth + 1,
@@ -303,7 +301,8 @@ mod tests {
 
     #[test]
     fn semicolons_inside_quotes_and_comments() {
-        let script = "INSERT INTO t VALUES ('a;b', 'it''s;'); -- c;d\nSELECT \"we;ird\" /* x; /* nested; */ y; */ FROM t;";
+        let script =
+            "INSERT INTO t VALUES ('a;b', 'it''s;'); -- c;d\nSELECT \"we;ird\" /* x; /* nested; */ y; */ FROM t;";
         assert_eq!(
             pg(script),
             ["INSERT INTO t VALUES ('a;b', 'it''s;')", "-- c;d\nSELECT \"we;ird\" /* x; /* nested; */ y; */ FROM t"]
@@ -358,11 +357,14 @@ mod tests {
 
     #[test]
     fn transaction_control_is_recognised() {
-        let kinds: Vec<_> = split("BEGIN; START TRANSACTION; COMMIT; END; ROLLBACK; ROLLBACK TO SAVEPOINT s; BEGIN ATOMIC SELECT 1; END", Dialect::Postgres)
-            .unwrap()
-            .iter()
-            .map(|s| s.transaction_control())
-            .collect();
+        let kinds: Vec<_> = split(
+            "BEGIN; START TRANSACTION; COMMIT; END; ROLLBACK; ROLLBACK TO SAVEPOINT s; BEGIN ATOMIC SELECT 1; END",
+            Dialect::Postgres,
+        )
+        .unwrap()
+        .iter()
+        .map(|s| s.transaction_control())
+        .collect();
         use TransactionControl::*;
         assert_eq!(kinds[..6], [Some(Begin), Some(Begin), Some(Commit), Some(Commit), Some(Rollback), None]);
     }

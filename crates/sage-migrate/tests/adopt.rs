@@ -7,7 +7,8 @@ use common::{dir, Db};
 use sage_migrate::{Dialect, ErrorKind, MigrationSet, Migrator, RunOptions, Target};
 use sha2::{Digest, Sha384};
 
-const GOLANG_TABLE_PG: &str = "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)";
+const GOLANG_TABLE_PG: &str =
+    "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)";
 const GOLANG_TABLE_SQLITE: &str = "CREATE TABLE schema_migrations (version uint64, dirty bool); CREATE UNIQUE INDEX version_unique ON schema_migrations (version)";
 
 /// What `migrate version` (golang-migrate) prints: it reads the single row.
@@ -20,7 +21,8 @@ async fn golang_version(db: &Db) -> (i64, bool) {
         }
         Db::Sqlite(f) => {
             let c = rusqlite::Connection::open(f.path()).unwrap();
-            c.query_row("SELECT version, dirty FROM schema_migrations LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+            c.query_row("SELECT version, dirty FROM schema_migrations LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
         }
     }
 }
@@ -102,7 +104,13 @@ both_dialects!(sqlx_database_continues_and_stays_readable_by_sqlx, |db: Db| asyn
         Db::Postgres(t) => {
             let c = sage_conn::connect(t.settings()).await.unwrap();
             let r = c.query_one("SELECT count(*), bool_and(success) FROM _sqlx_migrations", &[]).await.unwrap();
-            let row = c.query_one("SELECT description, encode(checksum, 'hex') FROM _sqlx_migrations WHERE version = 20240102000000", &[]).await.unwrap();
+            let row = c
+                .query_one(
+                    "SELECT description, encode(checksum, 'hex') FROM _sqlx_migrations WHERE version = 20240102000000",
+                    &[],
+                )
+                .await
+                .unwrap();
             assert_eq!(row.get::<_, String>(0), "add user name");
             assert_eq!(row.get::<_, String>(1), expected);
             (r.get::<_, i64>(0), r.get::<_, bool>(1))
@@ -110,11 +118,18 @@ both_dialects!(sqlx_database_continues_and_stays_readable_by_sqlx, |db: Db| asyn
         Db::Sqlite(f) => {
             let c = rusqlite::Connection::open(f.path()).unwrap();
             let (desc, sum): (String, Vec<u8>) = c
-                .query_row("SELECT description, checksum FROM _sqlx_migrations WHERE version = 20240102000000", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(
+                    "SELECT description, checksum FROM _sqlx_migrations WHERE version = 20240102000000",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .unwrap();
             assert_eq!(desc, "add user name");
             assert_eq!(hex(&sum), expected);
-            c.query_row("SELECT count(*), min(success) FROM _sqlx_migrations", [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? == 1))).unwrap()
+            c.query_row("SELECT count(*), min(success) FROM _sqlx_migrations", [], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? == 1))
+            })
+            .unwrap()
         }
     };
     assert_eq!((count, ok), (2, true));

@@ -34,7 +34,10 @@ both_dialects!(applies_everything_once_and_reverts, |db: Db| async move {
 both_dialects!(failed_migration_leaves_no_trace, |db: Db| async move {
     let d = dir(&[
         ("000001_a.up.sql", CREATE_A),
-        ("000002_bad.up.sql", "CREATE TABLE b (id integer);\nINSERT INTO b VALUES (1);\n\nINSERT INTO missing_table VALUES (1);\n"),
+        (
+            "000002_bad.up.sql",
+            "CREATE TABLE b (id integer);\nINSERT INTO b VALUES (1);\n\nINSERT INTO missing_table VALUES (1);\n",
+        ),
     ]);
     let mut m = db.migrator(d.path()).await;
     let err = m.up(Target::Latest).await.unwrap_err();
@@ -51,7 +54,8 @@ both_dialects!(failed_migration_leaves_no_trace, |db: Db| async move {
     assert_eq!(status.pending, 1);
 
     // Fix the file; `up` just works.
-    std::fs::write(d.path().join("000002_bad.up.sql"), "CREATE TABLE b (id integer);\nINSERT INTO b VALUES (1);\n").unwrap();
+    std::fs::write(d.path().join("000002_bad.up.sql"), "CREATE TABLE b (id integer);\nINSERT INTO b VALUES (1);\n")
+        .unwrap();
     let mut m = db.migrator(d.path()).await;
     m.up(Target::Latest).await.unwrap();
     assert_eq!(db.scalar("SELECT count(*) FROM b").await, 1);
@@ -71,21 +75,20 @@ both_dialects!(edited_deleted_and_out_of_order_are_reported_together, |db: Db| a
 
     let mut m = db.migrator(d.path()).await;
     let status = m.status().await.unwrap();
-    let found: Vec<(FindingKind, Option<String>)> = status
-        .findings
-        .iter()
-        .map(|f| (f.kind, f.file.clone()))
-        .collect();
+    let found: Vec<(FindingKind, Option<String>)> = status.findings.iter().map(|f| (f.kind, f.file.clone())).collect();
     assert!(found.contains(&(FindingKind::Unparsable, Some("5-broken.sql".into()))), "{found:?}");
     assert!(found.contains(&(FindingKind::Edited, Some("000001_a.up.sql".into()))), "{found:?}");
     assert!(found.contains(&(FindingKind::OutOfOrder, Some("000003_c.up.sql".into()))), "{found:?}");
     assert!(status.findings.iter().any(|f| f.kind == FindingKind::Missing && f.version == Some(2)), "{found:?}");
     let states: Vec<MigrationState> = status.migrations.iter().map(|e| e.state).collect();
-    assert_eq!(states, [MigrationState::Edited, MigrationState::Missing, MigrationState::OutOfOrder, MigrationState::Applied]);
+    assert_eq!(
+        states,
+        [MigrationState::Edited, MigrationState::Missing, MigrationState::OutOfOrder, MigrationState::Applied]
+    );
 
     let err = m.up(Target::Latest).await.unwrap_err();
     assert!(err.to_string().contains("5-broken.sql"), "{err}");
-    assert_eq!(db.tables().await.contains(&"c".to_string()), false, "nothing ran");
+    assert!(!db.tables().await.contains(&"c".to_string()), "nothing ran");
 });
 
 both_dialects!(out_of_order_applies_when_allowed, |db: Db| async move {
@@ -114,7 +117,9 @@ both_dialects!(no_transaction_migration_runs_statement_by_statement, |db: Db| as
     assert_eq!(report.applied[1].statements, 3);
     let indexes = match db.dialect() {
         sage_migrate::Dialect::Postgres => db.scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 't'").await,
-        sage_migrate::Dialect::Sqlite => db.scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 't'").await,
+        sage_migrate::Dialect::Sqlite => {
+            db.scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 't'").await
+        }
     };
     assert_eq!(indexes, 3);
 });
@@ -140,7 +145,10 @@ both_dialects!(failed_no_transaction_migration_resumes_where_it_stopped, |db: Db
 });
 
 both_dialects!(begin_commit_wrapped_files_stay_atomic, |db: Db| async move {
-    let d = dir(&[("1_wrapped.up.sql", "BEGIN;\nCREATE TABLE w (id integer);\nINSERT INTO nothing VALUES (1);\nCOMMIT;\n")]);
+    let d = dir(&[(
+        "1_wrapped.up.sql",
+        "BEGIN;\nCREATE TABLE w (id integer);\nINSERT INTO nothing VALUES (1);\nCOMMIT;\n",
+    )]);
     assert!(db.migrator(d.path()).await.up(Target::Latest).await.is_err());
     assert!(!db.tables().await.contains(&"w".to_string()), "the wrapper must not commit half a migration");
 });

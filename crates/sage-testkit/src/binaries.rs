@@ -39,23 +39,19 @@ impl PgBinaries {
                     Some((version, e.path().join("bin")))
                 })
                 .collect();
-            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            versions.sort_by_key(|v| std::cmp::Reverse(v.0));
             candidates.extend(versions.into_iter().map(|(_, p)| p));
         }
         if let Some(path) = std::env::var_os("PATH") {
             candidates.extend(std::env::split_paths(&path));
         }
-        candidates
-            .into_iter()
-            .find(|dir| has_all(dir))
-            .map(|dir| PgBinaries { dir })
-            .ok_or_else(|| {
-                Error::new(
-                    "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
+        candidates.into_iter().find(|dir| has_all(dir)).map(|dir| PgBinaries { dir }).ok_or_else(|| {
+            Error::new(
+                "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
                      install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15) \
                      or set SAGE_PG_BIN to the directory that holds them",
-                )
-            })
+            )
+        })
     }
 
     pub fn path(&self, program: &str) -> PathBuf {

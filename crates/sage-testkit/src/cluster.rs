@@ -208,7 +208,13 @@ impl PgCluster {
             argv.extend([runuser()?.display().to_string(), "-u".into(), "postgres".into(), "--".into()]);
         }
         argv.push(self.binaries.path("pg_ctl").display().to_string());
-        argv.extend(["-D".into(), self.data_dir().display().to_string(), "-m".into(), "immediate".into(), "stop".into()]);
+        argv.extend([
+            "-D".into(),
+            self.data_dir().display().to_string(),
+            "-m".into(),
+            "immediate".into(),
+            "stop".into(),
+        ]);
         Ok(argv)
     }
 }

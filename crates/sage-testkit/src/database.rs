@@ -118,9 +118,8 @@ pub async fn database() -> Result<TestDatabase, Error> {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase()
     );
-    let client = sage_conn::connect(&admin)
-        .await
-        .map_err(|e| Error::new(format!("cannot reach the test server: {e}")))?;
+    let client =
+        sage_conn::connect(&admin).await.map_err(|e| Error::new(format!("cannot reach the test server: {e}")))?;
     client
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await

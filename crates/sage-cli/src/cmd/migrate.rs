@@ -79,7 +79,9 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                 output::json(&serde_json::json!({ "version": status.version, "partial": partial }))?;
             } else {
                 match status.version {
-                    Some(v) if partial => println!("{v} (a no-transaction migration stopped part-way; `sage-db migrate up` resumes it)"),
+                    Some(v) if partial => {
+                        println!("{v} (a no-transaction migration stopped part-way; `sage-db migrate up` resumes it)")
+                    }
                     Some(v) => println!("{v}"),
                     None => println!("none"),
                 }
@@ -109,7 +111,8 @@ struct Session {
     migrator: Migrator,
 }
 
-type PlanFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, sage_migrate::Error>> + Send + 'a>>;
+type PlanFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Report, sage_migrate::Error>> + Send + 'a>>;
 
 impl Session {
     async fn open(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
@@ -170,20 +173,36 @@ pub fn print_report(report: &Report) {
     for step in &report.applied {
         match &step.sql {
             Some(sql) => print!("{sql}"),
-            None => println!("{} {} ({} statements, {} ms)", verb("applied", "would apply"), step.file, step.statements, step.duration_ms),
+            None => println!(
+                "{} {} ({} statements, {} ms)",
+                verb("applied", "would apply"),
+                step.file,
+                step.statements,
+                step.duration_ms
+            ),
         }
     }
     for step in &report.reverted {
         match &step.sql {
             Some(sql) => print!("{sql}"),
-            None => println!("{} {} ({} statements, {} ms)", verb("reverted", "would revert"), step.file, step.statements, step.duration_ms),
+            None => println!(
+                "{} {} ({} statements, {} ms)",
+                verb("reverted", "would revert"),
+                step.file,
+                step.statements,
+                step.duration_ms
+            ),
         }
     }
     let version = |v: Option<i64>| v.map_or("none".to_string(), |v| v.to_string());
     if report.applied.is_empty() && report.reverted.is_empty() && report.notices.is_empty() {
         println!("nothing to do: the database is at version {}", version(report.version_before));
     } else if report.dry_run {
-        println!("dry run: nothing was changed (version {} would become {})", version(report.version_before), version(report.version_after));
+        println!(
+            "dry run: nothing was changed (version {} would become {})",
+            version(report.version_before),
+            version(report.version_after)
+        );
     } else {
         println!("version {} -> {}", version(report.version_before), version(report.version_after));
     }
@@ -234,7 +253,10 @@ fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<E
     };
     // The dialect only matters for parsing existing files; pick it from the database URL
     // when one is configured, else PostgreSQL's rules (the stricter splitter).
-    let dialect = Database::resolve(global, true).ok().and_then(|db| db.dialect().ok()).unwrap_or(sage_migrate::Dialect::Postgres);
+    let dialect = Database::resolve(global, true)
+        .ok()
+        .and_then(|db| db.dialect().ok())
+        .unwrap_or(sage_migrate::Dialect::Postgres);
     let set = sage_migrate::MigrationSet::from_dir(dir, dialect)?;
     let new = set.new_migration(name, chrono::Utc::now())?;
     for (path, _) in &new.files {

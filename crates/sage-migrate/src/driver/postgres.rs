@@ -36,17 +36,29 @@ impl PgDriver {
             .map_err(|e| db_error("cannot read the current schema", e))?;
         let schema: Option<String> = row.get(0);
         let schema = schema.ok_or_else(|| {
-            Error::new(ErrorKind::Database, "no schema is selected (search_path is empty); set search_path or create the public schema")
+            Error::new(
+                ErrorKind::Database,
+                "no schema is selected (search_path is empty); set search_path or create the public schema",
+            )
         })?;
         let (schema, table) = match table.split_once('.') {
             Some((s, t)) => (s.to_string(), t.to_string()),
             None => (schema, table.to_string()),
         };
-        Ok(PgDriver { client: Some(client), settings: settings.clone(), schema, table, user: row.get(1), locked: false })
+        Ok(PgDriver {
+            client: Some(client),
+            settings: settings.clone(),
+            schema,
+            table,
+            user: row.get(1),
+            locked: false,
+        })
     }
 
     fn client(&self) -> Result<&Client, Error> {
-        self.client.as_ref().ok_or_else(|| Error::new(ErrorKind::Database, "the connection was closed after a failed unlock"))
+        self.client
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Database, "the connection was closed after a failed unlock"))
     }
 
     fn history_table(&self) -> String {
@@ -139,7 +151,9 @@ impl Driver for PgDriver {
         self.locked = false;
         let key = lock_key(&self.schema, &self.table);
         let released = match &self.client {
-            Some(client) => client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0)),
+            Some(client) => {
+                client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0))
+            }
             None => return Ok(()),
         };
         match released {
@@ -189,8 +203,9 @@ impl Driver for PgDriver {
                     version: r.get(0),
                     name: r.get(1),
                     checksum: r.get(2),
-                    state: RowState::parse(&state)
-                        .ok_or_else(|| Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table")))?,
+                    state: RowState::parse(&state).ok_or_else(|| {
+                        Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table"))
+                    })?,
                     applied_at: r.get::<_, DateTime<Utc>>(4),
                     execution_ms: r.get(5),
                     applied_by: r.get(6),
@@ -206,21 +221,28 @@ impl Driver for PgDriver {
         let columns = self.table_columns("schema_migrations").await?;
         if columns.iter().any(|c| c == "dirty") {
             let sql = format!("SELECT version::bigint, dirty FROM {} LIMIT 1", self.qualified("schema_migrations"));
-            let row = self.client()?.query_opt(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let row =
+                self.client()?.query_opt(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
             found.push(LegacyTable::GolangMigrate {
                 version: row.as_ref().map(|r| r.get(0)),
                 dirty: row.map(|r| r.get(1)).unwrap_or(false),
             });
         } else if columns.iter().any(|c| c == "version") {
             let sql = format!("SELECT version::text FROM {} ORDER BY 1", self.qualified("schema_migrations"));
-            let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let rows =
+                self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
             let versions = rows.iter().filter_map(|r| r.get::<_, String>(0).parse().ok()).collect();
             found.push(LegacyTable::Dbmate { versions });
         }
         if !self.table_columns("_sqlx_migrations").await?.is_empty() {
-            let sql = format!("SELECT version, success, checksum FROM {} ORDER BY version", self.qualified("_sqlx_migrations"));
-            let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
-            let rows = rows.iter().map(|r| SqlxRow { version: r.get(0), success: r.get(1), checksum: r.get(2) }).collect();
+            let sql = format!(
+                "SELECT version, success, checksum FROM {} ORDER BY version",
+                self.qualified("_sqlx_migrations")
+            );
+            let rows =
+                self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
+            let rows =
+                rows.iter().map(|r| SqlxRow { version: r.get(0), success: r.get(1), checksum: r.get(2) }).collect();
             found.push(LegacyTable::Sqlx { rows });
         }
         Ok(found)
@@ -274,7 +296,11 @@ impl Driver for PgDriver {
 
     async fn delete_row(&mut self, version: i64) -> Result<(), Error> {
         let sql = format!("DELETE FROM {} WHERE version = $1", self.history_table());
-        self.client()?.execute(&sql, &[&version]).await.map(drop).map_err(|e| db_error("cannot delete the history row", e))
+        self.client()?
+            .execute(&sql, &[&version])
+            .await
+            .map(drop)
+            .map_err(|e| db_error("cannot delete the history row", e))
     }
 
     async fn sync_legacy(&mut self, change: &LegacySync) -> Result<(), Error> {

@@ -38,7 +38,11 @@ impl SqliteDriver {
                     if !parent.is_dir() {
                         return Err(Error::new(
                             ErrorKind::Database,
-                            format!("cannot open {}: the directory {} does not exist", path.display(), parent.display()),
+                            format!(
+                                "cannot open {}: the directory {} does not exist",
+                                path.display(),
+                                parent.display()
+                            ),
                         ));
                     }
                 }
@@ -81,12 +85,10 @@ impl Driver for SqliteDriver {
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
         let Some(path) = &self.lock_path else { return Ok(()) };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::new(ErrorKind::Database, format!("cannot open lock file {}: {e}", path.display())))?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(path).map_err(|e| {
+                Error::new(ErrorKind::Database, format!("cannot open lock file {}: {e}", path.display()))
+            })?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -171,11 +173,17 @@ impl Driver for SqliteDriver {
                     version,
                     name,
                     checksum,
-                    state: RowState::parse(&state)
-                        .ok_or_else(|| Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table")))?,
-                    applied_at: DateTime::parse_from_rfc3339(&applied_at)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| Error::new(ErrorKind::Database, format!("bad applied_at {applied_at:?} in the history table")))?,
+                    state: RowState::parse(&state).ok_or_else(|| {
+                        Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table"))
+                    })?,
+                    applied_at: DateTime::parse_from_rfc3339(&applied_at).map(|t| t.with_timezone(&Utc)).map_err(
+                        |_| {
+                            Error::new(
+                                ErrorKind::Database,
+                                format!("bad applied_at {applied_at:?} in the history table"),
+                            )
+                        },
+                    )?,
                     execution_ms,
                     applied_by,
                     statements_done,
@@ -191,7 +199,9 @@ impl Driver for SqliteDriver {
         if columns.iter().any(|c| c == "dirty") {
             let row = self
                 .conn
-                .query_row("SELECT version, dirty FROM schema_migrations LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))
+                .query_row("SELECT version, dirty FROM schema_migrations LIMIT 1", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))
+                })
                 .optional()
                 .map_err(|e| db_error("cannot read schema_migrations", e))?;
             found.push(LegacyTable::GolangMigrate { version: row.map(|r| r.0), dirty: row.is_some_and(|r| r.1) });

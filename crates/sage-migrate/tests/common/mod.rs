@@ -9,6 +9,7 @@ use sage_conn::{SqliteLocation, Target};
 use sage_migrate::{Dialect, MigrationSet, Migrator, RunOptions};
 use sage_testkit::{SqliteFile, TestDatabase};
 
+#[allow(clippy::large_enum_variant)]
 pub enum Db {
     Postgres(TestDatabase),
     Sqlite(SqliteFile),
@@ -93,7 +94,9 @@ impl Db {
             Db::Sqlite(file) => {
                 let conn = rusqlite::Connection::open(file.path()).expect("open");
                 let mut stmt = conn
-                    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1")
+                    .prepare(
+                        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+                    )
                     .expect("prepare");
                 stmt.query_map([], |r| r.get(0)).expect("query").map(Result::unwrap).collect()
             }
