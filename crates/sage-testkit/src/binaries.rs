@@ -45,13 +45,7 @@ impl PgBinaries {
         if let Some(path) = std::env::var_os("PATH") {
             candidates.extend(std::env::split_paths(&path));
         }
-        candidates.into_iter().find(|dir| has_all(dir)).map(|dir| PgBinaries { dir }).ok_or_else(|| {
-            Error::new(
-                "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
-                     install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15) \
-                     or set SAGE_PG_BIN to the directory that holds them",
-            )
-        })
+        search(candidates)
     }
 
     pub fn path(&self, program: &str) -> PathBuf {
@@ -71,6 +65,42 @@ impl PgBinaries {
     }
 }
 
+/// The first candidate directory holding every server program, or an error that says what
+/// to install.
+fn search(candidates: Vec<PathBuf>) -> Result<PgBinaries, Error> {
+    candidates.into_iter().find(|dir| has_all(dir)).map(|dir| PgBinaries { dir }).ok_or_else(|| {
+        Error::new(
+            "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
+             install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15) \
+             or set SAGE_PG_BIN to the directory that holds them",
+        )
+    })
+}
+
 fn has_all(dir: &Path) -> bool {
     NEEDED.iter().all(|p| dir.join(p).is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = search(vec![empty.path().to_path_buf()]).unwrap_err().to_string();
+        assert!(err.contains("initdb, pg_ctl, postgres"), "{err}");
+        assert!(err.contains("apt-get install postgresql") && err.contains("SAGE_PG_BIN"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_with_all_three_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        for program in NEEDED {
+            std::fs::write(dir.path().join(program), "").unwrap();
+        }
+        let empty = tempfile::tempdir().unwrap();
+        let found = search(vec![empty.path().to_path_buf(), dir.path().to_path_buf()]).unwrap();
+        assert_eq!(found.dir, dir.path());
+    }
 }

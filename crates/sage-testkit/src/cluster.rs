@@ -16,6 +16,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
+    /// Serve TLS with a certificate for `localhost` signed by a throwaway CA, whose PEM
+    /// file [`PgCluster::ca_cert`] returns.
+    pub tls: bool,
 }
 
 /// A PostgreSQL cluster in a temporary directory. Dropping it stops the server and removes
@@ -48,6 +51,9 @@ impl PgCluster {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
         let mut cluster = PgCluster { binaries, dir, port: 0, password, options, run_as_postgres };
         cluster.init()?;
+        if cluster.options.tls {
+            cluster.write_certificates()?;
+        }
         // A free port can be taken by someone else between our probe and the server's bind;
         // try a few times before giving up.
         let mut last = None;
@@ -97,6 +103,9 @@ impl PgCluster {
         );
         if !self.options.durable {
             server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if self.options.tls {
+            server_opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
         }
         for (name, value) in &self.options.settings {
             server_opts.push_str(&format!(" -c {name}={value}"));
@@ -155,6 +164,39 @@ impl PgCluster {
         let stopped = check(out, "pg_ctl stop");
         std::fs::remove_dir_all(dir).map_err(|e| Error::new(format!("cannot remove {}: {e}", dir.display())))?;
         stopped
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, for `sslrootcert`.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.options.tls.then(|| self.dir.path().join("ca.pem"))
+    }
+
+    fn write_certificates(&self) -> Result<(), Error> {
+        let fail = |e: rcgen::Error| Error::new(format!("cannot make test certificates: {e}"));
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sage-testkit CA");
+        let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+        let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
+        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(fail)?;
+        let server_key = rcgen::KeyPair::generate().map_err(fail)?;
+        let server = server_params.signed_by(&server_key, &ca, &ca_key).map_err(fail)?;
+        let data = self.data_dir();
+        let write = |path: PathBuf, text: String, mode: u32| -> Result<(), Error> {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&path, text).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::new(format!("cannot set permissions on {}: {e}", path.display())))?;
+            if self.run_as_postgres {
+                let (uid, gid) = postgres_ids()?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| Error::new(format!("cannot hand {} to postgres: {e}", path.display())))?;
+            }
+            Ok(())
+        };
+        write(data.join("server.crt"), server.pem(), 0o644)?;
+        write(data.join("server.key"), server_key.serialize_pem(), 0o600)?;
+        write(self.dir.path().join("ca.pem"), ca.pem(), 0o644)
     }
 
     pub fn port(&self) -> u16 {
