@@ -320,3 +320,12 @@ fn create_follows_the_directory_format() {
     assert!(dir.path().join("000002_add_session_ttl.up.sql").is_file());
     assert!(dir.path().join("000002_add_session_ttl.down.sql").is_file());
 }
+
+#[test]
+fn status_on_a_missing_sqlite_file_creates_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(sage_db(cwd.path()).args(["migrate", "status", "--exit-code"]));
+    assert_eq!(out.status.code(), Some(1), "everything is pending");
+    assert!(stdout(&out).contains("does not exist yet"), "{}", stdout(&out));
+    assert!(!cwd.path().join("sage.db").exists());
+}

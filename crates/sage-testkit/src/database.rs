@@ -126,3 +126,28 @@ pub async fn database() -> Result<TestDatabase, Error> {
         .map_err(|e| Error::new(format!("cannot create test database {name}: {e}")))?;
     Ok(TestDatabase { settings: admin.with_dbname(&name), admin })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exists(admin: &PgSettings, name: &str) -> bool {
+        let client = sage_conn::connect(admin).await.unwrap();
+        let row = client.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name]).await.unwrap();
+        row.get::<_, i64>(0) == 1
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_test_gets_its_own_database_and_it_is_dropped_afterwards() {
+        let first = database().await.unwrap();
+        let second = database().await.unwrap();
+        assert_ne!(first.name(), second.name());
+        let client = sage_conn::connect(first.settings()).await.unwrap();
+        client.batch_execute("CREATE TABLE mine (id int)").await.unwrap();
+        let name = first.name().to_string();
+        let admin = first.admin_settings().clone();
+        assert!(exists(&admin, &name).await);
+        drop(first);
+        assert!(!exists(&admin, &name).await, "dropped even with a connection still open");
+    }
+}

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use sage_migrate::{Migrator, Report, Severity, Target};
+use sage_conn::{SqliteLocation, Target};
+use sage_migrate::{Migrator, Report, Severity, Target as Goal};
 
 use crate::cli::{Global, MigrateCommand, MigrationArgs};
 use crate::confirm::confirm;
@@ -14,9 +15,9 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
     match command {
         MigrateCommand::Up { args, steps, to } => {
             let target = match (steps, to) {
-                (Some(n), _) => Target::Steps(n),
-                (_, Some(v)) => Target::Version(v),
-                _ => Target::Latest,
+                (Some(n), _) => Goal::Steps(n),
+                (_, Some(v)) => Goal::Version(v),
+                _ => Goal::Latest,
             };
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.up(target).await?;
@@ -24,10 +25,10 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
         }
         MigrateCommand::Down { args, steps, to, all } => {
             let target = match (steps, to, all) {
-                (_, _, true) => Target::Latest,
-                (_, Some(v), _) => Target::Version(v),
-                (Some(n), _, _) => Target::Steps(n),
-                _ => Target::Steps(1),
+                (_, _, true) => Goal::Latest,
+                (_, Some(v), _) => Goal::Version(v),
+                (Some(n), _, _) => Goal::Steps(n),
+                _ => Goal::Steps(1),
             };
             let mut m = Session::open(global, &args).await?;
             if !args.dry_run {
@@ -60,7 +61,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             m.finish(global, &report)
         }
         MigrateCommand::Status { args, exit_code } => {
-            let mut m = Session::open(global, &args).await?;
+            let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
                 output::json(&status)?;
@@ -72,7 +73,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(if exit_code && attention { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Version { args } => {
-            let mut m = Session::open(global, &args).await?;
+            let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
             if global.json {
@@ -89,7 +90,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Validate { args } => {
-            let mut m = Session::open(global, &args).await?;
+            let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
                 output::json(&serde_json::json!({ "valid": !status.has_errors(), "findings": status.findings }))?;
@@ -109,6 +110,8 @@ struct Session {
     db: Database,
     set_label: String,
     migrator: Migrator,
+    /// The SQLite file does not exist yet.
+    missing: bool,
 }
 
 type PlanFuture<'a> =
@@ -120,11 +123,29 @@ impl Session {
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
         let migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
-        Ok(Session { db, set_label, migrator })
+        Ok(Session { db, set_label, migrator, missing: false })
+    }
+
+    /// Like `open`, but a SQLite file that does not exist yet is read as an empty database
+    /// instead of being created: looking must not leave a file behind.
+    async fn open_read_only(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
+        let db = Database::resolve(global, true)?;
+        let missing = matches!(&db.settings.target, Target::Sqlite(SqliteLocation::File(path)) if !path.exists());
+        if !missing {
+            return Session::open(global, args).await;
+        }
+        let set = context::migration_set(args, db.dialect()?)?;
+        let set_label = context::describe_set(&set);
+        let empty = Target::Sqlite(SqliteLocation::InMemory);
+        let migrator = Migrator::connect(&empty, set, context::run_options(args)?).await?;
+        Ok(Session { db, set_label, migrator, missing: true })
     }
 
     fn header(&self) {
         println!("database:   {}", self.db.describe());
+        if self.missing {
+            println!("            does not exist yet (`sage-db migrate up` creates it)");
+        }
         println!("migrations: {}", self.set_label);
     }
 
