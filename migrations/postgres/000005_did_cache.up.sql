@@ -11,3 +11,15 @@ ALTER TABLE dids
     ADD CONSTRAINT dids_capabilities_array_check CHECK (jsonb_typeof(capabilities) = 'array');
 
 CREATE INDEX idx_dids_stale_after ON dids (stale_after) WHERE stale_after IS NOT NULL;
+
+-- The store sets updated_at itself, from the same clock that decides expiry; the trigger
+-- now fills it in only for writers that leave it unchanged, as SAGE's Go code does.
+CREATE OR REPLACE FUNCTION update_updated_at_column()
+RETURNS TRIGGER AS $$
+BEGIN
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at = NOW();
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;

@@ -61,7 +61,7 @@ where
     });
 }
 
-fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
+pub(crate) fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     if s.host.starts_with('/') {
         config.host_path(&s.host);
@@ -85,7 +85,7 @@ fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
     config
 }
 
-fn place(s: &PgSettings) -> String {
+pub(crate) fn place(s: &PgSettings) -> String {
     if s.host.starts_with('/') {
         format!("the socket in {} (port {}), database {:?}", s.host, s.port, s.dbname)
     } else {
@@ -93,7 +93,7 @@ fn place(s: &PgSettings) -> String {
     }
 }
 
-fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) -> Error {
+pub(crate) fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let (kind, hint) =

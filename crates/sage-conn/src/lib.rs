@@ -22,15 +22,18 @@ mod connect;
 mod env;
 mod error;
 mod ident;
+mod pg_pool;
 mod pool;
 mod secret;
 mod settings;
 mod tls;
 
 pub use connect::{connect, connect_with_timeout};
+pub use deadpool_postgres;
 pub use env::Environment;
 pub use error::{Error, ErrorKind};
 pub use ident::quote_ident;
+pub use pg_pool::{open_pool, pool_error};
 pub use pool::PoolSettings;
 pub use secret::Secret;
 pub use settings::{Origin, PgSettings, Settings, SqliteLocation, SslMode, Target};

@@ -9,6 +9,13 @@ pub const SCHEMA_VERSION_POSTGRES: i64 = 5;
 /// The SQLite schema version this build of the store reads and writes.
 pub const SCHEMA_VERSION_SQLITE: i64 = 1;
 
+pub(crate) fn expected_version(dialect: Dialect) -> i64 {
+    match dialect {
+        Dialect::Postgres => SCHEMA_VERSION_POSTGRES,
+        Dialect::Sqlite => SCHEMA_VERSION_SQLITE,
+    }
+}
+
 /// SAGE's own migrations for `dialect`, as compiled into this binary.
 pub fn migrations(dialect: Dialect) -> MigrationSet {
     let files = match dialect {

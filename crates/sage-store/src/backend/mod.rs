@@ -1,0 +1,93 @@
+//! What a storage engine provides. Validation, encryption and the rules of the contract
+//! live once, in `store.rs`; a backend stores rows and answers the atomic questions
+//! (claim, touch, conditional update) in one step.
+
+pub(crate) mod memory;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::model::{Claim, DidRecord, NonceClaim, Page};
+
+/// A session as stored: the key is sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionRow {
+    pub id: String,
+    pub client_did: String,
+    pub server_did: String,
+    pub sealed_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub metadata: Option<serde_json::Value>,
+    pub message_count: i64,
+    pub max_messages: Option<i64>,
+    pub idle_timeout_seconds: Option<i32>,
+}
+
+impl SessionRow {
+    /// The liveness rule; the SQL backends state the same rule in their WHERE clauses.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+            && self.idle_timeout_seconds.is_none_or(|s| now < self.last_activity + chrono::Duration::seconds(s.into()))
+            && self.max_messages.is_none_or(|max| self.message_count < max)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Party {
+    Client,
+    Server,
+}
+
+/// The result of a write that only applies to a live session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Conditional<T> {
+    Done(T),
+    NotFound,
+    NotLive,
+}
+
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+    async fn close(&self);
+
+    async fn insert_session(&self, row: &SessionRow) -> Result<()>;
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRow>>;
+    /// Replaces the mutable fields of a live session.
+    async fn update_session(&self, row: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>>;
+    /// Counts one message and records activity, if the session is live.
+    async fn touch_session(&self, id: &str, now: DateTime<Utc>) -> Result<Conditional<SessionRow>>;
+    async fn delete_session(&self, id: &str) -> Result<bool>;
+    /// Live sessions of one party, newest first.
+    async fn list_sessions(&self, party: Party, did: &str, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>>;
+    async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes at most `batch` sessions that are not live.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64>;
+    /// Sealed keys in id order, after `after`, for key rotation.
+    async fn session_keys_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Swaps a sealed key only if it still holds `old`.
+    async fn replace_session_key(&self, id: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+
+    /// Claims distinct nonces; answers in the same order.
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>>;
+    async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn count_nonces(&self, now: DateTime<Utc>) -> Result<u64>;
+    async fn delete_expired_nonces(&self, now: DateTime<Utc>, batch: u32) -> Result<u64>;
+
+    async fn insert_did(&self, record: &DidRecord) -> Result<()>;
+    /// Inserts or replaces everything but `created_at`; returns the stored record.
+    async fn upsert_did(&self, record: &DidRecord) -> Result<DidRecord>;
+    async fn get_did(&self, did: &str) -> Result<Option<DidRecord>>;
+    /// Replaces everything but `created_at`; `None` when the DID is unknown.
+    async fn update_did(&self, record: &DidRecord) -> Result<Option<DidRecord>>;
+    async fn delete_did(&self, did: &str) -> Result<bool>;
+    /// Newest first.
+    async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>>;
+    async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool>;
+}

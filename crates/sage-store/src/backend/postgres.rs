@@ -1,0 +1,404 @@
+//! PostgreSQL through a deadpool pool of tokio-postgres connections; every statement is
+//! prepared once per connection and cached.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sage_conn::deadpool_postgres::{Object, Pool};
+use sage_conn::PgSettings;
+use tokio_postgres::Row;
+
+use super::{Backend, Conditional, Party, SessionRow};
+use crate::error::{from_pg, ErrorKind, Result, StoreError};
+use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
+
+const SESSION_COLUMNS: &str = "id, client_did, server_did, session_key, created_at, expires_at, last_activity, metadata, message_count, max_messages, idle_timeout_seconds";
+const DID_COLUMNS: &str = "did, public_key, owner_address, key_type, revoked, created_at, updated_at, key_agreement_key, endpoint, capabilities, fetched_at, stale_after";
+
+/// The liveness rule of `SessionRow::is_live`, in SQL, for the time in parameter `n`.
+fn live(n: usize) -> String {
+    format!(
+        "(expires_at > ${n} AND (idle_timeout_seconds IS NULL OR last_activity + idle_timeout_seconds * interval '1 second' > ${n}) \
+         AND (max_messages IS NULL OR message_count < max_messages))"
+    )
+}
+
+pub(crate) struct PgBackend {
+    pool: Pool,
+    settings: PgSettings,
+}
+
+impl std::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBackend").field("database", &self.settings.redacted_url()).finish()
+    }
+}
+
+impl PgBackend {
+    pub(crate) async fn open(settings: &PgSettings) -> Result<PgBackend> {
+        let pool = sage_conn::open_pool(settings).await?;
+        Ok(PgBackend { pool, settings: settings.clone() })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| sage_conn::pool_error(&self.settings, e).into())
+    }
+
+    async fn query(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
+        client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+    }
+
+    async fn execute(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
+        client.execute(&statement, params).await.map_err(|e| from_pg(what, e))
+    }
+}
+
+fn session_row(r: &Row) -> SessionRow {
+    SessionRow {
+        id: r.get(0),
+        client_did: r.get(1),
+        server_did: r.get(2),
+        sealed_key: r.get(3),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+        last_activity: r.get(6),
+        metadata: r.get(7),
+        message_count: r.get(8),
+        max_messages: r.get(9),
+        idle_timeout_seconds: r.get(10),
+    }
+}
+
+fn did_row(r: &Row) -> Result<DidRecord> {
+    let key_type: String = r.get(3);
+    let capabilities: serde_json::Value = r.get(9);
+    let did: String = r.get(0);
+    let key_type = KeyType::parse(&key_type).ok_or_else(|| {
+        StoreError::new(ErrorKind::Internal, format!("DID {did:?} has an unknown key type {key_type:?}"))
+    })?;
+    Ok(DidRecord {
+        did,
+        public_key: r.get(1),
+        owner_address: r.get(2),
+        key_type,
+        revoked: r.get(4),
+        created_at: r.get(5),
+        updated_at: r.get(6),
+        key_agreement_key: r.get(7),
+        endpoint: r.get(8),
+        capabilities: serde_json::from_value(capabilities).unwrap_or_default(),
+        fetched_at: r.get(10),
+        stale_after: r.get(11),
+    })
+}
+
+fn already_exists(e: StoreError, what: &str) -> StoreError {
+    if e.kind() == ErrorKind::AlreadyExists {
+        StoreError::new(ErrorKind::AlreadyExists, format!("{what} already exists"))
+    } else {
+        e
+    }
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.query("ping failed", "SELECT 1", &[]).await.map(drop)
+    }
+
+    async fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn insert_session(&self, r: &SessionRow) -> Result<()> {
+        let sql =
+            format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        self.execute(
+            "cannot create session",
+            &sql,
+            &[
+                &r.id,
+                &r.client_did,
+                &r.server_did,
+                &r.sealed_key,
+                &r.created_at,
+                &r.expires_at,
+                &r.last_activity,
+                &r.metadata,
+                &r.message_count,
+                &r.max_messages,
+                &r.idle_timeout_seconds,
+            ],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| already_exists(e, &format!("session {:?}", r.id)))
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        Ok(self.query("cannot read session", &sql, &[&id]).await?.first().map(session_row))
+    }
+
+    async fn update_session(&self, r: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>> {
+        let sql = format!(
+            "UPDATE sessions SET session_key = $2, expires_at = $3, metadata = $4, max_messages = $5, idle_timeout_seconds = $6 WHERE id = $1 AND {}",
+            live(7)
+        );
+        let n = self
+            .execute(
+                "cannot update session",
+                &sql,
+                &[&r.id, &r.sealed_key, &r.expires_at, &r.metadata, &r.max_messages, &r.idle_timeout_seconds, &now],
+            )
+            .await?;
+        Ok(if n == 1 { Conditional::Done(()) } else { Conditional::NotLive })
+    }
+
+    async fn touch_session(&self, id: &str, now: DateTime<Utc>) -> Result<Conditional<SessionRow>> {
+        let sql = format!(
+            "UPDATE sessions SET message_count = message_count + 1, last_activity = $2 WHERE id = $1 AND {} RETURNING {SESSION_COLUMNS}",
+            live(2)
+        );
+        if let Some(row) = self.query("cannot touch session", &sql, &[&id, &now]).await?.first() {
+            return Ok(Conditional::Done(session_row(row)));
+        }
+        let exists =
+            !self.query("cannot read session", "SELECT 1 FROM sessions WHERE id = $1", &[&id]).await?.is_empty();
+        Ok(if exists { Conditional::NotLive } else { Conditional::NotFound })
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool> {
+        Ok(self.execute("cannot delete session", "DELETE FROM sessions WHERE id = $1", &[&id]).await? == 1)
+    }
+
+    async fn list_sessions(&self, party: Party, did: &str, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>> {
+        let column = match party {
+            Party::Client => "client_did",
+            Party::Server => "server_did",
+        };
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE {column} = $1 AND {} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+            live(2)
+        );
+        let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
+        Ok(self
+            .query("cannot list sessions", &sql, &[&did, &now, &limit, &offset])
+            .await?
+            .iter()
+            .map(session_row)
+            .collect())
+    }
+
+    async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let sql = format!("SELECT count(*) FROM sessions WHERE {}", live(1));
+        let rows = self.query("cannot count sessions", &sql, &[&now]).await?;
+        Ok(rows[0].get::<_, i64>(0) as u64)
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
+        // SKIP LOCKED: two cleaners never wait on each other, and a batch never waits on a
+        // session being touched right now.
+        let sql = format!(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE NOT {} LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            live(1)
+        );
+        self.execute("cannot delete expired sessions", &sql, &[&now, &i64::from(batch)]).await
+    }
+
+    async fn session_keys_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<(String, Vec<u8>)>> {
+        let after = after.unwrap_or("");
+        let rows = self
+            .query(
+                "cannot read session keys",
+                "SELECT id, session_key FROM sessions WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn replace_session_key(&self, id: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let n = self
+            .execute(
+                "cannot replace session key",
+                "UPDATE sessions SET session_key = $3 WHERE id = $1 AND session_key = $2",
+                &[&id, &old, &new],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
+        // One statement for the whole batch. A conflicting row is taken over only when it
+        // has expired; under concurrency PostgreSQL re-checks that condition against the
+        // committed winner, so exactly one claimer of a nonce gets a row back.
+        let nonces: Vec<&str> = claims.iter().map(|c| c.nonce.as_str()).collect();
+        let sessions: Vec<Option<&str>> = claims.iter().map(|c| c.session_id.as_deref()).collect();
+        let expiries: Vec<DateTime<Utc>> = claims.iter().map(|c| c.expires_at).collect();
+        let rows = self
+            .query(
+                "cannot claim nonces",
+                "INSERT INTO nonces (nonce, session_id, used_at, expires_at) \
+                 SELECT n, s, $4, e FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(n, s, e) \
+                 ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
+                 WHERE nonces.expires_at <= EXCLUDED.used_at \
+                 RETURNING nonce",
+                &[&nonces, &sessions, &expiries, &now],
+            )
+            .await?;
+        let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(claims.iter().map(|c| if fresh.contains(&c.nonce) { Claim::Fresh } else { Claim::Replayed }).collect())
+    }
+
+    async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {
+        let rows = self
+            .query("cannot read nonce", "SELECT 1 FROM nonces WHERE nonce = $1 AND expires_at > $2", &[&nonce, &now])
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn count_nonces(&self, now: DateTime<Utc>) -> Result<u64> {
+        let rows =
+            self.query("cannot count nonces", "SELECT count(*) FROM nonces WHERE expires_at > $1", &[&now]).await?;
+        Ok(rows[0].get::<_, i64>(0) as u64)
+    }
+
+    async fn delete_expired_nonces(&self, now: DateTime<Utc>, batch: u32) -> Result<u64> {
+        self.execute(
+            "cannot delete expired nonces",
+            "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&now, &i64::from(batch)],
+        )
+        .await
+    }
+
+    async fn insert_did(&self, r: &DidRecord) -> Result<()> {
+        let sql =
+            format!("INSERT INTO dids ({DID_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+        let capabilities = serde_json::json!(r.capabilities);
+        self.execute(
+            "cannot create DID",
+            &sql,
+            &[
+                &r.did,
+                &r.public_key,
+                &r.owner_address,
+                &r.key_type.as_str(),
+                &r.revoked,
+                &r.created_at,
+                &r.updated_at,
+                &r.key_agreement_key,
+                &r.endpoint,
+                &capabilities,
+                &r.fetched_at,
+                &r.stale_after,
+            ],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| already_exists(e, &format!("DID {:?}", r.did)))
+    }
+
+    async fn upsert_did(&self, r: &DidRecord) -> Result<DidRecord> {
+        let sql = format!(
+            "INSERT INTO dids ({DID_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (did) DO UPDATE SET public_key = EXCLUDED.public_key, owner_address = EXCLUDED.owner_address, \
+             key_type = EXCLUDED.key_type, revoked = EXCLUDED.revoked, updated_at = EXCLUDED.updated_at, \
+             key_agreement_key = EXCLUDED.key_agreement_key, endpoint = EXCLUDED.endpoint, capabilities = EXCLUDED.capabilities, \
+             fetched_at = EXCLUDED.fetched_at, stale_after = EXCLUDED.stale_after RETURNING {DID_COLUMNS}"
+        );
+        let capabilities = serde_json::json!(r.capabilities);
+        let rows = self
+            .query(
+                "cannot store DID",
+                &sql,
+                &[
+                    &r.did,
+                    &r.public_key,
+                    &r.owner_address,
+                    &r.key_type.as_str(),
+                    &r.revoked,
+                    &r.created_at,
+                    &r.updated_at,
+                    &r.key_agreement_key,
+                    &r.endpoint,
+                    &capabilities,
+                    &r.fetched_at,
+                    &r.stale_after,
+                ],
+            )
+            .await?;
+        did_row(&rows[0])
+    }
+
+    async fn get_did(&self, did: &str) -> Result<Option<DidRecord>> {
+        let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE did = $1");
+        self.query("cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
+    }
+
+    async fn update_did(&self, r: &DidRecord) -> Result<Option<DidRecord>> {
+        let sql = format!(
+            "UPDATE dids SET public_key = $2, owner_address = $3, key_type = $4, revoked = $5, updated_at = $6, key_agreement_key = $7, \
+             endpoint = $8, capabilities = $9, fetched_at = $10, stale_after = $11 WHERE did = $1 RETURNING {DID_COLUMNS}"
+        );
+        let capabilities = serde_json::json!(r.capabilities);
+        let rows = self
+            .query(
+                "cannot update DID",
+                &sql,
+                &[
+                    &r.did,
+                    &r.public_key,
+                    &r.owner_address,
+                    &r.key_type.as_str(),
+                    &r.revoked,
+                    &r.updated_at,
+                    &r.key_agreement_key,
+                    &r.endpoint,
+                    &capabilities,
+                    &r.fetched_at,
+                    &r.stale_after,
+                ],
+            )
+            .await?;
+        rows.first().map(did_row).transpose()
+    }
+
+    async fn delete_did(&self, did: &str) -> Result<bool> {
+        Ok(self.execute("cannot delete DID", "DELETE FROM dids WHERE did = $1", &[&did]).await? == 1)
+    }
+
+    async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>> {
+        let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE owner_address = $1 ORDER BY created_at DESC, did DESC");
+        self.query("cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
+    }
+
+    async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {
+        Ok(self
+            .execute(
+                "cannot revoke DID",
+                "UPDATE dids SET revoked = TRUE, updated_at = $2 WHERE did = $1",
+                &[&did, &now],
+            )
+            .await?
+            == 1)
+    }
+}

@@ -1,0 +1,539 @@
+//! `Store`: the contract implemented once over any backend. Input is validated here, key
+//! material is sealed here, and time comes from here, so every backend behaves the same.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backend::{
+    memory::MemoryBackend, postgres::PgBackend, sqlite::SqliteBackend, Backend, Conditional, Party, SessionRow,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::contract::{DidStore, NonceStore, SessionStore};
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::keys::{sealed_key_id, KeyRing, KeySource};
+use crate::model::{micros, Claim, DidRecord, NewSession, NonceClaim, Page, Session, SessionKey, SessionUpdate};
+use crate::validate;
+
+/// Rows deleted per statement by `delete_expired`, so cleanup never holds long locks.
+pub const CLEANUP_BATCH: u32 = 1000;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Where the session-key encryption keys come from.
+    pub keys: KeySource,
+    /// Apply SAGE's pending migrations before opening. Off unless asked for: production
+    /// databases are migrated deliberately, with `sage-db migrate up`.
+    pub migrate: bool,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl OpenOptions {
+    pub fn new(keys: KeySource) -> OpenOptions {
+        OpenOptions { keys, migrate: false, clock: Arc::new(SystemClock) }
+    }
+
+    /// The zero-configuration choice for `target`: keys from `SAGE_SESSION_KEY` or
+    /// `SAGE_SESSION_KEY_FILE` when set; otherwise a key file created beside a SQLite
+    /// database, a throwaway key for memory, and nothing (so opening refuses) for
+    /// PostgreSQL. SQLite and memory stores migrate themselves.
+    pub fn defaults_for(target: &sage_conn::Target, env: &sage_conn::Environment) -> OpenOptions {
+        use sage_conn::{SqliteLocation, Target};
+        let (fallback, migrate) = match target {
+            Target::Sqlite(SqliteLocation::File(path)) => {
+                (KeySource::FileCreatedOnFirstUse(KeySource::default_file_for(path)), true)
+            }
+            Target::Sqlite(SqliteLocation::InMemory) | Target::Memory => (KeySource::Ephemeral, true),
+            Target::Postgres(_) => (KeySource::None, false),
+        };
+        OpenOptions { migrate, ..OpenOptions::new(KeySource::from_environment(env, fallback)) }
+    }
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    keys: KeyRing,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend.name()).field("keys", &self.keys).finish()
+    }
+}
+
+/// Sessions, nonces and DIDs on one database. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    sessions: Sessions,
+    nonces: Nonces,
+    dids: Dids,
+    notices: Vec<String>,
+}
+
+/// The session half of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct Sessions(Arc<Inner>);
+/// The nonce half of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct Nonces(Arc<Inner>);
+/// The DID half of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct Dids(Arc<Inner>);
+
+/// What `rotate_keys` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RotationReport {
+    pub key_id: String,
+    pub examined: u64,
+    pub already_current: u64,
+    pub resealed: u64,
+    /// Rows that held key material in plaintext (an older SAGE database) and are now sealed.
+    pub encrypted_plaintext: u64,
+    /// Rows that changed while being rotated; run rotation again to cover them.
+    pub changed_meanwhile: u64,
+    /// Sessions whose key material failed authentication; left untouched.
+    pub failed: Vec<String>,
+}
+
+impl Store {
+    /// Opens the store for `target`: PostgreSQL (pooled), a SQLite file or in-memory
+    /// database, or `memory://`. Checks the schema version first (after migrating, when
+    /// `options.migrate` is set) and refuses a database this build does not understand.
+    pub async fn open(target: &sage_conn::Target, options: OpenOptions) -> Result<Store> {
+        let (keys, key_notice) = options.keys.load()?;
+        let mut notices: Vec<String> = key_notice.into_iter().collect();
+        let backend: Box<dyn Backend> = match target {
+            sage_conn::Target::Memory => Box::new(MemoryBackend::new()),
+            sage_conn::Target::Postgres(pg) => {
+                check_schema(target, options.migrate, &mut notices).await?;
+                Box::new(PgBackend::open(pg).await?)
+            }
+            sage_conn::Target::Sqlite(location) => {
+                let backend = SqliteBackend::open(location)?;
+                if matches!(location, sage_conn::SqliteLocation::InMemory) {
+                    // A private in-memory database exists only on the store's connection.
+                    backend.migrate_in_place().await?;
+                } else {
+                    check_schema(target, options.migrate, &mut notices).await?;
+                }
+                Box::new(backend)
+            }
+        };
+        let inner = Arc::new(Inner { backend, keys, clock: options.clock });
+        Ok(Store { sessions: Sessions(inner.clone()), nonces: Nonces(inner.clone()), dids: Dids(inner), notices })
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub fn nonces(&self) -> &Nonces {
+        &self.nonces
+    }
+
+    pub fn dids(&self) -> &Dids {
+        &self.dids
+    }
+
+    /// Things the operator should be told, e.g. that a key file was created.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.sessions.0.backend.name()
+    }
+
+    /// The id of the key that seals new session keys.
+    pub fn current_key_id(&self) -> String {
+        self.sessions.0.keys.current_id()
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.sessions.0.backend.ping().await
+    }
+
+    pub async fn close(&self) {
+        self.sessions.0.backend.close().await
+    }
+
+    /// Re-seals every session key with the current key, and seals key material an older
+    /// SAGE database holds in plaintext. Rows are swapped one by one only if unchanged
+    /// meanwhile, so rotation can run while the service is up.
+    pub async fn rotate_keys(&self) -> Result<RotationReport> {
+        let inner = &self.sessions.0;
+        let mut report = RotationReport { key_id: inner.keys.current_id(), ..RotationReport::default() };
+        let mut after: Option<String> = None;
+        loop {
+            let page = inner.backend.session_keys_after(after.as_deref(), 500).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (id, sealed) in page {
+                report.examined += 1;
+                let plaintext = match sealed_key_id(&sealed) {
+                    Some(_) if inner.keys.is_current(&sealed) => {
+                        report.already_current += 1;
+                        continue;
+                    }
+                    Some(_) => match inner.keys.open(&id, &sealed) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            report.failed.push(id);
+                            continue;
+                        }
+                    },
+                    None => zeroize::Zeroizing::new(sealed.clone()),
+                };
+                let resealed = inner.keys.seal(&id, &plaintext);
+                if inner.backend.replace_session_key(&id, &sealed, &resealed).await? {
+                    if sealed_key_id(&sealed).is_some() {
+                        report.resealed += 1;
+                    } else {
+                        report.encrypted_plaintext += 1;
+                    }
+                } else {
+                    report.changed_meanwhile += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Opens SAGE's migrations on the database, applies them when asked, and refuses unless the
+/// database is at exactly the version this build reads and writes.
+async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut Vec<String>) -> Result<()> {
+    let dialect = match target {
+        sage_conn::Target::Postgres(_) => sage_migrate::Dialect::Postgres,
+        _ => sage_migrate::Dialect::Sqlite,
+    };
+    let expected = crate::schema::expected_version(dialect);
+    let mut migrator =
+        sage_migrate::Migrator::connect(target, crate::migrations(dialect), sage_migrate::RunOptions::default())
+            .await
+            .map_err(migrate_error)?;
+    if migrate {
+        let report = migrator.up(sage_migrate::Target::Latest).await.map_err(migrate_error)?;
+        if !report.applied.is_empty() {
+            notices.push(format!(
+                "applied {} migration(s); the schema is now at version {}",
+                report.applied.len(),
+                report.version_after.unwrap_or_default()
+            ));
+        }
+    }
+    let status = migrator.status().await.map_err(migrate_error)?;
+    match status.version {
+        Some(v) if v == expected => Ok(()),
+        Some(v) if v > expected => Err(StoreError::new(
+            ErrorKind::Unavailable,
+            format!("the database schema is at version {v}, newer than this build understands ({expected}); upgrade sage-db"),
+        )),
+        Some(v) => Err(StoreError::new(
+            ErrorKind::Unavailable,
+            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up`"),
+        )),
+        None => Err(StoreError::new(
+            ErrorKind::Unavailable,
+            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`)".to_string(),
+        )),
+    }
+}
+
+fn migrate_error(e: sage_migrate::Error) -> StoreError {
+    let kind = match e.kind() {
+        sage_migrate::ErrorKind::Database => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    StoreError::new(kind, e.to_string()).with_source(e)
+}
+
+impl Inner {
+    fn now(&self) -> DateTime<Utc> {
+        micros(self.clock.now())
+    }
+
+    fn session_from_row(&self, row: SessionRow) -> Result<Session> {
+        let key = self.keys.open(&row.id, &row.sealed_key)?;
+        Ok(Session {
+            key: SessionKey::new(key.to_vec()),
+            id: row.id,
+            client_did: row.client_did,
+            server_did: row.server_did,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            last_activity: row.last_activity,
+            metadata: row.metadata,
+            message_count: row.message_count.max(0) as u64,
+            max_messages: row.max_messages.map(|m| m.max(0) as u64),
+            idle_timeout: row.idle_timeout_seconds.map(|s| Duration::from_secs(s.max(0) as u64)),
+        })
+    }
+
+    /// After a conditional write failed: `NotFound` or `Expired`.
+    async fn missing_or_expired(&self, id: &str) -> StoreError {
+        match self.backend.get_session(id).await {
+            Ok(Some(_)) => StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired")),
+            Ok(None) => StoreError::not_found("session", id),
+            Err(e) => e,
+        }
+    }
+}
+
+fn idle_seconds(idle: Option<Duration>) -> Option<i32> {
+    idle.map(|d| d.as_secs().min(i32::MAX as u64) as i32)
+}
+
+#[async_trait]
+impl SessionStore for Sessions {
+    async fn create(&self, s: &NewSession) -> Result<Session> {
+        let inner = &self.0;
+        let now = inner.now();
+        validate::new_session(s, now)?;
+        let row = SessionRow {
+            id: s.id.clone(),
+            client_did: s.client_did.clone(),
+            server_did: s.server_did.clone(),
+            sealed_key: inner.keys.seal(&s.id, s.key.expose()),
+            created_at: now,
+            expires_at: micros(s.expires_at),
+            last_activity: now,
+            metadata: s.metadata.clone(),
+            message_count: 0,
+            max_messages: s.max_messages.map(|m| m as i64),
+            idle_timeout_seconds: idle_seconds(s.idle_timeout),
+        };
+        inner.backend.insert_session(&row).await?;
+        inner.session_from_row(row)
+    }
+
+    async fn get(&self, id: &str) -> Result<Session> {
+        let inner = &self.0;
+        validate::token("id", id)?;
+        let now = inner.now();
+        match inner.backend.get_session(id).await? {
+            None => Err(StoreError::not_found("session", id)),
+            Some(row) if !row.is_live(now) => {
+                Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired")))
+            }
+            Some(row) => inner.session_from_row(row),
+        }
+    }
+
+    async fn update(&self, id: &str, changes: &SessionUpdate) -> Result<Session> {
+        let inner = &self.0;
+        validate::token("id", id)?;
+        let now = inner.now();
+        let Some(current) = inner.backend.get_session(id).await? else {
+            return Err(StoreError::not_found("session", id));
+        };
+        if !current.is_live(now) {
+            return Err(StoreError::new(
+                ErrorKind::Expired,
+                format!("session {id:?} has expired and cannot be changed"),
+            ));
+        }
+        let mut row = current.clone();
+        if let Some(key) = &changes.key {
+            validate::session_key(key)?;
+            row.sealed_key = inner.keys.seal(id, key.expose());
+        }
+        if let Some(expires_at) = changes.expires_at {
+            validate::expiry("expires_at", expires_at, now)?;
+            row.expires_at = micros(expires_at);
+        }
+        if let Some(metadata) = &changes.metadata {
+            validate::metadata(metadata.as_ref())?;
+            row.metadata = metadata.clone();
+        }
+        let max_messages = changes.max_messages.unwrap_or(row.max_messages.map(|m| m as u64));
+        let idle = changes.idle_timeout.unwrap_or(row.idle_timeout_seconds.map(|s| Duration::from_secs(s as u64)));
+        validate::limits(max_messages, idle)?;
+        row.max_messages = max_messages.map(|m| m as i64);
+        row.idle_timeout_seconds = idle_seconds(idle);
+        match inner.backend.update_session(&row, now).await? {
+            Conditional::Done(()) => inner.session_from_row(row),
+            Conditional::NotFound | Conditional::NotLive => Err(inner.missing_or_expired(id).await),
+        }
+    }
+
+    async fn touch(&self, id: &str) -> Result<Session> {
+        let inner = &self.0;
+        validate::token("id", id)?;
+        match inner.backend.touch_session(id, inner.now()).await? {
+            Conditional::Done(row) => inner.session_from_row(row),
+            Conditional::NotFound => Err(StoreError::not_found("session", id)),
+            Conditional::NotLive => Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired"))),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        validate::token("id", id)?;
+        if self.0.backend.delete_session(id).await? {
+            Ok(())
+        } else {
+            Err(StoreError::not_found("session", id))
+        }
+    }
+
+    async fn list_by_client(&self, client_did: &str, page: Page) -> Result<Vec<Session>> {
+        list(&self.0, Party::Client, "client_did", client_did, page).await
+    }
+
+    async fn list_by_server(&self, server_did: &str, page: Page) -> Result<Vec<Session>> {
+        list(&self.0, Party::Server, "server_did", server_did, page).await
+    }
+
+    async fn count_active(&self) -> Result<u64> {
+        self.0.backend.count_sessions(self.0.now()).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        let now = self.0.now();
+        let mut total = 0;
+        loop {
+            let n = self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH).await?;
+            total += n;
+            if n < u64::from(CLEANUP_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+async fn list(inner: &Inner, party: Party, field: &'static str, did: &str, page: Page) -> Result<Vec<Session>> {
+    validate::did(field, did)?;
+    validate::page(page)?;
+    let rows = inner.backend.list_sessions(party, did, inner.now(), page).await?;
+    rows.into_iter().map(|r| inner.session_from_row(r)).collect()
+}
+
+#[async_trait]
+impl NonceStore for Nonces {
+    async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
+        let claim = NonceClaim { nonce: nonce.to_string(), session_id: session_id.map(str::to_string), expires_at };
+        match self.claim_many(std::slice::from_ref(&claim)).await?.first() {
+            Some(Claim::Fresh) => Ok(()),
+            _ => Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used"))),
+        }
+    }
+
+    async fn claim_many(&self, claims: &[NonceClaim]) -> Result<Vec<Claim>> {
+        let inner = &self.0;
+        let now = inner.now();
+        for claim in claims {
+            validate::claim(claim, now)?;
+        }
+        // A nonce repeated inside one batch is a replay of its first occurrence; only
+        // distinct nonces go to the backend.
+        let mut seen = HashSet::with_capacity(claims.len());
+        let mut distinct = Vec::with_capacity(claims.len());
+        let mut repeated = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let first = seen.insert(claim.nonce.as_str());
+            repeated.push(!first);
+            if first {
+                distinct.push(NonceClaim { expires_at: micros(claim.expires_at), ..claim.clone() });
+            }
+        }
+        let answers = inner.backend.claim_nonces(&distinct, now).await?;
+        let mut answers = answers.into_iter();
+        Ok(repeated
+            .into_iter()
+            .map(|dup| if dup { Claim::Replayed } else { answers.next().unwrap_or(Claim::Replayed) })
+            .collect())
+    }
+
+    async fn is_used(&self, nonce: &str) -> Result<bool> {
+        validate::token("nonce", nonce)?;
+        self.0.backend.nonce_used(nonce, self.0.now()).await
+    }
+
+    async fn count_active(&self) -> Result<u64> {
+        self.0.backend.count_nonces(self.0.now()).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        let now = self.0.now();
+        let mut total = 0;
+        loop {
+            let n = self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH).await?;
+            total += n;
+            if n < u64::from(CLEANUP_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn prepared(record: &DidRecord, now: DateTime<Utc>) -> Result<DidRecord> {
+    let mut r = record.clone();
+    if r.fetched_at == DateTime::<Utc>::UNIX_EPOCH {
+        r.fetched_at = now;
+    }
+    r.fetched_at = micros(r.fetched_at);
+    r.stale_after = r.stale_after.map(micros);
+    r.created_at = now;
+    r.updated_at = now;
+    validate::did_record(&r)?;
+    Ok(r)
+}
+
+#[async_trait]
+impl DidStore for Dids {
+    async fn create(&self, record: &DidRecord) -> Result<DidRecord> {
+        let r = prepared(record, self.0.now())?;
+        self.0.backend.insert_did(&r).await?;
+        Ok(r)
+    }
+
+    async fn upsert(&self, record: &DidRecord) -> Result<DidRecord> {
+        let r = prepared(record, self.0.now())?;
+        self.0.backend.upsert_did(&r).await
+    }
+
+    async fn get(&self, did: &str) -> Result<DidRecord> {
+        validate::did("did", did)?;
+        self.0.backend.get_did(did).await?.ok_or_else(|| StoreError::not_found("DID", did))
+    }
+
+    async fn update(&self, record: &DidRecord) -> Result<DidRecord> {
+        let r = prepared(record, self.0.now())?;
+        self.0.backend.update_did(&r).await?.ok_or_else(|| StoreError::not_found("DID", &r.did))
+    }
+
+    async fn delete(&self, did: &str) -> Result<()> {
+        validate::did("did", did)?;
+        if self.0.backend.delete_did(did).await? {
+            Ok(())
+        } else {
+            Err(StoreError::not_found("DID", did))
+        }
+    }
+
+    async fn list_by_owner(&self, owner_address: &str) -> Result<Vec<DidRecord>> {
+        if owner_address.is_empty() {
+            return Err(StoreError::invalid("owner_address", "must not be empty"));
+        }
+        self.0.backend.list_dids(owner_address).await
+    }
+
+    async fn revoke(&self, did: &str) -> Result<()> {
+        validate::did("did", did)?;
+        if self.0.backend.revoke_did(did, self.0.now()).await? {
+            Ok(())
+        } else {
+            Err(StoreError::not_found("DID", did))
+        }
+    }
+
+    async fn is_revoked(&self, did: &str) -> Result<bool> {
+        Ok(self.get(did).await?.revoked)
+    }
+}

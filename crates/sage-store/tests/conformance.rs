@@ -1,0 +1,450 @@
+//! The store contract, run against every backend: memory, a SQLite file and PostgreSQL.
+//! A test here is the definition of what a store does; each backend must pass all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sage_store::*;
+
+#[derive(Debug)]
+pub enum Kind {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug)]
+pub struct Harness {
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    _db: Option<sage_testkit::TestDatabase>,
+    _file: Option<sage_testkit::SqliteFile>,
+}
+
+impl Harness {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+    }
+}
+
+pub async fn harness(kind: Kind) -> Harness {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let key = keys::generate_key();
+    let mut options = OpenOptions::new(KeySource::Inline(vec![key.to_string()]));
+    options.clock = clock.clone();
+    options.migrate = true;
+    let (target, db, file) = match kind {
+        Kind::Memory => (sage_conn::Target::Memory, None, None),
+        Kind::Sqlite => {
+            let file = sage_testkit::SqliteFile::new();
+            (sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(file.path().to_path_buf())), None, Some(file))
+        }
+        Kind::Postgres => {
+            let db = sage_testkit::database().await.expect("test database");
+            (sage_conn::Target::Postgres(db.settings().clone()), Some(db), None)
+        }
+    };
+    let store = Store::open(&target, options).await.expect("open store");
+    Harness { store, clock, _db: db, _file: file }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::$name(super::harness(super::Kind::Memory).await).await } )*
+        }
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::$name(super::harness(super::Kind::Sqlite).await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::$name(super::harness(super::Kind::Postgres).await).await } )*
+        }
+    };
+}
+
+conformance!(
+    session_lifecycle,
+    session_expiry_boundary,
+    idle_timeout_and_message_budget,
+    listing_is_newest_first_and_paginated,
+    nonce_is_single_use,
+    expired_nonce_can_be_claimed_again,
+    claim_many_answers_each_in_order,
+    deleting_a_session_keeps_its_nonces_closed,
+    concurrent_claims_have_exactly_one_winner,
+    did_lifecycle,
+    did_upsert_keeps_creation_time,
+    invalid_input_names_the_field_and_writes_nothing,
+    cleanup_removes_only_what_expired,
+);
+
+fn new_session(id: &str, client: &str, server: &str, expires_at: DateTime<Utc>) -> NewSession {
+    NewSession {
+        id: id.into(),
+        client_did: client.into(),
+        server_did: server.into(),
+        key: SessionKey::new(format!("key-material-for-{id}").into_bytes()),
+        expires_at,
+        metadata: Some(serde_json::json!({"purpose": "secure-messaging", "n": 1})),
+        max_messages: None,
+        idle_timeout: None,
+    }
+}
+
+const ALICE: &str = "did:sage:test:alice";
+const BOB: &str = "did:sage:test:bob";
+const CAROL: &str = "did:sage:test:carol";
+
+async fn session_lifecycle(h: Harness) {
+    let sessions = h.store.sessions();
+    let id = "q83vEjRWeJASNFZ4kBI0Vg";
+    assert_eq!(sessions.get(id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let created = sessions.create(&new_session(id, ALICE, BOB, h.now() + chrono::Duration::hours(1))).await.unwrap();
+    assert_eq!(created.created_at, h.now());
+    assert_eq!(created.last_activity, h.now());
+    let dup = sessions.create(&new_session(id, ALICE, BOB, h.now() + chrono::Duration::hours(1))).await.unwrap_err();
+    assert_eq!(dup.kind(), ErrorKind::AlreadyExists);
+
+    let got = sessions.get(id).await.unwrap();
+    assert_eq!(got, created);
+    assert_eq!(got.key.expose(), format!("key-material-for-{id}").as_bytes());
+    assert_eq!(got.metadata, Some(serde_json::json!({"purpose": "secure-messaging", "n": 1})));
+    assert_eq!(format!("{:?}", got.key), format!("SessionKey({} bytes)", got.key.len()), "keys never print");
+
+    let uuid = "550e8400-e29b-41d4-a716-446655440000";
+    sessions.create(&new_session(uuid, ALICE, BOB, h.now() + chrono::Duration::hours(1))).await.unwrap();
+
+    h.advance(chrono::Duration::seconds(5));
+    let changes = SessionUpdate {
+        key: Some(SessionKey::new(b"rekeyed".to_vec())),
+        expires_at: Some(h.now() + chrono::Duration::hours(2)),
+        metadata: Some(None),
+        ..SessionUpdate::default()
+    };
+    let updated = sessions.update(id, &changes).await.unwrap();
+    assert_eq!(updated.key.expose(), b"rekeyed");
+    assert_eq!(updated.metadata, None);
+    assert_eq!(sessions.get(id).await.unwrap(), updated);
+    assert_eq!(updated.created_at, created.created_at, "update never changes the creation time");
+    assert_eq!(sessions.update("missing", &changes).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    let touched = sessions.touch(id).await.unwrap();
+    assert_eq!((touched.message_count, touched.last_activity), (1, h.now()));
+
+    sessions.delete(id).await.unwrap();
+    assert_eq!(sessions.delete(id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(sessions.get(id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(sessions.touch(id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(sessions.count_active().await.unwrap(), 1);
+}
+
+async fn session_expiry_boundary(h: Harness) {
+    let sessions = h.store.sessions();
+    let expires = h.now() + chrono::Duration::seconds(10);
+    sessions.create(&new_session("s1", ALICE, BOB, expires)).await.unwrap();
+    h.clock.set(expires - chrono::Duration::microseconds(1));
+    sessions.get("s1").await.unwrap();
+    assert_eq!(sessions.count_active().await.unwrap(), 1);
+    assert_eq!(sessions.list_by_client(ALICE, Page::default()).await.unwrap().len(), 1);
+
+    // Expired exactly at expires_at, the same way everywhere.
+    h.clock.set(expires);
+    let err = sessions.get("s1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired, "expired is not not-found: {err}");
+    assert_eq!(sessions.count_active().await.unwrap(), 0);
+    assert!(sessions.list_by_client(ALICE, Page::default()).await.unwrap().is_empty());
+    assert_eq!(sessions.touch("s1").await.unwrap_err().kind(), ErrorKind::Expired);
+    let revive = SessionUpdate { expires_at: Some(h.now() + chrono::Duration::hours(1)), ..SessionUpdate::default() };
+    assert_eq!(sessions.update("s1", &revive).await.unwrap_err().kind(), ErrorKind::Expired, "no reviving");
+    assert_eq!(sessions.delete_expired().await.unwrap(), 1);
+    assert_eq!(sessions.get("s1").await.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+async fn idle_timeout_and_message_budget(h: Harness) {
+    let sessions = h.store.sessions();
+    let far = h.now() + chrono::Duration::hours(1);
+    let idle = NewSession { idle_timeout: Some(Duration::from_secs(30)), ..new_session("idle", ALICE, BOB, far) };
+    sessions.create(&idle).await.unwrap();
+    h.advance(chrono::Duration::seconds(29));
+    sessions.touch("idle").await.unwrap();
+    h.advance(chrono::Duration::seconds(29));
+    sessions.get("idle").await.unwrap();
+    h.advance(chrono::Duration::seconds(1));
+    assert_eq!(sessions.get("idle").await.unwrap_err().kind(), ErrorKind::Expired);
+    assert_eq!(sessions.touch("idle").await.unwrap_err().kind(), ErrorKind::Expired);
+
+    let budget = NewSession { max_messages: Some(2), ..new_session("budget", ALICE, BOB, far) };
+    sessions.create(&budget).await.unwrap();
+    assert_eq!(sessions.touch("budget").await.unwrap().message_count, 1);
+    assert_eq!(sessions.touch("budget").await.unwrap().message_count, 2);
+    assert_eq!(sessions.touch("budget").await.unwrap_err().kind(), ErrorKind::Expired);
+    assert_eq!(sessions.get("budget").await.unwrap_err().kind(), ErrorKind::Expired);
+    assert_eq!(sessions.count_active().await.unwrap(), 0);
+    assert_eq!(sessions.delete_expired().await.unwrap(), 2);
+}
+
+async fn listing_is_newest_first_and_paginated(h: Harness) {
+    let sessions = h.store.sessions();
+    let far = h.now() + chrono::Duration::hours(1);
+    for i in 0..5 {
+        sessions.create(&new_session(&format!("c{i}"), ALICE, BOB, far)).await.unwrap();
+        h.advance(chrono::Duration::seconds(1));
+    }
+    sessions.create(&new_session("other", CAROL, BOB, far)).await.unwrap();
+    sessions.create(&new_session("short", ALICE, CAROL, h.now() + chrono::Duration::seconds(1))).await.unwrap();
+    h.advance(chrono::Duration::seconds(2));
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(sessions.list_by_client(ALICE, Page { limit: 2, offset: 0 }).await.unwrap()), ["c4", "c3"]);
+    assert_eq!(ids(sessions.list_by_client(ALICE, Page { limit: 2, offset: 2 }).await.unwrap()), ["c2", "c1"]);
+    assert_eq!(ids(sessions.list_by_client(ALICE, Page { limit: 2, offset: 4 }).await.unwrap()), ["c0"]);
+    assert!(sessions.list_by_client(ALICE, Page { limit: 2, offset: 6 }).await.unwrap().is_empty());
+    assert_eq!(ids(sessions.list_by_server(BOB, Page::first(3)).await.unwrap()), ["other", "c4", "c3"]);
+    assert!(
+        sessions.list_by_server(CAROL, Page::default()).await.unwrap().is_empty(),
+        "expired sessions are not listed"
+    );
+    assert_eq!(sessions.list_by_client(ALICE, Page { limit: 0, offset: 0 }).await.unwrap_err().field(), Some("limit"));
+    assert_eq!(sessions.count_active().await.unwrap(), 6);
+}
+
+async fn nonce_is_single_use(h: Harness) {
+    let nonces = h.store.nonces();
+    let later = h.now() + chrono::Duration::minutes(5);
+    assert!(!nonces.is_used("n1").await.unwrap());
+    nonces.claim("n1", Some("sess-1"), later).await.unwrap();
+    let again = nonces.claim("n1", Some("sess-1"), later).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Replayed);
+    assert!(again.is_replayed());
+    // Whoever presents it.
+    assert_eq!(nonces.claim("n1", Some("sess-2"), later).await.unwrap_err().kind(), ErrorKind::Replayed);
+    assert_eq!(nonces.claim("n1", None, later).await.unwrap_err().kind(), ErrorKind::Replayed);
+    assert!(nonces.is_used("n1").await.unwrap());
+    nonces.claim("n2", None, later).await.unwrap();
+    assert_eq!(nonces.count_active().await.unwrap(), 2);
+}
+
+async fn expired_nonce_can_be_claimed_again(h: Harness) {
+    let nonces = h.store.nonces();
+    let expires = h.now() + chrono::Duration::seconds(60);
+    nonces.claim("old", None, expires).await.unwrap();
+    nonces.claim("fresh", None, expires + chrono::Duration::hours(1)).await.unwrap();
+    h.clock.set(expires - chrono::Duration::microseconds(1));
+    assert!(nonces.is_used("old").await.unwrap());
+    assert_eq!(
+        nonces.claim("old", None, h.now() + chrono::Duration::minutes(5)).await.unwrap_err().kind(),
+        ErrorKind::Replayed
+    );
+    h.clock.set(expires);
+    assert!(!nonces.is_used("old").await.unwrap(), "an expired nonce no longer counts as used");
+    assert_eq!(nonces.count_active().await.unwrap(), 1);
+    nonces.claim("old", None, h.now() + chrono::Duration::minutes(5)).await.unwrap();
+    assert!(nonces.is_used("old").await.unwrap());
+    assert_eq!(
+        nonces.claim("old", None, h.now() + chrono::Duration::minutes(5)).await.unwrap_err().kind(),
+        ErrorKind::Replayed
+    );
+}
+
+async fn claim_many_answers_each_in_order(h: Harness) {
+    let nonces = h.store.nonces();
+    let later = h.now() + chrono::Duration::minutes(5);
+    nonces.claim("used", None, later).await.unwrap();
+    let claim = |n: &str| NonceClaim { nonce: n.into(), session_id: Some("s".into()), expires_at: later };
+    let answers = nonces.claim_many(&[claim("a"), claim("used"), claim("b"), claim("a"), claim("c")]).await.unwrap();
+    assert_eq!(answers, [Claim::Fresh, Claim::Replayed, Claim::Fresh, Claim::Replayed, Claim::Fresh]);
+    assert_eq!(nonces.count_active().await.unwrap(), 4);
+    assert!(nonces.claim_many(&[]).await.unwrap().is_empty());
+}
+
+async fn deleting_a_session_keeps_its_nonces_closed(h: Harness) {
+    let later = h.now() + chrono::Duration::minutes(5);
+    h.store.sessions().create(&new_session("s1", ALICE, BOB, h.now() + chrono::Duration::hours(1))).await.unwrap();
+    h.store.nonces().claim("m1", Some("s1"), later).await.unwrap();
+    h.store.sessions().delete("s1").await.unwrap();
+    assert!(h.store.nonces().is_used("m1").await.unwrap());
+    assert_eq!(h.store.nonces().claim("m1", Some("s1"), later).await.unwrap_err().kind(), ErrorKind::Replayed);
+}
+
+async fn concurrent_claims_have_exactly_one_winner(h: Harness) {
+    const TASKS: usize = 16;
+    const NONCES: usize = 150;
+    let later = h.now() + chrono::Duration::minutes(5);
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let nonces = h.store.nonces().clone();
+        handles.push(tokio::spawn(async move {
+            let mut wins = vec![0u32; NONCES];
+            // Half the tasks claim one by one, half in batches, in different orders.
+            if task % 2 == 0 {
+                for i in (0..NONCES).rev() {
+                    match nonces.claim(&format!("race-{i}"), None, later).await {
+                        Ok(()) => wins[i] += 1,
+                        Err(e) => assert_eq!(e.kind(), ErrorKind::Replayed, "{e}"),
+                    }
+                }
+            } else {
+                let order: Vec<usize> = (0..NONCES).map(|i| (i * 7 + task) % NONCES).collect();
+                for chunk in order.chunks(25) {
+                    let claims: Vec<NonceClaim> = chunk
+                        .iter()
+                        .map(|i| NonceClaim { nonce: format!("race-{i}"), session_id: None, expires_at: later })
+                        .collect();
+                    for (i, answer) in chunk.iter().zip(nonces.claim_many(&claims).await.unwrap()) {
+                        if answer == Claim::Fresh {
+                            wins[*i] += 1;
+                        }
+                    }
+                }
+            }
+            wins
+        }));
+    }
+    let mut total = vec![0u32; NONCES];
+    for handle in handles {
+        for (i, w) in handle.await.unwrap().into_iter().enumerate() {
+            total[i] += w;
+        }
+    }
+    assert!(total.iter().all(|&w| w == 1), "every nonce must be fresh exactly once: {total:?}");
+    assert_eq!(h.store.nonces().count_active().await.unwrap(), NONCES as u64);
+}
+
+fn did(name: &str, owner: &str) -> DidRecord {
+    let mut key = hex_decode("302a300506032b6570032100");
+    key.extend_from_slice(&[7u8; 32]);
+    DidRecord::new(format!("did:sage:test:{name}"), key, owner, KeyType::Ed25519)
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+async fn did_lifecycle(h: Harness) {
+    let dids = h.store.dids();
+    assert_eq!(dids.get("did:sage:test:alice").await.unwrap_err().kind(), ErrorKind::NotFound);
+    let mut alice = did("alice", "0xAbC");
+    alice.key_agreement_key = Some(vec![9u8; 32]);
+    alice.endpoint = Some("https://alice.example.com/a2a".into());
+    alice.capabilities = vec!["messaging".into(), "payments".into()];
+    alice.stale_after = Some(h.now() + chrono::Duration::minutes(5));
+    let created = dids.create(&alice).await.unwrap();
+    assert_eq!(created.created_at, h.now());
+    assert_eq!(created.fetched_at, h.now(), "fetched_at defaults to now");
+    assert_eq!(dids.create(&alice).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(dids.get(&alice.did).await.unwrap(), created);
+    assert!(!created.is_stale(h.now()));
+    assert!(created.is_stale(h.now() + chrono::Duration::minutes(5)));
+
+    h.advance(chrono::Duration::seconds(1));
+    dids.create(&did("bob", "0xAbC")).await.unwrap();
+    h.advance(chrono::Duration::seconds(1));
+    dids.create(&did("carol", "0xDef")).await.unwrap();
+    let owned: Vec<String> = dids.list_by_owner("0xAbC").await.unwrap().into_iter().map(|d| d.did).collect();
+    assert_eq!(owned, ["did:sage:test:bob", "did:sage:test:alice"], "newest first");
+    assert!(dids.list_by_owner("0xabc").await.unwrap().is_empty(), "owner match is exact");
+
+    h.advance(chrono::Duration::seconds(1));
+    let mut changed = created.clone();
+    changed.key_type = KeyType::Secp256k1;
+    changed.capabilities = vec![];
+    let updated = dids.update(&changed).await.unwrap();
+    assert_eq!(updated.key_type, KeyType::Secp256k1);
+    assert_eq!(updated.created_at, created.created_at);
+    assert_eq!(updated.updated_at, h.now());
+    assert_eq!(dids.get(&alice.did).await.unwrap(), updated);
+    assert_eq!(dids.update(&did("nobody", "0x0")).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    assert!(!dids.is_revoked(&alice.did).await.unwrap());
+    dids.revoke(&alice.did).await.unwrap();
+    assert!(dids.is_revoked(&alice.did).await.unwrap());
+    assert_eq!(dids.is_revoked("did:sage:test:nobody").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(dids.revoke("did:sage:test:nobody").await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    dids.delete(&alice.did).await.unwrap();
+    assert_eq!(dids.delete(&alice.did).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(dids.list_by_owner("0xAbC").await.unwrap().len(), 1);
+}
+
+async fn did_upsert_keeps_creation_time(h: Harness) {
+    let dids = h.store.dids();
+    let first = dids.upsert(&did("dave", "0x1")).await.unwrap();
+    h.advance(chrono::Duration::minutes(1));
+    let mut newer = did("dave", "0x2");
+    newer.revoked = true;
+    let second = dids.upsert(&newer).await.unwrap();
+    assert_eq!(second.created_at, first.created_at);
+    assert_eq!(second.updated_at, h.now());
+    assert_eq!((second.owner_address.as_str(), second.revoked), ("0x2", true));
+    assert_eq!(dids.get(&newer.did).await.unwrap(), second);
+}
+
+async fn invalid_input_names_the_field_and_writes_nothing(h: Harness) {
+    let sessions = h.store.sessions();
+    let later = h.now() + chrono::Duration::hours(1);
+    let field = |r: Result<Session>| r.unwrap_err().field();
+    assert_eq!(field(sessions.create(&new_session("s 1", ALICE, BOB, later)).await), Some("id"));
+    assert_eq!(field(sessions.create(&new_session("s1", "alice", BOB, later)).await), Some("client_did"));
+    assert_eq!(field(sessions.create(&new_session("s1", ALICE, "did:sage:", later)).await), Some("server_did"));
+    assert_eq!(field(sessions.create(&new_session("s1", ALICE, BOB, h.now())).await), Some("expires_at"));
+    let empty_key = NewSession { key: SessionKey::new(Vec::new()), ..new_session("s1", ALICE, BOB, later) };
+    assert_eq!(field(sessions.create(&empty_key).await), Some("key"));
+    let array = NewSession { metadata: Some(serde_json::json!([1])), ..new_session("s1", ALICE, BOB, later) };
+    assert_eq!(field(sessions.create(&array).await), Some("metadata"));
+    let zero = NewSession { max_messages: Some(0), ..new_session("s1", ALICE, BOB, later) };
+    assert_eq!(field(sessions.create(&zero).await), Some("max_messages"));
+    assert_eq!(sessions.count_active().await.unwrap(), 0);
+    assert_eq!(sessions.get("s1").await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    let nonces = h.store.nonces();
+    assert_eq!(nonces.claim("", None, later).await.unwrap_err().field(), Some("nonce"));
+    assert_eq!(
+        nonces.claim("ok", None, h.now() - chrono::Duration::seconds(1)).await.unwrap_err().field(),
+        Some("expires_at")
+    );
+    let batch = [
+        NonceClaim { nonce: "good".into(), session_id: None, expires_at: later },
+        NonceClaim { nonce: "bad nonce".into(), session_id: None, expires_at: later },
+    ];
+    assert_eq!(nonces.claim_many(&batch).await.unwrap_err().field(), Some("nonce"));
+    assert!(!nonces.is_used("good").await.unwrap(), "a rejected batch writes nothing");
+
+    let dids = h.store.dids();
+    let mut bad = did("eve", "0x1");
+    bad.endpoint = Some("ftp://nope".into());
+    assert_eq!(dids.create(&bad).await.unwrap_err().field(), Some("endpoint"));
+    let mut bad = did("eve", "0x1");
+    bad.public_key.clear();
+    assert_eq!(dids.create(&bad).await.unwrap_err().field(), Some("public_key"));
+    assert_eq!(dids.get("not-a-did").await.unwrap_err().field(), Some("did"));
+    assert_eq!(dids.list_by_owner("0x1").await.unwrap().len(), 0);
+    assert_eq!(KeyType::parse("ed25519"), Some(KeyType::Ed25519));
+    assert_eq!(KeyType::parse("RSA"), None);
+}
+
+async fn cleanup_removes_only_what_expired(h: Harness) {
+    let sessions = h.store.sessions();
+    let nonces = h.store.nonces();
+    let soon = h.now() + chrono::Duration::seconds(10);
+    let later = h.now() + chrono::Duration::hours(1);
+    for i in 0..1205 {
+        let claim =
+            NonceClaim { nonce: format!("x{i}"), session_id: None, expires_at: if i % 2 == 0 { soon } else { later } };
+        nonces.claim_many(std::slice::from_ref(&claim)).await.unwrap();
+    }
+    sessions.create(&new_session("gone", ALICE, BOB, soon)).await.unwrap();
+    sessions.create(&new_session("kept", ALICE, BOB, later)).await.unwrap();
+    h.clock.set(soon);
+    assert_eq!(nonces.delete_expired().await.unwrap(), 603, "more than one batch");
+    assert_eq!(nonces.count_active().await.unwrap(), 602);
+    assert_eq!(nonces.delete_expired().await.unwrap(), 0);
+    assert_eq!(sessions.delete_expired().await.unwrap(), 1);
+    sessions.get("kept").await.unwrap();
+}
