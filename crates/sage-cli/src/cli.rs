@@ -47,6 +47,110 @@ pub enum Command {
     /// Migrations: apply, revert, inspect and create.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Inspect and delete stored sessions (key material is never shown).
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Claim nonces, one or many (from stdin), and see whether each was fresh.
+    #[command(subcommand)]
+    Nonce(NonceCommand),
+    /// Read and write the DID cache.
+    #[command(subcommand)]
+    Did(DidCommand),
+    /// Session-key encryption keys: generate and rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Live sessions of a client or a server, newest first.
+    List {
+        #[arg(long, value_name = "DID", required_unless_present = "server", conflicts_with = "server")]
+        client: Option<String>,
+        #[arg(long, value_name = "DID")]
+        server: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// One session.
+    Get { id: String },
+    /// Delete a session (its nonces stay used until they expire).
+    Delete {
+        id: String,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NonceCommand {
+    /// Claim NONCE, or every line of stdin with `-` (one answer per line). Exit code 1
+    /// when a single nonce was a replay.
+    Claim {
+        /// The nonce, or `-` to read one nonce per line from stdin.
+        nonce: String,
+        /// The session the nonce belongs to.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// How long the nonce stays used (e.g. 5m).
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        ttl: String,
+    },
+    /// Whether NONCE is used and not yet expired.
+    IsUsed { nonce: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DidCommand {
+    /// One cached DID.
+    Get { did: String },
+    /// Insert or replace a cached DID.
+    Put {
+        did: String,
+        /// Public key, hex (or base64 with a `base64:` prefix).
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+        #[arg(long, value_name = "ADDRESS")]
+        owner: String,
+        #[arg(long, default_value = "Ed25519")]
+        key_type: String,
+        /// Key-agreement (X25519) public key, hex or `base64:`.
+        #[arg(long, value_name = "KEY")]
+        key_agreement_key: Option<String>,
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// A capability; repeat for several.
+        #[arg(long = "capability", value_name = "NAME")]
+        capabilities: Vec<String>,
+        /// Resolve again after this long (e.g. 10m).
+        #[arg(long, value_name = "DURATION")]
+        stale_after: Option<String>,
+        #[arg(long)]
+        revoked: bool,
+    },
+    /// Mark a DID revoked.
+    Revoke { did: String },
+    /// DIDs of an owner address, newest first.
+    List {
+        #[arg(long, value_name = "ADDRESS")]
+        owner: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new key to a key file (created with mode 0600 if missing); it becomes the key
+    /// that seals new session keys. Prints the key's id, never the key.
+    Generate {
+        /// The key file. Default: SAGE_SESSION_KEY_FILE, or the file beside a SQLite database.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Re-seal every stored session key with the current key, and seal key material an
+    /// older SAGE database holds in plaintext.
+    Rotate,
 }
 
 /// Options shared by every migration command.

@@ -11,6 +11,7 @@ use crate::cli::{Global, MigrationArgs};
 /// The resolved database for this invocation.
 pub struct Database {
     pub settings: Settings,
+    pub env: Environment,
 }
 
 impl Database {
@@ -23,7 +24,7 @@ impl Database {
             .or_else(|| env_names_file.then(|| global.env.clone().map(std::path::PathBuf::from)).flatten());
         let env = Environment::from_process(file.as_deref())?;
         let settings = Settings::resolve(global.database_url.as_deref(), &env)?;
-        Ok(Database { settings })
+        Ok(Database { settings, env })
     }
 
     pub fn dialect(&self) -> anyhow::Result<Dialect> {
@@ -32,6 +33,17 @@ impl Database {
             Target::Sqlite(_) => Ok(Dialect::Sqlite),
             Target::Memory => bail!("memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL"),
         }
+    }
+
+    /// Opens SAGE's store with the zero-configuration defaults (see
+    /// `sage_store::OpenOptions::defaults_for`), telling the operator what it set up.
+    pub async fn open_store(&self) -> anyhow::Result<sage_store::Store> {
+        let options = sage_store::OpenOptions::defaults_for(&self.settings.target, &self.env);
+        let store = sage_store::Store::open(&self.settings.target, options).await?;
+        for notice in store.notices() {
+            eprintln!("note: {notice}");
+        }
+        Ok(store)
     }
 
     /// `url (origin)` for headers, with the password redacted.

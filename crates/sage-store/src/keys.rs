@@ -300,7 +300,7 @@ impl KeySource {
                     "created session-key file {} (mode 0600); back it up apart from the database: without it, stored session keys cannot be read",
                     path.display()
                 );
-                tracing::warn!("{notice}");
+                tracing::info!("{notice}");
                 Ok((ring, Some(notice)))
             }
             KeySource::Ephemeral => Ok((KeyRing::ephemeral(), None)),

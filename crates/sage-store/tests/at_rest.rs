@@ -28,6 +28,7 @@ fn options(keys: &[&str]) -> OpenOptions {
 }
 
 /// Raw access to the database under a store, bypassing it.
+#[allow(clippy::large_enum_variant)]
 enum Raw {
     Pg(sage_testkit::TestDatabase),
     Lite(sage_testkit::SqliteFile),
@@ -103,7 +104,10 @@ async fn stored_bytes_never_hold_the_key(pg: bool) {
     let bytes = raw.key_bytes("s1").await;
     assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET), "plaintext key found at rest");
     assert!(!bytes.windows(10).any(|w| SECRET.windows(10).any(|s| s == w)), "a fragment of the key found at rest");
-    assert_eq!(keys::sealed_key_id(&bytes).map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>()), Some(store.current_key_id()));
+    assert_eq!(
+        keys::sealed_key_id(&bytes).map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Some(store.current_key_id())
+    );
     assert_eq!(store.sessions().get("s1").await.unwrap().key.expose(), SECRET);
 }
 
@@ -176,9 +180,13 @@ async fn postgres_store_checks_the_schema_version() {
     opts.migrate = false;
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
     assert!(err.to_string().contains("sage-db migrate up"), "{err}");
-    let mut migrator = sage_migrate::Migrator::connect(&target, migrations(sage_migrate::Dialect::Postgres), sage_migrate::RunOptions::default())
-        .await
-        .unwrap();
+    let mut migrator = sage_migrate::Migrator::connect(
+        &target,
+        migrations(sage_migrate::Dialect::Postgres),
+        sage_migrate::RunOptions::default(),
+    )
+    .await
+    .unwrap();
     migrator.up(sage_migrate::Target::Version(3)).await.unwrap();
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
     assert!(err.to_string().contains("version 3") && err.to_string().contains("needs version 5"), "{err}");
@@ -194,7 +202,10 @@ async fn embedded_default_creates_a_private_key_file_and_says_so() {
     let env = sage_conn::Environment::from_pairs(Vec::new());
     let store = Store::open(&target, OpenOptions::defaults_for(&target, &env)).await.unwrap();
     let key_file = KeySource::default_file_for(file.path());
-    assert!(store.notices().iter().any(|n| n.contains("created session-key file") && n.contains(&key_file.display().to_string())));
+    assert!(store
+        .notices()
+        .iter()
+        .any(|n| n.contains("created session-key file") && n.contains(&key_file.display().to_string())));
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     store.sessions().create(&session("kept")).await.unwrap();
     store.close().await;
@@ -225,9 +236,13 @@ async fn sage_version_1_database_is_upgraded_and_readable() {
         .await
         .unwrap();
     let target = sage_conn::Target::Postgres(db.settings().clone());
-    let mut migrator = sage_migrate::Migrator::connect(&target, migrations(sage_migrate::Dialect::Postgres), sage_migrate::RunOptions::default())
-        .await
-        .unwrap();
+    let mut migrator = sage_migrate::Migrator::connect(
+        &target,
+        migrations(sage_migrate::Dialect::Postgres),
+        sage_migrate::RunOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(migrator.up(sage_migrate::Target::Latest).await.unwrap().version_after, Some(5));
 
     let key = keys::generate_key();

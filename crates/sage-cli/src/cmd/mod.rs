@@ -1,4 +1,8 @@
-mod migrate;
+mod did;
+mod keys;
+pub(crate) mod migrate;
+mod nonce;
+mod session;
 mod up;
 
 use std::process::ExitCode;
@@ -9,5 +13,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(&cli.global, &args).await,
         Command::Migrate(command) => migrate::run(&cli.global, command).await,
+        Command::Session(command) => session::run(&cli.global, command).await,
+        Command::Nonce(command) => nonce::run(&cli.global, command).await,
+        Command::Did(command) => did::run(&cli.global, command).await,
+        Command::Keys(command) => keys::run(&cli.global, command).await,
     }
 }

@@ -1,0 +1,147 @@
+//! `sage-db did get|put|revoke|list`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use sage_store::{DidRecord, DidStore, KeyType};
+use serde::Serialize;
+
+use crate::cli::{DidCommand, Global};
+use crate::context::{parse_duration, Database};
+use crate::output;
+
+#[derive(Serialize)]
+struct DidView {
+    did: String,
+    key_type: String,
+    public_key: String,
+    owner_address: String,
+    revoked: bool,
+    key_agreement_key: Option<String>,
+    endpoint: Option<String>,
+    capabilities: Vec<String>,
+    fetched_at: String,
+    stale_after: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&DidRecord> for DidView {
+    fn from(r: &DidRecord) -> DidView {
+        DidView {
+            did: r.did.clone(),
+            key_type: r.key_type.to_string(),
+            public_key: hex(&r.public_key),
+            owner_address: r.owner_address.clone(),
+            revoked: r.revoked,
+            key_agreement_key: r.key_agreement_key.as_deref().map(hex),
+            endpoint: r.endpoint.clone(),
+            capabilities: r.capabilities.clone(),
+            fetched_at: r.fetched_at.to_rfc3339(),
+            stale_after: r.stale_after.map(|t| t.to_rfc3339()),
+            created_at: r.created_at.to_rfc3339(),
+            updated_at: r.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex (optionally `0x`/`\x`-prefixed) or `base64:…`.
+fn parse_key(flag: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    if let Some(b64) = text.strip_prefix("base64:") {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .with_context(|| format!("{flag}: not valid base64"));
+    }
+    let digits = text.trim_start_matches("0x").trim_start_matches("\\x");
+    if !digits.len().is_multiple_of(2) {
+        bail!("{flag}: hex needs an even number of digits, got {}", digits.len());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .with_context(|| format!("{flag}: {:?} is not hex", &digits[i..i + 2]))
+        })
+        .collect()
+}
+
+fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
+    let views: Vec<DidView> = records.iter().map(DidView::from).collect();
+    if global.json {
+        if views.len() == 1 {
+            return output::json(&views[0]);
+        }
+        return output::json(&views);
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            vec![
+                v.did.clone(),
+                v.key_type.clone(),
+                v.owner_address.clone(),
+                if v.revoked { "revoked".into() } else { "active".into() },
+                v.updated_at.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["DID", "KEY TYPE", "OWNER", "STATE", "UPDATED AT"], &rows);
+    Ok(())
+}
+
+pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let store = db.open_store().await?;
+    let dids = store.dids();
+    match command {
+        DidCommand::Get { did } => print(global, &[dids.get(&did).await?])?,
+        DidCommand::List { owner } => {
+            let found = dids.list_by_owner(&owner).await?;
+            if found.is_empty() && !global.json {
+                println!("no DIDs for {owner}");
+            } else if global.json {
+                output::json(&found.iter().map(DidView::from).collect::<Vec<_>>())?;
+            } else {
+                print(global, &found)?;
+            }
+        }
+        DidCommand::Revoke { did } => {
+            dids.revoke(&did).await?;
+            print(global, &[dids.get(&did).await?])?;
+        }
+        DidCommand::Put {
+            did,
+            public_key,
+            owner,
+            key_type,
+            key_agreement_key,
+            endpoint,
+            capabilities,
+            stale_after,
+            revoked,
+        } => {
+            let Some(key_type) = KeyType::parse(&key_type) else {
+                let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
+                bail!("--key-type: unknown key type {key_type:?} (known: {})", known.join(", "));
+            };
+            let mut record = DidRecord::new(did, parse_key("--public-key", &public_key)?, owner, key_type);
+            record.key_agreement_key = key_agreement_key.map(|k| parse_key("--key-agreement-key", &k)).transpose()?;
+            record.endpoint = endpoint;
+            record.capabilities = capabilities;
+            record.revoked = revoked;
+            record.fetched_at = chrono::Utc::now();
+            if let Some(after) = stale_after {
+                record.stale_after = Some(
+                    record.fetched_at + chrono::Duration::from_std(parse_duration(&after).context("--stale-after")?)?,
+                );
+            }
+            print(global, &[dids.upsert(&record).await?])?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! `sage-db session list|get|delete`. Key material is never printed: views show its length.
+
+use std::process::ExitCode;
+
+use sage_store::{Page, Session, SessionStore};
+use serde::Serialize;
+
+use crate::cli::{Global, SessionCommand};
+use crate::confirm::confirm;
+use crate::context::Database;
+use crate::output;
+
+/// A session as printed: everything but the key.
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    client_did: String,
+    server_did: String,
+    created_at: String,
+    expires_at: String,
+    last_activity: String,
+    message_count: u64,
+    max_messages: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    metadata: Option<serde_json::Value>,
+    key_bytes: usize,
+}
+
+impl From<&Session> for SessionView {
+    fn from(s: &Session) -> SessionView {
+        SessionView {
+            id: s.id.clone(),
+            client_did: s.client_did.clone(),
+            server_did: s.server_did.clone(),
+            created_at: s.created_at.to_rfc3339(),
+            expires_at: s.expires_at.to_rfc3339(),
+            last_activity: s.last_activity.to_rfc3339(),
+            message_count: s.message_count,
+            max_messages: s.max_messages,
+            idle_timeout_seconds: s.idle_timeout.map(|d| d.as_secs()),
+            metadata: s.metadata.clone(),
+            key_bytes: s.key.len(),
+        }
+    }
+}
+
+pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let store = db.open_store().await?;
+    let sessions = store.sessions();
+    match command {
+        SessionCommand::List { client, server, limit, offset } => {
+            let page = Page { limit, offset };
+            let found = match (&client, &server) {
+                (Some(did), _) => sessions.list_by_client(did, page).await?,
+                (_, Some(did)) => sessions.list_by_server(did, page).await?,
+                _ => unreachable!("clap requires --client or --server"),
+            };
+            let views: Vec<SessionView> = found.iter().map(SessionView::from).collect();
+            if global.json {
+                output::json(&views)?;
+            } else if views.is_empty() {
+                println!("no live sessions");
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.id.clone(),
+                            v.client_did.clone(),
+                            v.server_did.clone(),
+                            v.expires_at.clone(),
+                            v.message_count.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "CLIENT", "SERVER", "EXPIRES AT", "MESSAGES"], &rows);
+            }
+        }
+        SessionCommand::Get { id } => {
+            let session = sessions.get(&id).await?;
+            let view = SessionView::from(&session);
+            if global.json {
+                output::json(&view)?;
+            } else {
+                let value = serde_json::to_value(&view)?;
+                for (key, value) in value.as_object().into_iter().flatten() {
+                    println!("{key:<22} {}", value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+                }
+            }
+        }
+        SessionCommand::Delete { id, yes } => {
+            // Say "not found" before asking; an expired session can still be deleted.
+            if let Err(e) = sessions.get(&id).await {
+                if !e.is_expired() {
+                    return Err(e.into());
+                }
+            }
+            confirm(&format!("Delete session {id:?}? Its holders will have to handshake again."), yes)?;
+            sessions.delete(&id).await?;
+            if global.json {
+                output::json(&serde_json::json!({ "deleted": id }))?;
+            } else {
+                println!("deleted session {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

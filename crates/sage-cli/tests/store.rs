@@ -1,0 +1,206 @@
+//! The operator's store commands: many processes claiming nonces, sessions shown without
+//! their keys, DIDs, and key generation and rotation.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{run, sage_db, stderr, stdout};
+use sage_store::{NewSession, SessionKey, SessionStore};
+
+/// Starts `processes` copies of `sage-db nonce claim -`, each fed an overlapping list of
+/// nonces in its own order, and returns how often each nonce was answered "fresh".
+fn claim_from_many_processes(
+    cwd: &std::path::Path,
+    extra_env: &[(&str, &str)],
+    url: &str,
+    processes: usize,
+    nonces: usize,
+) -> Vec<usize> {
+    let children: Vec<_> = (0..processes)
+        .map(|p| {
+            let mut cmd = sage_db(cwd);
+            cmd.args(["nonce", "claim", "-", "--database-url", url]);
+            for (k, v) in extra_env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            let mut input = String::new();
+            for i in 0..nonces {
+                let n = (i * (p + 1) * 7919) % nonces;
+                input.push_str(&format!("n-{n}\n"));
+            }
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+        })
+        .collect();
+    let mut fresh = vec![0usize; nonces];
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        for line in stdout(&out).lines() {
+            let (nonce, answer) = line.split_once(' ').unwrap();
+            if answer == "fresh" {
+                fresh[nonce.trim_start_matches("n-").parse::<usize>().unwrap()] += 1;
+            }
+        }
+    }
+    fresh
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_on_postgres_see_each_nonce_fresh_once() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &db.url()])).status.success());
+    let key = sage_store::keys::generate_key();
+    let fresh = claim_from_many_processes(cwd.path(), &[("SAGE_SESSION_KEY", &key)], &db.url(), 6, 600);
+    assert!(fresh.iter().all(|&n| n == 1), "{fresh:?}");
+}
+
+#[test]
+fn many_processes_on_sqlite_see_each_nonce_fresh_once() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).arg("up")).status.success());
+    let url = format!("sqlite://{}", cwd.path().join("sage.db").display());
+    let fresh = claim_from_many_processes(cwd.path(), &[], &url, 6, 600);
+    assert!(fresh.iter().all(|&n| n == 1), "{fresh:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_commands_never_print_key_material() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).arg("up")).status.success());
+    let target = sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(cwd.path().join("sage.db")));
+    let env = sage_conn::Environment::from_pairs(Vec::new());
+    let store = sage_store::Store::open(&target, sage_store::OpenOptions::defaults_for(&target, &env)).await.unwrap();
+    let secret = b"TOP-SECRET-SESSION-KEY-BYTES";
+    store
+        .sessions()
+        .create(&NewSession {
+            id: "q83vEjRWeJASNFZ4kBI0Vg".into(),
+            client_did: "did:sage:dev:alice".into(),
+            server_did: "did:sage:dev:bob".into(),
+            key: SessionKey::new(secret.to_vec()),
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            metadata: Some(serde_json::json!({"purpose": "test"})),
+            max_messages: Some(100),
+            idle_timeout: None,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let b64 = "VE9QLVNFQ1JFVC1TRVNTSU9OLUtFWS1CWVRFUw";
+    for args in [
+        vec!["session", "get", "q83vEjRWeJASNFZ4kBI0Vg"],
+        vec!["session", "get", "q83vEjRWeJASNFZ4kBI0Vg", "--json"],
+        vec!["session", "list", "--client", "did:sage:dev:alice"],
+        vec!["session", "list", "--client", "did:sage:dev:alice", "--json"],
+    ] {
+        let out = run(sage_db(cwd.path()).args(&args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out) + &stderr(&out);
+        assert!(text.contains("q83vEjRWeJASNFZ4kBI0Vg"), "{text}");
+        for leak in ["TOP-SECRET", hex.as_str(), b64] {
+            assert!(!text.contains(leak), "{args:?} printed key material: {text}");
+        }
+    }
+    let json: serde_json::Value = serde_json::from_slice(
+        &run(sage_db(cwd.path()).args(["session", "get", "q83vEjRWeJASNFZ4kBI0Vg", "--json"])).stdout,
+    )
+    .unwrap();
+    assert_eq!(json["key_bytes"], secret.len());
+    assert_eq!(json["max_messages"], 100);
+
+    let missing = run(sage_db(cwd.path()).args(["session", "get", "nope"]));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
+    let refused = run(sage_db(cwd.path()).args(["session", "delete", "q83vEjRWeJASNFZ4kBI0Vg"]).stdin(Stdio::null()));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(run(sage_db(cwd.path()).args(["session", "delete", "q83vEjRWeJASNFZ4kBI0Vg", "--yes"])).status.success());
+}
+
+#[test]
+fn did_commands_round_trip_and_reject_bad_input_by_field() {
+    let cwd = tempfile::tempdir().unwrap();
+    let put = run(sage_db(cwd.path()).args([
+        "did",
+        "put",
+        "did:sage:dev:alice",
+        "--public-key",
+        "302a300506032b6570032100aabb",
+        "--owner",
+        "0x742d35Cc",
+        "--endpoint",
+        "https://alice.example.com",
+        "--capability",
+        "messaging",
+        "--stale-after",
+        "10m",
+        "--json",
+    ]));
+    assert!(put.status.success(), "{}", stderr(&put));
+    let got: serde_json::Value =
+        serde_json::from_slice(&run(sage_db(cwd.path()).args(["did", "get", "did:sage:dev:alice", "--json"])).stdout)
+            .unwrap();
+    assert_eq!(got["public_key"], "302a300506032b6570032100aabb");
+    assert_eq!(got["capabilities"][0], "messaging");
+    assert!(run(sage_db(cwd.path()).args(["did", "revoke", "did:sage:dev:alice"])).status.success());
+    let listed: serde_json::Value = serde_json::from_slice(
+        &run(sage_db(cwd.path()).args(["did", "list", "--owner", "0x742d35Cc", "--json"])).stdout,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["revoked"], true);
+
+    let bad = run(sage_db(cwd.path()).args(["did", "put", "alice", "--public-key", "00", "--owner", "0x1"]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("invalid did"), "{}", stderr(&bad));
+    let bad = run(sage_db(cwd.path()).args(["did", "put", "did:sage:dev:x", "--public-key", "0g", "--owner", "0x1"]));
+    assert!(stderr(&bad).contains("--public-key"), "{}", stderr(&bad));
+    let bad = run(sage_db(cwd.path()).args([
+        "did",
+        "put",
+        "did:sage:dev:x",
+        "--public-key",
+        "00",
+        "--owner",
+        "0x1",
+        "--key-type",
+        "RSA",
+    ]));
+    assert!(stderr(&bad).contains("--key-type") && stderr(&bad).contains("Ed25519"), "{}", stderr(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_without_a_key_says_how_to_make_one_then_rotation_works() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &db.url()])).status.success());
+    let refused = run(sage_db(cwd.path()).args(["nonce", "claim", "n1", "--database-url", &db.url()]));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("sage-db keys generate"), "{}", stderr(&refused));
+
+    let key_file = cwd.path().join("session.keys");
+    let generated = run(sage_db(cwd.path())
+        .args(["keys", "generate", "--key-file"])
+        .arg(&key_file)
+        .args(["--database-url", &db.url()]));
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let key_text = std::fs::read_to_string(&key_file).unwrap();
+    let key_line = key_text.lines().last().unwrap();
+    assert!(!stdout(&generated).contains(key_line), "the key itself is never printed");
+
+    let with_key = |args: &[&str]| {
+        let mut c = sage_db(cwd.path());
+        c.args(args).args(["--database-url", &db.url()]).env("SAGE_SESSION_KEY_FILE", &key_file);
+        run(&mut c)
+    };
+    assert!(with_key(&["nonce", "claim", "n1"]).status.success());
+    assert!(run(sage_db(cwd.path()).args(["keys", "generate", "--key-file"]).arg(&key_file)).status.success());
+    let rotated = with_key(&["keys", "rotate", "--json"]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let report: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(report["failed"].as_array().unwrap().len(), 0);
+}
