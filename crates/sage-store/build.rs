@@ -15,6 +15,10 @@ fn main() {
             .expect("readable migrations directory")
             .map(|e| e.expect("directory entry").path())
             .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            // schema.sql is the snapshot for reviewers, not a migration.
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+            })
             .collect();
         files.sort();
         writeln!(out, "pub(crate) const {constant}: &[(&str, &str)] = &[").unwrap();
@@ -23,6 +27,17 @@ fn main() {
             writeln!(out, "    ({name:?}, include_str!({:?})),", path.display().to_string()).unwrap();
         }
         writeln!(out, "];").unwrap();
+        let snapshot = dir.join("schema.json");
+        if snapshot.is_file() {
+            writeln!(
+                out,
+                "pub(crate) const {constant}_SNAPSHOT: Option<&str> = Some(include_str!({:?}));",
+                snapshot.display().to_string()
+            )
+            .unwrap();
+        } else {
+            writeln!(out, "pub(crate) const {constant}_SNAPSHOT: Option<&str> = None;").unwrap();
+        }
     }
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("embedded_migrations.rs");
     std::fs::write(dest, out).unwrap();

@@ -59,6 +59,86 @@ pub enum Command {
     /// Session-key encryption keys: generate and rotate.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Schemas: snapshot the migrations, validate the live database, render DDL, diff.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// One report on a database: connection, server, migrations, schema drift, tables.
+    Check {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Where the expected schema comes from (default: the migrations' snapshot).
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExpectedArgs {
+    /// Migration directory whose schema is expected (its schema.json when present,
+    /// otherwise replayed). Default: SAGE's own migrations.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// A snapshot file (schema.json) to compare with instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub snapshot: Option<PathBuf>,
+    /// An empty PostgreSQL database to replay migrations into, instead of a temporary
+    /// database created on the server of --database-url.
+    #[arg(long, value_name = "URL")]
+    pub dev_url: Option<String>,
+    /// Replay the migrations even when a schema.json sits beside them.
+    #[arg(long)]
+    pub replay: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Replay migrations into a scratch database and write schema.json and schema.sql
+    /// beside them (or into --out).
+    Dump {
+        #[command(flatten)]
+        expected: ExpectedArgs,
+        /// Directory to write the snapshot to (default: the migration directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Write nothing; exit 1 when the committed snapshot is not current.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Compare the live database with the expected schema; every difference at once.
+    /// Exit 0 clean, 1 drift, 2 could not check.
+    Validate {
+        #[command(flatten)]
+        expected: ExpectedArgs,
+        /// Extra objects are errors, not warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the DDL that recreates the expected schema (or, with --live, the database's).
+    Sql {
+        #[command(flatten)]
+        expected: ExpectedArgs,
+        /// Render the live database instead.
+        #[arg(long)]
+        live: bool,
+    },
+    /// The DDL from FROM to TO; each is a database URL, a migration directory or a
+    /// schema.json file.
+    Diff {
+        from: String,
+        to: String,
+        /// Include steps that lose data (dropped tables or columns, type rewrites).
+        #[arg(long)]
+        allow_destructive: bool,
+        /// Save the result as the next migration NAME in --source DIR (with the reverse
+        /// diff as its down script where the format has one).
+        #[arg(long, value_name = "NAME", requires = "source")]
+        write: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// An empty PostgreSQL database for replaying migration directories.
+        #[arg(long, value_name = "URL")]
+        dev_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod confirm;
 mod context;
+mod expected;
 mod output;
 
 use std::process::ExitCode;

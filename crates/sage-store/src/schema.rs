@@ -16,6 +16,15 @@ pub(crate) fn expected_version(dialect: Dialect) -> i64 {
     }
 }
 
+/// The committed snapshot (`schema.json`) of what SAGE's migrations produce for `dialect`,
+/// as compiled into this binary.
+pub fn snapshot(dialect: Dialect) -> Option<&'static str> {
+    match dialect {
+        Dialect::Postgres => embedded::POSTGRES_SNAPSHOT,
+        Dialect::Sqlite => embedded::SQLITE_SNAPSHOT,
+    }
+}
+
 /// SAGE's own migrations for `dialect`, as compiled into this binary.
 pub fn migrations(dialect: Dialect) -> MigrationSet {
     let files = match dialect {

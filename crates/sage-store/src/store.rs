@@ -229,8 +229,9 @@ async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut V
         }
     }
     let status = migrator.status().await.map_err(migrate_error)?;
+    drop(migrator);
     match status.version {
-        Some(v) if v == expected => Ok(()),
+        Some(v) if v == expected => crate::fingerprint::validate_once(target, dialect, v, status.migrations.len()).await,
         Some(v) if v > expected => Err(StoreError::new(
             ErrorKind::Unavailable,
             format!("the database schema is at version {v}, newer than this build understands ({expected}); upgrade sage-db"),

@@ -261,3 +261,24 @@ async fn sage_version_1_database_is_upgraded_and_readable() {
     store.sessions().delete("550e8400-e29b-41d4-a716-446655440000").await.unwrap();
     assert!(store.nonces().is_used("nonce_alice_bob_001").await.unwrap(), "the nonce outlives its session");
 }
+
+/// The store refuses a database whose schema drifted from what it expects, and says where
+/// to look; a clean validation is remembered so later opens skip the catalog queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_validates_the_schema_on_open() {
+    let db = sage_testkit::database().await.unwrap();
+    let target = sage_conn::Target::Postgres(db.settings().clone());
+    let key = keys::generate_key();
+    Store::open(&target, options(&[&key])).await.unwrap().close().await;
+    let admin = sage_conn::connect(db.settings()).await.unwrap();
+    let recorded: i64 = admin.query_one("SELECT count(*) FROM sage_schema_validation", &[]).await.unwrap().get(0);
+    assert_eq!(recorded, 1);
+    // Drift made by hand, after the fingerprint was recorded, plus a change to the history
+    // (here: forgetting the fingerprint, as a new migration would) makes the next open look.
+    admin.batch_execute("DROP INDEX idx_nonces_expires_at; DELETE FROM sage_schema_validation;").await.unwrap();
+    let err = Store::open(&target, options(&[&key])).await.unwrap_err();
+    assert!(
+        err.to_string().contains("idx_nonces_expires_at") && err.to_string().contains("sage-db schema validate"),
+        "{err}"
+    );
+}

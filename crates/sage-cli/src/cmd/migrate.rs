@@ -21,7 +21,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             };
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.up(target).await?;
-            m.finish(global, &report)
+            if args.dry_run || target != Goal::Latest {
+                return m.finish(global, &report);
+            }
+            let drift = post_migrate_validation(&m.db, &args).await?;
+            m.finish_with_validation(global, &report, drift)
         }
         MigrateCommand::Down { args, steps, to, all } => {
             let target = match (steps, to, all) {
@@ -175,6 +179,24 @@ impl Session {
         )
     }
 
+    /// Like `finish`, plus the validation that follows `up`; drift makes the exit code 1.
+    fn finish_with_validation(
+        &self,
+        global: &Global,
+        report: &Report,
+        findings: Option<Vec<sage_schema::Finding>>,
+    ) -> anyhow::Result<ExitCode> {
+        let clean = findings.as_deref().is_none_or(sage_schema::is_clean);
+        if global.json {
+            output::json(&serde_json::json!({ "report": report, "validation": findings }))?;
+        } else {
+            self.header();
+            print_report(report);
+            print_validation(findings.as_deref());
+        }
+        Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    }
+
     fn finish(&self, global: &Global, report: &Report) -> anyhow::Result<ExitCode> {
         if global.json {
             output::json(report)?;
@@ -299,4 +321,28 @@ fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After `up`, the live schema is compared with the snapshot of the migrations (SAGE's own,
+/// or `schema.json` in `--source`). `None` when there is no snapshot to compare with.
+pub async fn post_migrate_validation(
+    db: &Database,
+    args: &MigrationArgs,
+) -> anyhow::Result<Option<Vec<sage_schema::Finding>>> {
+    let Some(expected) = crate::expected::snapshot_for(args.source.as_deref(), db.dialect()?)? else {
+        return Ok(None);
+    };
+    let live = sage_schema::live(&db.settings.target).await?;
+    Ok(Some(sage_schema::validate(&expected, &live, sage_schema::ValidateOptions::default())))
+}
+
+pub fn print_validation(findings: Option<&[sage_schema::Finding]>) {
+    match findings {
+        None => {}
+        Some([]) => println!("schema:     matches the snapshot"),
+        Some(f) => {
+            println!("schema:     differs from the snapshot of the migrations:");
+            crate::cmd::schema::print_findings(f);
+        }
+    }
 }

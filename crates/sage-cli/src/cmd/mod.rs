@@ -1,7 +1,9 @@
+mod check;
 mod did;
 mod keys;
 pub(crate) mod migrate;
 mod nonce;
+pub(crate) mod schema;
 mod session;
 mod up;
 
@@ -17,5 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nonce(command) => nonce::run(&cli.global, command).await,
         Command::Did(command) => did::run(&cli.global, command).await,
         Command::Keys(command) => keys::run(&cli.global, command).await,
+        Command::Schema(command) => schema::run(&cli.global, command).await,
+        Command::Check { args, snapshot } => check::run(&cli.global, &args, snapshot).await,
     }
 }

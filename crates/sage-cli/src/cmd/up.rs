@@ -24,14 +24,17 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
     let mut migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
     let report = migrator.up(Goal::Latest).await?;
     let status = migrator.status().await?;
+    let findings = if args.dry_run { None } else { crate::cmd::migrate::post_migrate_validation(&db, args).await? };
+    let clean = findings.as_deref().is_none_or(sage_schema::is_clean);
     if global.json {
         output::json(&serde_json::json!({
             "database": db.settings.to_string(),
             "created": created && !args.dry_run,
             "report": report,
             "status": status,
+            "validation": findings,
         }))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     println!("database:   {}", db.describe());
     if created && !args.dry_run {
@@ -41,5 +44,6 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
     print_report(&report);
     println!();
     print_status(&status);
-    Ok(ExitCode::SUCCESS)
+    crate::cmd::migrate::print_validation(findings.as_deref());
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

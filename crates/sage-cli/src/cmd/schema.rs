@@ -1,0 +1,209 @@
+//! `sage-db schema dump|validate|sql|diff`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use sage_conn::{Origin, Settings, Target};
+use sage_migrate::{Dialect, MigrationSet};
+use sage_schema::{Finding, Schema, Severity};
+
+use crate::cli::{ExpectedArgs, Global, SchemaCommand};
+use crate::context::Database;
+use crate::{expected, output};
+
+pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SchemaCommand::Dump { expected: args, out, check } => dump(global, &args, out, check).await,
+        SchemaCommand::Validate { expected: args, strict } => {
+            let db = Database::resolve(global, true)?;
+            let (expected, label) = expected::resolve(&db, &args).await?;
+            let actual = sage_schema::live(&db.settings.target).await.context("reading the live schema")?;
+            let findings = sage_schema::validate(&expected, &actual, sage_schema::ValidateOptions { strict });
+            let clean = sage_schema::is_clean(&findings);
+            if global.json {
+                output::json(
+                    &serde_json::json!({ "database": db.settings.to_string(), "expected": label, "clean": clean, "findings": findings }),
+                )?;
+            } else {
+                println!("database: {}", db.describe());
+                println!("expected: {label}");
+                print_findings(&findings);
+            }
+            Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        SchemaCommand::Sql { expected: args, live } => {
+            let db = Database::resolve(global, true)?;
+            let schema = if live {
+                sage_schema::live(&db.settings.target).await?
+            } else {
+                expected::resolve(&db, &args).await?.0
+            };
+            print!("{}", sage_schema::render(&schema));
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCommand::Diff { from, to, allow_destructive, write, source, dev_url } => {
+            diff(global, &from, &to, allow_destructive, write, source, dev_url).await
+        }
+    }
+}
+
+pub fn print_findings(findings: &[Finding]) {
+    if findings.is_empty() {
+        println!("clean: the database matches the expected schema");
+        return;
+    }
+    let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+    for f in findings {
+        let level = if f.severity == Severity::Error { "error" } else { "warning" };
+        println!("{level}: {f}");
+    }
+    println!("{errors} error(s), {} warning(s)", findings.len() - errors);
+}
+
+async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let dialect = db.dialect()?;
+    let set = match &args.source {
+        Some(dir) => MigrationSet::from_dir(dir, dialect)?,
+        None => sage_store::migrations(dialect),
+    };
+    let dev = expected::dev_target(args.dev_url.as_deref())?;
+    let schema = expected::replay(set, &db, dev.as_ref()).await?;
+    let Some(dir) = out.or_else(|| args.source.clone()) else {
+        print!("{}", sage_schema::snapshot_json(&schema));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (json, sql) = sage_schema::snapshot_paths(&dir);
+    if check {
+        let current = std::fs::read_to_string(&json).unwrap_or_default() == sage_schema::snapshot_json(&schema)
+            && std::fs::read_to_string(&sql).unwrap_or_default() == sage_schema::render(&schema);
+        if global.json {
+            output::json(&serde_json::json!({ "snapshot": json, "current": current }))?;
+        } else if current {
+            println!("{} is current", json.display());
+        } else {
+            println!("{} is stale: run `sage-db schema dump` and commit the result", json.display());
+        }
+        return Ok(if current { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let (json, sql) = sage_schema::write_snapshot(&dir, &schema)?;
+    if global.json {
+        output::json(
+            &serde_json::json!({ "json": json, "sql": sql, "tables": schema.tables.len(), "fingerprint": schema.fingerprint() }),
+        )?;
+    } else {
+        println!("wrote {} and {} ({} tables)", json.display(), sql.display(), schema.tables.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One side of a diff.
+enum Endpoint {
+    Database(Target),
+    Directory(PathBuf),
+    Snapshot(PathBuf),
+}
+
+fn endpoint(text: &str) -> anyhow::Result<Endpoint> {
+    if text.contains("://") || text.starts_with("sqlite:") || text.starts_with("memory:") {
+        return Ok(Endpoint::Database(Settings::parse_url("diff", text, Origin::Flag)?.target));
+    }
+    let path = Path::new(text);
+    if path.is_dir() {
+        Ok(Endpoint::Directory(path.to_path_buf()))
+    } else if path.is_file() {
+        Ok(Endpoint::Snapshot(path.to_path_buf()))
+    } else {
+        bail!("{text:?} is neither a database URL, a migration directory nor a schema.json file")
+    }
+}
+
+fn endpoint_dialect(e: &Endpoint) -> anyhow::Result<Option<Dialect>> {
+    Ok(match e {
+        Endpoint::Database(Target::Postgres(_)) => Some(Dialect::Postgres),
+        Endpoint::Database(Target::Sqlite(_)) => Some(Dialect::Sqlite),
+        Endpoint::Database(Target::Memory) => bail!("memory:// has no schema to diff"),
+        Endpoint::Snapshot(path) => Some(match sage_schema::read_snapshot(path)?.dialect {
+            sage_schema::Dialect::Postgres => Dialect::Postgres,
+            sage_schema::Dialect::Sqlite => Dialect::Sqlite,
+        }),
+        Endpoint::Directory(_) => None,
+    })
+}
+
+async fn load(e: &Endpoint, dialect: Dialect, db: &Database, dev: Option<&Target>) -> anyhow::Result<Schema> {
+    match e {
+        Endpoint::Database(target) => Ok(sage_schema::live(target).await?),
+        Endpoint::Snapshot(path) => Ok(sage_schema::read_snapshot(path)?),
+        Endpoint::Directory(dir) => {
+            let set = MigrationSet::from_dir(dir, dialect)?;
+            if let (Dialect::Postgres, None, false) = (dialect, dev, matches!(db.settings.target, Target::Postgres(_)))
+            {
+                bail!("replaying {} needs a PostgreSQL server: pass --database-url or --dev-url", dir.display());
+            }
+            expected::replay(set, db, dev).await
+        }
+    }
+}
+
+async fn diff(
+    global: &Global,
+    from: &str,
+    to: &str,
+    allow_destructive: bool,
+    write: Option<String>,
+    source: Option<PathBuf>,
+    dev_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let (from_e, to_e) = (endpoint(from)?, endpoint(to)?);
+    let dialect = match (endpoint_dialect(&from_e)?, endpoint_dialect(&to_e)?) {
+        (Some(a), Some(b)) if a != b => bail!("cannot diff a {} schema against a {} one", a.name(), b.name()),
+        (Some(d), _) | (_, Some(d)) => d,
+        (None, None) => db.dialect()?,
+    };
+    let dev = expected::dev_target(dev_url.as_deref())?;
+    let from_schema = load(&from_e, dialect, &db, dev.as_ref()).await?;
+    let to_schema = load(&to_e, dialect, &db, dev.as_ref()).await?;
+    let changes = sage_schema::diff(&from_schema, &to_schema);
+    let destructive: Vec<&sage_schema::Change> = changes.iter().filter(|c| c.destructive).collect();
+    if !destructive.is_empty() && !allow_destructive {
+        let list: Vec<String> = destructive.iter().map(|c| format!("  {}", c.description)).collect();
+        bail!(
+            "the diff has destructive steps; review them and pass --allow-destructive to include them:\n{}",
+            list.join("\n")
+        );
+    }
+    if let Some(name) = write {
+        let dir = source.expect("clap requires --source with --write");
+        let set = MigrationSet::from_dir(&dir, dialect)?;
+        let new = set.new_migration(&name, chrono::Utc::now())?;
+        let up: String = changes.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
+        let reverse = sage_schema::diff(&to_schema, &from_schema);
+        let down: String = reverse.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
+        for (i, (path, _)) in new.files.iter().enumerate() {
+            let text = match (set.format, i) {
+                (sage_migrate::Format::Dbmate, _) => format!("-- migrate:up\n{up}\n-- migrate:down\n{down}"),
+                (_, 0) => up.clone(),
+                _ => down.clone(),
+            };
+            if path.exists() {
+                bail!("{} already exists", path.display());
+            }
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if global.json {
+        output::json(&changes)?;
+    } else if changes.is_empty() {
+        println!("-- no differences");
+    } else {
+        for c in &changes {
+            println!("-- {}{}\n{}\n", c.description, if c.destructive { " (destructive)" } else { "" }, c.sql);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,103 @@
+//! The database facts of a `check` report: server version, database size, and per table
+//! the exact row count and size on disk.
+
+use serde::Serialize;
+
+use sage_conn::{quote_ident, SqliteLocation, Target};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableFacts {
+    pub name: String,
+    pub rows: i64,
+    /// Table plus indexes and TOAST, in bytes, when the engine reports it.
+    pub total_bytes: Option<i64>,
+    pub index_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseFacts {
+    pub server_version: String,
+    pub database_bytes: Option<i64>,
+    pub tables: Vec<TableFacts>,
+}
+
+/// Reads the facts. Row counts are exact (`count(*)` per table): a check is run by an
+/// operator, not on a hot path.
+pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
+    match target {
+        Target::Postgres(pg) => {
+            let client = sage_conn::connect(pg).await?;
+            let q = |e: tokio_postgres::Error| Error::with("cannot read database statistics", e);
+            let version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
+            let size: i64 =
+                client.query_one("SELECT pg_database_size(current_database())", &[]).await.map_err(q)?.get(0);
+            let rows = client
+                .query(
+                    "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), pg_indexes_size(c.oid) \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+                     ORDER BY 1, 2",
+                    &[],
+                )
+                .await
+                .map_err(q)?;
+            let mut tables = Vec::new();
+            for r in rows {
+                let (schema, name): (String, String) = (r.get(0), r.get(1));
+                let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&name));
+                let count: i64 = client.query_one(&sql, &[]).await.map_err(q)?.get(0);
+                let label = if schema == "public" { name } else { format!("{schema}.{name}") };
+                tables.push(TableFacts {
+                    name: label,
+                    rows: count,
+                    total_bytes: Some(r.get(2)),
+                    index_bytes: Some(r.get(3)),
+                });
+            }
+            Ok(DatabaseFacts { server_version: format!("PostgreSQL {version}"), database_bytes: Some(size), tables })
+        }
+        Target::Sqlite(location) => {
+            let location = location.clone();
+            tokio::task::spawn_blocking(move || sqlite_facts(&location))
+                .await
+                .map_err(|e| Error::new(format!("check failed: {e}")))?
+        }
+        Target::Memory => Err(Error::new("memory:// keeps nothing to check")),
+    }
+}
+
+fn sqlite_facts(location: &SqliteLocation) -> Result<DatabaseFacts, Error> {
+    let conn = match location {
+        SqliteLocation::File(path) if !path.exists() => {
+            return Err(Error::new(format!("{} does not exist", path.display())))
+        }
+        SqliteLocation::File(path) => rusqlite::Connection::open(path),
+        SqliteLocation::InMemory => rusqlite::Connection::open_in_memory(),
+    }
+    .map_err(|e| Error::with("cannot open the SQLite database", e))?;
+    let q = |e: rusqlite::Error| Error::with("cannot read database statistics", e);
+    let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).map_err(q)?;
+    let size: i64 = conn
+        .query_row("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", [], |r| r.get(0))
+        .map_err(q)?;
+    // dbstat is compiled into some SQLite builds only; sizes are shown when it is.
+    let sizes: std::collections::HashMap<String, i64> = conn
+        .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .unwrap_or_default();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .map_err(q)?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(q)?;
+    let mut tables = Vec::new();
+    for name in names {
+        let count: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0)).map_err(q)?;
+        let total = sizes.get(&name).copied();
+        tables.push(TableFacts { name, rows: count, total_bytes: total, index_bytes: None });
+    }
+    Ok(DatabaseFacts { server_version: format!("SQLite {version}"), database_bytes: Some(size), tables })
+}

@@ -1,0 +1,37 @@
+use std::fmt;
+
+/// An operation that could not be carried out; the message says what to fix.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub fn new(message: impl Into<String>) -> Error {
+        Error { message: message.into(), source: None }
+    }
+
+    pub(crate) fn with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        let message = format!("{}: {source}", message.into());
+        Error { message, source: Some(Box::new(source)) }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<sage_conn::Error> for Error {
+    fn from(e: sage_conn::Error) -> Error {
+        Error { message: e.to_string(), source: Some(Box::new(e)) }
+    }
+}

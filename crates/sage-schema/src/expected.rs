@@ -1,0 +1,173 @@
+//! Where schemas come from: a live database, a replay of migrations into a scratch
+//! database, or a snapshot file committed beside the migrations.
+
+use std::path::{Path, PathBuf};
+
+use rand::distr::{Alphanumeric, SampleString};
+use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
+use sage_migrate::{MigrationSet, Migrator, RunOptions};
+
+use crate::model::Schema;
+use crate::{introspect, render, Error};
+
+/// The schema of a live database.
+pub async fn live(target: &Target) -> Result<Schema, Error> {
+    match target {
+        Target::Postgres(pg) => {
+            let client = sage_conn::connect(pg).await?;
+            introspect::postgres::introspect(&client).await
+        }
+        Target::Sqlite(location) => {
+            let location = location.clone();
+            tokio::task::spawn_blocking(move || {
+                let conn = match &location {
+                    SqliteLocation::File(path) => {
+                        if !path.exists() {
+                            return Err(Error::new(format!("{} does not exist", path.display())));
+                        }
+                        rusqlite::Connection::open(path)
+                    }
+                    SqliteLocation::InMemory => rusqlite::Connection::open_in_memory(),
+                }
+                .map_err(|e| Error::database("cannot open the SQLite database", e))?;
+                introspect::sqlite::introspect(&conn)
+            })
+            .await
+            .map_err(|e| Error::new(format!("introspection failed: {e}")))?
+        }
+        Target::Memory => Err(Error::new("memory:// has no schema")),
+    }
+}
+
+/// The schema `set` produces: replayed into a scratch database and read back. On
+/// PostgreSQL the scratch database is a temporary database on the server of `near` (which
+/// needs the CREATEDB privilege), or the empty database `dev` when given; on SQLite, a
+/// temporary file.
+pub async fn from_migrations(set: MigrationSet, near: Option<&Target>, dev: Option<&Target>) -> Result<Schema, Error> {
+    match set.dialect {
+        sage_migrate::Dialect::Sqlite => {
+            let dir = tempfile_dir()?;
+            let target = Target::Sqlite(SqliteLocation::File(dir.join("replay.db")));
+            let result = replay_and_read(set, &target).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
+        sage_migrate::Dialect::Postgres => {
+            if let Some(dev) = dev {
+                return replay_and_read(set, dev).await;
+            }
+            let Some(Target::Postgres(pg)) = near else {
+                return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+            };
+            let scratch = Scratch::create(pg).await?;
+            let result = replay_and_read(set, &Target::Postgres(scratch.settings.clone())).await;
+            scratch.drop().await;
+            result
+        }
+    }
+}
+
+async fn replay_and_read(set: MigrationSet, target: &Target) -> Result<Schema, Error> {
+    let mut migrator = Migrator::connect(target, set, RunOptions::default()).await?;
+    migrator.up(sage_migrate::Target::Latest).await?;
+    drop(migrator);
+    live(target).await
+}
+
+fn tempfile_dir() -> Result<PathBuf, Error> {
+    let dir = std::env::temp_dir().join(format!("sage-schema-{}", Alphanumeric.sample_string(&mut rand::rng(), 10)));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// A temporary database on a PostgreSQL server, dropped after use.
+#[derive(Debug)]
+pub struct Scratch {
+    pub settings: PgSettings,
+    admin: PgSettings,
+}
+
+impl Scratch {
+    pub async fn create(near: &PgSettings) -> Result<Scratch, Error> {
+        let name = format!("sage_scratch_{}", Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase());
+        let client = sage_conn::connect(near).await?;
+        client.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await.map_err(|e| {
+            Error::new(format!(
+                "cannot create a scratch database on {} to replay the migrations ({}); grant CREATEDB or pass --dev-url with an empty database",
+                near.redacted_url(),
+                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+            ))
+        })?;
+        Ok(Scratch { settings: near.with_dbname(&name), admin: near.clone() })
+    }
+
+    pub async fn drop(self) {
+        if let Ok(client) = sage_conn::connect(&self.admin).await {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.settings.dbname));
+            if let Err(e) = client.batch_execute(&sql).await {
+                tracing::warn!(database = %self.settings.dbname, error = %e, "could not drop the scratch database");
+            }
+        }
+    }
+}
+
+/// `schema.json` and `schema.sql` in `dir`.
+pub fn snapshot_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("schema.json"), dir.join("schema.sql"))
+}
+
+pub fn read_snapshot(path: &Path) -> Result<Schema, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(format!("cannot read snapshot {}: {e}", path.display())))?;
+    parse_snapshot(&text).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}
+
+pub fn parse_snapshot(text: &str) -> Result<Schema, Error> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::new(format!("not a schema snapshot (line {}, column {}): {e}", e.line(), e.column())))
+}
+
+pub fn snapshot_json(schema: &Schema) -> String {
+    let mut text = serde_json::to_string_pretty(schema).expect("the model serialises");
+    text.push('\n');
+    text
+}
+
+/// Writes `schema.json` and `schema.sql` into `dir`, each through a temporary file renamed
+/// into place, so a reader never sees half a snapshot.
+pub fn write_snapshot(dir: &Path, schema: &Schema) -> Result<(PathBuf, PathBuf), Error> {
+    let (json, sql) = snapshot_paths(dir);
+    write_atomically(&json, &snapshot_json(schema))?;
+    write_atomically(&sql, &render(schema))?;
+    Ok((json, sql))
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::new(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::new(format!("cannot replace {}: {e}", path.display())))
+}
+
+/// Runs DDL (e.g. the output of [`render`]) against a database.
+pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
+    match target {
+        Target::Postgres(pg) => {
+            let client = sage_conn::connect(pg).await?;
+            client.batch_execute(sql).await.map_err(|e| {
+                Error::new(format!(
+                    "applying DDL failed: {}",
+                    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+                ))
+            })
+        }
+        Target::Sqlite(location) => {
+            let conn = match location {
+                SqliteLocation::File(path) => rusqlite::Connection::open(path),
+                SqliteLocation::InMemory => rusqlite::Connection::open_in_memory(),
+            }
+            .map_err(|e| Error::database("cannot open the SQLite database", e))?;
+            conn.execute_batch(sql).map_err(|e| Error::database("applying DDL failed", e))
+        }
+        Target::Memory => Err(Error::new("memory:// has no schema")),
+    }
+}

@@ -1,0 +1,8 @@
+//! Reading a live database into the [`Schema`](crate::Schema) model.
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+/// Tables that hold migration bookkeeping rather than schema; never part of a model.
+pub const BOOKKEEPING_TABLES: [&str; 4] =
+    ["sage_schema_history", "schema_migrations", "_sqlx_migrations", "sage_schema_validation"];

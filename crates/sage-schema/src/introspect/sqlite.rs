@@ -1,0 +1,308 @@
+//! SQLite introspection through `sqlite_schema` and the `pragma_*` table functions.
+//! SQLite keeps each object's definition as the text that created it; that text, with
+//! whitespace and `IF NOT EXISTS` normalised, is what the model compares.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use super::BOOKKEEPING_TABLES;
+use crate::model::*;
+use crate::Error;
+
+fn q(e: rusqlite::Error, what: &str) -> Error {
+    Error::database(format!("cannot read {what}"), e)
+}
+
+pub fn introspect(conn: &Connection) -> Result<Schema, Error> {
+    let mut schema = Schema::empty(Dialect::Sqlite);
+    let mut objects = conn
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+        .map_err(|e| q(e, "sqlite_schema"))?;
+    let rows: Vec<(String, String, String, String)> = objects
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| q(e, "sqlite_schema"))?;
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    for (kind, name, table, sql) in &rows {
+        if BOOKKEEPING_TABLES.contains(&table.as_str()) {
+            continue;
+        }
+        let sql = normalise_sql(sql);
+        match kind.as_str() {
+            "table" => {
+                tables.insert(name.clone(), read_table(conn, name, sql)?);
+            }
+            "view" => schema.views.push(View {
+                schema: String::new(),
+                name: name.clone(),
+                materialized: false,
+                definition: sql,
+            }),
+            "trigger" => schema.triggers.push(Trigger {
+                schema: String::new(),
+                table: table.clone(),
+                name: name.clone(),
+                definition: sql,
+            }),
+            _ => {}
+        }
+    }
+    for (kind, name, table, sql) in &rows {
+        if kind != "index" {
+            continue;
+        }
+        let Some(t) = tables.get_mut(table) else { continue };
+        let sql = normalise_sql(sql);
+        let unique = sql.starts_with("CREATE UNIQUE INDEX");
+        let shape = sql.split_once(" ON ").map(|(_, rest)| rest.to_string()).unwrap_or_else(|| sql.clone());
+        t.indexes.push(Index { name: name.clone(), unique, shape, definition: sql });
+    }
+    schema.tables = tables.into_values().collect();
+    schema.normalise();
+    Ok(schema)
+}
+
+fn read_table(conn: &Connection, name: &str, sql: String) -> Result<Table, Error> {
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")
+        .map_err(|e| q(e, "columns"))?;
+    let cols: Vec<(String, String, bool, Option<String>, i64, i64)> = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| q(e, "columns"))?;
+    let mut pk: Vec<(i64, String)> = cols.iter().filter(|c| c.4 > 0).map(|c| (c.4, c.0.clone())).collect();
+    pk.sort();
+    let columns = cols
+        .iter()
+        .map(|(col, ty, notnull, default, pk, hidden)| Column {
+            name: col.clone(),
+            data_type: ty.to_ascii_uppercase(),
+            // A PRIMARY KEY column of a rowid table may hold NULL only for INTEGER keys; the
+            // declared NOT NULL is what the table says.
+            nullable: !*notnull && *pk == 0,
+            default: default.clone(),
+            identity: None,
+            generated: (*hidden >= 2).then(|| "generated".to_string()),
+        })
+        .collect();
+    let primary_key = (!pk.is_empty()).then(|| {
+        let columns: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+        Key { name: format!("{name}_pkey"), definition: format!("PRIMARY KEY ({})", columns.join(", ")), columns }
+    });
+
+    let mut stmt =
+        conn.prepare("SELECT name, \"unique\", origin FROM pragma_index_list(?1)").map_err(|e| q(e, "indexes"))?;
+    let indexes: Vec<(String, bool, String)> = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| q(e, "indexes"))?;
+    let mut uniques = Vec::new();
+    for (index, _, origin) in indexes.iter().filter(|i| i.2 == "u") {
+        let mut info =
+            conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno").map_err(|e| q(e, "index columns"))?;
+        let columns: Vec<String> =
+            info.query_map([index], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| q(e, "index columns"))?;
+        let _ = origin;
+        uniques.push(Key {
+            name: format!("{name}_{}_key", columns.join("_")),
+            definition: format!("UNIQUE ({})", columns.join(", ")),
+            columns,
+        });
+    }
+
+    let mut stmt = conn
+        .prepare("SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+        .map_err(|e| q(e, "foreign keys"))?;
+    let fk_rows: Vec<(i64, String, String, Option<String>, String, String)> = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| q(e, "foreign keys"))?;
+    let mut grouped: BTreeMap<i64, ForeignKey> = BTreeMap::new();
+    for (id, target, from, to, on_update, on_delete) in fk_rows {
+        let fk = grouped.entry(id).or_insert_with(|| ForeignKey {
+            name: String::new(),
+            columns: Vec::new(),
+            references: target.clone(),
+            referenced_columns: Vec::new(),
+            on_delete: on_delete.clone(),
+            on_update: on_update.clone(),
+            deferrable: false,
+            definition: String::new(),
+        });
+        fk.columns.push(from);
+        fk.referenced_columns.push(to.unwrap_or_default());
+    }
+    let foreign_keys = grouped
+        .into_values()
+        .map(|mut fk| {
+            fk.name = format!("{name}_{}_fkey", fk.columns.join("_"));
+            fk.definition = format!(
+                "FOREIGN KEY ({}) REFERENCES {}({}) ON DELETE {} ON UPDATE {}",
+                fk.columns.join(", "),
+                fk.references,
+                fk.referenced_columns.join(", "),
+                fk.on_delete,
+                fk.on_update
+            );
+            fk
+        })
+        .collect();
+
+    let checks = checks_of(name, &sql);
+    Ok(Table {
+        schema: String::new(),
+        name: name.to_string(),
+        columns,
+        primary_key,
+        uniques,
+        foreign_keys,
+        checks,
+        indexes: Vec::new(),
+        sql: Some(sql),
+    })
+}
+
+/// The CHECK clauses of a `CREATE TABLE` statement, named by their `CONSTRAINT` name or, for
+/// unnamed ones, by position (`<table>_check_<n>`).
+pub(crate) fn checks_of(table: &str, sql: &str) -> Vec<Check> {
+    let bytes = sql.as_bytes();
+    let upper = sql.to_ascii_uppercase();
+    let mut checks = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(q) = quote {
+            if b == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'\'' | b'"' | b'`' => quote = Some(b),
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            _ if depth >= 1
+                && upper[i..].starts_with("CHECK")
+                && !is_word(bytes.get(i.wrapping_sub(1)))
+                && !is_word(bytes.get(i + 5)) =>
+            {
+                let open = i + upper[i..].find('(').unwrap_or(0);
+                let close = matching_paren(bytes, open);
+                let definition = format!("CHECK {}", &sql[open..=close.min(bytes.len() - 1)]);
+                let before = sql[..i].trim_end();
+                let name = before
+                    .rsplit_once(char::is_whitespace)
+                    .filter(|(head, _)| head.to_ascii_uppercase().ends_with("CONSTRAINT"))
+                    .map(|(_, n)| n.trim_matches('"').to_string())
+                    .unwrap_or_else(|| format!("{table}_check_{}", checks.len() + 1));
+                checks.push(Check { name, definition });
+                i = close + 1;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    checks
+}
+
+fn is_word(b: Option<&u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+fn matching_paren(bytes: &[u8], open: usize) -> usize {
+    let mut depth = 0;
+    let mut quote: Option<u8> = None;
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        if let Some(q) = quote {
+            if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        match b {
+            b'\'' | b'"' => quote = Some(b),
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+    }
+    bytes.len() - 1
+}
+
+/// Collapses whitespace runs outside quotes to one space, drops `IF NOT EXISTS`, and
+/// removes spaces just inside parentheses, so formatting is not drift.
+pub fn normalise_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut pending_space = false;
+    let mut chars = sql.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            out.push(c);
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c == '-' && chars.peek() == Some(&'-') {
+            for n in chars.by_ref() {
+                if n == '\n' {
+                    break;
+                }
+            }
+            pending_space = true;
+            continue;
+        }
+        if c.is_whitespace() {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && !out.is_empty() && !out.ends_with('(') && c != ')' && c != ',' {
+            out.push(' ');
+        }
+        pending_space = false;
+        if matches!(c, '\'' | '"' | '`') {
+            quote = Some(c);
+        }
+        out.push(c);
+    }
+    for phrase in [" IF NOT EXISTS", " if not exists"] {
+        out = out.replacen(phrase, "", 1);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_is_not_drift() {
+        let a = normalise_sql("CREATE TABLE IF NOT EXISTS t (\n  id INTEGER, -- the id\n  name TEXT\n)");
+        let b = normalise_sql("CREATE TABLE t (id INTEGER,\n name   TEXT)");
+        assert_eq!(a, b);
+        assert_ne!(normalise_sql("CHECK (x IN ('a  b'))"), normalise_sql("CHECK (x IN ('a b'))"));
+    }
+
+    #[test]
+    fn checks_are_found_with_their_names() {
+        let sql = "CREATE TABLE t (a INTEGER CHECK (a > 0), b TEXT, CONSTRAINT b_len CHECK (length(b) < 10 AND (b <> 'x')), checked INTEGER)";
+        let checks = checks_of("t", sql);
+        assert_eq!(checks.len(), 2);
+        assert_eq!((checks[0].name.as_str(), checks[0].definition.as_str()), ("t_check_1", "CHECK (a > 0)"));
+        assert_eq!(
+            (checks[1].name.as_str(), checks[1].definition.as_str()),
+            ("b_len", "CHECK (length(b) < 10 AND (b <> 'x'))")
+        );
+    }
+}

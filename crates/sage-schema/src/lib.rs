@@ -1,0 +1,34 @@
+//! Schemas of PostgreSQL and SQLite databases as plain data.
+//!
+//! [`live`] reads a database through its catalogs; [`from_migrations`] replays a migration
+//! set into a scratch database and reads that, so the expected schema is always what the
+//! migrations produce, never a second hand-kept definition. [`validate`] compares two
+//! schemas and returns every difference as a [`Finding`]; [`render`] turns a schema into
+//! DDL; [`diff`] gives the DDL from one schema to another.
+//!
+//! ```no_run
+//! # async fn demo(target: sage_conn::Target) -> Result<(), sage_schema::Error> {
+//! let expected = sage_schema::read_snapshot("migrations/postgres/schema.json".as_ref())?;
+//! let actual = sage_schema::live(&target).await?;
+//! for finding in sage_schema::validate(&expected, &actual, Default::default()) {
+//!     println!("{:?}: {finding}", finding.severity);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod diff;
+mod error;
+mod expected;
+pub mod introspect;
+mod model;
+mod render;
+mod validate;
+
+pub use diff::{diff, Change, DiffOptions};
+pub use error::Error;
+pub use expected::{
+    apply, from_migrations, live, parse_snapshot, read_snapshot, snapshot_json, snapshot_paths, write_snapshot, Scratch,
+};
+pub use model::*;
+pub use render::render;
+pub use validate::{is_clean, validate, Drift, Finding, Severity, ValidateOptions};

@@ -1,0 +1,426 @@
+//! Comparing a live schema with the expected one. Pure: every difference becomes one
+//! finding, all of them are returned, and nothing is reported twice.
+
+use serde::Serialize;
+
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Drift {
+    /// Expected but absent.
+    Missing,
+    /// Present but not expected.
+    Extra,
+    /// Present under the expected name, but different.
+    Changed,
+    /// Present as expected, but under another name.
+    Renamed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub drift: Drift,
+    /// `table`, `column`, `index`, `check`, `foreign key`, …
+    pub kind: &'static str,
+    /// The object's qualified name, e.g. `public.sessions.expires_at`.
+    pub object: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.object, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateOptions {
+    /// Treat extra objects as errors.
+    pub strict: bool,
+}
+
+struct Findings {
+    list: Vec<Finding>,
+    strict: bool,
+}
+
+impl Findings {
+    fn error(&mut self, drift: Drift, kind: &'static str, object: String, message: String) {
+        self.list.push(Finding { severity: Severity::Error, drift, kind, object, message });
+    }
+
+    fn extra(&mut self, kind: &'static str, object: String) {
+        let severity = if self.strict { Severity::Error } else { Severity::Warning };
+        self.list.push(Finding {
+            severity,
+            drift: Drift::Extra,
+            kind,
+            object,
+            message: "is not in the expected schema".into(),
+        });
+    }
+
+    fn renamed(&mut self, kind: &'static str, object: String, actual: &str) {
+        self.list.push(Finding {
+            severity: Severity::Warning,
+            drift: Drift::Renamed,
+            kind,
+            object,
+            message: format!("exists with the expected definition under the name {actual:?}"),
+        });
+    }
+}
+
+fn name(schema: &str, name: &str) -> String {
+    if schema.is_empty() {
+        name.to_string()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// Every difference between `expected` and `actual`.
+pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) -> Vec<Finding> {
+    let mut f = Findings { list: Vec::new(), strict: options.strict };
+    by_key(&mut f, "schema", &expected.namespaces, &actual.namespaces, |n| n.clone(), |_, _, _| {});
+    by_key(&mut f, "extension", &expected.extensions, &actual.extensions, |e| e.name.clone(), |_, _, _| {});
+    by_key(
+        &mut f,
+        "enum type",
+        &expected.enums,
+        &actual.enums,
+        |e| name(&e.schema, &e.name),
+        |f, e, a| {
+            if e.values != a.values {
+                f.error(
+                    Drift::Changed,
+                    "enum type",
+                    name(&e.schema, &e.name),
+                    format!("values are {:?}, expected {:?}", a.values, e.values),
+                );
+            }
+        },
+    );
+    by_key(
+        &mut f,
+        "sequence",
+        &expected.sequences,
+        &actual.sequences,
+        |s| name(&s.schema, &s.name),
+        |f, e, a| {
+            if (e.data_type.as_str(), e.increment, e.min, e.max, e.cycle)
+                != (a.data_type.as_str(), a.increment, a.min, a.max, a.cycle)
+            {
+                f.error(
+                    Drift::Changed,
+                    "sequence",
+                    name(&e.schema, &e.name),
+                    "type, increment, bounds or cycling differ".into(),
+                );
+            }
+        },
+    );
+    by_key(
+        &mut f,
+        "function",
+        &expected.functions,
+        &actual.functions,
+        |x| format!("{}({})", name(&x.schema, &x.name), x.arguments),
+        |f, e, a| {
+            if e.definition != a.definition {
+                f.error(
+                    Drift::Changed,
+                    "function",
+                    format!("{}({})", name(&e.schema, &e.name), e.arguments),
+                    "its definition differs".into(),
+                );
+            }
+        },
+    );
+    by_key(&mut f, "table", &expected.tables, &actual.tables, |t| name(&t.schema, &t.name), compare_table);
+    by_key(
+        &mut f,
+        "view",
+        &expected.views,
+        &actual.views,
+        |v| name(&v.schema, &v.name),
+        |f, e, a| {
+            if e.definition != a.definition || e.materialized != a.materialized {
+                f.error(Drift::Changed, "view", name(&e.schema, &e.name), "its definition differs".into());
+            }
+        },
+    );
+    by_key(
+        &mut f,
+        "trigger",
+        &expected.triggers,
+        &actual.triggers,
+        |t| format!("{}.{}", name(&t.schema, &t.table), t.name),
+        |f, e, a| {
+            if e.definition != a.definition {
+                f.error(
+                    Drift::Changed,
+                    "trigger",
+                    format!("{}.{}", name(&e.schema, &e.table), e.name),
+                    format!("is {:?}, expected {:?}", a.definition, e.definition),
+                );
+            }
+        },
+    );
+    f.list
+}
+
+/// Matches two lists by key, reporting missing and extra entries and comparing matches.
+fn by_key<T>(
+    f: &mut Findings,
+    kind: &'static str,
+    expected: &[T],
+    actual: &[T],
+    key: impl Fn(&T) -> String,
+    mut compare: impl FnMut(&mut Findings, &T, &T),
+) {
+    for e in expected {
+        match actual.iter().find(|a| key(a) == key(e)) {
+            Some(a) => compare(f, e, a),
+            None => f.error(Drift::Missing, kind, key(e), "is missing".into()),
+        }
+    }
+    for a in actual {
+        if !expected.iter().any(|e| key(e) == key(a)) {
+            f.extra(kind, key(a));
+        }
+    }
+}
+
+fn compare_table(f: &mut Findings, e: &Table, a: &Table) {
+    let table = name(&e.schema, &e.name);
+    for ec in &e.columns {
+        let object = format!("{table}.{}", ec.name);
+        let Some(ac) = a.column(&ec.name) else {
+            f.error(Drift::Missing, "column", object, "is missing".into());
+            continue;
+        };
+        let mut differences = Vec::new();
+        if ec.data_type != ac.data_type {
+            differences.push(format!("type is {}, expected {}", ac.data_type, ec.data_type));
+        }
+        if ec.nullable != ac.nullable {
+            differences.push(if ac.nullable {
+                "allows NULL, expected NOT NULL".to_string()
+            } else {
+                "is NOT NULL, expected to allow NULL".to_string()
+            });
+        }
+        if ec.default != ac.default {
+            differences.push(format!(
+                "default is {}, expected {}",
+                ac.default.as_deref().unwrap_or("none"),
+                ec.default.as_deref().unwrap_or("none")
+            ));
+        }
+        if ec.identity != ac.identity || ec.generated != ac.generated {
+            differences.push("identity or generation differs".to_string());
+        }
+        if !differences.is_empty() {
+            f.error(Drift::Changed, "column", object, differences.join("; "));
+        }
+    }
+    for ac in &a.columns {
+        if e.column(&ac.name).is_none() {
+            f.extra("column", format!("{table}.{}", ac.name));
+        }
+    }
+    match (&e.primary_key, &a.primary_key) {
+        (Some(ep), Some(ap)) if ep.columns != ap.columns => f.error(
+            Drift::Changed,
+            "primary key",
+            table.clone(),
+            format!("is ({}), expected ({})", ap.columns.join(", "), ep.columns.join(", ")),
+        ),
+        (Some(_), None) => f.error(Drift::Missing, "primary key", table.clone(), "is missing".into()),
+        (None, Some(_)) => f.extra("primary key", table.clone()),
+        _ => {}
+    }
+    named(f, "unique constraint", &table, &e.uniques, &a.uniques, |k| &k.name, |k| k.definition.clone());
+    named(f, "check", &table, &e.checks, &a.checks, |c| &c.name, |c| c.definition.clone());
+    named(
+        f,
+        "index",
+        &table,
+        &e.indexes,
+        &a.indexes,
+        |i| &i.name,
+        |i| format!("{}{}", if i.unique { "UNIQUE " } else { "" }, i.shape),
+    );
+    for ek in &e.foreign_keys {
+        let object = format!("{table}.{}", ek.name);
+        match a.foreign_keys.iter().find(|k| k.name == ek.name) {
+            Some(ak) => {
+                let mut differences = Vec::new();
+                if (ek.columns.clone(), ek.references.clone(), ek.referenced_columns.clone())
+                    != (ak.columns.clone(), ak.references.clone(), ak.referenced_columns.clone())
+                {
+                    differences.push(format!(
+                        "is ({}) → {}({}), expected ({}) → {}({})",
+                        ak.columns.join(", "),
+                        ak.references,
+                        ak.referenced_columns.join(", "),
+                        ek.columns.join(", "),
+                        ek.references,
+                        ek.referenced_columns.join(", ")
+                    ));
+                }
+                if ek.on_delete != ak.on_delete {
+                    differences.push(format!("ON DELETE is {}, expected {}", ak.on_delete, ek.on_delete));
+                }
+                if ek.on_update != ak.on_update {
+                    differences.push(format!("ON UPDATE is {}, expected {}", ak.on_update, ek.on_update));
+                }
+                if ek.deferrable != ak.deferrable {
+                    differences.push("deferrability differs".into());
+                }
+                if !differences.is_empty() {
+                    f.error(Drift::Changed, "foreign key", object, differences.join("; "));
+                }
+            }
+            None => match a
+                .foreign_keys
+                .iter()
+                .find(|k| k.definition == ek.definition && !e.foreign_keys.iter().any(|x| x.name == k.name))
+            {
+                Some(other) => f.renamed("foreign key", object, &other.name),
+                None => f.error(Drift::Missing, "foreign key", object, "is missing".into()),
+            },
+        }
+    }
+    for ak in &a.foreign_keys {
+        let matched = e.foreign_keys.iter().any(|k| {
+            k.name == ak.name || (k.definition == ak.definition && !a.foreign_keys.iter().any(|x| x.name == k.name))
+        });
+        if !matched {
+            f.extra("foreign key", format!("{table}.{}", ak.name));
+        }
+    }
+}
+
+/// Named objects compared by a canonical form: a missing name whose form exists under
+/// another (unexpected) name is a rename, not a missing plus an extra.
+fn named<T>(
+    f: &mut Findings,
+    kind: &'static str,
+    table: &str,
+    expected: &[T],
+    actual: &[T],
+    name_of: impl Fn(&T) -> &String,
+    form: impl Fn(&T) -> String,
+) {
+    let unexpected: Vec<&T> = actual.iter().filter(|a| !expected.iter().any(|e| name_of(e) == name_of(a))).collect();
+    let mut claimed: Vec<&String> = Vec::new();
+    for e in expected {
+        let object = format!("{table}.{}", name_of(e));
+        match actual.iter().find(|a| name_of(a) == name_of(e)) {
+            Some(a) if form(a) != form(e) => {
+                f.error(Drift::Changed, kind, object, format!("is {}, expected {}", form(a), form(e)))
+            }
+            Some(_) => {}
+            None => match unexpected.iter().find(|a| form(a) == form(e) && !claimed.contains(&name_of(a))) {
+                Some(a) => {
+                    claimed.push(name_of(a));
+                    f.renamed(kind, object, name_of(a));
+                }
+                None => f.error(Drift::Missing, kind, object, "is missing".into()),
+            },
+        }
+    }
+    for a in unexpected {
+        if !claimed.contains(&name_of(a)) {
+            f.extra(kind, format!("{table}.{}", name_of(a)));
+        }
+    }
+}
+
+/// True when no finding is an error.
+pub fn is_clean(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.severity != Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![Column {
+                name: "a".into(),
+                data_type: "character varying(50)".into(),
+                nullable: false,
+                default: None,
+                identity: None,
+                generated: None,
+            }],
+            primary_key: None,
+            uniques: vec![],
+            foreign_keys: vec![],
+            checks: vec![Check {
+                name: "t_a_check".into(),
+                definition: "CHECK (a::text = ANY (ARRAY['x'::text]))".into(),
+            }],
+            indexes: vec![Index {
+                name: "i".into(),
+                unique: false,
+                shape: "USING btree (a)".into(),
+                definition: String::new(),
+            }],
+            sql: None,
+        }
+    }
+
+    fn schema(t: Table) -> Schema {
+        Schema { tables: vec![t], ..Schema::empty(Dialect::Postgres) }
+    }
+
+    #[test]
+    fn equal_schemas_have_no_findings() {
+        assert!(validate(&schema(table()), &schema(table()), ValidateOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn each_drift_is_reported_once() {
+        let mut t = table();
+        t.columns[0].data_type = "character varying(100)".into();
+        t.checks[0].definition = "CHECK (a::text = ANY (ARRAY['x'::text, 'y'::text]))".into();
+        t.indexes.clear();
+        let found = validate(&schema(table()), &schema(t), ValidateOptions::default());
+        let kinds: Vec<(&str, Drift)> = found.iter().map(|f| (f.kind, f.drift)).collect();
+        assert_eq!(kinds, [("column", Drift::Changed), ("check", Drift::Changed), ("index", Drift::Missing)]);
+        assert!(found.iter().all(|f| f.severity == Severity::Error));
+    }
+
+    #[test]
+    fn renamed_index_is_a_warning_and_extras_follow_strictness() {
+        let mut t = table();
+        t.indexes[0].name = "other".into();
+        let found = validate(&schema(table()), &schema(t.clone()), ValidateOptions::default());
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].drift, found[0].severity), (Drift::Renamed, Severity::Warning));
+        let mut extra = schema(t);
+        extra.tables.push(Table { name: "zz".into(), ..table() });
+        let lax = validate(&schema(table()), &extra, ValidateOptions::default());
+        assert!(lax
+            .iter()
+            .any(|f| f.drift == Drift::Extra && f.severity == Severity::Warning && f.object == "public.zz"));
+        let strict = validate(&schema(table()), &extra, ValidateOptions { strict: true });
+        assert!(strict.iter().any(|f| f.drift == Drift::Extra && f.severity == Severity::Error));
+    }
+}
