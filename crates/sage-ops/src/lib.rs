@@ -8,7 +8,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backup;
 pub mod check;
 mod error;
+pub mod manifest;
+pub mod restore;
+mod sink;
+pub mod tools;
 
+pub use age::secrecy::SecretString;
 pub use error::Error;
+pub use sink::{Decryption, Encryption};

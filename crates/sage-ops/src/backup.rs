@@ -1,0 +1,359 @@
+//! `backup`: a consistent copy of a database with a manifest that lets `restore` prove it
+//! intact before touching anything.
+//!
+//! PostgreSQL: row counts are taken in a repeatable-read transaction whose snapshot
+//! `pg_dump --snapshot` then dumps, so the manifest describes exactly the dumped data.
+//! SQLite: the online backup API copies the database, and the counts are read from the copy.
+//! Either way the file is written under a `.partial` name, synced and renamed, and the
+//! manifest is written last: a backup interrupted at any point leaves nothing `restore`
+//! accepts.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
+use serde::Serialize;
+
+use crate::manifest::{manifest_path, Manifest, MANIFEST_FORMAT};
+use crate::sink::{sync_dir, Encryption, Sink};
+use crate::{tools, Error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgFormat {
+    /// `pg_dump -Fc`: compressed, restorable selectively.
+    Custom,
+    /// Plain SQL, gzip-compressed: `sage_backup_YYYYMMDD_HHMMSS.sql.gz`, as SAGE's scripts made.
+    SqlGz,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub dir: PathBuf,
+    pub format: PgFormat,
+    pub encryption: Encryption,
+    /// Keep only the newest N backups in `dir`.
+    pub keep: Option<usize>,
+    /// Remove backups in `dir` older than this.
+    pub max_age: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    pub file: PathBuf,
+    pub manifest: Manifest,
+    /// Older backups removed by retention.
+    pub pruned: Vec<PathBuf>,
+}
+
+/// Called with the number of bytes dumped so far.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress) -> Result<BackupReport, Error> {
+    std::fs::create_dir_all(&options.dir)
+        .map_err(|e| Error::new(format!("cannot create backup directory {}: {e}", options.dir.display())))?;
+    let now = Utc::now();
+    let manifest = match target {
+        Target::Postgres(pg) => backup_postgres(pg, options, now, progress).await?,
+        Target::Sqlite(SqliteLocation::File(path)) => {
+            let (path, options) = (path.clone(), options.clone());
+            tokio::task::spawn_blocking(move || backup_sqlite(&path, &options, now, progress))
+                .await
+                .map_err(|e| Error::new(format!("backup failed: {e}")))??
+        }
+        Target::Sqlite(SqliteLocation::InMemory) | Target::Memory => {
+            return Err(Error::new("an in-memory database has nothing to back up"))
+        }
+    };
+    let file = options.dir.join(&manifest.file);
+    let pruned = prune(&options.dir, options.keep, options.max_age, now, &file)?;
+    Ok(BackupReport { file, manifest, pruned })
+}
+
+fn file_name(dir: &Path, now: DateTime<Utc>, extension: &str) -> PathBuf {
+    let stem = format!("sage_backup_{}", now.format("%Y%m%d_%H%M%S"));
+    let mut candidate = dir.join(format!("{stem}.{extension}"));
+    let mut n = 2;
+    while candidate.exists() || manifest_path(&candidate).exists() {
+        candidate = dir.join(format!("{stem}_{n}.{extension}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn write_manifest(file: &Path, manifest: &Manifest) -> Result<(), Error> {
+    let path = manifest_path(file);
+    let tmp = crate::sink::partial_path(&path);
+    let text = serde_json::to_string_pretty(manifest).expect("the manifest serialises");
+    std::fs::write(&tmp, text).map_err(|e| Error::new(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::new(format!("cannot sync {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+    sync_dir(&path);
+    Ok(())
+}
+
+async fn backup_postgres(
+    pg: &PgSettings,
+    options: &BackupOptions,
+    now: DateTime<Utc>,
+    progress: Progress,
+) -> Result<Manifest, Error> {
+    let client = sage_conn::connect(pg).await?;
+    let major = tools::server_major(&client).await?;
+    let pg_dump = tools::find("pg_dump", major)?;
+    let q = |e: tokio_postgres::Error| Error::with("cannot read the database for the backup", e);
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
+    let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(q)?.get(0);
+    let server_version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
+    let tables = pg_row_counts(&client).await?;
+    let migration_version = pg_migration_version(&client).await;
+
+    let (extension, gzip, format_flag) = match options.format {
+        PgFormat::Custom => ("dump", false, "-Fc"),
+        PgFormat::SqlGz => ("sql.gz", true, "-Fp"),
+    };
+    let extension =
+        if matches!(options.encryption, Encryption::None) { extension.to_string() } else { format!("{extension}.age") };
+    let file = file_name(&options.dir, now, &extension);
+    let mut command = tools::command(&pg_dump, pg);
+    command.args([format_flag, "--no-owner", "--no-privileges", &format!("--snapshot={snapshot}")]);
+    let sink = Sink::create(&file, &options.encryption, gzip)?;
+    let sealed = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || run_into_sink(command, sink, &file, progress))
+            .await
+            .map_err(|e| Error::new(format!("pg_dump failed: {e}")))??
+    };
+    client.batch_execute("COMMIT").await.map_err(q)?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        file: file.file_name().unwrap().to_string_lossy().into_owned(),
+        dialect: "postgres".into(),
+        kind: match options.format {
+            PgFormat::Custom => "custom".into(),
+            PgFormat::SqlGz => "sql.gz".into(),
+        },
+        encryption: options.encryption.name().into(),
+        sha256: sealed.sha256,
+        size: sealed.size,
+        created_at: now.to_rfc3339(),
+        tool_version: format!("sage-db {}", env!("CARGO_PKG_VERSION")),
+        server_version: format!("PostgreSQL {server_version}"),
+        migration_version,
+        tables,
+    };
+    write_manifest(&file, &manifest)?;
+    Ok(manifest)
+}
+
+fn run_into_sink(
+    mut command: std::process::Command,
+    mut sink: Sink,
+    file: &Path,
+    progress: Progress,
+) -> Result<crate::sink::Sealed, Error> {
+    use std::io::Write;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::new(format!("cannot run pg_dump: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut buf = vec![0u8; 1 << 16];
+    let copied: Result<(), std::io::Error> = (|| loop {
+        let n = stdout.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.write_all(&buf[..n])?;
+        progress(sink.written());
+    })();
+    let status = child.wait().map_err(|e| Error::new(format!("pg_dump did not finish: {e}")))?;
+    let stderr = errors.join().unwrap_or_default();
+    if let Err(e) = copied {
+        sink.abandon();
+        return Err(Error::new(format!("cannot write {}: {e}", file.display())));
+    }
+    if !status.success() {
+        sink.abandon();
+        return Err(Error::new(format!("pg_dump failed ({status}): {}", stderr.trim())));
+    }
+    sink.seal(file)
+}
+
+/// Exact row counts of every user table, keyed `schema.table`.
+pub(crate) async fn pg_row_counts(client: &tokio_postgres::Client) -> Result<BTreeMap<String, i64>, Error> {
+    let q = |e: tokio_postgres::Error| Error::with("cannot count rows", e);
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    let mut counts = BTreeMap::new();
+    for r in rows {
+        let (schema, table): (String, String) = (r.get(0), r.get(1));
+        let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&table));
+        let n: i64 = client.query_one(&sql, &[]).await.map_err(q)?.get(0);
+        counts.insert(format!("{schema}.{table}"), n);
+    }
+    Ok(counts)
+}
+
+async fn pg_migration_version(client: &tokio_postgres::Client) -> Option<i64> {
+    // Ask first: a failed query would abort the transaction that holds the dump's snapshot.
+    let exists: bool =
+        client.query_one("SELECT to_regclass('sage_schema_history') IS NOT NULL", &[]).await.ok()?.get(0);
+    if !exists {
+        return None;
+    }
+    let row = client
+        .query_opt(
+            "SELECT max(version) FROM sage_schema_history WHERE state IN ('applied', 'baseline', 'adopted')",
+            &[],
+        )
+        .await
+        .ok()??;
+    row.get(0)
+}
+
+fn backup_sqlite(
+    source: &Path,
+    options: &BackupOptions,
+    now: DateTime<Utc>,
+    progress: Progress,
+) -> Result<Manifest, Error> {
+    use std::io::Write;
+    if !source.exists() {
+        return Err(Error::new(format!("{} does not exist", source.display())));
+    }
+    let extension = if matches!(options.encryption, Encryption::None) { "sqlite" } else { "sqlite.age" };
+    let file = file_name(&options.dir, now, extension);
+    let copy = crate::sink::partial_path(&file).with_extension("copy");
+    let conn = rusqlite::Connection::open(source).map_err(|e| Error::with("cannot open the SQLite database", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
+    let result = (|| {
+        conn.backup(rusqlite::MAIN_DB, &copy, None).map_err(|e| Error::with("the SQLite backup failed", e))?;
+        let (tables, version, sqlite_version) = sqlite_facts(&copy)?;
+        let mut sink = Sink::create(&file, &options.encryption, false)?;
+        let mut input =
+            std::fs::File::open(&copy).map_err(|e| Error::new(format!("cannot read {}: {e}", copy.display())))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = input.read(&mut buf).map_err(|e| Error::new(format!("cannot read {}: {e}", copy.display())))?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = sink.write_all(&buf[..n]) {
+                sink.abandon();
+                return Err(Error::new(format!("cannot write {}: {e}", file.display())));
+            }
+            progress(sink.written());
+        }
+        let sealed = sink.seal(&file)?;
+        Ok(Manifest {
+            format: MANIFEST_FORMAT.into(),
+            file: file.file_name().unwrap().to_string_lossy().into_owned(),
+            dialect: "sqlite".into(),
+            kind: "sqlite".into(),
+            encryption: options.encryption.name().into(),
+            sha256: sealed.sha256,
+            size: sealed.size,
+            created_at: now.to_rfc3339(),
+            tool_version: format!("sage-db {}", env!("CARGO_PKG_VERSION")),
+            server_version: format!("SQLite {sqlite_version}"),
+            migration_version: version,
+            tables,
+        })
+    })();
+    let _ = std::fs::remove_file(&copy);
+    let manifest = result?;
+    write_manifest(&file, &manifest)?;
+    Ok(manifest)
+}
+
+/// Row counts, migration version and SQLite version of a database file.
+pub(crate) fn sqlite_facts(path: &Path) -> Result<(BTreeMap<String, i64>, Option<i64>, String), Error> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the database copy", e))?;
+    let q = |e: rusqlite::Error| Error::with("cannot count rows", e);
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .map_err(q)?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(q)?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        let n: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0)).map_err(q)?;
+        tables.insert(name, n);
+    }
+    let version = conn
+        .query_row(
+            "SELECT max(version) FROM sage_schema_history WHERE state IN ('applied', 'baseline', 'adopted')",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .ok()
+        .flatten();
+    let sqlite_version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).map_err(q)?;
+    Ok((tables, version, sqlite_version))
+}
+
+/// Applies retention to the backups in `dir` (only complete backups, those with a
+/// manifest, are considered); never removes `just_written`.
+fn prune(
+    dir: &Path,
+    keep: Option<usize>,
+    max_age: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+    just_written: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    if keep.is_none() && max_age.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut backups: Vec<(DateTime<Utc>, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))? {
+        let path = entry.map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !name.starts_with("sage_backup_") || name.ends_with(".manifest.json") || name.ends_with(".partial") {
+            continue;
+        }
+        if let Ok(m) = Manifest::read(&path) {
+            if let Ok(created) = DateTime::parse_from_rfc3339(&m.created_at) {
+                backups.push((created.with_timezone(&Utc), path));
+            }
+        }
+    }
+    backups.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut doomed = Vec::new();
+    for (index, (created, path)) in backups.iter().enumerate() {
+        if path == just_written {
+            continue;
+        }
+        let too_many = keep.is_some_and(|k| index >= k);
+        let too_old = max_age.is_some_and(|age| now.signed_duration_since(*created).to_std().is_ok_and(|d| d > age));
+        if too_many || too_old {
+            doomed.push(path.clone());
+        }
+    }
+    for path in &doomed {
+        std::fs::remove_file(path)
+            .map_err(|e| Error::new(format!("cannot remove old backup {}: {e}", path.display())))?;
+        let _ = std::fs::remove_file(manifest_path(path));
+    }
+    Ok(doomed)
+}

@@ -1,0 +1,93 @@
+//! Finding PostgreSQL's client programs (pg_dump, pg_restore, psql) in a version that can
+//! handle the server, and running them without ever putting the password on a command line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sage_conn::PgSettings;
+
+use crate::Error;
+
+/// A located program and its major version.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub path: PathBuf,
+    pub major: u32,
+}
+
+fn major_of(path: &Path) -> Option<u32> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    text.split_whitespace().find_map(|w| w.split('.').next()?.parse().ok())
+}
+
+fn candidates(program: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("SAGE_PG_BIN") {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path().join("bin")).collect();
+        versions.sort();
+        versions.reverse();
+        dirs.extend(versions);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter().map(|d| d.join(program)).filter(|p| p.is_file()).collect()
+}
+
+/// The newest `program` whose major version is at least `server_major`.
+pub fn find(program: &str, server_major: u32) -> Result<Tool, Error> {
+    let found: Vec<Tool> =
+        candidates(program).into_iter().filter_map(|path| Some(Tool { major: major_of(&path)?, path })).collect();
+    if let Some(tool) = found.iter().filter(|t| t.major >= server_major).max_by_key(|t| t.major) {
+        return Ok(tool.clone());
+    }
+    match found.iter().max_by_key(|t| t.major) {
+        Some(old) => Err(Error::new(format!(
+            "{program} {} ({}) is older than the server (PostgreSQL {server_major}) and cannot read it; \
+             install postgresql-client-{server_major} or set SAGE_PG_BIN to a newer client",
+            old.major,
+            old.path.display()
+        ))),
+        None => Err(Error::new(format!(
+            "{program} was not found; install the PostgreSQL client programs (Debian/Ubuntu: apt-get install postgresql-client-{server_major}) \
+             or set SAGE_PG_BIN to the directory holding them"
+        ))),
+    }
+}
+
+/// A command for `tool` that connects with `settings` through libpq's environment
+/// variables; the password travels in `PGPASSWORD`, never in the argument list.
+pub fn command(tool: &Tool, settings: &PgSettings) -> Command {
+    let mut c = Command::new(&tool.path);
+    c.env("PGHOST", &settings.host)
+        .env("PGPORT", settings.port.to_string())
+        .env("PGUSER", &settings.user)
+        .env("PGDATABASE", &settings.dbname)
+        .env("PGSSLMODE", settings.sslmode.as_str())
+        .env("PGAPPNAME", "sage-db")
+        .env("PGCONNECT_TIMEOUT", settings.connect_timeout.as_secs().max(1).to_string())
+        .env_remove("PGPASSFILE");
+    match &settings.password {
+        Some(p) => c.env("PGPASSWORD", p.expose()),
+        None => c.env_remove("PGPASSWORD"),
+    };
+    if let Some(root) = &settings.sslrootcert {
+        c.env("PGSSLROOTCERT", root);
+    }
+    c
+}
+
+/// The server's major version, e.g. 15.
+pub async fn server_major(client: &tokio_postgres::Client) -> Result<u32, Error> {
+    let row = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(|e| Error::with("cannot read the server version", e))?;
+    let num: String = row.get(0);
+    Ok(num.parse::<u32>().unwrap_or(0) / 10000)
+}
