@@ -287,8 +287,10 @@ fn backup_sqlite(
     Ok(manifest)
 }
 
-/// Row counts, migration version and SQLite version of a database file.
-pub(crate) fn sqlite_facts(path: &Path) -> Result<(BTreeMap<String, i64>, Option<i64>, String), Error> {
+/// Row counts per table, migration version and SQLite version of a database file.
+pub(crate) type SqliteFacts = (BTreeMap<String, i64>, Option<i64>, String);
+
+pub(crate) fn sqlite_facts(path: &Path) -> Result<SqliteFacts, Error> {
     let conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the database copy", e))?;
     let q = |e: rusqlite::Error| Error::with("cannot count rows", e);
     let mut stmt = conn
@@ -338,7 +340,7 @@ fn prune(
             }
         }
     }
-    backups.sort_by(|a, b| b.0.cmp(&a.0));
+    backups.sort_by_key(|b| std::cmp::Reverse(b.0));
     let mut doomed = Vec::new();
     for (index, (created, path)) in backups.iter().enumerate() {
         if path == just_written {
