@@ -62,6 +62,39 @@ pub enum Command {
     /// Schemas: snapshot the migrations, validate the live database, render DDL, diff.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Back up the database: a file and a manifest (checksum, row counts, version).
+    Backup(BackupArgs),
+    /// Restore a backup after checking it; the previous contents stay if anything fails.
+    Restore {
+        file: PathBuf,
+        /// age identity file for backups encrypted to a recipient.
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Load per-environment seed data; running it again adds nothing.
+    Seed {
+        /// Directory of SQL seeds (`DIR/<env>/*.sql` or `DIR/<env>.sql`). Default: SAGE's
+        /// built-in seeds (dev, staging).
+        #[arg(long, value_name = "DIR")]
+        seeds: Option<PathBuf>,
+    },
+    /// Delete expired sessions and nonces, and apply retention rules, in small batches.
+    Cleanup {
+        /// TOML file with [[retention]] rules (table, column, max_age, batch, unit).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sizes, activity, slow and long-running queries, locks, dead tuples.
+    Monitor {
+        /// Refresh every SECONDS until interrupted.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
+    },
     /// One report on a database: connection, server, migrations, schema drift, tables.
     Check {
         #[command(flatten)]
@@ -69,6 +102,42 @@ pub enum Command {
         /// Where the expected schema comes from (default: the migrations' snapshot).
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+    /// Directory for backups.
+    #[arg(long, value_name = "DIR", default_value = "./backups")]
+    pub dir: PathBuf,
+    /// PostgreSQL: `custom` (pg_dump -Fc) or `sql.gz` (plain SQL, gzip).
+    #[arg(long, default_value = "custom", value_parser = ["custom", "sql.gz"])]
+    pub format: String,
+    /// Encrypt with age using the passphrase in SAGE_BACKUP_PASSPHRASE.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Encrypt with age to this recipient (age1…); repeat for several.
+    #[arg(long, value_name = "AGE_RECIPIENT", conflicts_with = "encrypt")]
+    pub recipient: Vec<String>,
+    /// Keep only the newest N backups in the directory.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Remove backups older than this (e.g. 30d).
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Check a backup's manifest and checksum, restore it into a scratch database and
+    /// compare the row counts.
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
     },
 }
 

@@ -10,9 +10,12 @@
 
 pub mod backup;
 pub mod check;
+pub mod cleanup;
 mod error;
 pub mod manifest;
+pub mod monitor;
 pub mod restore;
+pub mod seed;
 mod sink;
 pub mod tools;
 

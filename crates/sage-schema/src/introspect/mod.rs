@@ -4,5 +4,5 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 /// Tables that hold migration bookkeeping rather than schema; never part of a model.
-pub const BOOKKEEPING_TABLES: [&str; 4] =
-    ["sage_schema_history", "schema_migrations", "_sqlx_migrations", "sage_schema_validation"];
+pub const BOOKKEEPING_TABLES: [&str; 5] =
+    ["sage_schema_history", "schema_migrations", "_sqlx_migrations", "sage_schema_validation", "sage_seed_history"];

@@ -1,0 +1,258 @@
+//! `sage-db backup|restore|seed|cleanup|monitor`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use sage_conn::Target;
+use sage_ops::backup::{BackupOptions, PgFormat};
+use sage_ops::{Decryption, Encryption, SecretString};
+
+use crate::cli::{BackupAction, BackupArgs, Global};
+use crate::confirm::confirm;
+use crate::context::Database;
+use crate::output;
+
+const PASSPHRASE_VAR: &str = "SAGE_BACKUP_PASSPHRASE";
+
+fn passphrase(db: &Database) -> Option<SecretString> {
+    db.env.get(PASSPHRASE_VAR).map(|p| SecretString::from(p.to_string()))
+}
+
+fn keys(db: &Database, identities: Vec<PathBuf>) -> Decryption {
+    Decryption { passphrase: passphrase(db), identities }
+}
+
+/// A byte counter on stderr when it is a terminal; nothing otherwise.
+fn progress_bar(what: &'static str) -> (indicatif::ProgressBar, sage_ops::backup::Progress) {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {binary_bytes} ({binary_bytes_per_sec})")
+            .expect("valid template"),
+    );
+    bar.set_message(what);
+    let handle = bar.clone();
+    (bar, Arc::new(move |n| handle.set_position(n)))
+}
+
+pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    if let Some(BackupAction::Verify { file, identity }) = args.action {
+        let report = sage_ops::restore::verify(&db.settings.target, &file, &keys(&db, identity)).await?;
+        if global.json {
+            output::json(&report)?;
+        } else {
+            println!(
+                "{}: checksum ok, restored into a scratch database, {} table(s) with the expected row counts",
+                file.display(),
+                report.tables.len()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let encryption = if args.encrypt {
+        match passphrase(&db) {
+            Some(p) => Encryption::Passphrase(p),
+            None => bail!("--encrypt takes the passphrase from {PASSPHRASE_VAR} (never from the command line); set it, or use --recipient age1…"),
+        }
+    } else if !args.recipient.is_empty() {
+        Encryption::Recipients(args.recipient.clone())
+    } else {
+        Encryption::None
+    };
+    let options = BackupOptions {
+        dir: args.dir.clone(),
+        format: if args.format == "sql.gz" { PgFormat::SqlGz } else { PgFormat::Custom },
+        encryption,
+        keep: args.keep,
+        max_age: args
+            .max_age
+            .as_deref()
+            .map(|a| sage_ops::cleanup::parse_age(a).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("--max-age")?,
+    };
+    let (bar, progress) = progress_bar("dumping");
+    let report = sage_ops::backup::backup(&db.settings.target, &options, progress).await;
+    bar.finish_and_clear();
+    let report = report?;
+    if global.json {
+        output::json(&report)?;
+    } else {
+        let m = &report.manifest;
+        println!(
+            "wrote {} ({} bytes, sha256 {}, encryption: {})",
+            report.file.display(),
+            m.size,
+            &m.sha256[..16],
+            m.encryption
+        );
+        println!(
+            "      {} table(s), {} row(s), migration version {}",
+            m.tables.len(),
+            m.tables.values().sum::<i64>(),
+            m.migration_version.map_or("none".into(), |v| v.to_string())
+        );
+        for old in &report.pruned {
+            println!("removed {} (retention)", old.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn restore(global: &Global, file: &Path, identity: Vec<PathBuf>, yes: bool) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    // Check the file before asking: a damaged backup is refused without a question.
+    let manifest = sage_ops::restore::inspect(file)?;
+    let rows: i64 = manifest.tables.values().sum();
+    confirm(
+        &format!(
+            "Replace ALL data in {} with {} (taken {}, {} tables, {rows} rows)?",
+            db.settings,
+            file.display(),
+            manifest.created_at,
+            manifest.tables.len()
+        ),
+        yes,
+    )?;
+    let report = sage_ops::restore::restore(&db.settings.target, file, &keys(&db, identity)).await?;
+    if global.json {
+        output::json(&report)?;
+    } else {
+        println!("restored {} into {}; row counts verified:", file.display(), db.settings);
+        let rows: Vec<Vec<String>> = report.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
+        output::table(&["TABLE", "ROWS"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn seed(global: &Global, seeds: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, false)?;
+    let environment =
+        global.env.clone().or_else(|| db.env.get("SAGE_ENV").map(str::to_string)).unwrap_or_else(|| "dev".into());
+    let report = match seeds {
+        Some(dir) => sage_ops::seed::seed_directory(&db.settings.target, &dir, &environment).await?,
+        None => {
+            let store = db.open_store().await?;
+            sage_ops::seed::seed_sage(&store, &environment).await?
+        }
+    };
+    if global.json {
+        output::json(&report)?;
+    } else {
+        let added: u64 = report.added.values().sum();
+        let kept: u64 = report.already_present.values().sum();
+        println!("seeded environment {:?}: {added} added, {kept} already present", report.environment);
+        let mut keys: Vec<&String> = report.added.keys().chain(report.already_present.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.to_string(),
+                    report.added.get(*k).copied().unwrap_or(0).to_string(),
+                    report.already_present.get(*k).copied().unwrap_or(0).to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["WHAT", "ADDED", "ALREADY PRESENT"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
+    use sage_store::{NonceStore, SessionStore};
+    let db = Database::resolve(global, true)?;
+    let config = config.map(|p| sage_ops::cleanup::CleanupConfig::load(&p)).transpose()?.unwrap_or_default();
+    let mut result = serde_json::Map::new();
+    let sage_tables = !matches!(db.settings.target, Target::Memory) && has_sage_tables(&db).await;
+    if sage_tables {
+        let store = db.open_store().await?;
+        let (sessions, nonces) = if dry_run {
+            let facts = sage_ops::check::inspect(&db.settings.target).await?;
+            let total = |name: &str| facts.tables.iter().find(|t| t.name == name).map(|t| t.rows as u64).unwrap_or(0);
+            (
+                total("sessions").saturating_sub(store.sessions().count_active().await?),
+                total("nonces").saturating_sub(store.nonces().count_active().await?),
+            )
+        } else {
+            (store.sessions().delete_expired().await?, store.nonces().delete_expired().await?)
+        };
+        result.insert("expired_sessions".into(), sessions.into());
+        result.insert("expired_nonces".into(), nonces.into());
+    }
+    let now = chrono::Utc::now();
+    let mut rules = Vec::new();
+    for rule in &config.retention {
+        let (bar, progress) = progress_bar("deleting rows");
+        let report = sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &*progress).await;
+        bar.finish_and_clear();
+        rules.push(report?);
+    }
+    result.insert("retention".into(), serde_json::to_value(&rules)?);
+    result.insert("dry_run".into(), dry_run.into());
+    if global.json {
+        output::json(&result)?;
+    } else {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        if sage_tables {
+            println!(
+                "{verb} {} expired session(s) and {} expired nonce(s)",
+                result["expired_sessions"], result["expired_nonces"]
+            );
+        }
+        for r in &rules {
+            println!("{verb} {} row(s) of {} with {} before {}", r.rows, r.table, r.column, r.cutoff);
+        }
+        if !sage_tables && rules.is_empty() {
+            println!("nothing to clean: no SAGE tables here and no --config retention rules");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn has_sage_tables(db: &Database) -> bool {
+    sage_schema::live(&db.settings.target)
+        .await
+        .map(|s| ["sessions", "nonces"].iter().all(|t| s.tables.iter().any(|x| &x.name == t)))
+        .unwrap_or(false)
+}
+
+pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    loop {
+        let report = sage_ops::monitor::monitor(&db.settings.target).await?;
+        if global.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            if watch.is_some() {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("{} at {}", db.settings, report.taken_at);
+            for s in &report.sections {
+                println!("\n{}", s.title);
+                if !s.rows.is_empty() {
+                    let header: Vec<&str> = s.columns.iter().map(String::as_str).collect();
+                    output::table(&header, &s.rows);
+                } else if s.note.is_none() {
+                    println!("  (none)");
+                }
+                if let Some(note) = &s.note {
+                    println!("  {note}");
+                }
+            }
+        }
+        let Some(seconds) = watch else { return Ok(ExitCode::SUCCESS) };
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
