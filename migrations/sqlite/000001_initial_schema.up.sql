@@ -32,7 +32,7 @@ CREATE TABLE nonces (
 
 CREATE INDEX idx_nonces_session_id ON nonces (session_id);
 CREATE INDEX idx_nonces_expires_at ON nonces (expires_at);
-CREATE INDEX idx_nonces_used_at ON nonces (used_at);
+-- No index on used_at: nothing looks nonces up by it, and every claim would pay for it.
 
 CREATE TABLE dids (
     did TEXT PRIMARY KEY NOT NULL,

@@ -18,8 +18,6 @@ CREATE INDEX idx_nonces_expires_at ON nonces (expires_at);
 
 CREATE INDEX idx_nonces_session_id ON nonces (session_id);
 
-CREATE INDEX idx_nonces_used_at ON nonces (used_at);
-
 CREATE INDEX idx_sessions_client_did_created_at ON sessions (client_did, created_at DESC);
 
 CREATE INDEX idx_sessions_created_at ON sessions (created_at);

@@ -95,6 +95,30 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         watch: Option<u64>,
     },
+    /// Measure the store: throughput and latency percentiles of a workload.
+    Bench {
+        /// nonce-claim, session-get, session-touch, session-create, did-get or mixed.
+        #[arg(long, default_value = "nonce-claim")]
+        workload: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// How long to run (e.g. 10s); default 10s unless --operations is given.
+        #[arg(long, value_name = "DURATION")]
+        duration: Option<String>,
+        /// Stop after this many operations.
+        #[arg(long, value_name = "N")]
+        operations: Option<u64>,
+        /// Sessions/DIDs to read from; for nonce-claim, a bounded nonce space (replays).
+        #[arg(long, value_name = "N")]
+        keys: Option<u64>,
+        /// Lifetime of claimed nonces and created sessions.
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        ttl: String,
+        /// Delete expired rows this often during the run.
+        #[arg(long, value_name = "DURATION")]
+        cleanup_every: Option<String>,
+    },
     /// One report on a database: connection, server, migrations, schema drift, tables.
     Check {
         #[command(flatten)]

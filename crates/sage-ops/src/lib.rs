@@ -9,6 +9,7 @@
 //! ```
 
 pub mod backup;
+pub mod bench;
 pub mod check;
 pub mod cleanup;
 mod error;

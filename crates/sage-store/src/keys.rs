@@ -200,32 +200,45 @@ fn hex_id(id: &[u8; 4]) -> String {
 
 /// Adds a new key at the end of `path` (it becomes the current key), creating the file
 /// with mode 0600 when `create` is set. Returns the new key's id.
+///
+/// A new file is written in full under a temporary name and then linked into place, so a
+/// process racing to create the same file either wins or finds a complete file, never an
+/// empty one.
 pub fn append_key(path: &Path, create: bool) -> Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |e: std::io::Error| {
         StoreError::new(ErrorKind::InvalidInput, format!("cannot write key file {}: {e}", path.display()))
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.mode(0o600);
-    if create {
-        options.write(true).create_new(true);
-    } else {
-        check_private(path)?;
-        options.append(true);
-    }
-    let mut file = options.open(path).map_err(io)?;
     let key = generate_key();
     let id = hex_id(&key_id(&*decode_key(&key, "new key")?));
-    if create {
-        file.write_all(
+    if !create {
+        check_private(path)?;
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
+        file.write_all(format!("{}\n", key.as_str()).as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        return Ok(id);
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    let written = file
+        .write_all(
             b"# SAGE DB session-key file: one base64 key per line. The last key encrypts new\n\
               # session keys; earlier keys still decrypt older rows. Keep it secret (mode 0600)\n\
               # and back it up apart from the database: without it, stored session keys are lost.\n",
         )
-        .map_err(io)?;
-    }
-    file.write_all(format!("{}\n", key.as_str()).as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+        .and_then(|()| file.write_all(format!("{}\n", key.as_str()).as_bytes()))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    written.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            StoreError::new(ErrorKind::AlreadyExists, format!("key file {} already exists", path.display()))
+        } else {
+            io(e)
+        }
+    })?;
     Ok(id)
 }
 
@@ -295,7 +308,12 @@ impl KeySource {
             KeySource::File(path) => Ok((KeyRing::load_file(path)?, None)),
             KeySource::FileCreatedOnFirstUse(path) if path.exists() => Ok((KeyRing::load_file(path)?, None)),
             KeySource::FileCreatedOnFirstUse(path) => {
-                let ring = KeyRing::create_file(path)?;
+                let ring = match KeyRing::create_file(path) {
+                    Ok(ring) => ring,
+                    // Another process created it first; use theirs.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok((KeyRing::load_file(path)?, None)),
+                    Err(e) => return Err(e),
+                };
                 let notice = format!(
                     "created session-key file {} (mode 0600); back it up apart from the database: without it, stored session keys cannot be read",
                     path.display()

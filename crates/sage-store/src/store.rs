@@ -418,10 +418,16 @@ async fn list(inner: &Inner, party: Party, field: &'static str, did: &str, page:
 #[async_trait]
 impl NonceStore for Nonces {
     async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
-        let claim = NonceClaim { nonce: nonce.to_string(), session_id: session_id.map(str::to_string), expires_at };
-        match self.claim_many(std::slice::from_ref(&claim)).await?.first() {
-            Some(Claim::Fresh) => Ok(()),
-            _ => Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used"))),
+        let inner = &self.0;
+        let now = inner.now();
+        validate::token("nonce", nonce)?;
+        if let Some(session) = session_id {
+            validate::token("session_id", session)?;
+        }
+        validate::expiry("expires_at", expires_at, now)?;
+        match inner.backend.claim_nonce(nonce, session_id, micros(expires_at), now).await? {
+            Claim::Fresh => Ok(()),
+            Claim::Replayed => Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used"))),
         }
     }
 

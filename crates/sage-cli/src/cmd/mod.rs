@@ -1,3 +1,4 @@
+mod bench;
 mod check;
 mod did;
 mod keys;
@@ -27,5 +28,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seed { seeds } => ops::seed(&cli.global, seeds).await,
         Command::Cleanup { config, dry_run } => ops::cleanup(&cli.global, config, dry_run).await,
         Command::Monitor { watch } => ops::monitor(&cli.global, watch).await,
+        Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every } => {
+            bench::run(&cli.global, bench::Args { workload, clients, duration, operations, keys, ttl, cleanup_every })
+                .await
+        }
     }
 }

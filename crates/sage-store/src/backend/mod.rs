@@ -2,6 +2,7 @@
 //! live once, in `store.rs`; a backend stores rows and answers the atomic questions
 //! (claim, touch, conditional update) in one step.
 
+pub(crate) mod batch;
 pub(crate) mod memory;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -76,6 +77,18 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Claims distinct nonces; answers in the same order.
     async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>>;
+
+    /// Claims one nonce. Backends with a cheaper single path override this.
+    async fn claim_nonce(
+        &self,
+        nonce: &str,
+        session_id: Option<&str>,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim> {
+        let claim = NonceClaim { nonce: nonce.to_string(), session_id: session_id.map(str::to_string), expires_at };
+        Ok(self.claim_nonces(std::slice::from_ref(&claim), now).await?.into_iter().next().unwrap_or(Claim::Replayed))
+    }
     async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool>;
     async fn count_nonces(&self, now: DateTime<Utc>) -> Result<u64>;
     async fn delete_expired_nonces(&self, now: DateTime<Utc>, batch: u32) -> Result<u64>;

@@ -7,6 +7,7 @@ use sage_conn::deadpool_postgres::{Object, Pool};
 use sage_conn::PgSettings;
 use tokio_postgres::Row;
 
+use super::batch::ClaimBatcher;
 use super::{Backend, Conditional, Party, SessionRow};
 use crate::error::{from_pg, ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
@@ -25,6 +26,7 @@ fn live(n: usize) -> String {
 pub(crate) struct PgBackend {
     pool: Pool,
     settings: PgSettings,
+    batcher: ClaimBatcher,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -36,7 +38,19 @@ impl std::fmt::Debug for PgBackend {
 impl PgBackend {
     pub(crate) async fn open(settings: &PgSettings) -> Result<PgBackend> {
         let pool = sage_conn::open_pool(settings).await?;
-        Ok(PgBackend { pool, settings: settings.clone() })
+        let (batch_pool, batch_settings) = (pool.clone(), settings.clone());
+        // Several batches in flight keep the pool busy; each one is a single statement and
+        // commit however many claims it carries.
+        let in_flight = (settings.pool.max_connections / 2).clamp(1, 2);
+        let batcher = ClaimBatcher::new(
+            move |claims, now| {
+                let (pool, settings) = (batch_pool.clone(), batch_settings.clone());
+                async move { claim_statement(&pool, &settings, &claims, now).await }
+            },
+            in_flight,
+            MAX_BATCH,
+        );
+        Ok(PgBackend { pool, settings: settings.clone(), batcher })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -111,6 +125,37 @@ fn already_exists(e: StoreError, what: &str) -> StoreError {
     } else {
         e
     }
+}
+
+/// Claims per statement, at most.
+const MAX_BATCH: usize = 1000;
+
+/// Claims distinct nonces in one statement (and, outside a transaction, one commit). A
+/// conflicting row is taken over only when it has expired; under concurrency PostgreSQL
+/// re-checks that condition against the committed winner, so exactly one claimer of a nonce
+/// gets a row back.
+async fn claim_statement(
+    pool: &Pool,
+    settings: &PgSettings,
+    claims: &[NonceClaim],
+    now: DateTime<Utc>,
+) -> Result<Vec<Claim>> {
+    const SQL: &str = "INSERT INTO nonces (nonce, session_id, used_at, expires_at) \
+         SELECT n, s, $4, e FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(n, s, e) \
+         ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
+         WHERE nonces.expires_at <= EXCLUDED.used_at \
+         RETURNING nonce";
+    let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
+    let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", e))?;
+    let nonces: Vec<&str> = claims.iter().map(|c| c.nonce.as_str()).collect();
+    let sessions: Vec<Option<&str>> = claims.iter().map(|c| c.session_id.as_deref()).collect();
+    let expiries: Vec<DateTime<Utc>> = claims.iter().map(|c| c.expires_at).collect();
+    let rows = client
+        .query(&statement, &[&nonces, &sessions, &expiries, &now])
+        .await
+        .map_err(|e| from_pg("cannot claim nonces", e))?;
+    let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(claims.iter().map(|c| if fresh.contains(&c.nonce) { Claim::Fresh } else { Claim::Replayed }).collect())
 }
 
 #[async_trait]
@@ -247,25 +292,7 @@ impl Backend for PgBackend {
     }
 
     async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
-        // One statement for the whole batch. A conflicting row is taken over only when it
-        // has expired; under concurrency PostgreSQL re-checks that condition against the
-        // committed winner, so exactly one claimer of a nonce gets a row back.
-        let nonces: Vec<&str> = claims.iter().map(|c| c.nonce.as_str()).collect();
-        let sessions: Vec<Option<&str>> = claims.iter().map(|c| c.session_id.as_deref()).collect();
-        let expiries: Vec<DateTime<Utc>> = claims.iter().map(|c| c.expires_at).collect();
-        let rows = self
-            .query(
-                "cannot claim nonces",
-                "INSERT INTO nonces (nonce, session_id, used_at, expires_at) \
-                 SELECT n, s, $4, e FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(n, s, e) \
-                 ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
-                 WHERE nonces.expires_at <= EXCLUDED.used_at \
-                 RETURNING nonce",
-                &[&nonces, &sessions, &expiries, &now],
-            )
-            .await?;
-        let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-        Ok(claims.iter().map(|c| if fresh.contains(&c.nonce) { Claim::Fresh } else { Claim::Replayed }).collect())
+        self.batcher.claim(claims.to_vec(), now).await
     }
 
     async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use sage_conn::SqliteLocation;
 
+use super::batch::ClaimBatcher;
 use super::{Backend, Conditional, Party, SessionRow};
 use crate::error::{from_sqlite, ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
@@ -77,6 +78,7 @@ impl Pool {
 pub(crate) struct SqliteBackend {
     pool: Arc<Pool>,
     label: String,
+    batcher: ClaimBatcher,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -116,7 +118,38 @@ impl SqliteBackend {
                 .map_err(|e| from_sqlite("cannot configure SQLite", e))?;
             conns.push(conn);
         }
-        Ok(SqliteBackend { pool: Arc::new(Pool { idle: Mutex::new(conns), returned: Condvar::new() }), label })
+        let pool = Arc::new(Pool { idle: Mutex::new(conns), returned: Condvar::new() });
+        // SQLite has one writer, so nonce claims get a thread and a connection of their
+        // own: each batch is one transaction and one commit, with no hand-off per batch.
+        let writer = match location {
+            SqliteLocation::InMemory => None,
+            SqliteLocation::File(path) => {
+                let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
+                configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
+                Some(conn)
+            }
+        };
+        let batcher = match writer {
+            Some(mut conn) => ClaimBatcher::on_thread(
+                "sage-sqlite-claims",
+                move |claims, now| claim_transaction(&mut conn, &claims, now),
+                1000,
+            ),
+            // A private in-memory database exists only on the pool's one connection.
+            None => {
+                let pool = pool.clone();
+                ClaimBatcher::on_thread(
+                    "sage-sqlite-claims",
+                    move |claims, now| {
+                        let mut conn = pool.lease()?;
+                        claim_transaction(&mut conn, &claims, now)
+                    },
+                    1000,
+                )
+            }
+        }
+        .map_err(|e| StoreError::new(ErrorKind::Internal, format!("cannot start the SQLite claim writer: {e}")))?;
+        Ok(SqliteBackend { pool, label, batcher })
     }
 
     /// Creates SAGE's schema on a private in-memory database, which only this store's
@@ -207,6 +240,32 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
 
 fn did_params(r: &DidRecord) -> (String, String) {
     (r.key_type.as_str().to_string(), serde_json::to_string(&r.capabilities).unwrap_or_else(|_| "[]".into()))
+}
+
+/// Claims distinct nonces in one immediate transaction: SQLite has one writer, so the
+/// batch is atomic and costs one commit.
+fn claim_transaction(conn: &mut Connection, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| from_sqlite("cannot claim nonces", e))?;
+    let mut answers = Vec::with_capacity(claims.len());
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO nonces (nonce, session_id, used_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (nonce) DO UPDATE SET session_id = excluded.session_id, used_at = excluded.used_at, expires_at = excluded.expires_at \
+                 WHERE nonces.expires_at <= excluded.used_at RETURNING 1",
+            )
+            .map_err(|e| from_sqlite("cannot claim nonces", e))?;
+        for claim in claims {
+            let fresh = stmt
+                .exists(params![claim.nonce, claim.session_id, us(now), us(claim.expires_at)])
+                .map_err(|e| from_sqlite("cannot claim nonce", e))?;
+            answers.push(if fresh { Claim::Fresh } else { Claim::Replayed });
+        }
+    }
+    tx.commit().map_err(|e| from_sqlite("cannot commit nonce claims", e))?;
+    Ok(answers)
 }
 
 #[async_trait]
@@ -387,31 +446,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
-        let claims = claims.to_vec();
-        self.run(move |c| {
-            // One immediate transaction: SQLite has one writer, so the batch is atomic and
-            // costs one commit.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| from_sqlite("cannot claim nonces", e))?;
-            let mut answers = Vec::with_capacity(claims.len());
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO nonces (nonce, session_id, used_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT (nonce) DO UPDATE SET session_id = excluded.session_id, used_at = excluded.used_at, expires_at = excluded.expires_at \
-                         WHERE nonces.expires_at <= excluded.used_at RETURNING 1",
-                    )
-                    .map_err(|e| from_sqlite("cannot claim nonces", e))?;
-                for claim in &claims {
-                    let fresh = stmt
-                        .exists(params![claim.nonce, claim.session_id, us(now), us(claim.expires_at)])
-                        .map_err(|e| from_sqlite("cannot claim nonce", e))?;
-                    answers.push(if fresh { Claim::Fresh } else { Claim::Replayed });
-                }
-            }
-            tx.commit().map_err(|e| from_sqlite("cannot commit nonce claims", e))?;
-            Ok(answers)
-        })
-        .await
+        self.batcher.claim(claims.to_vec(), now).await
     }
 
     async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("start") => match sage_testkit::PgCluster::start(sage_testkit::ClusterOptions::default()) {
+        Some("start") => match sage_testkit::PgCluster::start(sage_testkit::ClusterOptions {
+            // Benchmarks need a server that flushes every commit, as production does.
+            durable: args.iter().any(|a| a == "--durable"),
+            ..Default::default()
+        }) {
             Ok(cluster) => {
                 println!("SAGE_TEST_PG_URL='{}'", cluster.admin_settings().url_exposing_password());
                 println!("SAGE_TEST_PG_PORT={}", cluster.port());
@@ -31,7 +35,7 @@ fn main() -> ExitCode {
             }
         },
         _ => {
-            eprintln!("usage: sage-testkit start | sage-testkit stop DIR");
+            eprintln!("usage: sage-testkit start [--durable] | sage-testkit stop DIR");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Side by side, in one run on one machine: pgbench running the single statement a naive
+# store would send, then `sage-db bench` doing the same work through sage-store, against a
+# throwaway PostgreSQL with fsync and synchronous_commit on. Prints both and their ratio.
+#
+# Usage: bench/compare.sh [SECONDS] [CLAIM_CLIENTS] [READ_CLIENTS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-10}"
+CLAIM_CLIENTS="${2:-32}"
+READ_CLIENTS="${3:-8}"
+
+cargo build --release -q -p sage-cli -p sage-testkit
+BIN=target/release/sage-db
+eval "$(target/release/sage-testkit start --durable)"
+trap 'target/release/sage-testkit stop "$SAGE_TEST_PG_DIR"' EXIT
+PGBENCH="$SAGE_TEST_PG_BIN/pgbench"
+export DATABASE_URL="$SAGE_TEST_PG_URL"
+export SAGE_SESSION_KEY="$(head -c 32 /dev/urandom | base64)"
+"$BIN" migrate up > /dev/null
+WORK="$(mktemp -d)"
+
+# p99 in µs from pgbench's per-transaction log (third column is the latency in µs).
+p99() { cat "$WORK"/pgb.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int(NR*0.99)]}'; }
+tps() { grep -Eo 'tps = [0-9.]+' | head -1 | awk '{print $3}'; }
+
+echo "== nonce claims, ${CLAIM_CLIENTS} clients, ${SECONDS_EACH}s each, synchronous_commit=on"
+cat > "$WORK/claim.sql" <<'SQL'
+\set n random(1, 9000000000000000)
+INSERT INTO nonces (nonce, session_id, used_at, expires_at) VALUES ('pgbench-' || :client_id || '-' || :n, NULL, now(), now() + interval '5 minutes') ON CONFLICT (nonce) DO NOTHING;
+SQL
+rm -f "$WORK"/pgb.*
+base_claims=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c "$CLAIM_CLIENTS" -j 2 -T "$SECONDS_EACH" -l --log-prefix=pgb -f claim.sql "$SAGE_TEST_PG_URL" 2>/dev/null | tps)
+base_claims_p99=$(p99)
+"$BIN" bench --workload nonce-claim --clients "$CLAIM_CLIENTS" --duration "${SECONDS_EACH}s" --json > "$WORK/claims.json"
+ours_claims=$(python3 -c "import json;print(round(json.load(open('$WORK/claims.json'))['ops_per_second']))")
+ours_claims_p99=$(python3 -c "import json;print(json.load(open('$WORK/claims.json'))['p99_us'])")
+echo "pgbench INSERT … ON CONFLICT DO NOTHING: ${base_claims%.*} claims/s, p99 ${base_claims_p99} µs"
+echo "sage-db bench nonce-claim:              ${ours_claims} claims/s, p99 ${ours_claims_p99} µs"
+python3 -c "print(f'ratio: {${ours_claims}/${base_claims}:.2f}x')"
+
+echo "== session reads, ${READ_CLIENTS} clients"
+"$BIN" bench --workload session-get --clients "$READ_CLIENTS" --duration "${SECONDS_EACH}s" --keys 1000 --json > "$WORK/reads.json"
+cat > "$WORK/read.sql" <<'SQL'
+\set i random(0, 999)
+SELECT id, client_did, server_did, session_key, created_at, expires_at, last_activity, metadata, message_count, max_messages, idle_timeout_seconds FROM sessions WHERE id = 'bench-session-' || :i;
+SQL
+rm -f "$WORK"/pgb.*
+base_reads=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c "$READ_CLIENTS" -j 2 -T "$SECONDS_EACH" -l --log-prefix=pgb -f read.sql "$SAGE_TEST_PG_URL" 2>/dev/null | tps)
+base_reads_p99=$(p99)
+ours_reads=$(python3 -c "import json;print(round(json.load(open('$WORK/reads.json'))['ops_per_second']))")
+ours_reads_p99=$(python3 -c "import json;print(json.load(open('$WORK/reads.json'))['p99_us'])")
+echo "pgbench prepared SELECT by id: ${base_reads%.*} reads/s, p99 ${base_reads_p99} µs"
+echo "sage-db bench session-get:     ${ours_reads} reads/s, p99 ${ours_reads_p99} µs (includes opening the sealed key)"
+python3 -c "print(f'ratio: {${ours_reads}/${base_reads}:.2f}x')"
+rm -rf "$WORK"

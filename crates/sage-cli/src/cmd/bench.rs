@@ -1,0 +1,74 @@
+//! `sage-db bench`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use sage_ops::bench::{BenchOptions, Workload};
+use sage_store::{KeySource, OpenOptions, Store};
+
+use crate::cli::Global;
+use crate::context::{parse_duration, Database};
+use crate::output;
+
+pub struct Args {
+    pub workload: String,
+    pub clients: usize,
+    pub duration: Option<String>,
+    pub operations: Option<u64>,
+    pub keys: Option<u64>,
+    pub ttl: String,
+    pub cleanup_every: Option<String>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(workload) = Workload::parse(&args.workload) else {
+        bail!("--workload: unknown workload {:?} (known: {})", args.workload, Workload::NAMES.join(", "));
+    };
+    let db = Database::resolve(global, true)?;
+    // Benchmark data is throwaway: without a configured key, a key for this run only.
+    let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
+    options.keys = KeySource::from_environment(&db.env, KeySource::Ephemeral);
+    let store = Store::open(&db.settings.target, options).await?;
+    let duration = match (&args.duration, args.operations) {
+        (Some(d), _) => Some(parse_duration(d).context("--duration")?),
+        (None, Some(_)) => None,
+        (None, None) => Some(std::time::Duration::from_secs(10)),
+    };
+    let report = sage_ops::bench::run(
+        store.clone(),
+        BenchOptions {
+            workload,
+            clients: args.clients,
+            duration,
+            operations: args.operations,
+            keys: args.keys,
+            ttl: parse_duration(&args.ttl).context("--ttl")?,
+            cleanup_every: args.cleanup_every.as_deref().map(parse_duration).transpose().context("--cleanup-every")?,
+        },
+    )
+    .await?;
+    store.close().await;
+    if global.json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "{} on {} ({}), {} clients, {:.1} s",
+            args.workload, db.settings, report.backend, report.clients, report.seconds
+        );
+        println!(
+            "  {:.0} ops/s ({} operations, {} errors, {} replayed)",
+            report.ops_per_second, report.operations, report.errors, report.replayed
+        );
+        println!(
+            "  latency p50 {} µs, p95 {} µs, p99 {} µs, max {} µs",
+            report.p50_us, report.p95_us, report.p99_us, report.max_us
+        );
+        if let (Some(a), Some(b)) = (report.rss_start_kib, report.rss_end_kib) {
+            println!("  resident memory {} MiB → {} MiB", a / 1024, b / 1024);
+        }
+        if let Some(e) = &report.first_error {
+            println!("  first error: {e}");
+        }
+    }
+    Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

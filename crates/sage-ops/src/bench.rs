@@ -1,0 +1,386 @@
+//! `sage-db bench`: drives a store with concurrent clients and reports throughput and the
+//! latency distribution. The hot paths of a messaging service are here: claiming a nonce,
+//! reading and touching a session, creating sessions, reading a cached DID, and a mix shaped
+//! like a message stream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sage_store::{DidRecord, DidStore, KeyType, NewSession, NonceStore, SessionKey, SessionStore, Store};
+use serde::Serialize;
+
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    NonceClaim,
+    SessionGet,
+    SessionTouch,
+    SessionCreate,
+    DidGet,
+    /// Per message: claim its nonce, read its session, touch the session.
+    Mixed,
+}
+
+impl Workload {
+    pub const NAMES: [&'static str; 6] =
+        ["nonce-claim", "session-get", "session-touch", "session-create", "did-get", "mixed"];
+
+    pub fn parse(name: &str) -> Option<Workload> {
+        Some(match name {
+            "nonce-claim" => Workload::NonceClaim,
+            "session-get" => Workload::SessionGet,
+            "session-touch" => Workload::SessionTouch,
+            "session-create" => Workload::SessionCreate,
+            "did-get" => Workload::DidGet,
+            "mixed" => Workload::Mixed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub workload: Workload,
+    pub clients: usize,
+    /// Stop after this long, or after `operations`, whichever is given.
+    pub duration: Option<Duration>,
+    pub operations: Option<u64>,
+    /// Sessions and DIDs created up front for the read workloads; for `nonce-claim`, when
+    /// set, nonces are drawn from this many values (so some claims are replays).
+    pub keys: Option<u64>,
+    /// How long claimed nonces and created sessions live.
+    pub ttl: Duration,
+    /// Run the store's expiry cleanup this often during the run (keeps memory flat).
+    pub cleanup_every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub workload: Workload,
+    pub backend: String,
+    pub clients: usize,
+    pub operations: u64,
+    pub errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// Nonce claims answered "replayed" (not errors).
+    pub replayed: u64,
+    pub seconds: f64,
+    pub ops_per_second: f64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub rss_start_kib: Option<u64>,
+    pub rss_end_kib: Option<u64>,
+}
+
+/// A log-linear latency histogram: 16 buckets per power of two, so percentiles are within
+/// about 6 %, in a fixed 8 KiB however long the run.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    max: u64,
+}
+
+const SUB: u64 = 16;
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram { counts: vec![0; 64 * SUB as usize], max: 0 }
+    }
+
+    fn index(us: u64) -> usize {
+        if us < SUB {
+            return us as usize;
+        }
+        let power = 63 - us.leading_zeros() as u64;
+        let shift = power - 4;
+        let sub = (us >> shift) - SUB;
+        ((power - 3) * SUB + sub) as usize
+    }
+
+    fn lower_bound(index: usize) -> u64 {
+        let index = index as u64;
+        if index < SUB {
+            return index;
+        }
+        let power = index / SUB + 3;
+        let sub = index % SUB;
+        (SUB + sub) << (power - 4)
+    }
+
+    fn record(&mut self, us: u64) {
+        let last = self.counts.len() - 1;
+        self.counts[Histogram::index(us).min(last)] += 1;
+        self.max = self.max.max(us);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.max = self.max.max(other.max);
+    }
+
+    fn percentile(&self, p: f64) -> u64 {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Histogram::lower_bound(i).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// A small, fast generator per client; the benchmark needs spread, not secrecy.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound.max(1)
+    }
+}
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+const SESSION_PREFIX: &str = "bench-session-";
+const DID_PREFIX: &str = "did:sage:bench:";
+
+async fn prepare(store: &Store, options: &BenchOptions) -> Result<u64, Error> {
+    let needs_sessions = matches!(options.workload, Workload::SessionGet | Workload::SessionTouch | Workload::Mixed);
+    let needs_dids = options.workload == Workload::DidGet;
+    let keys = options.keys.unwrap_or(1000).max(1);
+    let expires = Utc::now() + chrono::Duration::days(1);
+    if needs_sessions {
+        for i in 0..keys {
+            let session = NewSession {
+                id: format!("{SESSION_PREFIX}{i}"),
+                client_did: format!("{DID_PREFIX}client{}", i % 100),
+                server_did: format!("{DID_PREFIX}server"),
+                key: SessionKey::new(vec![7u8; 32]),
+                expires_at: expires,
+                metadata: None,
+                max_messages: None,
+                idle_timeout: None,
+            };
+            match store.sessions().create(&session).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == sage_store::ErrorKind::AlreadyExists => {
+                    let changes = sage_store::SessionUpdate { expires_at: Some(expires), ..Default::default() };
+                    // An expired leftover from an earlier run is recreated.
+                    if store.sessions().update(&session.id, &changes).await.is_err() {
+                        let _ = store.sessions().delete(&session.id).await;
+                        store
+                            .sessions()
+                            .create(&session)
+                            .await
+                            .map_err(|e| Error::new(format!("cannot prepare sessions: {e}")))?;
+                    }
+                }
+                Err(e) => return Err(Error::new(format!("cannot prepare sessions: {e}"))),
+            }
+        }
+    }
+    if needs_dids {
+        for i in 0..keys {
+            let record = DidRecord::new(format!("{DID_PREFIX}{i}"), vec![1u8; 44], "0xbench", KeyType::Ed25519);
+            store.dids().upsert(&record).await.map_err(|e| Error::new(format!("cannot prepare DIDs: {e}")))?;
+        }
+    }
+    Ok(keys)
+}
+
+pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Error> {
+    if options.duration.is_none() && options.operations.is_none() {
+        return Err(Error::new("give --duration or --operations"));
+    }
+    let keys = prepare(&store, &options).await?;
+    let rss_start = rss_kib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let run_id: u64 = rand::random::<u32>() as u64;
+    let started = Instant::now();
+    let cleaner = options.cleanup_every.map(|every| {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                let _ = store.nonces().delete_expired().await;
+                let _ = store.sessions().delete_expired().await;
+            }
+        })
+    });
+    // Clients check the deadline themselves: on the memory backend an operation never has
+    // to wait, so a timer task might not get a turn before the run ends.
+    let deadline = options.duration.map(|d| started + d);
+    let mut tasks = Vec::new();
+    for client in 0..options.clients.max(1) {
+        let (store, stop, issued, options) = (store.clone(), stop.clone(), issued.clone(), options.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::new();
+            let (mut errors, mut replayed, mut first_error) = (0u64, 0u64, None::<String>);
+            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001));
+            let mut seq = 0u64;
+            let ttl = chrono::Duration::from_std(options.ttl).unwrap_or(chrono::Duration::minutes(5));
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(limit) = options.operations {
+                    if issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                        break;
+                    }
+                }
+                seq += 1;
+                let op_start = Instant::now();
+                let outcome: Result<bool, String> = match options.workload {
+                    Workload::NonceClaim | Workload::Mixed => {
+                        let nonce = match options.keys {
+                            Some(space) if options.workload == Workload::NonceClaim => {
+                                format!("bench-{}", rng.next(space))
+                            }
+                            _ => format!("bench-{run_id}-{client}-{seq}"),
+                        };
+                        let claim = store.nonces().claim(&nonce, None, Utc::now() + ttl).await;
+                        let claimed = match claim {
+                            Ok(()) => Ok(false),
+                            Err(e) if e.is_replayed() => Ok(true),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if options.workload == Workload::Mixed && claimed.is_ok() {
+                            let id = format!("{SESSION_PREFIX}{}", rng.next(keys));
+                            match store.sessions().get(&id).await {
+                                Ok(_) => store.sessions().touch(&id).await.map(|_| false).map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        } else {
+                            claimed
+                        }
+                    }
+                    Workload::SessionGet => store
+                        .sessions()
+                        .get(&format!("{SESSION_PREFIX}{}", rng.next(keys)))
+                        .await
+                        .map(|_| false)
+                        .map_err(|e| e.to_string()),
+                    Workload::SessionTouch => store
+                        .sessions()
+                        .touch(&format!("{SESSION_PREFIX}{}", rng.next(keys)))
+                        .await
+                        .map(|_| false)
+                        .map_err(|e| e.to_string()),
+                    Workload::SessionCreate => {
+                        let session = NewSession {
+                            id: format!("bench-new-{run_id}-{client}-{seq}"),
+                            client_did: format!("{DID_PREFIX}client{client}"),
+                            server_did: format!("{DID_PREFIX}server"),
+                            key: SessionKey::new(vec![9u8; 32]),
+                            expires_at: Utc::now() + ttl,
+                            metadata: None,
+                            max_messages: None,
+                            idle_timeout: None,
+                        };
+                        store.sessions().create(&session).await.map(|_| false).map_err(|e| e.to_string())
+                    }
+                    Workload::DidGet => store
+                        .dids()
+                        .get(&format!("{DID_PREFIX}{}", rng.next(keys)))
+                        .await
+                        .map(|_| false)
+                        .map_err(|e| e.to_string()),
+                };
+                let op_end = Instant::now();
+                histogram.record(op_end.duration_since(op_start).as_micros() as u64);
+                if deadline.is_some_and(|d| op_end >= d) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if seq.is_multiple_of(256) {
+                    // Let the cleaner and other tasks run even when no operation waits.
+                    tokio::task::yield_now().await;
+                }
+                match outcome {
+                    Ok(true) => replayed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (histogram, errors, replayed, first_error)
+        }));
+    }
+    let mut histogram = Histogram::new();
+    let (mut errors, mut replayed, mut first_error) = (0, 0, None);
+    for task in tasks {
+        let (h, e, r, f) = task.await.map_err(|e| Error::new(format!("a benchmark client failed: {e}")))?;
+        histogram.merge(&h);
+        errors += e;
+        replayed += r;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(cleaner) = cleaner {
+        cleaner.abort();
+    }
+    let operations: u64 = histogram.counts.iter().sum();
+    Ok(BenchReport {
+        workload: options.workload,
+        backend: store.backend_name().to_string(),
+        clients: options.clients,
+        operations,
+        errors,
+        first_error,
+        replayed,
+        seconds,
+        ops_per_second: operations as f64 / seconds,
+        p50_us: histogram.percentile(50.0),
+        p95_us: histogram.percentile(95.0),
+        p99_us: histogram.percentile(99.0),
+        max_us: histogram.max,
+        rss_start_kib: rss_start,
+        rss_end_kib: rss_kib(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_percentiles_are_close() {
+        let mut h = Histogram::new();
+        for us in 1..=10_000u64 {
+            h.record(us);
+        }
+        let p50 = h.percentile(50.0) as f64;
+        let p99 = h.percentile(99.0) as f64;
+        assert!((p50 - 5000.0).abs() / 5000.0 < 0.07, "{p50}");
+        assert!((p99 - 9900.0).abs() / 9900.0 < 0.07, "{p99}");
+        assert_eq!(h.max, 10_000);
+        for us in [0u64, 1, 15, 16, 17, 31, 32, 1000, 123_456] {
+            assert!(Histogram::lower_bound(Histogram::index(us)) <= us, "{us}");
+        }
+    }
+}
