@@ -95,6 +95,21 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         watch: Option<u64>,
     },
+    /// Serve /health, /health/db, /metrics and a status page, and clean up in the background.
+    Serve {
+        /// Address to listen on (loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// How often to delete expired sessions and nonces (e.g. 5m), or `off`.
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        cleanup_every: String,
+        /// Apply pending migrations before serving; without it, a database behind the
+        /// expected version stops start-up.
+        #[arg(long)]
+        migrate: bool,
+    },
     /// Measure the store: throughput and latency percentiles of a workload.
     Bench {
         /// nonce-claim, session-get, session-touch, session-create, did-get or mixed.

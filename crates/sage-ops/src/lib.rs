@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod monitor;
 pub mod restore;
 pub mod seed;
+pub mod serve;
 mod sink;
 pub mod tools;
 

@@ -28,6 +28,7 @@ mod contract;
 mod error;
 mod fingerprint;
 pub mod keys;
+pub mod metrics;
 mod model;
 mod schema;
 mod store;

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::contract::{DidStore, NonceStore, SessionStore};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::keys::{sealed_key_id, KeyRing, KeySource};
+use crate::metrics::{Metrics, Operation, OperationMetrics, PoolStatus};
 use crate::model::{micros, Claim, DidRecord, NewSession, NonceClaim, Page, Session, SessionKey, SessionUpdate};
 use crate::validate;
 
@@ -59,6 +60,7 @@ struct Inner {
     backend: Box<dyn Backend>,
     keys: KeyRing,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Inner {
@@ -125,7 +127,7 @@ impl Store {
                 Box::new(backend)
             }
         };
-        let inner = Arc::new(Inner { backend, keys, clock: options.clock });
+        let inner = Arc::new(Inner { backend, keys, clock: options.clock, metrics: Metrics::new() });
         Ok(Store { sessions: Sessions(inner.clone()), nonces: Nonces(inner.clone()), dids: Dids(inner), notices })
     }
 
@@ -153,6 +155,25 @@ impl Store {
     /// The id of the key that seals new session keys.
     pub fn current_key_id(&self) -> String {
         self.sessions.0.keys.current_id()
+    }
+
+    /// Counts and latencies of every store operation since the store opened.
+    pub fn metrics(&self) -> Vec<OperationMetrics> {
+        self.sessions.0.metrics.snapshot()
+    }
+
+    /// The connection pool's state, for pooled backends.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        self.sessions.0.backend.pool_status()
+    }
+
+    /// Records a cleanup run for the metrics (used by services that run cleanup).
+    pub fn record_cleanup(&self, elapsed: std::time::Duration, ok: bool) {
+        self.sessions.0.metrics.record(
+            Operation::Cleanup,
+            elapsed,
+            if ok { Ok(()) } else { Err(ErrorKind::Unavailable) },
+        );
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -287,6 +308,14 @@ impl Inner {
     }
 }
 
+/// Runs one store operation and records its outcome and duration.
+async fn observed<T>(inner: &Inner, op: Operation, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    inner.metrics.record(op, started.elapsed(), result.as_ref().map(|_| ()).map_err(|e| e.kind()));
+    result
+}
+
 fn idle_seconds(idle: Option<Duration>) -> Option<i32> {
     idle.map(|d| d.as_secs().min(i32::MAX as u64) as i32)
 }
@@ -294,101 +323,122 @@ fn idle_seconds(idle: Option<Duration>) -> Option<i32> {
 #[async_trait]
 impl SessionStore for Sessions {
     async fn create(&self, s: &NewSession) -> Result<Session> {
-        let inner = &self.0;
-        let now = inner.now();
-        validate::new_session(s, now)?;
-        let row = SessionRow {
-            id: s.id.clone(),
-            client_did: s.client_did.clone(),
-            server_did: s.server_did.clone(),
-            sealed_key: inner.keys.seal(&s.id, s.key.expose()),
-            created_at: now,
-            expires_at: micros(s.expires_at),
-            last_activity: now,
-            metadata: s.metadata.clone(),
-            message_count: 0,
-            max_messages: s.max_messages.map(|m| m as i64),
-            idle_timeout_seconds: idle_seconds(s.idle_timeout),
-        };
-        inner.backend.insert_session(&row).await?;
-        inner.session_from_row(row)
+        observed(&self.0, Operation::SessionCreate, async move {
+            let inner = &self.0;
+            let now = inner.now();
+            validate::new_session(s, now)?;
+            let row = SessionRow {
+                id: s.id.clone(),
+                client_did: s.client_did.clone(),
+                server_did: s.server_did.clone(),
+                sealed_key: inner.keys.seal(&s.id, s.key.expose()),
+                created_at: now,
+                expires_at: micros(s.expires_at),
+                last_activity: now,
+                metadata: s.metadata.clone(),
+                message_count: 0,
+                max_messages: s.max_messages.map(|m| m as i64),
+                idle_timeout_seconds: idle_seconds(s.idle_timeout),
+            };
+            inner.backend.insert_session(&row).await?;
+            inner.session_from_row(row)
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Session> {
-        let inner = &self.0;
-        validate::token("id", id)?;
-        let now = inner.now();
-        match inner.backend.get_session(id).await? {
-            None => Err(StoreError::not_found("session", id)),
-            Some(row) if !row.is_live(now) => {
-                Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired")))
+        observed(&self.0, Operation::SessionGet, async move {
+            let inner = &self.0;
+            validate::token("id", id)?;
+            let now = inner.now();
+            match inner.backend.get_session(id).await? {
+                None => Err(StoreError::not_found("session", id)),
+                Some(row) if !row.is_live(now) => {
+                    Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired")))
+                }
+                Some(row) => inner.session_from_row(row),
             }
-            Some(row) => inner.session_from_row(row),
-        }
+        })
+        .await
     }
 
     async fn update(&self, id: &str, changes: &SessionUpdate) -> Result<Session> {
-        let inner = &self.0;
-        validate::token("id", id)?;
-        let now = inner.now();
-        let Some(current) = inner.backend.get_session(id).await? else {
-            return Err(StoreError::not_found("session", id));
-        };
-        if !current.is_live(now) {
-            return Err(StoreError::new(
-                ErrorKind::Expired,
-                format!("session {id:?} has expired and cannot be changed"),
-            ));
-        }
-        let mut row = current.clone();
-        if let Some(key) = &changes.key {
-            validate::session_key(key)?;
-            row.sealed_key = inner.keys.seal(id, key.expose());
-        }
-        if let Some(expires_at) = changes.expires_at {
-            validate::expiry("expires_at", expires_at, now)?;
-            row.expires_at = micros(expires_at);
-        }
-        if let Some(metadata) = &changes.metadata {
-            validate::metadata(metadata.as_ref())?;
-            row.metadata = metadata.clone();
-        }
-        let max_messages = changes.max_messages.unwrap_or(row.max_messages.map(|m| m as u64));
-        let idle = changes.idle_timeout.unwrap_or(row.idle_timeout_seconds.map(|s| Duration::from_secs(s as u64)));
-        validate::limits(max_messages, idle)?;
-        row.max_messages = max_messages.map(|m| m as i64);
-        row.idle_timeout_seconds = idle_seconds(idle);
-        match inner.backend.update_session(&row, now).await? {
-            Conditional::Done(()) => inner.session_from_row(row),
-            Conditional::NotFound | Conditional::NotLive => Err(inner.missing_or_expired(id).await),
-        }
+        observed(&self.0, Operation::SessionUpdate, async move {
+            let inner = &self.0;
+            validate::token("id", id)?;
+            let now = inner.now();
+            let Some(current) = inner.backend.get_session(id).await? else {
+                return Err(StoreError::not_found("session", id));
+            };
+            if !current.is_live(now) {
+                return Err(StoreError::new(
+                    ErrorKind::Expired,
+                    format!("session {id:?} has expired and cannot be changed"),
+                ));
+            }
+            let mut row = current.clone();
+            if let Some(key) = &changes.key {
+                validate::session_key(key)?;
+                row.sealed_key = inner.keys.seal(id, key.expose());
+            }
+            if let Some(expires_at) = changes.expires_at {
+                validate::expiry("expires_at", expires_at, now)?;
+                row.expires_at = micros(expires_at);
+            }
+            if let Some(metadata) = &changes.metadata {
+                validate::metadata(metadata.as_ref())?;
+                row.metadata = metadata.clone();
+            }
+            let max_messages = changes.max_messages.unwrap_or(row.max_messages.map(|m| m as u64));
+            let idle = changes.idle_timeout.unwrap_or(row.idle_timeout_seconds.map(|s| Duration::from_secs(s as u64)));
+            validate::limits(max_messages, idle)?;
+            row.max_messages = max_messages.map(|m| m as i64);
+            row.idle_timeout_seconds = idle_seconds(idle);
+            match inner.backend.update_session(&row, now).await? {
+                Conditional::Done(()) => inner.session_from_row(row),
+                Conditional::NotFound | Conditional::NotLive => Err(inner.missing_or_expired(id).await),
+            }
+        })
+        .await
     }
 
     async fn touch(&self, id: &str) -> Result<Session> {
-        let inner = &self.0;
-        validate::token("id", id)?;
-        match inner.backend.touch_session(id, inner.now()).await? {
-            Conditional::Done(row) => inner.session_from_row(row),
-            Conditional::NotFound => Err(StoreError::not_found("session", id)),
-            Conditional::NotLive => Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired"))),
-        }
+        observed(&self.0, Operation::SessionTouch, async move {
+            let inner = &self.0;
+            validate::token("id", id)?;
+            match inner.backend.touch_session(id, inner.now()).await? {
+                Conditional::Done(row) => inner.session_from_row(row),
+                Conditional::NotFound => Err(StoreError::not_found("session", id)),
+                Conditional::NotLive => Err(StoreError::new(ErrorKind::Expired, format!("session {id:?} has expired"))),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
-        validate::token("id", id)?;
-        if self.0.backend.delete_session(id).await? {
-            Ok(())
-        } else {
-            Err(StoreError::not_found("session", id))
-        }
+        observed(&self.0, Operation::SessionDelete, async move {
+            validate::token("id", id)?;
+            if self.0.backend.delete_session(id).await? {
+                Ok(())
+            } else {
+                Err(StoreError::not_found("session", id))
+            }
+        })
+        .await
     }
 
     async fn list_by_client(&self, client_did: &str, page: Page) -> Result<Vec<Session>> {
-        list(&self.0, Party::Client, "client_did", client_did, page).await
+        observed(&self.0, Operation::SessionList, async move {
+            list(&self.0, Party::Client, "client_did", client_did, page).await
+        })
+        .await
     }
 
     async fn list_by_server(&self, server_did: &str, page: Page) -> Result<Vec<Session>> {
-        list(&self.0, Party::Server, "server_did", server_did, page).await
+        observed(&self.0, Operation::SessionList, async move {
+            list(&self.0, Party::Server, "server_did", server_did, page).await
+        })
+        .await
     }
 
     async fn count_active(&self) -> Result<u64> {
@@ -418,48 +468,59 @@ async fn list(inner: &Inner, party: Party, field: &'static str, did: &str, page:
 #[async_trait]
 impl NonceStore for Nonces {
     async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
-        let inner = &self.0;
-        let now = inner.now();
-        validate::token("nonce", nonce)?;
-        if let Some(session) = session_id {
-            validate::token("session_id", session)?;
-        }
-        validate::expiry("expires_at", expires_at, now)?;
-        match inner.backend.claim_nonce(nonce, session_id, micros(expires_at), now).await? {
-            Claim::Fresh => Ok(()),
-            Claim::Replayed => Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used"))),
-        }
+        observed(&self.0, Operation::NonceClaim, async move {
+            let inner = &self.0;
+            let now = inner.now();
+            validate::token("nonce", nonce)?;
+            if let Some(session) = session_id {
+                validate::token("session_id", session)?;
+            }
+            validate::expiry("expires_at", expires_at, now)?;
+            match inner.backend.claim_nonce(nonce, session_id, micros(expires_at), now).await? {
+                Claim::Fresh => Ok(()),
+                Claim::Replayed => {
+                    Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used")))
+                }
+            }
+        })
+        .await
     }
 
     async fn claim_many(&self, claims: &[NonceClaim]) -> Result<Vec<Claim>> {
-        let inner = &self.0;
-        let now = inner.now();
-        for claim in claims {
-            validate::claim(claim, now)?;
-        }
-        // A nonce repeated inside one batch is a replay of its first occurrence; only
-        // distinct nonces go to the backend.
-        let mut seen = HashSet::with_capacity(claims.len());
-        let mut distinct = Vec::with_capacity(claims.len());
-        let mut repeated = Vec::with_capacity(claims.len());
-        for claim in claims {
-            let first = seen.insert(claim.nonce.as_str());
-            repeated.push(!first);
-            if first {
-                distinct.push(NonceClaim { expires_at: micros(claim.expires_at), ..claim.clone() });
+        observed(&self.0, Operation::NonceClaimMany, async move {
+            let inner = &self.0;
+            let now = inner.now();
+            for claim in claims {
+                validate::claim(claim, now)?;
             }
-        }
-        let answers = inner.backend.claim_nonces(&distinct, now).await?;
-        let mut answers = answers.into_iter();
-        Ok(repeated
-            .into_iter()
-            .map(|dup| if dup { Claim::Replayed } else { answers.next().unwrap_or(Claim::Replayed) })
-            .collect())
+            // A nonce repeated inside one batch is a replay of its first occurrence; only
+            // distinct nonces go to the backend.
+            let mut seen = HashSet::with_capacity(claims.len());
+            let mut distinct = Vec::with_capacity(claims.len());
+            let mut repeated = Vec::with_capacity(claims.len());
+            for claim in claims {
+                let first = seen.insert(claim.nonce.as_str());
+                repeated.push(!first);
+                if first {
+                    distinct.push(NonceClaim { expires_at: micros(claim.expires_at), ..claim.clone() });
+                }
+            }
+            let answers = inner.backend.claim_nonces(&distinct, now).await?;
+            let mut answers = answers.into_iter();
+            Ok(repeated
+                .into_iter()
+                .map(|dup| if dup { Claim::Replayed } else { answers.next().unwrap_or(Claim::Replayed) })
+                .collect())
+        })
+        .await
     }
 
     async fn is_used(&self, nonce: &str) -> Result<bool> {
-        validate::token("nonce", nonce)?;
-        self.0.backend.nonce_used(nonce, self.0.now()).await
+        observed(&self.0, Operation::NonceIsUsed, async move {
+            validate::token("nonce", nonce)?;
+            self.0.backend.nonce_used(nonce, self.0.now()).await
+        })
+        .await
     }
 
     async fn count_active(&self) -> Result<u64> {
@@ -495,49 +556,70 @@ fn prepared(record: &DidRecord, now: DateTime<Utc>) -> Result<DidRecord> {
 #[async_trait]
 impl DidStore for Dids {
     async fn create(&self, record: &DidRecord) -> Result<DidRecord> {
-        let r = prepared(record, self.0.now())?;
-        self.0.backend.insert_did(&r).await?;
-        Ok(r)
+        observed(&self.0, Operation::DidCreate, async move {
+            let r = prepared(record, self.0.now())?;
+            self.0.backend.insert_did(&r).await?;
+            Ok(r)
+        })
+        .await
     }
 
     async fn upsert(&self, record: &DidRecord) -> Result<DidRecord> {
-        let r = prepared(record, self.0.now())?;
-        self.0.backend.upsert_did(&r).await
+        observed(&self.0, Operation::DidUpsert, async move {
+            let r = prepared(record, self.0.now())?;
+            self.0.backend.upsert_did(&r).await
+        })
+        .await
     }
 
     async fn get(&self, did: &str) -> Result<DidRecord> {
-        validate::did("did", did)?;
-        self.0.backend.get_did(did).await?.ok_or_else(|| StoreError::not_found("DID", did))
+        observed(&self.0, Operation::DidGet, async move {
+            validate::did("did", did)?;
+            self.0.backend.get_did(did).await?.ok_or_else(|| StoreError::not_found("DID", did))
+        })
+        .await
     }
 
     async fn update(&self, record: &DidRecord) -> Result<DidRecord> {
-        let r = prepared(record, self.0.now())?;
-        self.0.backend.update_did(&r).await?.ok_or_else(|| StoreError::not_found("DID", &r.did))
+        observed(&self.0, Operation::DidUpdate, async move {
+            let r = prepared(record, self.0.now())?;
+            self.0.backend.update_did(&r).await?.ok_or_else(|| StoreError::not_found("DID", &r.did))
+        })
+        .await
     }
 
     async fn delete(&self, did: &str) -> Result<()> {
-        validate::did("did", did)?;
-        if self.0.backend.delete_did(did).await? {
-            Ok(())
-        } else {
-            Err(StoreError::not_found("DID", did))
-        }
+        observed(&self.0, Operation::DidDelete, async move {
+            validate::did("did", did)?;
+            if self.0.backend.delete_did(did).await? {
+                Ok(())
+            } else {
+                Err(StoreError::not_found("DID", did))
+            }
+        })
+        .await
     }
 
     async fn list_by_owner(&self, owner_address: &str) -> Result<Vec<DidRecord>> {
-        if owner_address.is_empty() {
-            return Err(StoreError::invalid("owner_address", "must not be empty"));
-        }
-        self.0.backend.list_dids(owner_address).await
+        observed(&self.0, Operation::DidList, async move {
+            if owner_address.is_empty() {
+                return Err(StoreError::invalid("owner_address", "must not be empty"));
+            }
+            self.0.backend.list_dids(owner_address).await
+        })
+        .await
     }
 
     async fn revoke(&self, did: &str) -> Result<()> {
-        validate::did("did", did)?;
-        if self.0.backend.revoke_did(did, self.0.now()).await? {
-            Ok(())
-        } else {
-            Err(StoreError::not_found("DID", did))
-        }
+        observed(&self.0, Operation::DidRevoke, async move {
+            validate::did("did", did)?;
+            if self.0.backend.revoke_did(did, self.0.now()).await? {
+                Ok(())
+            } else {
+                Err(StoreError::not_found("DID", did))
+            }
+        })
+        .await
     }
 
     async fn is_revoked(&self, did: &str) -> Result<bool> {

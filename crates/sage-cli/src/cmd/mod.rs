@@ -6,6 +6,7 @@ pub(crate) mod migrate;
 mod nonce;
 mod ops;
 pub(crate) mod schema;
+mod serve;
 mod session;
 mod up;
 
@@ -28,6 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seed { seeds } => ops::seed(&cli.global, seeds).await,
         Command::Cleanup { config, dry_run } => ops::cleanup(&cli.global, config, dry_run).await,
         Command::Monitor { watch } => ops::monitor(&cli.global, watch).await,
+        Command::Serve { bind, port, cleanup_every, migrate } => {
+            serve::run(&cli.global, bind, port, &cleanup_every, migrate).await
+        }
         Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every } => {
             bench::run(&cli.global, bench::Args { workload, clients, duration, operations, keys, ttl, cleanup_every })
                 .await

@@ -55,6 +55,11 @@ pub(crate) enum Conditional<T> {
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
+
+    /// The connection pool's state, for pooled backends.
+    fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
+        None
+    }
     async fn ping(&self) -> Result<()>;
     async fn close(&self);
 

@@ -164,6 +164,11 @@ impl Backend for PgBackend {
         "postgres"
     }
 
+    fn pool_status(&self) -> Option<crate::metrics::PoolStatus> {
+        let s = self.pool.status();
+        Some(crate::metrics::PoolStatus { max: s.max_size, open: s.size, idle: s.available, waiting: s.waiting })
+    }
+
     async fn ping(&self) -> Result<()> {
         self.query("ping failed", "SELECT 1", &[]).await.map(drop)
     }

@@ -1,0 +1,59 @@
+//! `sage-db serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sage_store::{OpenOptions, Store};
+
+use crate::cli::Global;
+use crate::context::{parse_duration, Database};
+
+pub async fn run(
+    global: &Global,
+    bind: IpAddr,
+    port: u16,
+    cleanup_every: &str,
+    migrate: bool,
+) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let cleanup_every =
+        if cleanup_every == "off" { None } else { Some(parse_duration(cleanup_every).context("--cleanup-every")?) };
+    let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
+    // Only --migrate changes the schema; otherwise a database behind the expected version
+    // stops start-up with the store's message.
+    options.migrate = migrate;
+    let store = Store::open(&db.settings.target, options).await.map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+    for notice in store.notices() {
+        eprintln!("note: {notice}");
+    }
+    let address = SocketAddr::new(bind, port);
+    eprintln!("serving {} on http://{address} (/, /health, /health/db, /metrics)", db.settings);
+    sage_ops::serve::serve(
+        store,
+        db.settings.target.clone(),
+        sage_ops::serve::ServeOptions { bind: address, cleanup_every },
+        shutdown_signal(),
+    )
+    .await?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,381 @@
+//! `serve`: health, Prometheus metrics and a status page for a store, plus background
+//! cleanup of expired sessions and nonces that never overlaps itself.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use sage_conn::{SqliteLocation, Target};
+use sage_store::{NonceStore, SessionStore, Store};
+use serde::Serialize;
+
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    /// How often expired sessions and nonces are deleted; `None` turns cleanup off.
+    pub cleanup_every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CleanupStatus {
+    pub runs: u64,
+    pub sessions_removed: u64,
+    pub nonces_removed: u64,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_removed: (u64, u64),
+    pub last_error: Option<String>,
+}
+
+/// What the endpoints share.
+pub struct AppState {
+    store: Store,
+    target: Target,
+    started: Instant,
+    cleanup: Mutex<CleanupStatus>,
+    errors: Mutex<VecDeque<(DateTime<Utc>, String)>>,
+    schema: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("target", &self.target.dialect_name()).finish()
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, target: Target) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            target,
+            started: Instant::now(),
+            cleanup: Mutex::default(),
+            errors: Mutex::default(),
+            schema: Mutex::default(),
+        })
+    }
+
+    fn note_error(&self, message: String) {
+        tracing::warn!("{message}");
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push_back((Utc::now(), message));
+            while errors.len() > 10 {
+                errors.pop_front();
+            }
+        }
+    }
+
+    /// Reachable, at the expected version, and matching the expected schema. The schema
+    /// check is repeated at most once a minute; reachability on every call.
+    async fn db_health(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(3), self.store.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("database unreachable: {e}")),
+            Err(_) => return Err("database unreachable: no answer within 3s".into()),
+        }
+        if let Some((at, result)) = self.schema.lock().ok().and_then(|s| s.clone()) {
+            if at.elapsed() < Duration::from_secs(60) {
+                return result;
+            }
+        }
+        let result = self.check_schema().await;
+        if let Ok(mut cache) = self.schema.lock() {
+            *cache = Some((Instant::now(), result.clone()));
+        }
+        result
+    }
+
+    async fn check_schema(&self) -> Result<(), String> {
+        let dialect = match &self.target {
+            Target::Postgres(_) => sage_migrate::Dialect::Postgres,
+            Target::Sqlite(SqliteLocation::File(_)) => sage_migrate::Dialect::Sqlite,
+            _ => return Ok(()),
+        };
+        let mut migrator =
+            sage_migrate::Migrator::connect(&self.target, sage_store::migrations(dialect), Default::default())
+                .await
+                .map_err(|e| format!("cannot read the migration history: {e}"))?;
+        let status = migrator.status().await.map_err(|e| format!("cannot read the migration history: {e}"))?;
+        if status.pending > 0 {
+            return Err(format!(
+                "schema at version {} with {} migration(s) pending",
+                status.version.unwrap_or(0),
+                status.pending
+            ));
+        }
+        let Some(snapshot) = sage_store::snapshot(dialect) else { return Ok(()) };
+        let expected = sage_schema::parse_snapshot(snapshot).map_err(|e| e.to_string())?;
+        let live = sage_schema::live(&self.target).await.map_err(|e| format!("cannot read the schema: {e}"))?;
+        let findings = sage_schema::validate(&expected, &live, Default::default());
+        match findings.iter().find(|f| f.severity == sage_schema::Severity::Error) {
+            Some(first) => Err(format!("schema drift: {first}")),
+            None => Ok(()),
+        }
+    }
+
+    /// One cleanup pass.
+    pub async fn run_cleanup(&self) {
+        let started = Instant::now();
+        let result = async {
+            let sessions = self.store.sessions().delete_expired().await?;
+            let nonces = self.store.nonces().delete_expired().await?;
+            Ok::<_, sage_store::StoreError>((sessions, nonces))
+        }
+        .await;
+        self.store.record_cleanup(started.elapsed(), result.is_ok());
+        let mut status = self.cleanup.lock().expect("cleanup status lock");
+        status.runs += 1;
+        status.last_run = Some(Utc::now());
+        match result {
+            Ok((sessions, nonces)) => {
+                status.sessions_removed += sessions;
+                status.nonces_removed += nonces;
+                status.last_removed = (sessions, nonces);
+                status.last_error = None;
+                tracing::info!(
+                    sessions,
+                    nonces,
+                    ms = started.elapsed().as_millis() as u64,
+                    "cleanup removed expired rows"
+                );
+            }
+            Err(e) => {
+                status.last_error = Some(e.to_string());
+                drop(status);
+                self.note_error(format!("cleanup failed: {e}"));
+            }
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route("/health/db", get(health_db))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn health_db(State(state): State<Arc<AppState>>) -> Response {
+    match state.db_health().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => {
+            state.note_error(reason.clone());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response()
+        }
+    }
+}
+
+async fn database_size(target: &Target) -> Option<i64> {
+    match target {
+        Target::Postgres(pg) => {
+            let client = tokio::time::timeout(Duration::from_secs(2), sage_conn::connect(pg)).await.ok()?.ok()?;
+            client.query_one("SELECT pg_database_size(current_database())", &[]).await.ok().map(|r| r.get(0))
+        }
+        Target::Sqlite(SqliteLocation::File(path)) => std::fs::metadata(path).ok().map(|m| m.len() as i64),
+        _ => None,
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut out = String::new();
+    let backend = state.store.backend_name();
+    let _ = writeln!(out, "# HELP sage_db_build_info Build information.\n# TYPE sage_db_build_info gauge");
+    let _ = writeln!(out, "sage_db_build_info{{version=\"{}\",backend=\"{backend}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "# HELP sage_db_uptime_seconds Seconds since the server started.\n# TYPE sage_db_uptime_seconds gauge"
+    );
+    let _ = writeln!(out, "sage_db_uptime_seconds {:.1}", state.started.elapsed().as_secs_f64());
+    let up = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await.is_ok_and(|r| r.is_ok());
+    let _ = writeln!(
+        out,
+        "# HELP sage_db_database_up Whether the database answered a ping.\n# TYPE sage_db_database_up gauge"
+    );
+    let _ = writeln!(out, "sage_db_database_up {}", u8::from(up));
+    if let Some(pool) = state.store.pool_status() {
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_connections Pool connections by state.\n# TYPE sage_db_pool_connections gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"open\"}} {}", pool.open);
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"in_use\"}} {}", pool.open.saturating_sub(pool.idle));
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_waiting Callers waiting for a connection.\n# TYPE sage_db_pool_waiting gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_waiting {}", pool.waiting);
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_max_connections Pool size limit.\n# TYPE sage_db_pool_max_connections gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_max_connections {}", pool.max);
+    }
+    if up {
+        if let Ok(n) = state.store.sessions().count_active().await {
+            let _ = writeln!(out, "# HELP sage_db_active_sessions Sessions not yet expired.\n# TYPE sage_db_active_sessions gauge\nsage_db_active_sessions {n}");
+        }
+        if let Ok(n) = state.store.nonces().count_active().await {
+            let _ = writeln!(out, "# HELP sage_db_active_nonces Nonces used and not yet expired.\n# TYPE sage_db_active_nonces gauge\nsage_db_active_nonces {n}");
+        }
+        if let Some(bytes) = database_size(&state.target).await {
+            let _ = writeln!(out, "# HELP sage_db_database_size_bytes Size of the database.\n# TYPE sage_db_database_size_bytes gauge\nsage_db_database_size_bytes {bytes}");
+        }
+    }
+    let cleanup = state.cleanup.lock().map(|c| c.clone()).unwrap_or_default();
+    let _ = writeln!(out, "# HELP sage_db_cleanup_runs_total Background cleanup runs.\n# TYPE sage_db_cleanup_runs_total counter\nsage_db_cleanup_runs_total {}", cleanup.runs);
+    let _ = writeln!(out, "# HELP sage_db_cleanup_rows_removed_total Rows removed by background cleanup.\n# TYPE sage_db_cleanup_rows_removed_total counter");
+    let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"sessions\"}} {}", cleanup.sessions_removed);
+    let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"nonces\"}} {}", cleanup.nonces_removed);
+    let _ = writeln!(out, "# HELP sage_db_store_operations_total Store operations by outcome.\n# TYPE sage_db_store_operations_total counter");
+    let ops = state.store.metrics();
+    for op in &ops {
+        for (outcome, count) in &op.outcomes {
+            if *count > 0 || *outcome == "ok" {
+                let _ = writeln!(
+                    out,
+                    "sage_db_store_operations_total{{operation=\"{}\",outcome=\"{}\"}} {count}",
+                    op.operation,
+                    outcome.replace(' ', "_")
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP sage_db_store_operation_duration_seconds Store operation latency.\n# TYPE sage_db_store_operation_duration_seconds histogram");
+    for op in &ops {
+        for (bound, count) in &op.cumulative_buckets {
+            let _ = writeln!(
+                out,
+                "sage_db_store_operation_duration_seconds_bucket{{operation=\"{}\",le=\"{bound}\"}} {count}",
+                op.operation
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sage_db_store_operation_duration_seconds_bucket{{operation=\"{}\",le=\"+Inf\"}} {}",
+            op.operation,
+            op.count()
+        );
+        let _ = writeln!(
+            out,
+            "sage_db_store_operation_duration_seconds_sum{{operation=\"{}\"}} {}",
+            op.operation, op.sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "sage_db_store_operation_duration_seconds_count{{operation=\"{}\"}} {}",
+            op.operation,
+            op.count()
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn status_page(State(state): State<Arc<AppState>>) -> Html<String> {
+    let health = state.db_health().await;
+    let (sessions, nonces) = if health.is_ok() {
+        (state.store.sessions().count_active().await.ok(), state.store.nonces().count_active().await.ok())
+    } else {
+        (None, None)
+    };
+    let cleanup = state.cleanup.lock().map(|c| c.clone()).unwrap_or_default();
+    let errors: Vec<(DateTime<Utc>, String)> =
+        state.errors.lock().map(|e| e.iter().rev().cloned().collect()).unwrap_or_default();
+    let (color, verdict) = match &health {
+        Ok(()) => ("#1a7f37", "healthy".to_string()),
+        Err(reason) => ("#cf222e", format!("unhealthy: {reason}")),
+    };
+    let figure = |v: Option<u64>| v.map_or("–".to_string(), |n| n.to_string());
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>sage-db</title><meta http-equiv=\"refresh\" content=\"10\">\
+         <style>body{{font:15px system-ui,sans-serif;margin:2em;max-width:50em}}td{{padding:.2em 1em .2em 0}}.state{{color:{color};font-weight:bold}}</style></head><body>\
+         <h1>sage-db</h1><p class=\"state\">{}</p><table>\
+         <tr><td>database</td><td>{}</td></tr><tr><td>backend</td><td>{}</td></tr><tr><td>up for</td><td>{}s</td></tr>\
+         <tr><td>active sessions</td><td>{}</td></tr><tr><td>active nonces</td><td>{}</td></tr>\
+         <tr><td>last cleanup</td><td>{}</td></tr><tr><td>cleanup runs</td><td>{} (removed {} sessions, {} nonces)</td></tr></table>",
+        escape(&verdict),
+        escape(&target_label(&state.target)),
+        state.store.backend_name(),
+        state.started.elapsed().as_secs(),
+        figure(sessions),
+        figure(nonces),
+        cleanup.last_run.map_or("not yet".into(), |t| format!("{} (removed {} sessions, {} nonces)", t.to_rfc3339(), cleanup.last_removed.0, cleanup.last_removed.1)),
+        cleanup.runs,
+        cleanup.sessions_removed,
+        cleanup.nonces_removed,
+    );
+    html.push_str("<h2>Recent errors</h2>");
+    if errors.is_empty() {
+        html.push_str("<p>none</p>");
+    } else {
+        html.push_str("<ul>");
+        for (at, message) in errors {
+            let _ = write!(html, "<li>{} — {}</li>", at.to_rfc3339(), escape(&message));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</body></html>");
+    Html(html)
+}
+
+fn target_label(target: &Target) -> String {
+    match target {
+        Target::Postgres(pg) => pg.redacted_url(),
+        Target::Sqlite(SqliteLocation::File(p)) => format!("sqlite://{}", p.display()),
+        Target::Sqlite(SqliteLocation::InMemory) => "sqlite::memory:".into(),
+        Target::Memory => "memory://".into(),
+    }
+}
+
+/// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish, stops
+/// the cleanup loop after its current pass, and closes the store.
+pub async fn serve(
+    store: Store,
+    target: Target,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|e| Error::new(format!("cannot listen on {}: {e}", options.bind)))?;
+    let state = AppState::new(store.clone(), target);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let cleaner = options.cleanup_every.map(|every| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            // One pass at a time: a slow pass delays the next instead of overlapping it.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => state.run_cleanup().await,
+                    _ = stop_rx.changed() => return,
+                }
+            }
+        })
+    });
+    tracing::info!(address = %options.bind, "serving");
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Some(cleaner) = cleaner {
+        let _ = cleaner.await;
+    }
+    store.close().await;
+    result.map_err(|e| Error::new(format!("server error: {e}")))
+}

@@ -1,0 +1,176 @@
+//! Operation counts and latency histograms of a store, for `/metrics`. Lock-free: a few
+//! atomic adds per operation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::ErrorKind;
+
+/// The store operations that are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    SessionCreate,
+    SessionGet,
+    SessionUpdate,
+    SessionTouch,
+    SessionDelete,
+    SessionList,
+    NonceClaim,
+    NonceClaimMany,
+    NonceIsUsed,
+    DidCreate,
+    DidUpsert,
+    DidGet,
+    DidUpdate,
+    DidDelete,
+    DidList,
+    DidRevoke,
+    Cleanup,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 17] = [
+        Operation::SessionCreate,
+        Operation::SessionGet,
+        Operation::SessionUpdate,
+        Operation::SessionTouch,
+        Operation::SessionDelete,
+        Operation::SessionList,
+        Operation::NonceClaim,
+        Operation::NonceClaimMany,
+        Operation::NonceIsUsed,
+        Operation::DidCreate,
+        Operation::DidUpsert,
+        Operation::DidGet,
+        Operation::DidUpdate,
+        Operation::DidDelete,
+        Operation::DidList,
+        Operation::DidRevoke,
+        Operation::Cleanup,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::SessionCreate => "session_create",
+            Operation::SessionGet => "session_get",
+            Operation::SessionUpdate => "session_update",
+            Operation::SessionTouch => "session_touch",
+            Operation::SessionDelete => "session_delete",
+            Operation::SessionList => "session_list",
+            Operation::NonceClaim => "nonce_claim",
+            Operation::NonceClaimMany => "nonce_claim_many",
+            Operation::NonceIsUsed => "nonce_is_used",
+            Operation::DidCreate => "did_create",
+            Operation::DidUpsert => "did_upsert",
+            Operation::DidGet => "did_get",
+            Operation::DidUpdate => "did_update",
+            Operation::DidDelete => "did_delete",
+            Operation::DidList => "did_list",
+            Operation::DidRevoke => "did_revoke",
+            Operation::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Histogram bucket upper bounds, in seconds.
+pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+/// Outcomes an operation is counted under: `ok`, or the error kind (a replayed nonce is an
+/// answer, not a failure, and is counted as `replayed`).
+pub const OUTCOMES: [&str; 9] = [
+    "ok",
+    "not found",
+    "already exists",
+    "expired",
+    "replayed",
+    "invalid input",
+    "unavailable",
+    "integrity",
+    "internal",
+];
+
+#[derive(Default)]
+struct Stats {
+    outcomes: [AtomicU64; 9],
+    buckets: [AtomicU64; 12],
+    sum_micros: AtomicU64,
+}
+
+pub(crate) struct Metrics {
+    stats: Vec<Stats>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        Metrics { stats: Operation::ALL.iter().map(|_| Stats::default()).collect() }
+    }
+
+    pub(crate) fn record(&self, op: Operation, elapsed: Duration, outcome: Result<(), ErrorKind>) {
+        let stats = &self.stats[op as usize];
+        let index = match outcome {
+            Ok(()) => 0,
+            Err(kind) => OUTCOMES.iter().position(|o| *o == kind.as_str()).unwrap_or(OUTCOMES.len() - 1),
+        };
+        stats.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&stats.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        stats.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<OperationMetrics> {
+        Operation::ALL
+            .iter()
+            .map(|op| {
+                let s = &self.stats[*op as usize];
+                OperationMetrics {
+                    operation: op.name(),
+                    outcomes: OUTCOMES.iter().zip(&s.outcomes).map(|(o, c)| (*o, c.load(Ordering::Relaxed))).collect(),
+                    cumulative_buckets: BUCKETS
+                        .iter()
+                        .zip(&s.buckets)
+                        .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+                        .collect(),
+                    sum_seconds: s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One operation's counters at a moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationMetrics {
+    pub operation: &'static str,
+    /// Count per outcome.
+    pub outcomes: Vec<(&'static str, u64)>,
+    /// Prometheus-style cumulative buckets: (upper bound in seconds, count ≤ bound).
+    pub cumulative_buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+}
+
+impl OperationMetrics {
+    pub fn count(&self) -> u64 {
+        self.outcomes.iter().map(|(_, c)| c).sum()
+    }
+}
+
+/// Connections of a pooled store.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PoolStatus {
+    pub max: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
