@@ -110,6 +110,13 @@ pub enum Command {
         #[arg(long)]
         migrate: bool,
     },
+    /// Print PostgreSQL notifications on CHANNEL as they arrive (JSON lines with --json).
+    Listen {
+        channel: String,
+        /// Stop after this many notifications.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
     /// Measure the store: throughput and latency percentiles of a workload.
     Bench {
         /// nonce-claim, session-get, session-touch, session-create, did-get or mixed.

@@ -143,3 +143,62 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.dedup();
     parts.join(": ")
 }
+
+/// A notification received with `LISTEN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub channel: String,
+    pub payload: String,
+    pub process_id: i32,
+}
+
+/// Opens a connection whose notifications (`LISTEN`/`NOTIFY`) are delivered on the returned
+/// channel; it closes when the connection ends.
+pub async fn connect_listening(
+    settings: &PgSettings,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Notification>), Error> {
+    let config = driver_config(settings, settings.connect_timeout);
+    let place = place(settings);
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let client = if settings.sslmode == SslMode::Disable {
+        let (client, connection) =
+            config.connect(tokio_postgres::NoTls).await.map_err(|e| describe(settings, &place, e))?;
+        spawn_forwarding(connection, sender);
+        client
+    } else {
+        let tls = tls::connector(settings.sslmode, settings.sslrootcert.as_deref())?;
+        let (client, connection) = config.connect(tls).await.map_err(|e| describe(settings, &place, e))?;
+        spawn_forwarding(connection, sender);
+        client
+    };
+    Ok((client, receiver))
+}
+
+fn spawn_forwarding<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    sender: tokio::sync::mpsc::UnboundedSender<Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = sender.send(Notification {
+                        channel: n.channel().to_string(),
+                        payload: n.payload().to_string(),
+                        process_id: n.process_id(),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listening connection closed");
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -28,7 +28,7 @@ mod secret;
 mod settings;
 mod tls;
 
-pub use connect::{connect, connect_with_timeout};
+pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
 pub use deadpool_postgres;
 pub use env::Environment;
 pub use error::{Error, ErrorKind};

@@ -1,0 +1,133 @@
+//! Each example system through its whole lifecycle on a real database: migrate up,
+//! validate clean, seed, seed again (no change), check, backup, restore, validate clean,
+//! down to zero, up again.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::{run, sage_db, stderr, stdout};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+}
+
+fn table_rows(check: &serde_json::Value) -> Vec<(String, i64)> {
+    check["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_string(), t["rows"].as_i64().unwrap()))
+        .collect()
+}
+
+/// Migrate, validate, seed twice, check, back up, restore, validate; `down_and_up` finishes.
+fn lifecycle(example: &Path, url: &str, cwd: &Path) {
+    let migrations = example.join("migrations");
+    let seeds = example.join("seeds");
+    let ok = |args: &[&str]| {
+        let mut c = sage_db(cwd);
+        c.args(args).args(["--database-url", url]).stdin(Stdio::null());
+        let out = run(&mut c);
+        assert!(out.status.success(), "{args:?}: {}{}", stdout(&out), stderr(&out));
+        out
+    };
+    let src = migrations.to_str().unwrap();
+    ok(&["migrate", "up", "--source", src]);
+    ok(&["schema", "validate", "--strict", "--source", src]);
+    let first = ok(&["seed", "--env", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(!first["added"].as_object().unwrap().is_empty(), "{first}");
+    let before: serde_json::Value = serde_json::from_slice(&ok(&["check", "--json", "--source", src]).stdout).unwrap();
+    let again = ok(&["seed", "--env", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(again["added"].as_object().unwrap().is_empty(), "the second seed adds nothing: {again}");
+    let after_seed: serde_json::Value =
+        serde_json::from_slice(&ok(&["check", "--json", "--source", src]).stdout).unwrap();
+    assert_eq!(table_rows(&before), table_rows(&after_seed));
+    let backups = cwd.join("backups");
+    let backup: serde_json::Value =
+        serde_json::from_slice(&ok(&["backup", "--json", "--dir", backups.to_str().unwrap()]).stdout).unwrap();
+    let file = backup["file"].as_str().unwrap().to_string();
+    ok(&["restore", &file, "--yes"]);
+    let restored: serde_json::Value =
+        serde_json::from_slice(&ok(&["check", "--json", "--source", src]).stdout).unwrap();
+    assert_eq!(table_rows(&before), table_rows(&restored));
+    ok(&["schema", "validate", "--strict", "--source", src]);
+}
+
+fn down_and_up(example: &Path, url: &str, cwd: &Path) {
+    let src = example.join("migrations");
+    let src = src.to_str().unwrap();
+    for args in [
+        vec!["migrate", "down", "--all", "--yes", "--source", src],
+        vec!["migrate", "up", "--source", src],
+        vec!["schema", "validate", "--strict", "--source", src],
+    ] {
+        let out = run(sage_db(cwd).args(&args).args(["--database-url", url]).stdin(Stdio::null()));
+        assert!(out.status.success(), "{args:?}: {}{}", stdout(&out), stderr(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erc8004_lifecycle_and_notifications() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    lifecycle(&example("erc8004"), &db.url(), cwd.path());
+
+    // listen prints one line per event inserted by another connection.
+    let listener = sage_db(cwd.path())
+        .args(["listen", "new_event", "--json", "--count", "3", "--database-url", &db.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    // Wait until the listener is registered before inserting.
+    common::eventually(20, || {
+        let rt = tokio::runtime::Handle::current();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                rt.block_on(client.query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'", &[]))
+            })
+            .join()
+            .unwrap()
+        })
+        .map(|r| r.get::<_, i64>(0) > 0)
+        .unwrap_or(false)
+    });
+    for i in 0..3 {
+        client
+            .execute(
+                "INSERT INTO events (id, chain_id, block_number, block_hash, transaction_hash, log_index, registry, event_type, timestamp) \
+                 VALUES ($1, 84532, $2, 'h', 't', 0, 'identity', 'TokenCreated', 0)",
+                &[&format!("84532-9{i}-0"), &(9000i64 + i)],
+            )
+            .await
+            .unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || listener.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let payload: serde_json::Value = serde_json::from_str(lines[0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["event_id"], "84532-90-0");
+    assert_eq!(payload["registry"], "identity");
+
+    // The upstream documents' monitoring queries run and answer sensibly.
+    let rows = client
+        .query("SELECT registry, event_type, count(*) FROM events GROUP BY 1, 2 ORDER BY 3 DESC", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "reputation, identity and validation events");
+    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(2)).sum::<i64>(), 11, "8 seeded events and 3 inserted");
+    let failures: i64 = client
+        .query_one("SELECT count(*) FILTER (WHERE status = 'failed') FROM action_results", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failures, 1);
+    drop(client);
+    down_and_up(&example("erc8004"), &db.url(), cwd.path());
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS events;
+DROP FUNCTION IF EXISTS notify_new_event();
