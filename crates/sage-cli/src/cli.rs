@@ -110,6 +110,15 @@ pub enum Command {
         #[arg(long)]
         migrate: bool,
     },
+    /// Bring the database to the newest migration; with --recreate, first drop everything
+    /// the migrations created (asks first).
+    Provision {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// Revert every migration, then apply them all again: all their data is lost.
+        #[arg(long)]
+        recreate: bool,
+    },
     /// Print PostgreSQL notifications on CHANNEL as they arrive (JSON lines with --json).
     Listen {
         channel: String,

@@ -3,12 +3,14 @@
 //! libraries and prints; exit codes are 0 (done), 1 (done, but something needs attention,
 //! e.g. pending migrations with `status --exit-code`) and 2 (could not do it).
 
+#[macro_use]
+mod output;
+
 mod cli;
 mod cmd;
 mod confirm;
 mod context;
 mod expected;
-mod output;
 
 use std::process::ExitCode;
 

@@ -131,3 +131,81 @@ async fn erc8004_lifecycle_and_notifications() {
     drop(client);
     down_and_up(&example("erc8004"), &db.url(), cwd.path());
 }
+
+#[test]
+fn webvh_lifecycle_on_sqlite_with_provision() {
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", cwd.path().join("app.db").display());
+    let sqlite = example("webvh").join("migrations/sqlite");
+    let webvh_sqlite = tempfile::tempdir().unwrap();
+    // The lifecycle expects migrations/ and seeds/ side by side.
+    std::os::unix::fs::symlink(&sqlite, webvh_sqlite.path().join("migrations")).unwrap();
+    std::os::unix::fs::symlink(example("webvh").join("seeds"), webvh_sqlite.path().join("seeds")).unwrap();
+    lifecycle(webvh_sqlite.path(), &url, cwd.path());
+    down_and_up(webvh_sqlite.path(), &url, cwd.path());
+
+    // An older deployment at version 2 with data: the upgrade adds the new column and keeps
+    // the rows.
+    let src = sqlite.to_str().unwrap();
+    let db = cwd.path().join("app.db");
+    assert!(run(sage_db(cwd.path()).args(["migrate", "goto", "2", "--yes", "--source", src, "--database-url", &url]))
+        .status
+        .success());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO did_controllers (scid, did, domain, namespace, alias, logs, parameters, document) \
+             VALUES ('Qm1', 'did:webvh:Qm1:example.com:people:alice', 'example.com', 'people', 'alice', '[]', '{}', '{}')",
+        )
+        .unwrap();
+    let provision = run(sage_db(cwd.path()).args(["provision", "--source", src, "--database-url", &url]));
+    assert!(provision.status.success(), "{}", stderr(&provision));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (rows, ttl_columns): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM did_controllers), (SELECT count(*) FROM pragma_table_info('did_controllers') WHERE name = 'ttl_seconds')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, ttl_columns), (1, 1));
+    drop(conn);
+
+    // --recreate asks first, and wipes what the migrations made.
+    let refused = run(sage_db(cwd.path())
+        .args(["provision", "--recreate", "--source", src, "--database-url", &url])
+        .stdin(Stdio::null()));
+    assert_eq!(refused.status.code(), Some(2));
+    let recreated =
+        run(sage_db(cwd.path()).args(["provision", "--recreate", "--yes", "--source", src, "--database-url", &url]));
+    assert!(recreated.status.success(), "{}", stderr(&recreated));
+    let rows: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM did_controllers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+    // The (namespace, alias) uniqueness the application relied on is the database's now.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let insert = "INSERT INTO did_controllers (scid, did, domain, namespace, alias, logs, parameters, document) VALUES (?1, 'd', 'x', 'people', 'bob', '[]', '{}', '{}')";
+    conn.execute(insert, ["Qm2"]).unwrap();
+    assert!(conn.execute(insert, ["Qm3"]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webvh_lifecycle_on_postgres() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(example("webvh").join("migrations/postgres"), layout.path().join("migrations")).unwrap();
+    std::os::unix::fs::symlink(example("webvh").join("seeds"), layout.path().join("seeds")).unwrap();
+    lifecycle(layout.path(), &db.url(), cwd.path());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    let policy: String = client
+        .query_one("SELECT policy_data->>'version' FROM server_policies WHERE policy_id = 'active'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(policy, "1.0");
+    drop(client);
+    down_and_up(layout.path(), &db.url(), cwd.path());
+}

@@ -51,23 +51,33 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if global.json {
         output::json(&report)?;
     } else {
-        println!(
+        say!(
             "{} on {} ({}), {} clients, {:.1} s",
-            args.workload, db.settings, report.backend, report.clients, report.seconds
+            args.workload,
+            db.settings,
+            report.backend,
+            report.clients,
+            report.seconds
         );
-        println!(
+        say!(
             "  {:.0} ops/s ({} operations, {} errors, {} replayed)",
-            report.ops_per_second, report.operations, report.errors, report.replayed
+            report.ops_per_second,
+            report.operations,
+            report.errors,
+            report.replayed
         );
-        println!(
+        say!(
             "  latency p50 {} µs, p95 {} µs, p99 {} µs, max {} µs",
-            report.p50_us, report.p95_us, report.p99_us, report.max_us
+            report.p50_us,
+            report.p95_us,
+            report.p99_us,
+            report.max_us
         );
         if let (Some(a), Some(b)) = (report.rss_start_kib, report.rss_end_kib) {
-            println!("  resident memory {} MiB → {} MiB", a / 1024, b / 1024);
+            say!("  resident memory {} MiB → {} MiB", a / 1024, b / 1024);
         }
         if let Some(e) = &report.first_error {
-            println!("  first error: {e}");
+            say!("  first error: {e}");
         }
     }
     Ok(if report.errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

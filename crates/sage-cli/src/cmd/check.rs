@@ -66,25 +66,25 @@ pub async fn run(global: &Global, args: &MigrationArgs, snapshot: Option<PathBuf
 }
 
 fn print_report(db: &Database, r: &Report) {
-    println!("database:    {}", db.describe());
-    println!("server:      {} (reachable)", r.server);
+    say!("database:    {}", db.describe());
+    say!("server:      {} (reachable)", r.server);
     if let Some(bytes) = r.database_bytes {
-        println!("size:        {}", human_bytes(bytes));
+        say!("size:        {}", human_bytes(bytes));
     }
     let version = r.migrations.version.map_or("none".into(), |v| v.to_string());
     let state =
         if r.migrations.pending == 0 { "up to date".to_string() } else { format!("{} pending", r.migrations.pending) };
-    println!("migrations:  version {version}, {state}");
+    say!("migrations:  version {version}, {state}");
     for f in &r.migrations.findings {
-        println!("             {f}");
+        say!("             {f}");
     }
     let schema = if r.schema.clean && r.schema.warnings == 0 {
         "clean".to_string()
     } else {
         format!("{} error(s), {} warning(s) (details: sage-db schema validate)", r.schema.errors, r.schema.warnings)
     };
-    println!("schema:      {schema} against {}", r.schema.expected);
-    println!();
+    say!("schema:      {schema} against {}", r.schema.expected);
+    say!();
     let rows: Vec<Vec<String>> = r
         .tables
         .iter()

@@ -103,7 +103,7 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
         DidCommand::List { owner } => {
             let found = dids.list_by_owner(&owner).await?;
             if found.is_empty() && !global.json {
-                println!("no DIDs for {owner}");
+                say!("no DIDs for {owner}");
             } else if global.json {
                 output::json(&found.iter().map(DidView::from).collect::<Vec<_>>())?;
             } else {

@@ -33,10 +33,10 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
                     &serde_json::json!({ "key_file": path, "key_id": id, "created": created, "keys": ring.key_ids() }),
                 )?;
             } else {
-                println!("{} {} with new key {id}", if created { "created" } else { "updated" }, path.display());
-                println!("it now seals new session keys; run `sage-db keys rotate` to re-seal existing ones");
+                say!("{} {} with new key {id}", if created { "created" } else { "updated" }, path.display());
+                say!("it now seals new session keys; run `sage-db keys rotate` to re-seal existing ones");
                 if created {
-                    println!("keep the file secret (mode 0600) and back it up apart from the database");
+                    say!("keep the file secret (mode 0600) and back it up apart from the database");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -47,13 +47,13 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             if global.json {
                 output::json(&report)?;
             } else {
-                println!("current key: {}", report.key_id);
-                println!(
+                say!("current key: {}", report.key_id);
+                say!(
                     "examined {} sessions: {} re-sealed, {} plaintext keys sealed, {} already current, {} changed meanwhile",
                     report.examined, report.resealed, report.encrypted_plaintext, report.already_current, report.changed_meanwhile
                 );
                 for id in &report.failed {
-                    println!("failed: session {id} (key material does not authenticate; left as it was)");
+                    say!("failed: session {id} (key material does not authenticate; left as it was)");
                 }
             }
             Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

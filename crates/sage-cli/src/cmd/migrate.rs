@@ -85,10 +85,10 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             } else {
                 match status.version {
                     Some(v) if partial => {
-                        println!("{v} (a no-transaction migration stopped part-way; `sage-db migrate up` resumes it)")
+                        say!("{v} (a no-transaction migration stopped part-way; `sage-db migrate up` resumes it)")
                     }
-                    Some(v) => println!("{v}"),
-                    None => println!("none"),
+                    Some(v) => say!("{v}"),
+                    None => say!("none"),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -99,7 +99,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             if global.json {
                 output::json(&serde_json::json!({ "valid": !status.has_errors(), "findings": status.findings }))?;
             } else if status.findings.is_empty() {
-                println!("ok: {} migrations, files and history agree", status.migrations.len());
+                say!("ok: {} migrations, files and history agree", status.migrations.len());
             } else {
                 print_findings(&status.findings);
             }
@@ -146,11 +146,11 @@ impl Session {
     }
 
     fn header(&self) {
-        println!("database:   {}", self.db.describe());
+        say!("database:   {}", self.db.describe());
         if self.missing {
-            println!("            does not exist yet (`sage-db migrate up` creates it)");
+            say!("            does not exist yet (`sage-db migrate up` creates it)");
         }
-        println!("migrations: {}", self.set_label);
+        say!("migrations: {}", self.set_label);
     }
 
     /// Plans the command as a dry run, lists what would be reverted, and asks.
@@ -210,13 +210,13 @@ impl Session {
 
 pub fn print_report(report: &Report) {
     for notice in &report.notices {
-        println!("note: {notice}");
+        say!("note: {notice}");
     }
     let verb = |done: &str, planned: &str| if report.dry_run { planned.to_string() } else { done.to_string() };
     for step in &report.applied {
         match &step.sql {
-            Some(sql) => print!("{sql}"),
-            None => println!(
+            Some(sql) => say_raw!("{sql}"),
+            None => say!(
                 "{} {} ({} statements, {} ms)",
                 verb("applied", "would apply"),
                 step.file,
@@ -227,8 +227,8 @@ pub fn print_report(report: &Report) {
     }
     for step in &report.reverted {
         match &step.sql {
-            Some(sql) => print!("{sql}"),
-            None => println!(
+            Some(sql) => say_raw!("{sql}"),
+            None => say!(
                 "{} {} ({} statements, {} ms)",
                 verb("reverted", "would revert"),
                 step.file,
@@ -239,27 +239,27 @@ pub fn print_report(report: &Report) {
     }
     let version = |v: Option<i64>| v.map_or("none".to_string(), |v| v.to_string());
     if report.applied.is_empty() && report.reverted.is_empty() && report.notices.is_empty() {
-        println!("nothing to do: the database is at version {}", version(report.version_before));
+        say!("nothing to do: the database is at version {}", version(report.version_before));
     } else if report.dry_run {
-        println!(
+        say!(
             "dry run: nothing was changed (version {} would become {})",
             version(report.version_before),
             version(report.version_after)
         );
     } else {
-        println!("version {} -> {}", version(report.version_before), version(report.version_after));
+        say!("version {} -> {}", version(report.version_before), version(report.version_after));
     }
 }
 
 pub fn print_status(status: &sage_migrate::StatusReport) {
     let version = status.version.map_or("none".to_string(), |v| v.to_string());
     let latest = status.latest_file_version.map_or("none".to_string(), |v| v.to_string());
-    println!("version:    {version} (newest file: {latest}), {} pending", status.pending);
+    say!("version:    {version} (newest file: {latest}), {} pending", status.pending);
     if !status.legacy_tables.is_empty() {
-        println!("also kept:  {}", status.legacy_tables.join(", "));
+        say!("also kept:  {}", status.legacy_tables.join(", "));
     }
     if !status.migrations.is_empty() {
-        println!();
+        say!();
         let rows: Vec<Vec<String>> = status
             .migrations
             .iter()
@@ -275,7 +275,7 @@ pub fn print_status(status: &sage_migrate::StatusReport) {
         output::table(&["VERSION", "STATE", "APPLIED AT", "NAME"], &rows);
     }
     if !status.findings.is_empty() {
-        println!();
+        say!();
         print_findings(&status.findings);
     }
 }
@@ -286,7 +286,7 @@ fn print_findings(findings: &[sage_migrate::Finding]) {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        println!("{level}: {f}");
+        say!("{level}: {f}");
     }
 }
 
@@ -317,7 +317,7 @@ fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<E
         output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": args.dry_run }))?;
     } else {
         for (path, _) in &new.files {
-            println!("{} {}", if args.dry_run { "would create" } else { "created" }, path.display());
+            say!("{} {}", if args.dry_run { "would create" } else { "created" }, path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -339,10 +339,35 @@ pub async fn post_migrate_validation(
 pub fn print_validation(findings: Option<&[sage_schema::Finding]>) {
     match findings {
         None => {}
-        Some([]) => println!("schema:     matches the snapshot"),
+        Some([]) => say!("schema:     matches the snapshot"),
         Some(f) => {
-            println!("schema:     differs from the snapshot of the migrations:");
+            say!("schema:     differs from the snapshot of the migrations:");
             crate::cmd::schema::print_findings(f);
         }
     }
+}
+
+/// `sage-db provision [--recreate]`: the did:webvh server's `provision(recreate)`, done with
+/// migrations, so an upgrade adds what a new version needs instead of skipping it.
+pub async fn provision(global: &Global, args: &MigrationArgs, recreate: bool) -> anyhow::Result<ExitCode> {
+    let mut m = Session::open(global, args).await?;
+    let mut reverted = None;
+    if recreate {
+        if !args.dry_run {
+            confirm(
+                &format!(
+                    "Drop every object the migrations created in {} and create them again? All their data is lost.",
+                    m.db.settings
+                ),
+                args.yes,
+            )?;
+        }
+        reverted = Some(m.migrator.down(Goal::Latest).await?);
+    }
+    let mut report = m.migrator.up(Goal::Latest).await?;
+    if let Some(down) = reverted {
+        report.reverted = down.reverted;
+        report.version_before = down.version_before;
+    }
+    m.finish(global, &report)
 }

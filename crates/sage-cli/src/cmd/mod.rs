@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { bind, port, cleanup_every, migrate } => {
             serve::run(&cli.global, bind, port, &cleanup_every, migrate).await
         }
+        Command::Provision { args, recreate } => migrate::provision(&cli.global, &args, recreate).await,
         Command::Listen { channel, count } => listen::run(&cli.global, &channel, count).await,
         Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every } => {
             bench::run(&cli.global, bench::Args { workload, clients, duration, operations, keys, ttl, cleanup_every })

@@ -54,9 +54,9 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
         NonceCommand::IsUsed { nonce } => {
             let used = nonces.is_used(&nonce).await?;
             if global.json {
-                println!("{}", serde_json::json!({ "nonce": nonce, "used": used }));
+                say!("{}", serde_json::json!({ "nonce": nonce, "used": used }));
             } else {
-                println!("{}", if used { "used" } else { "unused" });
+                say!("{}", if used { "used" } else { "unused" });
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -66,13 +66,13 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
 /// One line per nonce: `NONCE fresh|replayed`, or a JSON object per line with `--json`.
 fn print_answer(json: bool, nonce: &str, answer: Claim) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(&serde_json::json!({ "nonce": nonce, "result": answer }))?);
+        say!("{}", serde_json::to_string(&serde_json::json!({ "nonce": nonce, "result": answer }))?);
     } else {
         let word = match answer {
             Claim::Fresh => "fresh",
             Claim::Replayed => "replayed",
         };
-        println!("{nonce} {word}");
+        say!("{nonce} {word}");
     }
     Ok(())
 }

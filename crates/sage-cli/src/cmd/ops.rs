@@ -48,7 +48,7 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
         if global.json {
             output::json(&report)?;
         } else {
-            println!(
+            say!(
                 "{}: checksum ok, restored into a scratch database, {} table(s) with the expected row counts",
                 file.display(),
                 report.tables.len()
@@ -86,21 +86,21 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
         output::json(&report)?;
     } else {
         let m = &report.manifest;
-        println!(
+        say!(
             "wrote {} ({} bytes, sha256 {}, encryption: {})",
             report.file.display(),
             m.size,
             &m.sha256[..16],
             m.encryption
         );
-        println!(
+        say!(
             "      {} table(s), {} row(s), migration version {}",
             m.tables.len(),
             m.tables.values().sum::<i64>(),
             m.migration_version.map_or("none".into(), |v| v.to_string())
         );
         for old in &report.pruned {
-            println!("removed {} (retention)", old.display());
+            say!("removed {} (retention)", old.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -125,7 +125,7 @@ pub async fn restore(global: &Global, file: &Path, identity: Vec<PathBuf>, yes: 
     if global.json {
         output::json(&report)?;
     } else {
-        println!("restored {} into {}; row counts verified:", file.display(), db.settings);
+        say!("restored {} into {}; row counts verified:", file.display(), db.settings);
         let rows: Vec<Vec<String>> = report.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
         output::table(&["TABLE", "ROWS"], &rows);
     }
@@ -148,7 +148,7 @@ pub async fn seed(global: &Global, seeds: Option<PathBuf>) -> anyhow::Result<Exi
     } else {
         let added: u64 = report.added.values().sum();
         let kept: u64 = report.already_present.values().sum();
-        println!("seeded environment {:?}: {added} added, {kept} already present", report.environment);
+        say!("seeded environment {:?}: {added} added, {kept} already present", report.environment);
         let mut keys: Vec<&String> = report.added.keys().chain(report.already_present.keys()).collect();
         keys.sort();
         keys.dedup();
@@ -203,16 +203,17 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     } else {
         let verb = if dry_run { "would delete" } else { "deleted" };
         if sage_tables {
-            println!(
+            say!(
                 "{verb} {} expired session(s) and {} expired nonce(s)",
-                result["expired_sessions"], result["expired_nonces"]
+                result["expired_sessions"],
+                result["expired_nonces"]
             );
         }
         for r in &rules {
-            println!("{verb} {} row(s) of {} with {} before {}", r.rows, r.table, r.column, r.cutoff);
+            say!("{verb} {} row(s) of {} with {} before {}", r.rows, r.table, r.column, r.cutoff);
         }
         if !sage_tables && rules.is_empty() {
-            println!("nothing to clean: no SAGE tables here and no --config retention rules");
+            say!("nothing to clean: no SAGE tables here and no --config retention rules");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -230,22 +231,22 @@ pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<Exit
     loop {
         let report = sage_ops::monitor::monitor(&db.settings.target).await?;
         if global.json {
-            println!("{}", serde_json::to_string(&report)?);
+            say!("{}", serde_json::to_string(&report)?);
         } else {
             if watch.is_some() {
-                print!("\x1b[2J\x1b[H");
+                say_raw!("\x1b[2J\x1b[H");
             }
-            println!("{} at {}", db.settings, report.taken_at);
+            say!("{} at {}", db.settings, report.taken_at);
             for s in &report.sections {
-                println!("\n{}", s.title);
+                say!("\n{}", s.title);
                 if !s.rows.is_empty() {
                     let header: Vec<&str> = s.columns.iter().map(String::as_str).collect();
                     output::table(&header, &s.rows);
                 } else if s.note.is_none() {
-                    println!("  (none)");
+                    say!("  (none)");
                 }
                 if let Some(note) = &s.note {
-                    println!("  {note}");
+                    say!("  {note}");
                 }
             }
         }

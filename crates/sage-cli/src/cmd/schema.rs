@@ -26,8 +26,8 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
                     &serde_json::json!({ "database": db.settings.to_string(), "expected": label, "clean": clean, "findings": findings }),
                 )?;
             } else {
-                println!("database: {}", db.describe());
-                println!("expected: {label}");
+                say!("database: {}", db.describe());
+                say!("expected: {label}");
                 print_findings(&findings);
             }
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -39,7 +39,7 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
             } else {
                 expected::resolve(&db, &args).await?.0
             };
-            print!("{}", sage_schema::render(&schema));
+            say_raw!("{}", sage_schema::render(&schema));
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Diff { from, to, allow_destructive, write, source, dev_url } => {
@@ -50,15 +50,15 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
 
 pub fn print_findings(findings: &[Finding]) {
     if findings.is_empty() {
-        println!("clean: the database matches the expected schema");
+        say!("clean: the database matches the expected schema");
         return;
     }
     let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
     for f in findings {
         let level = if f.severity == Severity::Error { "error" } else { "warning" };
-        println!("{level}: {f}");
+        say!("{level}: {f}");
     }
-    println!("{errors} error(s), {} warning(s)", findings.len() - errors);
+    say!("{errors} error(s), {} warning(s)", findings.len() - errors);
 }
 
 async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
@@ -71,7 +71,7 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     let dev = expected::dev_target(args.dev_url.as_deref())?;
     let schema = expected::replay(set, &db, dev.as_ref()).await?;
     let Some(dir) = out.or_else(|| args.source.clone()) else {
-        print!("{}", sage_schema::snapshot_json(&schema));
+        say_raw!("{}", sage_schema::snapshot_json(&schema));
         return Ok(ExitCode::SUCCESS);
     };
     let (json, sql) = sage_schema::snapshot_paths(&dir);
@@ -81,9 +81,9 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
         if global.json {
             output::json(&serde_json::json!({ "snapshot": json, "current": current }))?;
         } else if current {
-            println!("{} is current", json.display());
+            say!("{} is current", json.display());
         } else {
-            println!("{} is stale: run `sage-db schema dump` and commit the result", json.display());
+            say!("{} is stale: run `sage-db schema dump` and commit the result", json.display());
         }
         return Ok(if current { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -93,7 +93,7 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
             &serde_json::json!({ "json": json, "sql": sql, "tables": schema.tables.len(), "fingerprint": schema.fingerprint() }),
         )?;
     } else {
-        println!("wrote {} and {} ({} tables)", json.display(), sql.display(), schema.tables.len());
+        say!("wrote {} and {} ({} tables)", json.display(), sql.display(), schema.tables.len());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -192,17 +192,17 @@ async fn diff(
                 bail!("{} already exists", path.display());
             }
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {}", path.display());
+            say!("wrote {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
     if global.json {
         output::json(&changes)?;
     } else if changes.is_empty() {
-        println!("-- no differences");
+        say!("-- no differences");
     } else {
         for c in &changes {
-            println!("-- {}{}\n{}\n", c.description, if c.destructive { " (destructive)" } else { "" }, c.sql);
+            say!("-- {}{}\n{}\n", c.description, if c.destructive { " (destructive)" } else { "" }, c.sql);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -60,7 +60,7 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
             if global.json {
                 output::json(&views)?;
             } else if views.is_empty() {
-                println!("no live sessions");
+                say!("no live sessions");
             } else {
                 let rows: Vec<Vec<String>> = views
                     .iter()
@@ -85,7 +85,7 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
             } else {
                 let value = serde_json::to_value(&view)?;
                 for (key, value) in value.as_object().into_iter().flatten() {
-                    println!("{key:<22} {}", value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
+                    say!("{key:<22} {}", value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string()));
                 }
             }
         }
@@ -101,7 +101,7 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
             if global.json {
                 output::json(&serde_json::json!({ "deleted": id }))?;
             } else {
-                println!("deleted session {id}");
+                say!("deleted session {id}");
             }
         }
     }

@@ -36,13 +36,13 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
         }))?;
         return Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    println!("database:   {}", db.describe());
+    say!("database:   {}", db.describe());
     if created && !args.dry_run {
-        println!("            created a new SQLite database");
+        say!("            created a new SQLite database");
     }
-    println!("migrations: {set_label}");
+    say!("migrations: {set_label}");
     print_report(&report);
-    println!();
+    say!();
     print_status(&status);
     crate::cmd::migrate::print_validation(findings.as_deref());
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -1,0 +1,1 @@
+ALTER TABLE did_controllers DROP COLUMN IF EXISTS ttl_seconds;

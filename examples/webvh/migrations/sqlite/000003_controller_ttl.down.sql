@@ -1,0 +1,1 @@
+ALTER TABLE did_controllers DROP COLUMN ttl_seconds;
