@@ -119,6 +119,9 @@ pub enum Command {
         #[arg(long)]
         recreate: bool,
     },
+    /// Database roles from a config file.
+    #[command(subcommand)]
+    Roles(RolesCommand),
     /// Print PostgreSQL notifications on CHANNEL as they arrive (JSON lines with --json).
     Listen {
         channel: String,
@@ -340,6 +343,18 @@ pub enum DidCommand {
     List {
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// Create the roles and grant what the file says, in one transaction (PostgreSQL).
+    Apply {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print the statements; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -209,3 +209,89 @@ async fn webvh_lifecycle_on_postgres() {
     drop(client);
     down_and_up(layout.path(), &db.url(), cwd.path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neo_lifecycle_roles_cleanup_and_views() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let neo = example("neo");
+    lifecycle(&neo, &db.url(), cwd.path());
+
+    // Roles grant what they promise, also on tables created afterwards.
+    let roles = run(sage_db(cwd.path())
+        .args(["roles", "apply", "--config"])
+        .arg(neo.join("roles.toml"))
+        .args(["--database-url", &db.url()]));
+    assert!(roles.status.success(), "{}", stderr(&roles));
+    let again = run(sage_db(cwd.path())
+        .args(["roles", "apply", "--config"])
+        .arg(neo.join("roles.toml"))
+        .args(["--database-url", &db.url()]));
+    assert!(again.status.success(), "applying twice is fine: {}", stderr(&again));
+    let admin = sage_conn::connect(db.settings()).await.unwrap();
+    admin.batch_execute("CREATE TABLE core.later (id int); INSERT INTO core.later VALUES (1);").await.unwrap();
+    for role in ["neo_readonly", "neo_auditor", "neo_backup"] {
+        admin.batch_execute(&format!("ALTER ROLE {role} LOGIN PASSWORD 'pw-{role}'")).await.unwrap();
+    }
+    let as_role = |role: &str| {
+        let mut s = db.settings().clone();
+        s.user = role.to_string();
+        s.password = Some(sage_conn::Secret::new(format!("pw-{role}")));
+        s
+    };
+    let readonly = sage_conn::connect(&as_role("neo_readonly")).await.unwrap();
+    let users: i64 = readonly.query_one("SELECT count(*) FROM core.users", &[]).await.unwrap().get(0);
+    assert_eq!(users, 1);
+    assert_eq!(
+        readonly.query_one("SELECT count(*) FROM core.later", &[]).await.unwrap().get::<_, i64>(0),
+        1,
+        "default privileges"
+    );
+    for confidential in ["sgx.sealed_data_items", "keymanagement.cryptographic_keys", "monitoring.audit_logs"] {
+        let err = readonly.query_one(&format!("SELECT count(*) FROM {confidential}"), &[]).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{confidential}: {err:?}"
+        );
+    }
+    assert!(readonly.execute("DELETE FROM core.users", &[]).await.is_err(), "read only");
+    let auditor = sage_conn::connect(&as_role("neo_auditor")).await.unwrap();
+    assert!(auditor.query("SELECT * FROM monitoring.table_usage", &[]).await.is_ok());
+    assert!(auditor.query_one("SELECT count(*) FROM core.users", &[]).await.is_err());
+    let backup_url = as_role("neo_backup").url_exposing_password();
+    let backup = run(sage_db(cwd.path())
+        .args(["backup", "--json", "--dir"])
+        .arg(cwd.path().join("role-backups"))
+        .args(["--database-url", &backup_url]));
+    assert!(backup.status.success(), "the backup role can dump the database: {}", stderr(&backup));
+
+    // The cleanup function works on this schema and audits itself.
+    let row = admin
+        .query_one(
+            "SELECT sealed_items_removed, sessions_removed, audit_rows_removed FROM public.cleanup_expired_data()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "the expired sealed item");
+    let audited: i64 = admin
+        .query_one("SELECT count(*) FROM monitoring.audit_logs WHERE action = 'CLEANUP_EXPIRED_DATA'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    let changes: i64 = admin
+        .query_one("SELECT count(*) FROM monitoring.audit_logs WHERE resource_type = 'sealed_data_items'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(changes >= 3, "inserts and the cleanup's delete were audited: {changes}");
+    // The monitoring views compile and answer.
+    for view in ["monitoring.database_performance", "monitoring.index_usage", "monitoring.table_usage"] {
+        admin.query(&format!("SELECT * FROM {view}"), &[]).await.unwrap_or_else(|e| panic!("{view}: {e}"));
+    }
+    admin.batch_execute("DROP TABLE core.later").await.unwrap();
+    drop((admin, readonly, auditor));
+    down_and_up(&neo, &db.url(), cwd.path());
+}

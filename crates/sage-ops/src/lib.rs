@@ -16,6 +16,7 @@ mod error;
 pub mod manifest;
 pub mod monitor;
 pub mod restore;
+pub mod roles;
 pub mod seed;
 pub mod serve;
 mod sink;

@@ -34,6 +34,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(&cli.global, bind, port, &cleanup_every, migrate).await
         }
         Command::Provision { args, recreate } => migrate::provision(&cli.global, &args, recreate).await,
+        Command::Roles(crate::cli::RolesCommand::Apply { config, dry_run }) => {
+            ops::roles_apply(&cli.global, &config, dry_run).await
+        }
         Command::Listen { channel, count } => listen::run(&cli.global, &channel, count).await,
         Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every } => {
             bench::run(&cli.global, bench::Args { workload, clients, duration, operations, keys, ttl, cleanup_every })

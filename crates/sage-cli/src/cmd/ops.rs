@@ -257,3 +257,26 @@ pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<Exit
         }
     }
 }
+
+pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let Target::Postgres(pg) = &db.settings.target else {
+        bail!("roles apply needs PostgreSQL; {} has no roles", db.settings.target.dialect_name());
+    };
+    let config = sage_ops::roles::RolesConfig::load(config)?;
+    if dry_run {
+        for sql in config.statements() {
+            say!("{sql};");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let applied = sage_ops::roles::apply(pg, &config).await?;
+    if global.json {
+        output::json(
+            &serde_json::json!({ "roles": config.role.iter().map(|r| &r.name).collect::<Vec<_>>(), "statements": applied }),
+        )?;
+    } else {
+        say!("applied {} role(s) with {applied} statement(s) in one transaction", config.role.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,93 @@
+//! `roles apply`: least-privilege roles from a config file, applied in one transaction and
+//! idempotently. Grants cover the tables that exist and, through default privileges, the
+//! tables the applying role creates later.
+
+use std::path::Path;
+
+use sage_conn::{quote_ident, PgSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    pub name: String,
+    /// Schemas whose tables and sequences the role may read.
+    #[serde(default)]
+    pub select_in_schemas: Vec<String>,
+    /// Roles this role becomes a member of (e.g. `pg_read_all_data`).
+    #[serde(default)]
+    pub member_of: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    #[serde(default)]
+    pub role: Vec<RoleSpec>,
+}
+
+impl RolesConfig {
+    pub fn load(path: &Path) -> Result<RolesConfig, Error> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+        let config: RolesConfig =
+            toml::from_str(&text).map_err(|e| Error::new(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        if let Some(bad) = config.role.iter().find(|r| r.name.is_empty()) {
+            return Err(Error::new(format!("{}: a role has an empty name ({bad:?})", path.display())));
+        }
+        Ok(config)
+    }
+
+    /// The statements that make the roles so; identifiers are quoted, no values are spliced.
+    pub fn statements(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for role in &self.role {
+            let r = quote_ident(&role.name);
+            // CREATE ROLE has no IF NOT EXISTS; the DO block makes it idempotent and takes the
+            // name as data through format().
+            out.push(format!(
+                "DO $sage$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN EXECUTE format('CREATE ROLE %I NOLOGIN', {lit}); END IF; END $sage$",
+                lit = literal(&role.name)
+            ));
+            out.push(format!(
+                "DO $sage$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {}); END $sage$",
+                literal(&role.name)
+            ));
+            for schema in &role.select_in_schemas {
+                let s = quote_ident(schema);
+                out.push(format!("GRANT USAGE ON SCHEMA {s} TO {r}"));
+                out.push(format!("GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}"));
+                out.push(format!("GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}"));
+                out.push(format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT ON TABLES TO {r}"));
+                out.push(format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT SELECT ON SEQUENCES TO {r}"));
+            }
+            for group in &role.member_of {
+                out.push(format!("GRANT {} TO {r}", quote_ident(group)));
+            }
+        }
+        out
+    }
+}
+
+/// A string literal for a role name inside a DO block's dynamic SQL.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Applies every statement in one transaction: either all roles end up as configured, or
+/// nothing changes.
+pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<usize, Error> {
+    let mut client = sage_conn::connect(pg).await?;
+    let statements = config.statements();
+    let tx = client.transaction().await.map_err(|e| Error::with("cannot begin", e))?;
+    for sql in &statements {
+        tx.batch_execute(sql).await.map_err(|e| {
+            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            Error::new(format!("applying roles failed at `{sql}`: {detail}; nothing was changed"))
+        })?;
+    }
+    tx.commit().await.map_err(|e| Error::with("cannot commit", e))?;
+    Ok(statements.len())
+}
