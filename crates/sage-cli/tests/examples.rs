@@ -295,3 +295,39 @@ async fn neo_lifecycle_roles_cleanup_and_views() {
     drop((admin, readonly, auditor));
     down_and_up(&neo, &db.url(), cwd.path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tmi_lifecycle_and_the_drift_tmis_validator_missed() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let tmi = example("tmi");
+    lifecycle(&tmi, &db.url(), cwd.path());
+    let src = tmi.join("migrations");
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    // The drift TMI's heuristics accepted: an extra allowed severity and a changed ON DELETE.
+    client
+        .batch_execute(
+            "ALTER TABLE threats DROP CONSTRAINT threats_severity_check, ADD CONSTRAINT threats_severity_check CHECK (severity IS NULL OR severity IN ('low', 'medium', 'high', 'critical', 'evil'));
+             ALTER TABLE threats DROP CONSTRAINT threats_threat_model_id_fkey, ADD CONSTRAINT threats_threat_model_id_fkey FOREIGN KEY (threat_model_id) REFERENCES threat_models (id) ON DELETE SET NULL;
+             ALTER TABLE users ALTER COLUMN name TYPE varchar(300);",
+        )
+        .await
+        .unwrap();
+    let out = run(sage_db(cwd.path())
+        .args(["schema", "validate", "--json", "--source"])
+        .arg(&src)
+        .args(["--database-url", &db.url()]));
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects: Vec<&str> =
+        report["findings"].as_array().unwrap().iter().map(|f| f["object"].as_str().unwrap()).collect();
+    assert_eq!(objects.len(), 3, "{report:#}");
+    for expected in
+        ["public.threats.threats_severity_check", "public.threats.threats_threat_model_id_fkey", "public.users.name"]
+    {
+        assert!(objects.contains(&expected), "{expected} not in {objects:?}");
+    }
+    // The monitoring query of TMI's check-db: row counts per table.
+    let rows = client.query("SELECT severity, count(*) FROM threats GROUP BY 1 ORDER BY 1", &[]).await.unwrap();
+    assert_eq!(rows.len(), 2);
+}

@@ -10,6 +10,7 @@ use crate::render::{
     add_foreign_key, column_sql, create_enum, create_sequence, create_table_pg, create_view, literal, qualified,
     statement,
 };
+use crate::validate::canonical_expression as canon;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
@@ -88,7 +89,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                 .indexes
                 .iter()
                 .find(|i| i.name == ix.name)
-                .is_none_or(|i| i.shape != ix.shape || i.unique != ix.unique)
+                .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
             {
                 first.push(change(
                     format!("drop index {}", ix.name),
@@ -108,7 +109,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                 .iter()
                 .map(|c| (&c.name, &c.definition))
                 .chain(tt.uniques.iter().map(|u| (&u.name, &u.definition)))
-                .any(|(n, d)| n == name && d == definition);
+                .any(|(n, d)| n == name && canon(d) == canon(definition));
             if !kept {
                 first.push(change(
                     format!("drop constraint {}.{name}", tkey(ft)),
@@ -256,7 +257,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
         for (name, definition) in
             t.checks.iter().map(|c| (&c.name, &c.definition)).chain(t.uniques.iter().map(|u| (&u.name, &u.definition)))
         {
-            if !old_constraints.contains(&(name, definition)) {
+            if !old_constraints.iter().any(|(n, d)| *n == name && canon(d) == canon(definition)) {
                 middle.push(change(
                     format!("add constraint {}.{name}", tkey(t)),
                     format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition};", quote_ident(name)),
@@ -304,7 +305,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                 o.indexes
                     .iter()
                     .find(|i| i.name == ix.name)
-                    .is_none_or(|i| i.shape != ix.shape || i.unique != ix.unique)
+                    .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
             }) {
                 middle.push(change(format!("create index {}", ix.name), statement(&ix.definition), false));
             }

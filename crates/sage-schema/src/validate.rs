@@ -251,7 +251,7 @@ fn compare_table(f: &mut Findings, e: &Table, a: &Table) {
         _ => {}
     }
     named(f, "unique constraint", &table, &e.uniques, &a.uniques, |k| &k.name, |k| k.definition.clone());
-    named(f, "check", &table, &e.checks, &a.checks, |c| &c.name, |c| c.definition.clone());
+    named(f, "check", &table, &e.checks, &a.checks, |c| &c.name, |c| canonical_expression(&c.definition));
     named(
         f,
         "index",
@@ -259,7 +259,7 @@ fn compare_table(f: &mut Findings, e: &Table, a: &Table) {
         &e.indexes,
         &a.indexes,
         |i| &i.name,
-        |i| format!("{}{}", if i.unique { "UNIQUE " } else { "" }, i.shape),
+        |i| format!("{}{}", if i.unique { "UNIQUE " } else { "" }, canonical_expression(&i.shape)),
     );
     for ek in &e.foreign_keys {
         let object = format!("{table}.{}", ek.name);
@@ -348,6 +348,77 @@ fn named<T>(
     }
 }
 
+/// PostgreSQL renders `col IN ('a', 'b')` on a varchar column as
+/// `ARRAY['a'::character varying, 'b'::character varying]::text[]`, but after that text is
+/// parsed again (pg_dump and restore, `schema sql`) as
+/// `ARRAY['a'::character varying::text, 'b'::character varying::text]`. Both mean the same; the
+/// second is the fixed point, so the first is rewritten into it before comparing.
+pub fn canonical_expression(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("ARRAY[") {
+        out.push_str(&rest[..start]);
+        let body_start = start + "ARRAY[".len();
+        let Some(close) = matching_bracket(&rest[body_start..]) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let body = &rest[body_start..body_start + close];
+        let after = &rest[body_start + close + 1..];
+        let elements = split_top_level(body);
+        let cast_to_text = after.starts_with("::text[]");
+        if cast_to_text
+            && !elements.is_empty()
+            && elements.iter().all(|e| e.trim_end().ends_with("::character varying"))
+        {
+            let rewritten: Vec<String> = elements.iter().map(|e| format!("{}::text", e.trim())).collect();
+            out.push_str(&format!("ARRAY[{}]", rewritten.join(", ")));
+            rest = &after["::text[]".len()..];
+        } else {
+            out.push_str(&rest[start..body_start + close + 1]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn matching_bracket(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '[' if !quoted => depth += 1,
+            ']' if !quoted && depth == 0 => return Some(i),
+            ']' if !quoted => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' | '[' if !quoted => depth += 1,
+            ')' | ']' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !text[start..].trim().is_empty() {
+        parts.push(&text[start..]);
+    }
+    parts
+}
+
 /// True when no finding is an error.
 pub fn is_clean(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.severity != Severity::Error)
@@ -388,6 +459,19 @@ mod tests {
 
     fn schema(t: Table) -> Schema {
         Schema { tables: vec![t], ..Schema::empty(Dialect::Postgres) }
+    }
+
+    #[test]
+    fn varchar_in_lists_compare_equal_in_both_renderings() {
+        let fresh = "CHECK (role::text = ANY (ARRAY['owner'::character varying, 'writer'::character varying]::text[]))";
+        let reparsed =
+            "CHECK (role::text = ANY (ARRAY['owner'::character varying::text, 'writer'::character varying::text]))";
+        assert_eq!(canonical_expression(fresh), reparsed);
+        assert_eq!(canonical_expression(reparsed), reparsed);
+        let widened = "CHECK (role::text = ANY (ARRAY['owner'::character varying, 'writer'::character varying, 'evil'::character varying]::text[]))";
+        assert_ne!(canonical_expression(widened), reparsed, "an extra value is still drift");
+        let text_column = "CHECK (role = ANY (ARRAY['a'::text, 'b'::text]))";
+        assert_eq!(canonical_expression(text_column), text_column);
     }
 
     #[test]
