@@ -120,11 +120,11 @@ impl Metrics {
             Err(kind) => OUTCOMES.iter().position(|o| *o == kind.as_str()).unwrap_or(OUTCOMES.len() - 1),
         };
         stats.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        // One add into the first bucket that holds the value; the snapshot sums them up
+        // into Prometheus's cumulative form. Slower than every bound: counted in +Inf only.
         let secs = elapsed.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&stats.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            stats.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         stats.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
@@ -140,7 +140,10 @@ impl Metrics {
                     cumulative_buckets: BUCKETS
                         .iter()
                         .zip(&s.buckets)
-                        .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+                        .scan(0u64, |total, (b, c)| {
+                            *total += c.load(Ordering::Relaxed);
+                            Some((*b, *total))
+                        })
                         .collect(),
                     sum_seconds: s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
                 }
@@ -173,4 +176,22 @@ pub struct PoolStatus {
     pub open: usize,
     pub idle: usize,
     pub waiting: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_count_everything() {
+        let m = Metrics::new();
+        m.record(Operation::NonceClaim, Duration::from_micros(50), Ok(()));
+        m.record(Operation::NonceClaim, Duration::from_millis(3), Err(ErrorKind::Replayed));
+        m.record(Operation::NonceClaim, Duration::from_secs(10), Ok(()));
+        let claim = m.snapshot().into_iter().find(|o| o.operation == "nonce_claim").unwrap();
+        assert_eq!(claim.count(), 3);
+        assert_eq!(claim.outcomes.iter().find(|(o, _)| *o == "replayed").unwrap().1, 1);
+        let le = |bound: f64| claim.cumulative_buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
+        assert_eq!((le(0.0001), le(0.005), le(2.5)), (1, 2, 2), "the 10 s one is only in +Inf");
+    }
 }

@@ -2,7 +2,10 @@
 //! Values are cloned in and out, so a caller can never alias stored data.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+
+// aHash with per-process random keys: several times faster than SipHash on short keys and
+// still keyed, so callers who choose nonces cannot aim collisions at one bucket.
+use ahash::RandomState;
 use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -23,7 +26,7 @@ struct NonceEntry {
 pub(crate) struct MemoryBackend {
     sessions: RwLock<HashMap<String, SessionRow>>,
     // Nonce claims are the hot path: shards keep concurrent claimers off one lock.
-    nonces: Vec<Mutex<HashMap<String, NonceEntry>>>,
+    nonces: Vec<Mutex<HashMap<String, NonceEntry, RandomState>>>,
     hasher: RandomState,
     dids: RwLock<HashMap<String, DidRecord>>,
 }
@@ -32,13 +35,13 @@ impl MemoryBackend {
     pub(crate) fn new() -> MemoryBackend {
         MemoryBackend {
             sessions: RwLock::default(),
-            nonces: (0..NONCE_SHARDS).map(|_| Mutex::default()).collect(),
+            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(HashMap::with_hasher(RandomState::new()))).collect(),
             hasher: RandomState::new(),
             dids: RwLock::default(),
         }
     }
 
-    fn shard(&self, nonce: &str) -> &Mutex<HashMap<String, NonceEntry>> {
+    fn shard(&self, nonce: &str) -> &Mutex<HashMap<String, NonceEntry, RandomState>> {
         &self.nonces[(self.hasher.hash_one(nonce) as usize) % NONCE_SHARDS]
     }
 }
