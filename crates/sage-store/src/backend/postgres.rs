@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sage_conn::deadpool_postgres::{Object, Pool};
 use sage_conn::PgSettings;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::batch::ClaimBatcher;
@@ -145,15 +146,33 @@ async fn claim_statement(
          ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
          WHERE nonces.expires_at <= EXCLUDED.used_at \
          RETURNING nonce";
-    let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-    let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", e))?;
-    let nonces: Vec<&str> = claims.iter().map(|c| c.nonce.as_str()).collect();
-    let sessions: Vec<Option<&str>> = claims.iter().map(|c| c.session_id.as_deref()).collect();
-    let expiries: Vec<DateTime<Utc>> = claims.iter().map(|c| c.expires_at).collect();
-    let rows = client
-        .query(&statement, &[&nonces, &sessions, &expiries, &now])
-        .await
-        .map_err(|e| from_pg("cannot claim nonces", e))?;
+    // Rows are written in nonce order, so two batches that share nonces take their row locks
+    // in the same order and wait for each other instead of deadlocking.
+    let mut sorted: Vec<&NonceClaim> = claims.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.nonce.cmp(&b.nonce));
+    let nonces: Vec<&str> = sorted.iter().map(|c| c.nonce.as_str()).collect();
+    let sessions: Vec<Option<&str>> = sorted.iter().map(|c| c.session_id.as_deref()).collect();
+    let expiries: Vec<DateTime<Utc>> = sorted.iter().map(|c| c.expires_at).collect();
+    let mut attempt = 0;
+    let rows = loop {
+        let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
+        let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", e))?;
+        match client.query(&statement, &[&nonces, &sessions, &expiries, &now]).await {
+            Ok(rows) => break rows,
+            // Another writer (not a claim batch) can still close a lock cycle; the statement
+            // rolled back as a whole, so running it again is safe.
+            Err(e)
+                if attempt < 3
+                    && e.code().is_some_and(|c| {
+                        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    }) =>
+            {
+                attempt += 1;
+                tracing::debug!(attempt, "nonce claim batch retried after {e}");
+            }
+            Err(e) => return Err(from_pg("cannot claim nonces", e)),
+        }
+    };
     let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
     Ok(claims.iter().map(|c| if fresh.contains(&c.nonce) { Claim::Fresh } else { Claim::Replayed }).collect())
 }
