@@ -87,17 +87,12 @@ async fn wait_for(settings: &sage_conn::PgSettings, sql: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_during_a_transactional_migration_next_up_just_works() {
-    let db = sage_testkit::database().await.unwrap();
-    let dir = write_dir(&[
-        ("1_a.up.sql", "CREATE TABLE a (id integer);"),
-        ("2_slow.up.sql", "CREATE TABLE half (id integer);\nINSERT INTO half VALUES (1);\nSELECT pg_sleep(2);"),
-    ]);
-    let cwd = tempfile::tempdir().unwrap();
-    let mut child = sage_db(cwd.path())
+/// Starts `migrate up` on `dir` and kills it (SIGKILL) while the server runs its
+/// `SELECT pg_sleep(2)` statement.
+async fn kill_while_sleeping(cwd: &std::path::Path, dir: &std::path::Path, db: &sage_testkit::TestDatabase) {
+    let mut child = sage_db(cwd)
         .args(["migrate", "up", "--source"])
-        .arg(dir.path())
+        .arg(dir)
         .args(["--database-url", &db.url()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -106,6 +101,17 @@ async fn killed_during_a_transactional_migration_next_up_just_works() {
     wait_for(db.settings(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'").await;
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_a_transactional_migration_next_up_just_works() {
+    let db = sage_testkit::database().await.unwrap();
+    let dir = write_dir(&[
+        ("1_a.up.sql", "CREATE TABLE a (id integer);"),
+        ("2_slow.up.sql", "CREATE TABLE half (id integer);\nINSERT INTO half VALUES (1);\nSELECT pg_sleep(2);"),
+    ]);
+    let cwd = tempfile::tempdir().unwrap();
+    kill_while_sleeping(cwd.path(), dir.path(), &db).await;
 
     let out = run(sage_db(cwd.path())
         .args(["migrate", "up", "--source"])
@@ -127,17 +133,7 @@ async fn killed_during_a_no_transaction_migration_next_up_resumes() {
         ),
     ]);
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = sage_db(cwd.path())
-        .args(["migrate", "up", "--source"])
-        .arg(dir.path())
-        .args(["--database-url", &db.url()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(db.settings(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(2)%'").await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_while_sleeping(cwd.path(), dir.path(), &db).await;
     assert_eq!(
         pg_scalar(
             db.settings(),

@@ -226,10 +226,6 @@ impl PgCluster {
         self.dir.path()
     }
 
-    pub(crate) fn runs_as_postgres(&self) -> bool {
-        self.run_as_postgres
-    }
-
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, Error> {
         let program_path = self.binaries.path(program);
         let mut command = if self.run_as_postgres {

@@ -102,7 +102,6 @@ rm -rf "$dir""#;
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| Error::new(format!("cannot start the cluster watchdog: {e}")))?;
-    let _ = cluster.runs_as_postgres();
     Ok(())
 }
 

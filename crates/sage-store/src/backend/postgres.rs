@@ -79,6 +79,31 @@ impl PgBackend {
         let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
         client.execute(&statement, params).await.map_err(|e| from_pg(what, e))
     }
+
+    /// Runs `sql` with a DID record bound to `$1`…`$12` in the order of `DID_COLUMNS`.
+    async fn write_did(&self, what: &str, sql: &str, r: &DidRecord) -> Result<Vec<Row>> {
+        let capabilities = serde_json::json!(r.capabilities);
+        let key_type = r.key_type.as_str();
+        self.query(
+            what,
+            sql,
+            &[
+                &r.did,
+                &r.public_key,
+                &r.owner_address,
+                &key_type,
+                &r.revoked,
+                &r.created_at,
+                &r.updated_at,
+                &r.key_agreement_key,
+                &r.endpoint,
+                &capabilities,
+                &r.fetched_at,
+                &r.stale_after,
+            ],
+        )
+        .await
+    }
 }
 
 fn session_row(r: &Row) -> SessionRow {
@@ -119,6 +144,9 @@ fn did_row(r: &Row) -> Result<DidRecord> {
         stale_after: r.get(11),
     })
 }
+
+/// Placeholders for every column of `DID_COLUMNS`, in order.
+const DID_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12";
 
 fn already_exists(e: StoreError, what: &str) -> StoreError {
     if e.kind() == ErrorKind::AlreadyExists {
@@ -342,61 +370,22 @@ impl Backend for PgBackend {
     }
 
     async fn insert_did(&self, r: &DidRecord) -> Result<()> {
-        let sql =
-            format!("INSERT INTO dids ({DID_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
-        let capabilities = serde_json::json!(r.capabilities);
-        self.execute(
-            "cannot create DID",
-            &sql,
-            &[
-                &r.did,
-                &r.public_key,
-                &r.owner_address,
-                &r.key_type.as_str(),
-                &r.revoked,
-                &r.created_at,
-                &r.updated_at,
-                &r.key_agreement_key,
-                &r.endpoint,
-                &capabilities,
-                &r.fetched_at,
-                &r.stale_after,
-            ],
-        )
-        .await
-        .map(drop)
-        .map_err(|e| already_exists(e, &format!("DID {:?}", r.did)))
+        let sql = format!("INSERT INTO dids ({DID_COLUMNS}) VALUES ({DID_VALUES})");
+        self.write_did("cannot create DID", &sql, r)
+            .await
+            .map(drop)
+            .map_err(|e| already_exists(e, &format!("DID {:?}", r.did)))
     }
 
     async fn upsert_did(&self, r: &DidRecord) -> Result<DidRecord> {
         let sql = format!(
-            "INSERT INTO dids ({DID_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+            "INSERT INTO dids ({DID_COLUMNS}) VALUES ({DID_VALUES}) \
              ON CONFLICT (did) DO UPDATE SET public_key = EXCLUDED.public_key, owner_address = EXCLUDED.owner_address, \
              key_type = EXCLUDED.key_type, revoked = EXCLUDED.revoked, updated_at = EXCLUDED.updated_at, \
              key_agreement_key = EXCLUDED.key_agreement_key, endpoint = EXCLUDED.endpoint, capabilities = EXCLUDED.capabilities, \
              fetched_at = EXCLUDED.fetched_at, stale_after = EXCLUDED.stale_after RETURNING {DID_COLUMNS}"
         );
-        let capabilities = serde_json::json!(r.capabilities);
-        let rows = self
-            .query(
-                "cannot store DID",
-                &sql,
-                &[
-                    &r.did,
-                    &r.public_key,
-                    &r.owner_address,
-                    &r.key_type.as_str(),
-                    &r.revoked,
-                    &r.created_at,
-                    &r.updated_at,
-                    &r.key_agreement_key,
-                    &r.endpoint,
-                    &capabilities,
-                    &r.fetched_at,
-                    &r.stale_after,
-                ],
-            )
-            .await?;
+        let rows = self.write_did("cannot store DID", &sql, r).await?;
         did_row(&rows[0])
     }
 
