@@ -5,7 +5,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use sage_conn::SqliteLocation;
 
 use super::batch::ClaimBatcher;
@@ -238,8 +239,25 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(|v| v.to_string())
 }
 
-fn did_params(r: &DidRecord) -> (String, String) {
-    (r.key_type.as_str().to_string(), serde_json::to_string(&r.capabilities).unwrap_or_else(|_| "[]".into()))
+/// Placeholders for every column of `DID_COLUMNS`, in order.
+const DID_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12";
+
+/// A DID record as values for `?1`…`?12`, in the order of `DID_COLUMNS`.
+fn did_values(r: &DidRecord) -> [Value; 12] {
+    [
+        r.did.clone().into(),
+        r.public_key.clone().into(),
+        r.owner_address.clone().into(),
+        r.key_type.as_str().to_string().into(),
+        r.revoked.into(),
+        us(r.created_at).into(),
+        us(r.updated_at).into(),
+        r.key_agreement_key.clone().into(),
+        r.endpoint.clone().into(),
+        serde_json::to_string(&r.capabilities).unwrap_or_else(|_| "[]".into()).into(),
+        us(r.fetched_at).into(),
+        r.stale_after.map(us).into(),
+    ]
 }
 
 /// Claims distinct nonces in one immediate transaction: SQLite has one writer, so the
@@ -482,45 +500,27 @@ impl Backend for SqliteBackend {
     }
 
     async fn insert_did(&self, record: &DidRecord) -> Result<()> {
-        let r = record.clone();
+        let values = did_values(record);
+        let did = record.did.clone();
         self.run(move |c| {
-            let (key_type, capabilities) = did_params(&r);
-            let sql =
-                format!("INSERT INTO dids ({DID_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
-            c.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        r.did,
-                        r.public_key,
-                        r.owner_address,
-                        key_type,
-                        r.revoked,
-                        us(r.created_at),
-                        us(r.updated_at),
-                        r.key_agreement_key,
-                        r.endpoint,
-                        capabilities,
-                        us(r.fetched_at),
-                        r.stale_after.map(us)
-                    ])
-                })
-                .map(drop)
-                .map_err(|e| match from_sqlite("cannot create DID", e) {
+            let sql = format!("INSERT INTO dids ({DID_COLUMNS}) VALUES ({DID_VALUES})");
+            c.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map(drop).map_err(|e| {
+                match from_sqlite("cannot create DID", e) {
                     e if e.kind() == ErrorKind::AlreadyExists => {
-                        StoreError::new(ErrorKind::AlreadyExists, format!("DID {:?} already exists", r.did))
+                        StoreError::new(ErrorKind::AlreadyExists, format!("DID {did:?} already exists"))
                     }
                     e => e,
-                })
+                }
+            })
         })
         .await
     }
 
     async fn upsert_did(&self, record: &DidRecord) -> Result<DidRecord> {
-        let r = record.clone();
+        let values = did_values(record);
         self.run(move |c| {
-            let (key_type, capabilities) = did_params(&r);
             let sql = format!(
-                "INSERT INTO dids ({DID_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                "INSERT INTO dids ({DID_COLUMNS}) VALUES ({DID_VALUES}) \
                  ON CONFLICT (did) DO UPDATE SET public_key = excluded.public_key, owner_address = excluded.owner_address, \
                  key_type = excluded.key_type, revoked = excluded.revoked, updated_at = excluded.updated_at, \
                  key_agreement_key = excluded.key_agreement_key, endpoint = excluded.endpoint, capabilities = excluded.capabilities, \
@@ -528,25 +528,7 @@ impl Backend for SqliteBackend {
             );
             let row = c
                 .prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_row(
-                        params![
-                            r.did,
-                            r.public_key,
-                            r.owner_address,
-                            key_type,
-                            r.revoked,
-                            us(r.created_at),
-                            us(r.updated_at),
-                            r.key_agreement_key,
-                            r.endpoint,
-                            capabilities,
-                            us(r.fetched_at),
-                            r.stale_after.map(us)
-                        ],
-                        did_row,
-                    )
-                })
+                .and_then(|mut s| s.query_row(params_from_iter(values), did_row))
                 .map_err(|e| from_sqlite("cannot store DID", e))?;
             checked_did(row)
         })
@@ -567,33 +549,15 @@ impl Backend for SqliteBackend {
     }
 
     async fn update_did(&self, record: &DidRecord) -> Result<Option<DidRecord>> {
-        let r = record.clone();
+        let values = did_values(record);
         self.run(move |c| {
-            let (key_type, capabilities) = did_params(&r);
+            // Binds every column's value; `?6` (created_at) is left unused so a DID keeps its creation time.
             let sql = format!(
-                "UPDATE dids SET public_key = ?2, owner_address = ?3, key_type = ?4, revoked = ?5, updated_at = ?6, key_agreement_key = ?7, \
-                 endpoint = ?8, capabilities = ?9, fetched_at = ?10, stale_after = ?11 WHERE did = ?1 RETURNING {DID_COLUMNS}"
+                "UPDATE dids SET public_key = ?2, owner_address = ?3, key_type = ?4, revoked = ?5, updated_at = ?7, key_agreement_key = ?8, \
+                 endpoint = ?9, capabilities = ?10, fetched_at = ?11, stale_after = ?12 WHERE did = ?1 RETURNING {DID_COLUMNS}"
             );
             c.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_row(
-                        params![
-                            r.did,
-                            r.public_key,
-                            r.owner_address,
-                            key_type,
-                            r.revoked,
-                            us(r.updated_at),
-                            r.key_agreement_key,
-                            r.endpoint,
-                            capabilities,
-                            us(r.fetched_at),
-                            r.stale_after.map(us)
-                        ],
-                        did_row,
-                    )
-                    .optional()
-                })
+                .and_then(|mut s| s.query_row(params_from_iter(values), did_row).optional())
                 .map_err(|e| from_sqlite("cannot update DID", e))?
                 .map(checked_did)
                 .transpose()
