@@ -49,17 +49,7 @@ impl ClaimBatcher {
             while let Some(first) = incoming.recv().await {
                 // Waiting for a free slot is what lets a burst pile up into one batch.
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                let mut batch = vec![first];
-                let mut size = batch[0].claims.len();
-                while size < max_batch {
-                    match incoming.try_recv() {
-                        Ok(p) => {
-                            size += p.claims.len();
-                            batch.push(p);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                let batch = fill(first, &mut incoming, max_batch);
                 let execute = execute.clone();
                 tokio::spawn(async move {
                     run_batch(&execute, batch).await;
@@ -135,17 +125,7 @@ impl ClaimBatcher {
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
         std::thread::Builder::new().name(name.to_string()).spawn(move || {
             while let Some(first) = incoming.blocking_recv() {
-                let mut batch = vec![first];
-                let mut size = batch[0].claims.len();
-                while size < max_batch {
-                    match incoming.try_recv() {
-                        Ok(p) => {
-                            size += p.claims.len();
-                            batch.push(p);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                let batch = fill(first, &mut incoming, max_batch);
                 let (merged, now, routes) = merge(&batch);
                 let result = execute(merged, now);
                 distribute(batch, routes, result);
@@ -153,6 +133,18 @@ impl ClaimBatcher {
         })?;
         Ok(ClaimBatcher { queue })
     }
+}
+
+/// Starts a batch with `first` and adds whatever is already queued, up to `max_batch` claims.
+fn fill(first: Pending, incoming: &mut mpsc::UnboundedReceiver<Pending>, max_batch: usize) -> Vec<Pending> {
+    let mut size = first.claims.len();
+    let mut batch = vec![first];
+    while size < max_batch {
+        let Ok(p) = incoming.try_recv() else { break };
+        size += p.claims.len();
+        batch.push(p);
+    }
+    batch
 }
 
 #[cfg(test)]
