@@ -171,6 +171,12 @@ async fn postgres_without_a_key_refuses_and_says_how_to_set_one() {
     assert!(text.contains("SAGE_SESSION_KEY_FILE") && text.contains("sage-db keys generate"), "{text}");
 }
 
+/// A migrator for SAGE's own PostgreSQL migrations.
+async fn postgres_migrator(target: &sage_conn::Target) -> sage_migrate::Migrator {
+    let set = migrations(sage_migrate::Dialect::Postgres);
+    sage_migrate::Migrator::connect(target, set, sage_migrate::RunOptions::default()).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_checks_the_schema_version() {
     let db = sage_testkit::database().await.unwrap();
@@ -180,13 +186,7 @@ async fn postgres_store_checks_the_schema_version() {
     opts.migrate = false;
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
     assert!(err.to_string().contains("sage-db migrate up"), "{err}");
-    let mut migrator = sage_migrate::Migrator::connect(
-        &target,
-        migrations(sage_migrate::Dialect::Postgres),
-        sage_migrate::RunOptions::default(),
-    )
-    .await
-    .unwrap();
+    let mut migrator = postgres_migrator(&target).await;
     migrator.up(sage_migrate::Target::Version(3)).await.unwrap();
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
     assert!(err.to_string().contains("version 3") && err.to_string().contains("needs version 5"), "{err}");
@@ -236,13 +236,7 @@ async fn sage_version_1_database_is_upgraded_and_readable() {
         .await
         .unwrap();
     let target = sage_conn::Target::Postgres(db.settings().clone());
-    let mut migrator = sage_migrate::Migrator::connect(
-        &target,
-        migrations(sage_migrate::Dialect::Postgres),
-        sage_migrate::RunOptions::default(),
-    )
-    .await
-    .unwrap();
+    let mut migrator = postgres_migrator(&target).await;
     assert_eq!(migrator.up(sage_migrate::Target::Latest).await.unwrap().version_after, Some(5));
 
     let key = keys::generate_key();
