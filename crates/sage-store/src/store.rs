@@ -447,14 +447,7 @@ impl SessionStore for Sessions {
 
     async fn delete_expired(&self) -> Result<u64> {
         let now = self.0.now();
-        let mut total = 0;
-        loop {
-            let n = self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH).await?;
-            total += n;
-            if n < u64::from(CLEANUP_BATCH) {
-                return Ok(total);
-            }
-        }
+        in_batches(|| self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH)).await
     }
 }
 
@@ -529,14 +522,7 @@ impl NonceStore for Nonces {
 
     async fn delete_expired(&self) -> Result<u64> {
         let now = self.0.now();
-        let mut total = 0;
-        loop {
-            let n = self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH).await?;
-            total += n;
-            if n < u64::from(CLEANUP_BATCH) {
-                return Ok(total);
-            }
-        }
+        in_batches(|| self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH)).await
     }
 }
 
@@ -624,5 +610,22 @@ impl DidStore for Dids {
 
     async fn is_revoked(&self, did: &str) -> Result<bool> {
         Ok(self.get(did).await?.revoked)
+    }
+}
+
+/// Repeats a batched delete until a batch comes back short; returns the rows deleted in all.
+/// Short batches keep each statement's locks brief while writers carry on.
+async fn in_batches<F, Fut>(mut delete_batch: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let n = delete_batch().await?;
+        total += n;
+        if n < u64::from(CLEANUP_BATCH) {
+            return Ok(total);
+        }
     }
 }
