@@ -188,7 +188,8 @@ fn webvh_lifecycle_on_sqlite_with_provision() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let insert = "INSERT INTO did_controllers (scid, did, domain, namespace, alias, logs, parameters, document) VALUES (?1, 'd', 'x', 'people', 'bob', '[]', '{}', '{}')";
     conn.execute(insert, ["Qm2"]).unwrap();
-    assert!(conn.execute(insert, ["Qm3"]).is_err());
+    let err = conn.execute(insert, ["Qm3"]).unwrap_err();
+    assert!(err.to_string().contains("UNIQUE constraint failed"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

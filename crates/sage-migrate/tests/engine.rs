@@ -149,7 +149,9 @@ both_dialects!(begin_commit_wrapped_files_stay_atomic, |db: Db| async move {
         "1_wrapped.up.sql",
         "BEGIN;\nCREATE TABLE w (id integer);\nINSERT INTO nothing VALUES (1);\nCOMMIT;\n",
     )]);
-    assert!(db.migrator(d.path()).await.up(Target::Latest).await.is_err());
+    let err = db.migrator(d.path()).await.up(Target::Latest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MigrationFailed, "{err}");
+    assert!(err.to_string().contains("1_wrapped.up.sql"), "the error names the file: {err}");
     assert!(!db.tables().await.contains(&"w".to_string()), "the wrapper must not commit half a migration");
 });
 
@@ -178,7 +180,9 @@ both_dialects!(goto_force_and_baseline, |db: Db| async move {
     m.baseline(1).await.unwrap();
     let status = m.status().await.unwrap();
     assert_eq!(status.migrations[0].state, MigrationState::Baseline);
-    assert!(m.baseline(1).await.is_err(), "baseline twice is refused");
+    let err = m.baseline(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::State, "baseline twice is refused: {err}");
+    assert!(err.to_string().contains("migrate force"), "the error says what to do instead: {err}");
     m.up(Target::Latest).await.unwrap();
     assert_eq!(db.tables().await, ["a", "b", "c", "sage_schema_history"]);
 });
@@ -195,7 +199,9 @@ both_dialects!(repair_accepts_an_edit, |db: Db| async move {
     let d = dir(&[("1_a.up.sql", CREATE_A), ("2_b.up.sql", "CREATE TABLE b (id integer);")]);
     db.migrator(d.path()).await.up(Target::Steps(1)).await.unwrap();
     std::fs::write(d.path().join("1_a.up.sql"), "-- reformatted\nCREATE TABLE a (id integer PRIMARY KEY);").unwrap();
-    assert!(db.migrator(d.path()).await.up(Target::Latest).await.is_err());
+    let err = db.migrator(d.path()).await.up(Target::Latest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::State, "an edited migration stops `up`: {err}");
+    assert!(err.to_string().contains("1_a.up.sql"), "the error names the file: {err}");
     let report = db.migrator(d.path()).await.repair().await.unwrap();
     assert!(report.notices[0].contains("version 1"), "{:?}", report.notices);
     db.migrator(d.path()).await.up(Target::Latest).await.unwrap();
