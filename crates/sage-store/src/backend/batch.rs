@@ -49,6 +49,11 @@ impl ClaimBatcher {
             while let Some(first) = incoming.recv().await {
                 // Waiting for a free slot is what lets a burst pile up into one batch.
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                // Callers answered by the batch that just finished are being woken now; one
+                // turn of the scheduler lets them queue their next claims for this batch
+                // instead of each starting a small one of its own. A lone claim loses only
+                // that turn.
+                tokio::task::yield_now().await;
                 let batch = fill(first, &mut incoming, max_batch);
                 let execute = execute.clone();
                 tokio::spawn(async move {
