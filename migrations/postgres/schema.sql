@@ -71,10 +71,6 @@ CREATE INDEX idx_dids_stale_after ON public.dids USING btree (stale_after) WHERE
 
 CREATE INDEX idx_nonces_expires_at ON public.nonces USING btree (expires_at);
 
-CREATE INDEX idx_nonces_session_id ON public.nonces USING btree (session_id);
-
-CREATE INDEX idx_nonces_used_at ON public.nonces USING btree (used_at);
-
 CREATE INDEX idx_sessions_client_did_created_at ON public.sessions USING btree (client_did, created_at DESC);
 
 CREATE INDEX idx_sessions_created_at ON public.sessions USING btree (created_at);

@@ -16,8 +16,6 @@ CREATE INDEX idx_dids_stale_after ON dids (stale_after) WHERE stale_after IS NOT
 
 CREATE INDEX idx_nonces_expires_at ON nonces (expires_at);
 
-CREATE INDEX idx_nonces_session_id ON nonces (session_id);
-
 CREATE INDEX idx_sessions_client_did_created_at ON sessions (client_did, created_at DESC);
 
 CREATE INDEX idx_sessions_created_at ON sessions (created_at);

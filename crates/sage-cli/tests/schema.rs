@@ -30,7 +30,7 @@ fn sqlite_default_validates_clean_then_reports_planted_drift() {
     let check = run(sage_db(cwd.path()).arg("check"));
     assert_eq!(check.status.code(), Some(1), "drift needs attention");
     let text = stdout(&check);
-    assert!(text.contains("SQLite") && text.contains("version 1, up to date") && text.contains("1 error(s)"), "{text}");
+    assert!(text.contains("SQLite") && text.contains("version 2, up to date") && text.contains("1 error(s)"), "{text}");
     assert!(text.contains("sessions") && text.contains("ROWS"), "{text}");
 }
 
@@ -41,7 +41,7 @@ async fn postgres_check_and_validate() {
     let url = db.url();
     let pending = run(sage_db(cwd.path()).args(["check", "--database-url", &url]));
     assert_eq!(pending.status.code(), Some(1));
-    assert!(stdout(&pending).contains("5 pending"), "{}", stdout(&pending));
+    assert!(stdout(&pending).contains("6 pending"), "{}", stdout(&pending));
     assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
     let check = run(sage_db(cwd.path()).args(["check", "--json", "--database-url", &url]));
     assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));

@@ -83,7 +83,7 @@ async fn postgres_round_trip_in_both_formats_encrypted_and_not() {
     ] {
         let report = backup(&target, &options(dir.path(), format, encryption.clone()), quiet()).await.unwrap();
         assert_eq!(report.manifest.tables["public.nonces"], 50);
-        assert_eq!(report.manifest.migration_version, Some(5));
+        assert_eq!(report.manifest.migration_version, Some(sage_store::SCHEMA_VERSION_POSTGRES));
         let name = report.file.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with("sage_backup_"), "{name}");
         if format == PgFormat::SqlGz && matches!(encryption, Encryption::None) {

@@ -5,9 +5,9 @@ mod embedded {
 }
 
 /// The PostgreSQL schema version this build of the store reads and writes.
-pub const SCHEMA_VERSION_POSTGRES: i64 = 5;
+pub const SCHEMA_VERSION_POSTGRES: i64 = 6;
 /// The SQLite schema version this build of the store reads and writes.
-pub const SCHEMA_VERSION_SQLITE: i64 = 1;
+pub const SCHEMA_VERSION_SQLITE: i64 = 2;
 
 pub(crate) fn expected_version(dialect: Dialect) -> i64 {
     match dialect {

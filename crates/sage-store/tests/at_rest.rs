@@ -189,7 +189,11 @@ async fn postgres_store_checks_the_schema_version() {
     let mut migrator = postgres_migrator(&target).await;
     migrator.up(sage_migrate::Target::Version(3)).await.unwrap();
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("version 3") && err.to_string().contains("needs version 5"), "{err}");
+    assert!(
+        err.to_string().contains("version 3")
+            && err.to_string().contains(&format!("needs version {}", sage_store::SCHEMA_VERSION_POSTGRES)),
+        "{err}"
+    );
     migrator.up(sage_migrate::Target::Latest).await.unwrap();
     Store::open(&target, opts).await.unwrap().ping().await.unwrap();
 }
@@ -237,7 +241,10 @@ async fn sage_version_1_database_is_upgraded_and_readable() {
         .unwrap();
     let target = sage_conn::Target::Postgres(db.settings().clone());
     let mut migrator = postgres_migrator(&target).await;
-    assert_eq!(migrator.up(sage_migrate::Target::Latest).await.unwrap().version_after, Some(5));
+    assert_eq!(
+        migrator.up(sage_migrate::Target::Latest).await.unwrap().version_after,
+        Some(sage_store::SCHEMA_VERSION_POSTGRES)
+    );
 
     let key = keys::generate_key();
     let mut opts = options(&[&key]);

@@ -1,0 +1,1 @@
+CREATE INDEX IF NOT EXISTS idx_nonces_session_id ON nonces (session_id);
