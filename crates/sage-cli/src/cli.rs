@@ -15,6 +15,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Worker threads the async runtime should have; `None` for one per core.
+    pub fn runtime_threads(&self) -> Option<usize> {
+        match self.command {
+            Command::Bench { threads, .. } => threads,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// Database URL: postgres://…, sqlite://FILE, sqlite::memory: or memory://.
@@ -152,6 +162,10 @@ pub enum Command {
         /// Delete expired rows this often during the run.
         #[arg(long, value_name = "DURATION")]
         cleanup_every: Option<String>,
+        /// Async runtime threads; 1 runs every client and connection on one thread, with no
+        /// hand-offs between threads. Default: one per core.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// One report on a database: connection, server, migrations, schema drift, tables.
     Check {

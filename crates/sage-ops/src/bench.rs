@@ -56,6 +56,8 @@ pub struct BenchOptions {
     pub ttl: Duration,
     /// Run the store's expiry cleanup this often during the run (keeps memory flat).
     pub cleanup_every: Option<Duration>,
+    /// Threads of the async runtime the run happens on (reported, not chosen, here).
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +65,7 @@ pub struct BenchReport {
     pub workload: Workload,
     pub backend: String,
     pub clients: usize,
+    pub threads: usize,
     pub operations: u64,
     pub errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -349,6 +352,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         workload: options.workload,
         backend: store.backend_name().to_string(),
         clients: options.clients,
+        threads: options.threads,
         operations,
         errors,
         first_error,

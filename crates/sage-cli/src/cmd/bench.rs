@@ -18,6 +18,7 @@ pub struct Args {
     pub keys: Option<u64>,
     pub ttl: String,
     pub cleanup_every: Option<String>,
+    pub threads: Option<usize>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -44,6 +45,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             keys: args.keys,
             ttl: parse_duration(&args.ttl).context("--ttl")?,
             cleanup_every: args.cleanup_every.as_deref().map(parse_duration).transpose().context("--cleanup-every")?,
+            threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         },
     )
     .await?;
@@ -52,11 +54,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         output::json(&report)?;
     } else {
         say!(
-            "{} on {} ({}), {} clients, {:.1} s",
+            "{} on {} ({}), {} clients, {} runtime thread(s), {:.1} s",
             args.workload,
             db.settings,
             report.backend,
             report.clients,
+            report.threads,
             report.seconds
         );
         say!(

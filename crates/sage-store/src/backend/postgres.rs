@@ -28,6 +28,27 @@ pub(crate) struct PgBackend {
     pool: Pool,
     settings: PgSettings,
     batcher: ClaimBatcher,
+    readers: Readers,
+}
+
+/// Point reads share a few pooled connections instead of each taking one: concurrent
+/// queries on one connection are pipelined, so a burst of reads travels in a few socket
+/// writes and is answered back to back by one server process, with no pool checkout per
+/// read. A connection found closed is replaced from the pool on next use.
+struct Readers {
+    slots: Vec<std::sync::Mutex<Option<std::sync::Arc<Object>>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    /// One shared connection per two cores (its server process takes one core, the clients
+    /// the other), leaving most of the pool to writers; none when the pool is too small to
+    /// spare any.
+    fn new(max_connections: usize) -> Readers {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = if max_connections >= 4 { (cores / 2).clamp(1, max_connections / 4) } else { 0 };
+        Readers { slots: (0..count).map(|_| std::sync::Mutex::new(None)).collect(), next: Default::default() }
+    }
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -51,7 +72,8 @@ impl PgBackend {
             in_flight,
             MAX_BATCH,
         );
-        Ok(PgBackend { pool, settings: settings.clone(), batcher })
+        let readers = Readers::new(settings.pool.max_connections);
+        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -67,6 +89,35 @@ impl PgBackend {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
         client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+    }
+
+    /// A read-only statement on one of the shared reader connections.
+    async fn read(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let Some(client) = self.reader().await? else { return self.query(what, sql, params).await };
+        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
+        client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+    }
+
+    async fn reader(&self) -> Result<Option<std::sync::Arc<Object>>> {
+        let slots = &self.readers.slots;
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let slot = &slots[self.readers.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len()];
+        let lock = || slot.lock().map_err(|_| StoreError::new(ErrorKind::Internal, "reader lock poisoned"));
+        if let Some(client) = lock()?.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Some(client.clone()));
+        }
+        // Two callers may both replace a closed connection; the later one wins and the
+        // other's connection returns to the pool when its read is done.
+        let fresh = std::sync::Arc::new(self.client().await?);
+        *lock()? = Some(fresh.clone());
+        Ok(Some(fresh))
     }
 
     async fn execute(
@@ -221,6 +272,11 @@ impl Backend for PgBackend {
     }
 
     async fn close(&self) {
+        for slot in &self.readers.slots {
+            if let Ok(mut reader) = slot.lock() {
+                reader.take();
+            }
+        }
         self.pool.close();
     }
 
@@ -251,7 +307,7 @@ impl Backend for PgBackend {
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        Ok(self.query("cannot read session", &sql, &[&id]).await?.first().map(session_row))
+        Ok(self.read("cannot read session", &sql, &[&id]).await?.first().map(session_row))
     }
 
     async fn update_session(&self, r: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>> {
@@ -391,7 +447,7 @@ impl Backend for PgBackend {
 
     async fn get_did(&self, did: &str) -> Result<Option<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE did = $1");
-        self.query("cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
+        self.read("cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
     }
 
     async fn update_did(&self, r: &DidRecord) -> Result<Option<DidRecord>> {
