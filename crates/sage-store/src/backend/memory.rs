@@ -2,14 +2,14 @@
 //! Values are cloned in and out, so a caller can never alias stored data.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 // aHash with per-process random keys: several times faster than SipHash on short keys and
 // still keyed, so callers who choose nonces cannot aim collisions at one bucket.
 use ahash::RandomState;
-use std::sync::{Mutex, RwLock};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hashbrown::hash_table::{Entry, HashTable};
 
 use super::{Backend, Conditional, Party, SessionRow};
 use crate::error::{ErrorKind, Result, StoreError};
@@ -17,32 +17,102 @@ use crate::model::{Claim, DidRecord, NonceClaim, Page};
 
 const NONCE_SHARDS: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
+/// A claimed nonce. Its hash is kept so that a growing table moves entries without
+/// hashing their keys again; the expiry is in microseconds since the epoch.
 struct NonceEntry {
-    expires_at: DateTime<Utc>,
+    hash: u64,
+    nonce: Box<str>,
+    expires_at: i64,
+}
+
+/// Claimed nonces, in shards so concurrent claimers rarely meet on one lock. One keyed hash
+/// per operation picks the shard and the slot.
+struct NonceTable {
+    shards: Vec<Mutex<HashTable<NonceEntry>>>,
+    hasher: RandomState,
+}
+
+impl NonceTable {
+    fn new() -> NonceTable {
+        NonceTable {
+            shards: (0..NONCE_SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The shard comes from middle bits of the hash: a table places entries by the low bits
+    /// and tells them apart by the top seven, so those must vary within a shard.
+    fn locate(&self, nonce: &str) -> Result<(u64, MutexGuard<'_, HashTable<NonceEntry>>)> {
+        let hash = self.hasher.hash_one(nonce);
+        let shard = &self.shards[((hash >> 32) as usize) % NONCE_SHARDS];
+        Ok((hash, shard.lock().map_err(|_| poisoned())?))
+    }
+
+    fn claim(&self, nonce: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Claim> {
+        let (hash, mut table) = self.locate(nonce)?;
+        let (expires_at, now) = (expires_at.timestamp_micros(), now.timestamp_micros());
+        match table.entry(hash, |e| e.hash == hash && *e.nonce == *nonce, |e| e.hash) {
+            Entry::Occupied(mut found) => {
+                let entry = found.get_mut();
+                if entry.expires_at > now {
+                    return Ok(Claim::Replayed);
+                }
+                entry.expires_at = expires_at;
+                Ok(Claim::Fresh)
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(NonceEntry { hash, nonce: nonce.into(), expires_at });
+                Ok(Claim::Fresh)
+            }
+        }
+    }
+
+    fn used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {
+        let (hash, table) = self.locate(nonce)?;
+        let now = now.timestamp_micros();
+        Ok(table.find(hash, |e| e.hash == hash && *e.nonce == *nonce).is_some_and(|e| e.expires_at > now))
+    }
+
+    fn count_live(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now = now.timestamp_micros();
+        let mut total = 0;
+        for shard in &self.shards {
+            total += shard.lock().map_err(|_| poisoned())?.iter().filter(|e| e.expires_at > now).count() as u64;
+        }
+        Ok(total)
+    }
+
+    /// No lock is held across shards, and each shard is swept once: in memory, batching
+    /// would only turn one pass into many.
+    fn delete_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now = now.timestamp_micros();
+        let mut removed = 0u64;
+        for shard in &self.shards {
+            let mut table = shard.lock().map_err(|_| poisoned())?;
+            let before = table.len();
+            table.retain(|e| e.expires_at > now);
+            removed += (before - table.len()) as u64;
+        }
+        Ok(removed)
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct MemoryBackend {
     sessions: RwLock<HashMap<String, SessionRow>>,
-    // Nonce claims are the hot path: shards keep concurrent claimers off one lock.
-    nonces: Vec<Mutex<HashMap<String, NonceEntry, RandomState>>>,
-    hasher: RandomState,
+    nonces: NonceTable,
     dids: RwLock<HashMap<String, DidRecord>>,
+}
+
+impl std::fmt::Debug for NonceTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceTable")
+    }
 }
 
 impl MemoryBackend {
     pub(crate) fn new() -> MemoryBackend {
-        MemoryBackend {
-            sessions: RwLock::default(),
-            nonces: (0..NONCE_SHARDS).map(|_| Mutex::new(HashMap::with_hasher(RandomState::new()))).collect(),
-            hasher: RandomState::new(),
-            dids: RwLock::default(),
-        }
-    }
-
-    fn shard(&self, nonce: &str) -> &Mutex<HashMap<String, NonceEntry, RandomState>> {
-        &self.nonces[(self.hasher.hash_one(nonce) as usize) % NONCE_SHARDS]
+        MemoryBackend { sessions: RwLock::default(), nonces: NonceTable::new(), dids: RwLock::default() }
     }
 }
 
@@ -151,23 +221,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn claim_nonces(&self, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
-        claims
-            .iter()
-            .map(|c| {
-                let mut shard = self.shard(&c.nonce).lock().map_err(|_| poisoned())?;
-                match shard.get_mut(&c.nonce) {
-                    Some(entry) if entry.expires_at > now => Ok(Claim::Replayed),
-                    Some(entry) => {
-                        entry.expires_at = c.expires_at;
-                        Ok(Claim::Fresh)
-                    }
-                    None => {
-                        shard.insert(c.nonce.clone(), NonceEntry { expires_at: c.expires_at });
-                        Ok(Claim::Fresh)
-                    }
-                }
-            })
-            .collect()
+        claims.iter().map(|c| self.nonces.claim(&c.nonce, c.expires_at, now)).collect()
     }
 
     async fn claim_nonce(
@@ -177,44 +231,19 @@ impl Backend for MemoryBackend {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Claim> {
-        let mut shard = self.shard(nonce).lock().map_err(|_| poisoned())?;
-        match shard.get_mut(nonce) {
-            Some(entry) if entry.expires_at > now => Ok(Claim::Replayed),
-            Some(entry) => {
-                entry.expires_at = expires_at;
-                Ok(Claim::Fresh)
-            }
-            None => {
-                shard.insert(nonce.to_string(), NonceEntry { expires_at });
-                Ok(Claim::Fresh)
-            }
-        }
+        self.nonces.claim(nonce, expires_at, now)
     }
 
     async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {
-        let shard = self.shard(nonce).lock().map_err(|_| poisoned())?;
-        Ok(shard.get(nonce).is_some_and(|e| e.expires_at > now))
+        self.nonces.used(nonce, now)
     }
 
     async fn count_nonces(&self, now: DateTime<Utc>) -> Result<u64> {
-        let mut total = 0;
-        for shard in &self.nonces {
-            total += shard.lock().map_err(|_| poisoned())?.values().filter(|e| e.expires_at > now).count() as u64;
-        }
-        Ok(total)
+        self.nonces.count_live(now)
     }
 
     async fn delete_expired_nonces(&self, now: DateTime<Utc>, _batch: u32) -> Result<u64> {
-        // No lock is held across shards, and each shard is swept once: in memory, batching
-        // would only turn one pass into many.
-        let mut removed = 0u64;
-        for shard in &self.nonces {
-            let mut shard = shard.lock().map_err(|_| poisoned())?;
-            let before = shard.len();
-            shard.retain(|_, e| e.expires_at > now);
-            removed += (before - shard.len()) as u64;
-        }
-        Ok(removed)
+        self.nonces.delete_expired(now)
     }
 
     async fn insert_did(&self, record: &DidRecord) -> Result<()> {
