@@ -1,7 +1,7 @@
 //! Operation counts and latency histograms of a store, for `/metrics`. Lock-free: a few
-//! atomic adds per operation.
+//! atomic adds per operation, into counters of the calling thread's shard.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -98,8 +98,28 @@ struct Stats {
     sum_micros: AtomicU64,
 }
 
+/// Every operation's counters, once per shard. Threads count into different shards, each
+/// on its own cache lines, so counting never makes two cores fight over one line; a
+/// snapshot adds the shards up.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
+    stats: [Stats; Operation::ALL.len()],
+}
+
+const SHARDS: usize = 16;
+
+/// The shard of the calling thread: threads take slots in turn as they first count.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SLOT.with(|slot| *slot)
+}
+
 pub(crate) struct Metrics {
-    stats: Vec<Stats>,
+    shards: Box<[Shard]>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,11 +130,11 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Metrics {
-        Metrics { stats: Operation::ALL.iter().map(|_| Stats::default()).collect() }
+        Metrics { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
     }
 
     pub(crate) fn record(&self, op: Operation, elapsed: Duration, outcome: Result<(), ErrorKind>) {
-        let stats = &self.stats[op as usize];
+        let stats = &self.shards[shard_index()].stats[op as usize];
         let index = match outcome {
             Ok(()) => 0,
             Err(kind) => OUTCOMES.iter().position(|o| *o == kind.as_str()).unwrap_or(OUTCOMES.len() - 1),
@@ -130,22 +150,27 @@ impl Metrics {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<OperationMetrics> {
+        let total = |op: Operation, counter: &dyn Fn(&Stats) -> &AtomicU64| -> u64 {
+            self.shards.iter().map(|shard| counter(&shard.stats[op as usize]).load(Ordering::Relaxed)).sum()
+        };
         Operation::ALL
             .iter()
-            .map(|op| {
-                let s = &self.stats[*op as usize];
+            .map(|&op| {
+                let outcomes =
+                    OUTCOMES.iter().enumerate().map(|(i, name)| (*name, total(op, &|s| &s.outcomes[i]))).collect();
+                let cumulative_buckets = BUCKETS
+                    .iter()
+                    .enumerate()
+                    .scan(0u64, |running, (i, bound)| {
+                        *running += total(op, &|s| &s.buckets[i]);
+                        Some((*bound, *running))
+                    })
+                    .collect();
                 OperationMetrics {
                     operation: op.name(),
-                    outcomes: OUTCOMES.iter().zip(&s.outcomes).map(|(o, c)| (*o, c.load(Ordering::Relaxed))).collect(),
-                    cumulative_buckets: BUCKETS
-                        .iter()
-                        .zip(&s.buckets)
-                        .scan(0u64, |total, (b, c)| {
-                            *total += c.load(Ordering::Relaxed);
-                            Some((*b, *total))
-                        })
-                        .collect(),
-                    sum_seconds: s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                    outcomes,
+                    cumulative_buckets,
+                    sum_seconds: total(op, &|s| &s.sum_micros) as f64 / 1e6,
                 }
             })
             .collect()
@@ -193,5 +218,26 @@ mod tests {
         assert_eq!(claim.outcomes.iter().find(|(o, _)| *o == "replayed").unwrap().1, 1);
         let le = |bound: f64| claim.cumulative_buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
         assert_eq!((le(0.0001), le(0.005), le(2.5)), (1, 2, 2), "the 10 s one is only in +Inf");
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let m = Metrics::new();
+        std::thread::scope(|scope| {
+            for t in 0..(SHARDS + 3) {
+                let m = &m;
+                scope.spawn(move || {
+                    for _ in 0..1000 {
+                        m.record(Operation::SessionGet, Duration::from_micros(200 + t as u64), Ok(()));
+                    }
+                });
+            }
+        });
+        let get = m.snapshot().into_iter().find(|o| o.operation == "session_get").unwrap();
+        let threads = (SHARDS + 3) as u64;
+        assert_eq!(get.count(), threads * 1000);
+        assert_eq!(get.cumulative_buckets.iter().find(|(b, _)| *b == 0.00025).unwrap().1, threads * 1000);
+        let expected_sum: u64 = (0..threads).map(|t| (200 + t) * 1000).sum();
+        assert!((get.sum_seconds - expected_sum as f64 / 1e6).abs() < 1e-6, "{}", get.sum_seconds);
     }
 }
