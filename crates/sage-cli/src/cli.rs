@@ -162,6 +162,9 @@ pub enum Command {
         /// Delete expired rows this often during the run.
         #[arg(long, value_name = "DURATION")]
         cleanup_every: Option<String>,
+        /// Print throughput and resident memory this often during the run (e.g. 10s).
+        #[arg(long, value_name = "DURATION")]
+        sample_every: Option<String>,
         /// Async runtime threads; 1 runs every client and connection on one thread, with no
         /// hand-offs between threads. Default: one per core.
         #[arg(long, value_name = "N")]

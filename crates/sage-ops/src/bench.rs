@@ -59,7 +59,26 @@ pub struct BenchOptions {
     pub cleanup_every: Option<Duration>,
     /// Threads of the async runtime the run happens on (reported, not chosen, here).
     pub threads: usize,
+    /// Take a [`Sample`] of throughput and resident memory this often.
+    pub sample_every: Option<Duration>,
+    /// Where samples go as they are taken (they are also in the report).
+    pub samples_to: Option<tokio::sync::mpsc::UnboundedSender<Sample>>,
 }
+
+/// Throughput and resident memory over one sampling interval of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the run started, at the end of the interval.
+    pub seconds: f64,
+    pub ops_per_second: f64,
+    pub rss_kib: Option<u64>,
+}
+
+/// A client's count of finished operations, on a cache line of its own: only that client
+/// writes it, the sampler reads it.
+#[derive(Default)]
+#[repr(align(128))]
+struct Progress(AtomicU64);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -81,6 +100,8 @@ pub struct BenchReport {
     pub max_us: u64,
     pub rss_start_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
 }
 
 /// A log-linear latency histogram: 16 buckets per power of two, so percentiles are within
@@ -232,12 +253,37 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
             }
         })
     });
+    let progress: Arc<[Progress]> = (0..options.clients.max(1)).map(|_| Progress::default()).collect();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = options.sample_every.map(|every| {
+        let (stop, progress, to, samples) =
+            (stop.clone(), progress.clone(), options.samples_to.clone(), samples.clone());
+        tokio::spawn(async move {
+            let (mut last_at, mut last_done) = (Instant::now(), 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(every).await;
+                let done: u64 = progress.iter().map(|p| p.0.load(Ordering::Relaxed)).sum();
+                let now = Instant::now();
+                let sample = Sample {
+                    seconds: now.duration_since(started).as_secs_f64(),
+                    ops_per_second: (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64(),
+                    rss_kib: rss_kib(),
+                };
+                (last_at, last_done) = (now, done);
+                if let Some(to) = &to {
+                    let _ = to.send(sample.clone());
+                }
+                samples.lock().expect("samples lock").push(sample);
+            }
+        })
+    });
     // Clients check the deadline themselves: on the memory backend an operation never has
     // to wait, so a timer task might not get a turn before the run ends.
     let deadline = options.duration.map(|d| started + d);
     let mut tasks = Vec::new();
     for client in 0..options.clients.max(1) {
         let (store, stop, issued, options) = (store.clone(), stop.clone(), issued.clone(), options.clone());
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::new();
             let (mut errors, mut replayed, mut first_error) = (0u64, 0u64, None::<String>);
@@ -318,6 +364,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                 let op_end = Instant::now();
                 histogram.record(op_end.duration_since(op_start).as_micros() as u64);
                 op_start = op_end;
+                progress[client].0.store(seq, Ordering::Relaxed);
                 if deadline.is_some_and(|d| op_end >= d) {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -354,6 +401,10 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     if let Some(cleaner) = cleaner {
         cleaner.abort();
     }
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let operations: u64 = histogram.counts.iter().sum();
     Ok(BenchReport {
         workload: options.workload,
@@ -372,6 +423,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         max_us: histogram.max,
         rss_start_kib: rss_start,
         rss_end_kib: rss_kib(),
+        samples,
     })
 }
 

@@ -18,6 +18,7 @@ pub struct Args {
     pub keys: Option<u64>,
     pub ttl: String,
     pub cleanup_every: Option<String>,
+    pub sample_every: Option<String>,
     pub threads: Option<usize>,
 }
 
@@ -35,6 +36,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(_)) => None,
         (None, None) => Some(std::time::Duration::from_secs(10)),
     };
+    let sample_every = args.sample_every.as_deref().map(parse_duration).transpose().context("--sample-every")?;
+    // Samples are printed as they come; with --json they are only in the report.
+    let (samples_to, mut samples) = tokio::sync::mpsc::unbounded_channel::<sage_ops::bench::Sample>();
+    let printer = (!global.json && sample_every.is_some()).then(|| {
+        tokio::spawn(async move {
+            while let Some(s) = samples.recv().await {
+                let rss = s.rss_kib.map_or("?".to_string(), |k| format!("{} MiB", k / 1024));
+                say!("  {:>7.1} s  {:>10.0} ops/s  resident {rss}", s.seconds, s.ops_per_second);
+            }
+        })
+    });
     let report = sage_ops::bench::run(
         store.clone(),
         BenchOptions {
@@ -46,9 +58,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             ttl: parse_duration(&args.ttl).context("--ttl")?,
             cleanup_every: args.cleanup_every.as_deref().map(parse_duration).transpose().context("--cleanup-every")?,
             threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            sample_every,
+            samples_to: printer.is_some().then_some(samples_to),
         },
     )
     .await?;
+    if let Some(printer) = printer {
+        let _ = printer.await;
+    }
     store.close().await;
     if global.json {
         output::json(&report)?;

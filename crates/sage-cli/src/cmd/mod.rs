@@ -38,8 +38,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ops::roles_apply(&cli.global, &config, dry_run).await
         }
         Command::Listen { channel, count } => listen::run(&cli.global, &channel, count).await,
-        Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every, threads } => {
-            let args = bench::Args { workload, clients, duration, operations, keys, ttl, cleanup_every, threads };
+        Command::Bench { workload, clients, duration, operations, keys, ttl, cleanup_every, sample_every, threads } => {
+            let args = bench::Args {
+                workload,
+                clients,
+                duration,
+                operations,
+                keys,
+                ttl,
+                cleanup_every,
+                sample_every,
+                threads,
+            };
             bench::run(&cli.global, args).await
         }
     }

@@ -15,7 +15,7 @@ use super::{Backend, Conditional, Party, SessionRow};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, NonceClaim, Page};
 
-const NONCE_SHARDS: usize = 64;
+const NONCE_SHARDS: usize = 256;
 
 /// A claimed nonce. Its hash is kept so that a growing table moves entries without
 /// hashing their keys again; the expiry is in microseconds since the epoch.
@@ -82,18 +82,13 @@ impl NonceTable {
         Ok(total)
     }
 
-    /// No lock is held across shards, and each shard is swept once: in memory, batching
-    /// would only turn one pass into many.
-    fn delete_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+    /// Deletes the expired entries of one shard.
+    fn delete_expired_in(&self, shard: usize, now: DateTime<Utc>) -> Result<u64> {
         let now = now.timestamp_micros();
-        let mut removed = 0u64;
-        for shard in &self.shards {
-            let mut table = shard.lock().map_err(|_| poisoned())?;
-            let before = table.len();
-            table.retain(|e| e.expires_at > now);
-            removed += (before - table.len()) as u64;
-        }
-        Ok(removed)
+        let mut table = self.shards[shard].lock().map_err(|_| poisoned())?;
+        let before = table.len();
+        table.retain(|e| e.expires_at > now);
+        Ok((before - table.len()) as u64)
     }
 }
 
@@ -243,7 +238,15 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete_expired_nonces(&self, now: DateTime<Utc>, _batch: u32) -> Result<u64> {
-        self.nonces.delete_expired(now)
+        // Shard by shard, giving the runtime back its thread in between: a sweep of millions
+        // of entries must not hold up the tasks that share the thread. Batching by row count
+        // would only turn one pass over a shard into many.
+        let mut removed = 0;
+        for shard in 0..NONCE_SHARDS {
+            removed += self.nonces.delete_expired_in(shard, now)?;
+            tokio::task::yield_now().await;
+        }
+        Ok(removed)
     }
 
     async fn insert_did(&self, record: &DidRecord) -> Result<()> {
