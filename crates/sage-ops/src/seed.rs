@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
 use sage_conn::{SqliteLocation, Target};
-use sage_store::{DidRecord, DidStore, KeyType, NewSession, NonceStore, SessionKey, SessionStore, Store};
+use sage_store::{DidRecord, DidStore, KeyType, NewSession, SessionKey, SessionStore, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

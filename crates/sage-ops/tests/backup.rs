@@ -203,7 +203,6 @@ async fn sqlite_round_trip_encrypted_to_a_recipient() {
     let target = Target::Sqlite(SqliteLocation::File(file.path().to_path_buf()));
     let env = sage_conn::Environment::from_pairs(Vec::new());
     let store = sage_store::Store::open(&target, sage_store::OpenOptions::defaults_for(&target, &env)).await.unwrap();
-    use sage_store::NonceStore;
     for i in 0..20 {
         store.nonces().claim(&format!("n{i}"), None, chrono::Utc::now() + chrono::Duration::minutes(5)).await.unwrap();
     }

@@ -458,9 +458,10 @@ async fn list(inner: &Inner, party: Party, field: &'static str, did: &str, page:
     rows.into_iter().map(|r| inner.session_from_row(r)).collect()
 }
 
-#[async_trait]
-impl NonceStore for Nonces {
-    async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
+impl Nonces {
+    /// [`NonceStore::claim`], called on the store directly: the call every signed message
+    /// makes, without the boxed future a trait object needs.
+    pub async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
         observed(&self.0, Operation::NonceClaim, async move {
             let inner = &self.0;
             let now = inner.now();
@@ -469,7 +470,12 @@ impl NonceStore for Nonces {
                 validate::token("session_id", session)?;
             }
             validate::expiry("expires_at", expires_at, now)?;
-            match inner.backend.claim_nonce(nonce, session_id, micros(expires_at), now).await? {
+            let expires_at = micros(expires_at);
+            let claim = match inner.backend.claim_nonce_now(nonce, expires_at, now) {
+                Some(answer) => answer?,
+                None => inner.backend.claim_nonce(nonce, session_id, expires_at, now).await?,
+            };
+            match claim {
                 Claim::Fresh => Ok(()),
                 Claim::Replayed => {
                     Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used")))
@@ -477,6 +483,13 @@ impl NonceStore for Nonces {
             }
         })
         .await
+    }
+}
+
+#[async_trait]
+impl NonceStore for Nonces {
+    async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
+        Nonces::claim(self, nonce, session_id, expires_at).await
     }
 
     async fn claim_many(&self, claims: &[NonceClaim]) -> Result<Vec<Claim>> {

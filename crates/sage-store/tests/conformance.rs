@@ -229,6 +229,12 @@ async fn nonce_is_single_use(h: Harness) {
     assert!(nonces.is_used("n1").await.unwrap());
     nonces.claim("n2", None, later).await.unwrap();
     assert_eq!(nonces.count_active().await.unwrap(), 2);
+    // The same answers through the contract as a trait object.
+    let contract: &dyn NonceStore = nonces;
+    assert_eq!(contract.claim("n1", None, later).await.unwrap_err().kind(), ErrorKind::Replayed);
+    contract.claim("n3", None, later).await.unwrap();
+    assert_eq!(nonces.claim("n3", None, later).await.unwrap_err().kind(), ErrorKind::Replayed);
+    assert_eq!(contract.count_active().await.unwrap(), 3);
 }
 
 async fn expired_nonce_can_be_claimed_again(h: Harness) {

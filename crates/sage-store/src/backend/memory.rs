@@ -219,14 +219,8 @@ impl Backend for MemoryBackend {
         claims.iter().map(|c| self.nonces.claim(&c.nonce, c.expires_at, now)).collect()
     }
 
-    async fn claim_nonce(
-        &self,
-        nonce: &str,
-        _session_id: Option<&str>,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Claim> {
-        self.nonces.claim(nonce, expires_at, now)
+    fn claim_nonce_now(&self, nonce: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Result<Claim>> {
+        Some(self.nonces.claim(nonce, expires_at, now))
     }
 
     async fn nonce_used(&self, nonce: &str, now: DateTime<Utc>) -> Result<bool> {
