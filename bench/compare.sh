@@ -35,8 +35,9 @@ base_claims_p99=$(p99)
 "$BIN" bench --workload nonce-claim --clients "$CLAIM_CLIENTS" --duration "${SECONDS_EACH}s" --json > "$WORK/claims.json"
 ours_claims=$(python3 -c "import json;print(round(json.load(open('$WORK/claims.json'))['ops_per_second']))")
 ours_claims_p99=$(python3 -c "import json;print(json.load(open('$WORK/claims.json'))['p99_us'])")
-# The server's own ceiling for batched claims: pgbench sending the statement sage-db sends,
-# with half the clients' claims in each of two statements in flight (no client overhead).
+# The server's own ceiling for batched claims: pgbench sending sage-db's statement (rows
+# generated on the server instead of unnested arrays), with half the clients' claims in each
+# of two statements in flight, and no client overhead.
 HALF=$((CLAIM_CLIENTS / 2))
 cat > "$WORK/batch.sql" <<SQL
 \set n random(1, 9000000000000000)
