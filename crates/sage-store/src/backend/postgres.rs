@@ -1,5 +1,9 @@
 //! PostgreSQL through a deadpool pool of tokio-postgres connections; every statement is
-//! prepared once per connection and cached.
+//! prepared once per connection and cached. Nonce claims are group-committed (`batch.rs`);
+//! point reads share a few pipelined connections (`Readers`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,8 +40,8 @@ pub(crate) struct PgBackend {
 /// writes and is answered back to back by one server process, with no pool checkout per
 /// read. A connection found closed is replaced from the pool on next use.
 struct Readers {
-    slots: Vec<std::sync::Mutex<Option<std::sync::Arc<Object>>>>,
-    next: std::sync::atomic::AtomicUsize,
+    slots: Vec<Mutex<Option<Arc<Object>>>>,
+    next: AtomicUsize,
 }
 
 impl Readers {
@@ -47,7 +51,7 @@ impl Readers {
     fn new(max_connections: usize) -> Readers {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = if max_connections >= 4 { (cores / 2).clamp(1, max_connections / 4) } else { 0 };
-        Readers { slots: (0..count).map(|_| std::sync::Mutex::new(None)).collect(), next: Default::default() }
+        Readers { slots: (0..count).map(|_| Mutex::new(None)).collect(), next: Default::default() }
     }
 }
 
@@ -103,19 +107,19 @@ impl PgBackend {
         client.query(&statement, params).await.map_err(|e| from_pg(what, e))
     }
 
-    async fn reader(&self) -> Result<Option<std::sync::Arc<Object>>> {
+    async fn reader(&self) -> Result<Option<Arc<Object>>> {
         let slots = &self.readers.slots;
         if slots.is_empty() {
             return Ok(None);
         }
-        let slot = &slots[self.readers.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len()];
+        let slot = &slots[self.readers.next.fetch_add(1, Ordering::Relaxed) % slots.len()];
         let lock = || slot.lock().map_err(|_| StoreError::new(ErrorKind::Internal, "reader lock poisoned"));
         if let Some(client) = lock()?.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Some(client.clone()));
         }
         // Two callers may both replace a closed connection; the later one wins and the
         // other's connection returns to the pool when its read is done.
-        let fresh = std::sync::Arc::new(self.client().await?);
+        let fresh = Arc::new(self.client().await?);
         *lock()? = Some(fresh.clone());
         Ok(Some(fresh))
     }
