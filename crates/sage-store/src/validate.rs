@@ -23,7 +23,8 @@ pub fn token(field: &'static str, value: &str) -> Result<()> {
             format!("is {} characters long; the limit is {MAX_ID_LEN}", value.len()),
         ));
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.:~+/=".contains(*c))) {
+    let allowed = |c: &char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '~' | '+' | '/' | '=');
+    if let Some(c) = value.chars().find(|c| !allowed(c)) {
         return Err(StoreError::invalid(field, format!("contains {c:?}; use letters, digits and -_.:~+/=")));
     }
     Ok(())
