@@ -88,13 +88,33 @@ impl std::fmt::Debug for SqliteBackend {
     }
 }
 
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     if !in_memory {
         // WAL lets readers work while one writer commits; NORMAL syncs at checkpoints,
         // which keeps every commit durable against a process crash and loses at most the
-        // last transactions on power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // last transactions on power loss. Switching modes takes a lock that SQLite can
+        // refuse at once, without waiting, while another process opens the file: only
+        // switch when needed, and retry a refusal for as long as the busy timeout.
+        let started = std::time::Instant::now();
+        loop {
+            let result = conn.pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0)).and_then(|mode| {
+                match mode.eq_ignore_ascii_case("wal") {
+                    true => Ok(()),
+                    false => conn.pragma_update(None, "journal_mode", "WAL"),
+                }
+            });
+            match result {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
