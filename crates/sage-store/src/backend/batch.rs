@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,16 @@ struct Pending {
 
 pub(crate) struct ClaimBatcher {
     queue: mpsc::UnboundedSender<Pending>,
+    idle: Option<IdlePath>,
+}
+
+/// What a claim needs to skip the queue when the batcher has nothing to do: the statement
+/// itself, the in-flight slots, and how many claims wait in the queue.
+struct IdlePath {
+    execute: Execute,
+    slots: Arc<Semaphore>,
+    in_flight: usize,
+    queued: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for ClaimBatcher {
@@ -44,7 +55,10 @@ impl ClaimBatcher {
     {
         let execute: Execute = Arc::new(move |claims, now| Box::pin(execute(claims, now)));
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+        let in_flight = in_flight.max(1);
+        let slots = Arc::new(Semaphore::new(in_flight));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let idle = IdlePath { execute: execute.clone(), slots: slots.clone(), in_flight, queued: queued.clone() };
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
                 // Waiting for a free slot is what lets a burst pile up into one batch.
@@ -55,6 +69,7 @@ impl ClaimBatcher {
                 // that turn.
                 tokio::task::yield_now().await;
                 let batch = fill(first, &mut incoming, max_batch);
+                queued.fetch_sub(batch.len(), Ordering::SeqCst);
                 let execute = execute.clone();
                 tokio::spawn(async move {
                     run_batch(&execute, batch).await;
@@ -62,10 +77,22 @@ impl ClaimBatcher {
                 });
             }
         });
-        ClaimBatcher { queue }
+        ClaimBatcher { queue, idle: Some(idle) }
     }
 
     pub(crate) async fn claim(&self, claims: Vec<NonceClaim>, now: DateTime<Utc>) -> Result<Vec<Claim>> {
+        // With nothing in flight and nobody waiting there is no company to wait for: a lone
+        // claim runs its statement itself, without the hops through the batching task.
+        if let Some(idle) = &self.idle {
+            let nothing_to_do =
+                idle.queued.load(Ordering::SeqCst) == 0 && idle.slots.available_permits() == idle.in_flight;
+            if claims.len() == 1 && nothing_to_do {
+                if let Ok(_permit) = idle.slots.clone().try_acquire_owned() {
+                    return (idle.execute)(claims, now).await;
+                }
+            }
+            idle.queued.fetch_add(1, Ordering::SeqCst);
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { claims, now, reply })
@@ -136,7 +163,7 @@ impl ClaimBatcher {
                 distribute(batch, routes, result);
             }
         })?;
-        Ok(ClaimBatcher { queue })
+        Ok(ClaimBatcher { queue, idle: None })
     }
 }
 
@@ -197,5 +224,14 @@ mod tests {
             "40 distinct nonces plus one winner of \"same\""
         );
         assert!(statements.load(Ordering::SeqCst) < 50, "claims were grouped");
+
+        // One at a time, each claim is alone: its own statement, and still the right answer.
+        let before = statements.load(Ordering::SeqCst);
+        let mut answers = Vec::new();
+        for nonce in ["solo-1", "solo-2", "solo-1"] {
+            answers.push(batcher.claim(vec![claim(nonce)], Utc::now()).await.unwrap()[0]);
+        }
+        assert_eq!(answers, [Claim::Fresh, Claim::Fresh, Claim::Replayed]);
+        assert_eq!(statements.load(Ordering::SeqCst), before + 3);
     }
 }
