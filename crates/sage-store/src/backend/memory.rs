@@ -32,6 +32,12 @@ struct NonceTable {
     hasher: RandomState,
 }
 
+impl std::fmt::Debug for NonceTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceTable")
+    }
+}
+
 impl NonceTable {
     fn new() -> NonceTable {
         NonceTable {
@@ -97,12 +103,6 @@ pub(crate) struct MemoryBackend {
     sessions: RwLock<HashMap<String, SessionRow>>,
     nonces: NonceTable,
     dids: RwLock<HashMap<String, DidRecord>>,
-}
-
-impl std::fmt::Debug for NonceTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NonceTable")
-    }
 }
 
 impl MemoryBackend {

@@ -90,9 +90,7 @@ impl PgBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
-        client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+        query_on(&self.client().await?, what, sql, params).await
     }
 
     /// A read-only statement on one of the shared reader connections.
@@ -102,9 +100,10 @@ impl PgBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        let Some(client) = self.reader().await? else { return self.query(what, sql, params).await };
-        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
-        client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+        match self.reader().await? {
+            Some(client) => query_on(&client, what, sql, params).await,
+            None => self.query(what, sql, params).await,
+        }
     }
 
     async fn reader(&self) -> Result<Option<Arc<Object>>> {
@@ -209,6 +208,17 @@ fn already_exists(e: StoreError, what: &str) -> StoreError {
     } else {
         e
     }
+}
+
+/// Runs `sql`, prepared once per connection, on `client`.
+async fn query_on(
+    client: &Object,
+    what: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
+    client.query(&statement, params).await.map_err(|e| from_pg(what, e))
 }
 
 /// Claims per statement, at most.

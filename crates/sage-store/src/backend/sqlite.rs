@@ -101,9 +101,10 @@ fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
         let started = std::time::Instant::now();
         loop {
             let result = conn.pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0)).and_then(|mode| {
-                match mode.eq_ignore_ascii_case("wal") {
-                    true => Ok(()),
-                    false => conn.pragma_update(None, "journal_mode", "WAL"),
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(())
+                } else {
+                    conn.pragma_update(None, "journal_mode", "WAL")
                 }
             });
             match result {
