@@ -1,4 +1,5 @@
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
@@ -12,8 +13,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// The system's time in whole microseconds, the precision every backend keeps.
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(since) => DateTime::from_timestamp_micros(since.as_micros() as i64).unwrap_or_else(Utc::now),
+            Err(_) => Utc::now(),
+        }
     }
 }
 
