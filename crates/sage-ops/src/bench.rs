@@ -243,6 +243,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     let issued = Arc::new(AtomicU64::new(0));
     let run_id: u64 = rand::random::<u32>() as u64;
     let started = Instant::now();
+    let wall_at_start = Utc::now();
     let cleaner = options.cleanup_every.map(|every| {
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move {
@@ -313,7 +314,9 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                             }
                             _ => write!(nonce, "bench-{run_id}-{client}-{seq}"),
                         };
-                        let claim = store.nonces().claim(&nonce, None, Utc::now() + ttl).await;
+                        // The expiry comes from the reading that started this operation.
+                        let elapsed = chrono::Duration::from_std(op_start - started).unwrap_or_default();
+                        let claim = store.nonces().claim(&nonce, None, wall_at_start + elapsed + ttl).await;
                         let claimed = match claim {
                             Ok(()) => Ok(false),
                             Err(e) if e.is_replayed() => Ok(true),
