@@ -4,6 +4,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod memory;
+pub(crate) mod nonce_table;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
