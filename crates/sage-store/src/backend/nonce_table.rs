@@ -13,9 +13,9 @@
 //! slot. Nothing is on the heap per entry: no allocation per claim, none to free in a sweep.
 //!
 //! An expired entry is as good as absent: a claim of its nonce is fresh and overwrites it,
-//! and a claim of another nonce may take its slot. A slot is never emptied in place (that
-//! would cut the probe chains that pass through it); sweeps and growth rebuild a shard
-//! from its live entries instead.
+//! and a claim of another nonce may take its slot. A sweep empties expired slots and then
+//! places the remaining entries again, so no probe chain is left cut; growth rebuilds a
+//! shard from its live entries.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -117,29 +117,60 @@ impl Shard {
         self.buckets.iter().flat_map(|b| &b.0).filter(move |s| !s.is_empty() && s.expires_at > now)
     }
 
-    /// Rebuilds the shard from its live entries, sized so they (and `room` more) fill at
-    /// most half of it. Returns how many expired entries were dropped.
-    fn rebuild(&mut self, now: i64, room: usize) -> u64 {
+    /// Grows (or shrinks) the shard to fit its live entries, and `room` more, in at most
+    /// half of it; expired entries are left behind.
+    fn rebuild(&mut self, now: i64, room: usize) {
         let live = self.live(now).count();
-        let expired = self.used - live;
         let buckets = ((live + room) * 2).div_ceil(SLOTS).next_power_of_two().max(MIN_BUCKETS);
-        let mut fresh = vec![Bucket::default(); buckets];
-        let mask = buckets - 1;
-        for entry in self.live(now) {
-            let mut b = entry.hash as usize & mask;
-            'place: loop {
-                for slot in &mut fresh[b].0 {
-                    if slot.is_empty() {
-                        *slot = *entry;
-                        break 'place;
-                    }
-                }
-                b = (b + 1) & mask;
+        let old = std::mem::replace(&mut self.buckets, vec![Bucket::default(); buckets]);
+        self.used = 0;
+        for entry in old.iter().flat_map(|b| &b.0).filter(|s| !s.is_empty() && s.expires_at > now) {
+            self.place(*entry);
+        }
+    }
+
+    /// Puts an entry known to be absent in the first empty slot of its probe.
+    fn place(&mut self, entry: Slot) {
+        let mask = self.buckets.len() - 1;
+        let mut b = entry.hash as usize & mask;
+        loop {
+            if let Some(slot) = self.buckets[b].0.iter_mut().find(|s| s.is_empty()) {
+                *slot = entry;
+                self.used += 1;
+                return;
+            }
+            b = (b + 1) & mask;
+        }
+    }
+
+    /// Deletes the expired entries in place, keeping the shard's size: empties their slots,
+    /// then takes up and places again every remaining entry, walking the slots in probe
+    /// order from an empty one, so no probe chain is left cut. Returns how many went.
+    fn sweep(&mut self, now: i64) -> u64 {
+        let mut removed = 0;
+        for slot in self.buckets.iter_mut().flat_map(|b| &mut b.0) {
+            if !slot.is_empty() && slot.expires_at <= now {
+                *slot = Slot::default();
+                removed += 1;
             }
         }
-        self.buckets = fresh;
-        self.used = live;
-        expired as u64
+        if removed == 0 {
+            return 0;
+        }
+        self.used -= removed;
+        let slots = self.buckets.len() * SLOTS;
+        let at = |p: usize| (p / SLOTS, p % SLOTS);
+        let start = (0..slots).find(|&p| self.buckets[at(p).0].0[at(p).1].is_empty()).unwrap_or(0);
+        for k in 1..=slots {
+            let (b, s) = at((start + k) % slots);
+            let entry = self.buckets[b].0[s];
+            if !entry.is_empty() {
+                self.buckets[b].0[s] = Slot::default();
+                self.used -= 1;
+                self.place(entry);
+            }
+        }
+        removed as u64
     }
 }
 
@@ -195,11 +226,7 @@ impl NonceTable {
 
     /// Deletes the expired entries of one shard; returns how many there were.
     pub(crate) fn delete_expired_in(&self, shard: usize, now: i64) -> Result<u64> {
-        let mut shard = lock(&self.shards[shard])?;
-        if shard.used == 0 {
-            return Ok(0);
-        }
-        Ok(shard.rebuild(now, 0))
+        Ok(lock(&self.shards[shard])?.sweep(now))
     }
 }
 
