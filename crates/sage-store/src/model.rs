@@ -225,7 +225,7 @@ impl DidRecord {
 /// Drops sub-microsecond precision, which PostgreSQL and SQLite do not keep, so a value
 /// reads back exactly as written from every backend.
 pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    if t.timestamp_subsec_nanos() % 1000 == 0 {
+    if t.timestamp_subsec_nanos().is_multiple_of(1000) {
         return t;
     }
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
