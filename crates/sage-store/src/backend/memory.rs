@@ -1,5 +1,7 @@
-//! Everything in process memory, with exactly the semantics of the database backends.
-//! Values are cloned in and out, so a caller can never alias stored data.
+//! Everything in process memory, with the semantics of the database backends. Values are
+//! cloned in and out, so a caller can never alias stored data. Nonces are kept as
+//! fingerprints (see `nonce_table.rs`), which differ from exact comparison only with odds
+//! of about 2^-128, and then only by refusing a fresh nonce.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
