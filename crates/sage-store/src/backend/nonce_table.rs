@@ -50,8 +50,8 @@ impl Slot {
 struct Bucket([Slot; SLOTS]);
 
 /// One shard: a power-of-two number of buckets, probed linearly from the bucket the hash's
-/// low bits name. `used` counts slots ever filled since the last rebuild, live or expired;
-/// it stays at most three quarters of the slots, so every probe meets an empty slot.
+/// low bits name. `used` counts the filled slots, live or expired; it stays at most three
+/// quarters of the slots, so every probe meets an empty slot.
 #[derive(Default)]
 struct Shard {
     buckets: Vec<Bucket>,
