@@ -243,7 +243,6 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     let issued = Arc::new(AtomicU64::new(0));
     let run_id: u64 = rand::random::<u32>() as u64;
     let started = Instant::now();
-    let wall_at_start = Utc::now();
     let cleaner = options.cleanup_every.map(|every| {
         let (store, stop) = (store.clone(), stop.clone());
         tokio::spawn(async move {
@@ -295,6 +294,9 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
             // harness should cost the store's figures as little as it can.
             let mut nonce = String::with_capacity(64);
             let mut op_start = Instant::now();
+            // The wall clock at a known instant, taken again every few hundred operations so
+            // that expiries derived from it never drift from the system's time.
+            let mut anchor = (Utc::now(), op_start);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -315,8 +317,8 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                             _ => write!(nonce, "bench-{run_id}-{client}-{seq}"),
                         };
                         // The expiry comes from the reading that started this operation.
-                        let elapsed = chrono::Duration::from_std(op_start - started).unwrap_or_default();
-                        let claim = store.nonces().claim(&nonce, None, wall_at_start + elapsed + ttl).await;
+                        let elapsed = chrono::Duration::from_std(op_start - anchor.1).unwrap_or_default();
+                        let claim = store.nonces().claim(&nonce, None, anchor.0 + elapsed + ttl).await;
                         let claimed = match claim {
                             Ok(()) => Ok(false),
                             Err(e) if e.is_replayed() => Ok(true),
@@ -375,6 +377,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                     // Let the cleaner and other tasks run even when no operation waits.
                     tokio::task::yield_now().await;
                     op_start = Instant::now();
+                    anchor = (Utc::now(), op_start);
                 }
                 match outcome {
                     Ok(true) => replayed += 1,
