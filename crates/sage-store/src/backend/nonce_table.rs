@@ -15,7 +15,7 @@
 //! An expired entry is as good as absent: a claim of its nonce is fresh and overwrites it,
 //! and a claim of another nonce may take its slot. A sweep deletes expired entries the
 //! way linear probing allows, moving later entries of the same run back so that no probe
-//! chain is left cut; growth rebuilds a shard from its live entries.
+//! chain is left cut. A shard grows only when its live entries need the room.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -117,27 +117,23 @@ impl Shard {
         self.buckets.iter().flat_map(|b| &b.0).filter(move |s| !s.is_empty() && s.expires_at > now)
     }
 
-    /// Frees slots for a new entry: in place, when the live entries fill at most eleven
-    /// sixteenths of the shard (the rest are expired ones no sweep has taken yet), else by
-    /// growing. A shard never shrinks, so one whose live set comes and goes is not rebuilt
-    /// over and over; its memory follows the largest live set it has held.
+    /// Frees slots for a new entry: drops the expired entries in place, then grows if the
+    /// live ones alone fill more than eleven sixteenths of the shard. A shard never
+    /// shrinks, so one whose live set comes and goes is not rebuilt over and over; its
+    /// memory follows the largest live set it has held.
     fn make_room(&mut self, now: i64) {
-        let slots = self.buckets.len() * SLOTS;
-        if slots > 0 && (self.live(now).count() + 1) * 16 <= slots * 11 {
-            self.sweep(now);
-        } else {
-            self.rebuild(now);
+        self.sweep(now);
+        if (self.used + 1) * 16 > self.buckets.len() * SLOTS * 11 {
+            self.grow();
         }
     }
 
-    /// Grows the shard to fit its live entries and one more in at most half of it;
-    /// expired entries are left behind.
-    fn rebuild(&mut self, now: i64) {
-        let live = self.live(now).count();
-        let buckets = ((live + 1) * 2).div_ceil(SLOTS).next_power_of_two().max(MIN_BUCKETS);
+    /// Moves every entry into a table where they and one more fill at most half.
+    fn grow(&mut self) {
+        let buckets = ((self.used + 1) * 2).div_ceil(SLOTS).next_power_of_two().max(MIN_BUCKETS);
         let old = std::mem::replace(&mut self.buckets, vec![Bucket::default(); buckets]);
         self.used = 0;
-        for entry in old.iter().flat_map(|b| &b.0).filter(|s| !s.is_empty() && s.expires_at > now) {
+        for entry in old.iter().flat_map(|b| &b.0).filter(|s| !s.is_empty()) {
             self.place(*entry);
         }
     }
