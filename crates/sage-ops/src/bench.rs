@@ -293,6 +293,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
             // One buffer for every nonce, and one clock reading between two operations: the
             // harness should cost the store's figures as little as it can.
             let mut nonce = String::with_capacity(64);
+            let prefix = format!("bench-{run_id}-{client}-");
             let mut op_start = Instant::now();
             // The wall clock at a known instant, taken again every few hundred operations so
             // that expiries derived from it never drift from the system's time.
@@ -314,7 +315,10 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                             Some(space) if options.workload == Workload::NonceClaim => {
                                 write!(nonce, "bench-{}", rng.next(space))
                             }
-                            _ => write!(nonce, "bench-{run_id}-{client}-{seq}"),
+                            _ => {
+                                nonce.push_str(&prefix);
+                                write!(nonce, "{seq}")
+                            }
                         };
                         // The expiry comes from the reading that started this operation.
                         let elapsed = chrono::Duration::from_std(op_start - anchor.1).unwrap_or_default();
