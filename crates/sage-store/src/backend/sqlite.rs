@@ -123,6 +123,13 @@ fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A configured connection of its own to a database file.
+fn open_file(path: &std::path::Path, label: &str) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
+    configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
+    Ok(conn)
+}
+
 impl SqliteBackend {
     pub(crate) fn open(location: &SqliteLocation) -> Result<SqliteBackend> {
         let (size, label) = match location {
@@ -145,11 +152,7 @@ impl SqliteBackend {
         // own: each batch is one transaction and one commit, with no hand-off per batch.
         let writer = match location {
             SqliteLocation::InMemory => None,
-            SqliteLocation::File(path) => {
-                let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
-                configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
-                Some((conn, Checkpointer::start(path, &label)?))
-            }
+            SqliteLocation::File(path) => Some((open_file(path, &label)?, Checkpointer::start(path, &label)?)),
         };
         let batcher = match writer {
             Some((mut conn, mut checkpointer)) => ClaimBatcher::on_thread(
@@ -302,8 +305,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &std::path::Path, label: &str) -> Result<Checkpointer> {
-        let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
-        configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
+        let conn = open_file(path, label)?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("sage-sqlite-checkpoint".to_string())
