@@ -219,6 +219,11 @@ mod tests {
         assert_eq!(token("nonce", "").unwrap_err().field(), Some("nonce"));
         assert_eq!(token("nonce", "has space").unwrap_err().field(), Some("nonce"));
         assert_eq!(token("id", &"x".repeat(256)).unwrap_err().field(), Some("id"));
+        token("nonce", "a-b_c.d:e~f+g/h=").unwrap();
+        // The refused character is named whole, even when it takes several bytes.
+        let err = token("nonce", "abcé").unwrap_err().to_string();
+        assert!(err.contains("'é'"), "{err}");
+        assert!(token("nonce", "tab\there").unwrap_err().to_string().contains("'\\t'"));
     }
 
     #[test]
