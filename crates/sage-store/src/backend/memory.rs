@@ -27,7 +27,7 @@ impl MemoryBackend {
     }
 }
 
-fn poisoned() -> StoreError {
+pub(crate) fn poisoned() -> StoreError {
     StoreError::new(ErrorKind::Internal, "memory store lock poisoned by a panic")
 }
 

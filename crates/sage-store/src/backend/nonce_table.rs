@@ -23,7 +23,8 @@ use std::sync::{Mutex, MutexGuard};
 // still keyed.
 use ahash::RandomState;
 
-use crate::error::{ErrorKind, Result, StoreError};
+use super::memory::poisoned;
+use crate::error::Result;
 use crate::model::Claim;
 
 pub(crate) const SHARDS: usize = 256;
@@ -261,7 +262,7 @@ impl NonceTable {
 }
 
 fn lock(shard: &Mutex<Shard>) -> Result<MutexGuard<'_, Shard>> {
-    shard.lock().map_err(|_| StoreError::new(ErrorKind::Internal, "memory store lock poisoned by a panic"))
+    shard.lock().map_err(|_| poisoned())
 }
 
 #[cfg(test)]
