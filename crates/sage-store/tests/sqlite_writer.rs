@@ -1,6 +1,6 @@
-//! The SQLite claim writer and its background checkpoints, on real files: claims stay exact
-//! while another connection copies the log into the database, the log does not grow
-//! without bound, and closing the store lets go of the file.
+//! The SQLite claim writer on a real file: claims from many tasks stay exact, the log is
+//! checkpointed and rewound instead of growing without bound, and closing the store lets
+//! go of the file.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ fn wal(file: &sage_testkit::SqliteFile) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_stay_exact_and_the_log_bounded_under_background_checkpoints() {
+async fn claims_stay_exact_and_the_log_bounded() {
     let file = sage_testkit::SqliteFile::new();
     let store = open(&file).await;
     let expires_at = Utc::now() + chrono::Duration::minutes(5);
@@ -49,7 +49,7 @@ async fn claims_stay_exact_and_the_log_bounded_under_background_checkpoints() {
     assert!(log < 64 << 20, "the log grew to {log} bytes");
 
     // Once every connection is closed SQLite folds the log into the database and removes
-    // it; a connection left open (the writer's, the checkpointer's) would keep it.
+    // it; a connection left open (a pooled one, the writer's) would keep it.
     store.close().await;
     drop(store);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -123,13 +123,6 @@ fn configure(conn: &Connection, in_memory: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A configured connection of its own to a database file.
-fn open_file(path: &std::path::Path, label: &str) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
-    configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
-    Ok(conn)
-}
-
 impl SqliteBackend {
     pub(crate) fn open(location: &SqliteLocation) -> Result<SqliteBackend> {
         let (size, label) = match location {
@@ -152,16 +145,16 @@ impl SqliteBackend {
         // own: each batch is one transaction and one commit, with no hand-off per batch.
         let writer = match location {
             SqliteLocation::InMemory => None,
-            SqliteLocation::File(path) => Some((open_file(path, &label)?, Checkpointer::start(path, &label)?)),
+            SqliteLocation::File(path) => {
+                let conn = Connection::open(path).map_err(|e| from_sqlite(&format!("cannot open {label}"), e))?;
+                configure(&conn, false).map_err(|e| from_sqlite("cannot configure SQLite", e))?;
+                Some(conn)
+            }
         };
         let batcher = match writer {
-            Some((mut conn, mut checkpointer)) => ClaimBatcher::on_thread(
+            Some(mut conn) => ClaimBatcher::on_thread(
                 "sage-sqlite-claims",
-                move |claims, now| {
-                    let answers = claim_transaction(&mut conn, &claims, now);
-                    checkpointer.after_commit();
-                    answers
-                },
+                move |claims, now| claim_transaction(&mut conn, &claims, now),
                 1000,
             ),
             // A private in-memory database exists only on the pool's one connection.
@@ -286,48 +279,6 @@ fn did_values(r: &DidRecord) -> [Value; 12] {
         us(r.fetched_at).into(),
         r.stale_after.map(us).into(),
     ]
-}
-
-/// How often the claim writer asks for a background checkpoint while it is writing.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Copies the claim writer's log pages into the database file from a thread and connection
-/// of its own. SQLite otherwise checkpoints in the committing connection once the log
-/// passes 1000 pages, and claims wait behind that copy and its fsync (the p99 of a claim
-/// was those stalls). A passive checkpoint never blocks the writer; the writer's own
-/// checkpoints stay as they are, find little left to copy, and still let the log start
-/// over from the beginning, so it does not grow. The thread sleeps until the writer asks,
-/// and ends when the writer does.
-struct Checkpointer {
-    wake: std::sync::mpsc::SyncSender<()>,
-    asked: std::time::Instant,
-}
-
-impl Checkpointer {
-    fn start(path: &std::path::Path, label: &str) -> Result<Checkpointer> {
-        let conn = open_file(path, label)?;
-        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        std::thread::Builder::new()
-            .name("sage-sqlite-checkpoint".to_string())
-            .spawn(move || {
-                while woken.recv().is_ok() {
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::debug!("background checkpoint failed: {e}");
-                    }
-                }
-            })
-            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("cannot start the SQLite checkpointer: {e}")))?;
-        Ok(Checkpointer { wake, asked: std::time::Instant::now() })
-    }
-
-    /// Called after each commit; asks for a checkpoint at most once per `CHECKPOINT_EVERY`,
-    /// and never waits for one.
-    fn after_commit(&mut self) {
-        if self.asked.elapsed() >= CHECKPOINT_EVERY {
-            self.asked = std::time::Instant::now();
-            let _ = self.wake.try_send(());
-        }
-    }
 }
 
 /// Claims distinct nonces in one immediate transaction: SQLite has one writer, so the
