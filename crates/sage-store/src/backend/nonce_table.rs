@@ -51,17 +51,17 @@ impl Slot {
 struct Bucket([Slot; SLOTS]);
 
 /// One shard: a power-of-two number of buckets, probed linearly from the bucket the hash's
-/// low bits name. `used` counts the filled slots, live or expired; it stays at most three
+/// low bits name. `filled` counts the filled slots, live or expired; it stays at most three
 /// quarters of the slots, so every probe meets an empty slot.
 #[derive(Default)]
 struct Shard {
     buckets: Vec<Bucket>,
-    used: usize,
+    filled: usize,
 }
 
 impl Shard {
     fn claim(&mut self, hash: u64, check: u64, expires_at: i64, now: i64) -> Claim {
-        if (self.used + 1) * 4 > self.buckets.len() * SLOTS * 3 {
+        if (self.filled + 1) * 4 > self.buckets.len() * SLOTS * 3 {
             self.make_room(now);
         }
         let mask = self.buckets.len() - 1;
@@ -82,7 +82,7 @@ impl Shard {
                 if slot.is_empty() {
                     let (fb, fs) = free.unwrap_or((b, s));
                     if free.is_none() {
-                        self.used += 1;
+                        self.filled += 1;
                     }
                     self.buckets[fb].0[fs] = Slot { hash, check, expires_at };
                     return Claim::Fresh;
@@ -124,16 +124,16 @@ impl Shard {
     /// memory follows the largest live set it has held.
     fn make_room(&mut self, now: i64) {
         self.sweep(now);
-        if (self.used + 1) * 16 > self.buckets.len() * SLOTS * 11 {
+        if (self.filled + 1) * 16 > self.buckets.len() * SLOTS * 11 {
             self.grow();
         }
     }
 
     /// Moves every entry into a table where they and one more fill at most half.
     fn grow(&mut self) {
-        let buckets = ((self.used + 1) * 2).div_ceil(SLOTS).next_power_of_two().max(MIN_BUCKETS);
+        let buckets = ((self.filled + 1) * 2).div_ceil(SLOTS).next_power_of_two().max(MIN_BUCKETS);
         let old = std::mem::replace(&mut self.buckets, vec![Bucket::default(); buckets]);
-        self.used = 0;
+        self.filled = 0;
         for entry in old.iter().flat_map(|b| &b.0).filter(|s| !s.is_empty()) {
             self.place(*entry);
         }
@@ -146,7 +146,7 @@ impl Shard {
         loop {
             if let Some(slot) = self.buckets[b].0.iter_mut().find(|s| s.is_empty()) {
                 *slot = entry;
-                self.used += 1;
+                self.filled += 1;
                 return;
             }
             b = (b + 1) & mask;
@@ -164,7 +164,7 @@ impl Shard {
                 removed += 1;
             }
         }
-        self.used -= removed;
+        self.filled -= removed;
         removed as u64
     }
 
