@@ -33,6 +33,16 @@ fn find<'a, T>(list: &'a [T], key: &str, key_of: impl Fn(&T) -> String) -> Optio
     list.iter().find(|x| key_of(x) == key)
 }
 
+/// The `COLLATE` clause of a column with a collation of its own; `back_to_default` spells
+/// out the type's default for one without (only collatable types take the clause).
+fn collate(c: &Column, back_to_default: bool) -> String {
+    match &c.collation {
+        Some(collation) => format!(" COLLATE {collation}"),
+        None if back_to_default => " COLLATE \"default\"".to_string(),
+        None => String::new(),
+    }
+}
+
 fn tkey(t: &Table) -> String {
     format!("{}.{}", t.schema, t.name)
 }
@@ -217,10 +227,20 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                 middle.push(change(
                     format!("change type of {}.{} from {} to {}", tkey(t), c.name, oc.data_type, c.data_type),
                     format!(
-                        "ALTER TABLE {table} ALTER COLUMN {col} TYPE {} USING {col}::{};",
-                        c.data_type, c.data_type
+                        "ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{} USING {col}::{};",
+                        c.data_type,
+                        collate(c, false),
+                        c.data_type
                     ),
                     true,
+                ));
+            } else if oc.collation != c.collation {
+                // Same type, other collation: no rows are rewritten, but the column's indexes
+                // are rebuilt while the table is locked.
+                middle.push(change(
+                    format!("change collation of {}.{}", tkey(t), c.name),
+                    format!("ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{};", c.data_type, collate(c, true)),
+                    false,
                 ));
             }
             if oc.default != c.default {

@@ -166,6 +166,11 @@ pub struct Column {
     /// `timestamp with time zone`, `integer[]`), the declared type upper-cased on SQLite.
     pub data_type: String,
     pub nullable: bool,
+    /// PostgreSQL: the column's collation when it is not its type's default, quoted as
+    /// `COLLATE` takes it (`"C"`, `public."de-x-icu"`). SQLite keeps collations in the
+    /// table's statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
     /// `always` or `by default` for identity columns.

@@ -28,6 +28,9 @@ fn terminated(sql: &str) -> String {
 
 pub(crate) fn column_sql(c: &Column) -> String {
     let mut out = format!("{} {}", quote_ident(&c.name), c.data_type);
+    if let Some(collation) = &c.collation {
+        out.push_str(&format!(" COLLATE {collation}"));
+    }
     if let Some(identity) = &c.identity {
         out.push_str(&format!(" GENERATED {} AS IDENTITY", identity.to_ascii_uppercase()));
     }

@@ -213,6 +213,13 @@ fn compare_table(f: &mut Findings, e: &Table, a: &Table) {
         if ec.data_type != ac.data_type {
             differences.push(format!("type is {}, expected {}", ac.data_type, ec.data_type));
         }
+        if ec.collation != ac.collation {
+            differences.push(format!(
+                "collation is {}, expected {}",
+                ac.collation.as_deref().unwrap_or("the type's default"),
+                ec.collation.as_deref().unwrap_or("the type's default")
+            ));
+        }
         if ec.nullable != ac.nullable {
             differences.push(if ac.nullable {
                 "allows NULL, expected NOT NULL".to_string()
@@ -436,6 +443,7 @@ mod tests {
                 name: "a".into(),
                 data_type: "character varying(50)".into(),
                 nullable: false,
+                collation: None,
                 default: None,
                 identity: None,
                 generated: None,

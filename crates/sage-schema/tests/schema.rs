@@ -76,6 +76,8 @@ async fn every_object_kind_round_trips_on_postgres() {
     assert_eq!(accounts.column("id").unwrap().identity.as_deref(), Some("always"));
     assert!(accounts.column("handle_lower").unwrap().generated.is_some());
     assert_eq!(accounts.column("tags").unwrap().data_type, "text[]");
+    assert_eq!(accounts.column("referral_code").unwrap().collation.as_deref(), Some("\"C\""));
+    assert_eq!(accounts.column("handle_lower").unwrap().collation, None, "the type's default is not spelled out");
     assert_eq!(accounts.indexes.len(), 3);
     let lines = schema.table("public", "invoice_lines").unwrap();
     assert!(lines.foreign_keys[0].deferrable && lines.foreign_keys[0].on_delete == "SET NULL");
@@ -130,6 +132,8 @@ async fn planted_drift_is_reported_once_and_classified_on_postgres() {
             ("DROP INDEX accounts_handle_lower_idx", "index", Drift::Missing, Severity::Error),
             ("ALTER TABLE accounts ALTER COLUMN nickname TYPE varchar(80)", "column", Drift::Changed, Severity::Error),
             ("ALTER TABLE accounts ALTER COLUMN balance SET DEFAULT 5", "column", Drift::Changed, Severity::Error),
+            ("ALTER TABLE accounts ALTER COLUMN referral_code TYPE text COLLATE \"default\"", "column", Drift::Changed, Severity::Error),
+            ("ALTER TABLE accounts ALTER COLUMN nickname TYPE varchar(30) COLLATE \"POSIX\"", "column", Drift::Changed, Severity::Error),
             (
                 "ALTER TABLE invoices DROP CONSTRAINT invoices_status_check, ADD CONSTRAINT invoices_status_check CHECK (status IN ('draft', 'sent', 'paid', 'void'))",
                 "check",
@@ -210,9 +214,11 @@ async fn diff_between_migration_directories_on_postgres() {
          CREATE INDEX t_name_idx ON t (name) WHERE name <> ''; CREATE TABLE child (id int REFERENCES t (id) ON DELETE CASCADE); CREATE VIEW v AS SELECT id FROM t;",
     )];
     diff_closes_the_gap(Dialect::Postgres, &old, &new, true).await;
-    let additive_old = [("1_init.up.sql", "CREATE TABLE t (id int PRIMARY KEY);")];
-    let additive_new =
-        [("1_init.up.sql", "CREATE TABLE t (id int PRIMARY KEY, note text); CREATE INDEX t_note_idx ON t (note);")];
+    let additive_old = [("1_init.up.sql", "CREATE TABLE t (id int PRIMARY KEY, code text, tag text COLLATE \"C\");")];
+    let additive_new = [(
+        "1_init.up.sql",
+        "CREATE TABLE t (id int PRIMARY KEY, code text COLLATE \"C\", tag text, note text); CREATE INDEX t_note_idx ON t (note);",
+    )];
     diff_closes_the_gap(Dialect::Postgres, &additive_old, &additive_new, false).await;
 }
 

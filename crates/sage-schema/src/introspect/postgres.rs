@@ -146,8 +146,14 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
                     CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END, \
                     a.attidentity::text, \
-                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END, a.attnum \
-             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END, a.attnum, \
+                    CASE WHEN a.attcollation <> t.typcollation THEN \
+                        CASE WHEN cn.nspname = 'pg_catalog' THEN '' ELSE quote_ident(cn.nspname) || '.' END \
+                        || quote_ident(co.collname) END \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+             LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum",
             &[&oids],
         )
@@ -163,6 +169,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             name,
             data_type: r.get(2),
             nullable: !r.get::<_, bool>(3),
+            collation: r.get(8),
             default: r.get(4),
             identity: match identity.as_str() {
                 "a" => Some("always".into()),

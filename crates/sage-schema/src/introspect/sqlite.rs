@@ -81,6 +81,7 @@ fn read_table(conn: &Connection, name: &str, sql: String) -> Result<Table, Error
             // A PRIMARY KEY column of a rowid table may hold NULL only for INTEGER keys; the
             // declared NOT NULL is what the table says.
             nullable: !*notnull && *pk == 0,
+            collation: None,
             default: default.clone(),
             identity: None,
             generated: (*hidden >= 2).then(|| "generated".to_string()),
