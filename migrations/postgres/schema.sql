@@ -15,9 +15,9 @@ END;
 $function$;
 
 CREATE TABLE "public"."dids" (
-    "did" text NOT NULL,
+    "did" text COLLATE "C" NOT NULL,
     "public_key" bytea NOT NULL,
-    "owner_address" text NOT NULL,
+    "owner_address" text COLLATE "C" NOT NULL,
     "key_type" text DEFAULT 'Ed25519'::text NOT NULL,
     "revoked" boolean DEFAULT false NOT NULL,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -32,7 +32,7 @@ CREATE TABLE "public"."dids" (
 );
 
 CREATE TABLE "public"."nonces" (
-    "nonce" text NOT NULL,
+    "nonce" text COLLATE "C" NOT NULL,
     "session_id" text,
     "used_at" timestamp with time zone DEFAULT now() NOT NULL,
     "expires_at" timestamp with time zone NOT NULL,
@@ -42,9 +42,9 @@ CREATE TABLE "public"."nonces" (
 );
 
 CREATE TABLE "public"."sessions" (
-    "id" text NOT NULL,
-    "client_did" text NOT NULL,
-    "server_did" text NOT NULL,
+    "id" text COLLATE "C" NOT NULL,
+    "client_did" text COLLATE "C" NOT NULL,
+    "server_did" text COLLATE "C" NOT NULL,
     "session_key" bytea NOT NULL,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
     "expires_at" timestamp with time zone NOT NULL,

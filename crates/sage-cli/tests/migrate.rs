@@ -317,3 +317,41 @@ fn status_on_a_missing_sqlite_file_creates_nothing() {
     assert!(stdout(&out).contains("does not exist yet"), "{}", stdout(&out));
     assert!(!cwd.path().join("sage.db").exists());
 }
+
+/// Under a linguistic default collation, SAGE's key columns still order byte by byte (as on
+/// SQLite), the schema validates clean, and stepping back one migration restores the
+/// database's own order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_order_bytewise_under_a_linguistic_database_collation() {
+    let db =
+        sage_testkit::database_created_with("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+            .await
+            .unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let sage =
+        |args: &[&str]| run(sage_db(cwd.path()).args(args).args(["--database-url", &db.url()]).stdin(Stdio::null()));
+    let up = sage(&["migrate", "up"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO sessions (id, client_did, server_did, session_key, expires_at) \
+             SELECT id, 'did:x:c', 'did:x:s', '\\x01', now() + interval '1 hour' FROM unnest(ARRAY['b', 'B', 'a', 'A']) AS id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids_in_order(&client).await, "ABab", "byte order");
+    let validate = sage(&["schema", "validate"]);
+    assert!(validate.status.success(), "{}", stdout(&validate));
+
+    let down = sage(&["migrate", "down", "1", "--yes"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(ids_in_order(&client).await, "aAbB", "the database's linguistic order again");
+    assert!(sage(&["migrate", "up"]).status.success());
+    assert_eq!(ids_in_order(&client).await, "ABab");
+}
+
+async fn ids_in_order(client: &tokio_postgres::Client) -> String {
+    let rows = client.query("SELECT id FROM sessions ORDER BY id", &[]).await.unwrap();
+    rows.iter().map(|r| r.get::<_, String>(0)).collect()
+}

@@ -5,7 +5,7 @@ mod embedded {
 }
 
 /// The PostgreSQL schema version this build of the store reads and writes.
-pub const SCHEMA_VERSION_POSTGRES: i64 = 6;
+pub const SCHEMA_VERSION_POSTGRES: i64 = 7;
 /// The SQLite schema version this build of the store reads and writes.
 pub const SCHEMA_VERSION_SQLITE: i64 = 2;
 

@@ -107,6 +107,12 @@ rm -rf "$dir""#;
 
 /// A fresh, empty database on the shared test server.
 pub async fn database() -> Result<TestDatabase, Error> {
+    database_created_with("").await
+}
+
+/// A fresh, empty database created with extra `CREATE DATABASE` options, e.g.
+/// `TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`.
+pub async fn database_created_with(options: &str) -> Result<TestDatabase, Error> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let admin = tokio::task::spawn_blocking(shared_admin)
         .await
@@ -120,7 +126,7 @@ pub async fn database() -> Result<TestDatabase, Error> {
     let client =
         sage_conn::connect(&admin).await.map_err(|e| Error::new(format!("cannot reach the test server: {e}")))?;
     client
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .batch_execute(&format!("CREATE DATABASE {} {options}", quote_ident(&name)))
         .await
         .map_err(|e| Error::new(format!("cannot create test database {name}: {e}")))?;
     Ok(TestDatabase { settings: admin.with_dbname(&name), admin })

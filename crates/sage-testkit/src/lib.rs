@@ -23,6 +23,6 @@ mod sqlite;
 
 pub use binaries::PgBinaries;
 pub use cluster::{ClusterOptions, PgCluster};
-pub use database::{database, shared_admin, TestDatabase};
+pub use database::{database, database_created_with, shared_admin, TestDatabase};
 pub use error::Error;
 pub use sqlite::SqliteFile;

@@ -1,0 +1,15 @@
+-- Identifiers (nonces, session ids, DIDs, owner addresses) compare byte by byte, as they do
+-- on SQLite. Under a linguistic default collation (en_US.UTF-8, the usual one) every key
+-- comparison in these indexes went through the C library's collation: slower (claims
+-- about 1.3x slower measured), and tied to the operating system's locale data, whose
+-- changes between C library versions silently invalidate such indexes.
+-- No rows are rewritten; the indexes on these columns are rebuilt while the tables are
+-- locked, which takes about a second per million rows.
+ALTER TABLE nonces ALTER COLUMN nonce TYPE text COLLATE "C";
+ALTER TABLE sessions
+    ALTER COLUMN id TYPE text COLLATE "C",
+    ALTER COLUMN client_did TYPE text COLLATE "C",
+    ALTER COLUMN server_did TYPE text COLLATE "C";
+ALTER TABLE dids
+    ALTER COLUMN did TYPE text COLLATE "C",
+    ALTER COLUMN owner_address TYPE text COLLATE "C";
