@@ -1,3 +1,4 @@
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE dids
     ALTER COLUMN owner_address TYPE text COLLATE "default",
     ALTER COLUMN did TYPE text COLLATE "default";

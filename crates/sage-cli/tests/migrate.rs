@@ -355,3 +355,41 @@ async fn ids_in_order(client: &tokio_postgres::Client) -> String {
     let rows = client.query("SELECT id FROM sessions ORDER BY id", &[]).await.unwrap();
     rows.iter().map(|r| r.get::<_, String>(0)).collect()
 }
+
+/// Migration 7 locks the tables of nonces, sessions and DIDs. Behind a transaction that holds
+/// one of them it gives up after its lock timeout instead of holding the others (and every
+/// claim) indefinitely, keeps nothing, and goes through once that transaction has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_7_gives_up_behind_a_long_transaction() {
+    let db = sage_testkit::database().await.unwrap();
+    let url = db.url();
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = cwd.path().to_path_buf();
+    let sage = move |args: &'static [&'static str]| {
+        let (url, dir) = (url.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || {
+            run(sage_db(&dir).args(args).args(["--database-url", &url]).stdin(Stdio::null()))
+        })
+    };
+    assert!(sage(&["migrate", "up", "--to", "6"]).await.unwrap().status.success());
+    let mut holder = sage_conn::connect(db.settings()).await.unwrap();
+    let long = holder.transaction().await.unwrap();
+    long.query("SELECT count(*) FROM dids", &[]).await.unwrap();
+
+    let refused = sage(&["migrate", "up"]).await.unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("lock timeout"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("000007_byte_order_keys.up.sql"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("the file is fine: run `sage-db migrate up` again"), "{}", stderr(&refused));
+    assert_eq!(stdout(&sage(&["migrate", "version"]).await.unwrap()).trim(), "6", "nothing kept");
+    let claims = sage_conn::connect(db.settings()).await.unwrap();
+    claims
+        .execute("INSERT INTO nonces (nonce, expires_at) VALUES ('after-refusal', now() + interval '1 minute')", &[])
+        .await
+        .expect("claims go on once the migration has given up");
+
+    long.rollback().await.unwrap();
+    let applied = sage(&["migrate", "up"]).await.unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert_eq!(stdout(&sage(&["migrate", "version"]).await.unwrap()).trim(), "7");
+}

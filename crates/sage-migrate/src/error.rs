@@ -68,10 +68,30 @@ impl From<sage_conn::Error> for Error {
 #[derive(Debug, Clone)]
 pub struct StatementError {
     pub message: String,
+    /// The statement failed because of other sessions (a lock it waited too long for, a
+    /// deadlock, a busy SQLite file), not because of what it says: running it again later
+    /// can succeed unchanged.
+    pub contended: bool,
+}
+
+impl StatementError {
+    pub(crate) fn new(message: impl Into<String>) -> StatementError {
+        StatementError { message: message.into(), contended: false }
+    }
+
+    /// What the operator should do about a failed migration statement.
+    pub(crate) fn advice(&self) -> &'static str {
+        if self.contended {
+            "another session held what it needed; the file is fine: run `sage-db migrate up` again"
+        } else {
+            "fix the file and run `sage-db migrate up`"
+        }
+    }
 }
 
 impl StatementError {
     pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StatementError {
+        use tokio_postgres::error::SqlState;
         match e.as_db_error() {
             Some(db) => {
                 let mut message = format!("{}: {}", db.severity(), db.message());
@@ -82,13 +102,23 @@ impl StatementError {
                     message.push_str(&format!(" (hint: {hint})"));
                 }
                 message.push_str(&format!(" [SQLSTATE {}]", db.code().code()));
-                StatementError { message }
+                let contended = [
+                    SqlState::LOCK_NOT_AVAILABLE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                ]
+                .contains(db.code());
+                StatementError { message, contended }
             }
-            None => StatementError { message: e.to_string() },
+            None => StatementError::new(e.to_string()),
         }
     }
 
     pub(crate) fn from_sqlite(e: &rusqlite::Error) -> StatementError {
-        StatementError { message: e.to_string() }
+        let contended = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        StatementError { message: e.to_string(), contended }
     }
 }

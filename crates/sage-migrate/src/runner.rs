@@ -390,12 +390,13 @@ impl Migrator {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\nnothing of this migration was kept; fix the file and run `sage-db migrate up` again",
+                        "{} failed at statement {} of {} (line {}): {}\nnothing of this migration was kept; {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
                         statement.line,
-                        e.message
+                        e.message,
+                        e.advice()
                     ),
                 ));
             }
@@ -444,12 +445,13 @@ impl Migrator {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\n{kept}; fix the file and run `sage-db migrate up` to resume at statement {}",
+                        "{} failed at statement {} of {} (line {}): {}\n{kept}; {} to resume at statement {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
                         statement.line,
                         e.message,
+                        e.advice(),
                         index + 1
                     ),
                 ));

@@ -46,6 +46,7 @@ both_dialects!(failed_migration_leaves_no_trace, |db: Db| async move {
     assert!(text.contains("000002_bad.up.sql"), "{text}");
     assert!(text.contains("statement 3 of 3 (line 4)"), "{text}");
     assert!(text.contains("missing_table"), "{text}");
+    assert!(text.contains("fix the file"), "a fault in the file is called one: {text}");
     // Migration 1 committed on its own; nothing of migration 2 exists, no dirty marker.
     assert_eq!(db.tables().await, ["a", "sage_schema_history"]);
     assert_eq!(db.scalar("SELECT count(*) FROM sage_schema_history").await, 1);

@@ -261,7 +261,7 @@ impl Driver for PgDriver {
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), StatementError> {
-        let client = self.client().map_err(|e| StatementError { message: e.to_string() })?;
+        let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
         client.batch_execute(sql).await.map_err(|e| StatementError::from_pg(&e))
     }
 
