@@ -79,6 +79,17 @@ fn a_small_nonce_space_yields_replays_not_errors() {
 }
 
 #[test]
+fn a_second_run_over_a_large_nonce_space_draws_new_nonces() {
+    let cwd = tempfile::tempdir().unwrap();
+    let args = ["--workload", "nonce-claim", "--clients", "4", "--operations", "400", "--keys", "9000000000000000"];
+    for run in ["first", "second"] {
+        let report = bench_json(cwd.path(), "sqlite://bench.db", &args);
+        assert_did_work(&report, 400);
+        assert_eq!(report["replayed"], 0, "{run} run: {report:#}");
+    }
+}
+
+#[test]
 fn samples_report_throughput_and_memory_during_the_run() {
     let cwd = tempfile::tempdir().unwrap();
     let args = ["--workload", "mixed", "--clients", "2", "--duration", "1200ms", "--sample-every", "250ms"];

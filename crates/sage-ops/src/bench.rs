@@ -287,7 +287,9 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::new();
             let (mut errors, mut replayed, mut first_error) = (0u64, 0u64, None::<String>);
-            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001));
+            // Seeded by run as well as by client: a second run draws other nonces, instead of
+            // replaying the first run's.
+            let mut rng = XorShift((0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001) ^ (run_id << 32)) | 1);
             let mut seq = 0u64;
             let ttl = chrono::Duration::from_std(options.ttl).unwrap_or(chrono::Duration::minutes(5));
             // One buffer for every nonce, and one clock reading between two operations: the
