@@ -11,7 +11,9 @@ CLAIM_CLIENTS="${2:-32}"
 READ_CLIENTS="${3:-8}"
 
 cargo build --release -q -p sage-cli -p sage-testkit
+cargo build --release -q -p sage-store --example pg_claim_loop
 BIN=target/release/sage-db
+LOOP=target/release/examples/pg_claim_loop
 eval "$(target/release/sage-testkit start --durable)"
 trap 'target/release/sage-testkit stop "$SAGE_TEST_PG_DIR"' EXIT
 PGBENCH="$SAGE_TEST_PG_BIN/pgbench"
@@ -47,10 +49,15 @@ INSERT INTO nonces (nonce, session_id, used_at, expires_at) SELECT 'ceiling-' ||
 SQL
 ceiling_tps=$(cd "$WORK" && "$PGBENCH" -n -M prepared -c 2 -j 2 -T "$SECONDS_EACH" -f batch.sql "$SAGE_TEST_PG_URL" 2>/dev/null | tps)
 ceiling=$(python3 -c "print(round(${ceiling_tps} * ${HALF}))")
+# The same two statements in flight, sent by a minimal Rust loop through the same driver
+# (crates/sage-store/examples/pg_claim_loop.rs): what the statement and the driver cost,
+# without the store's batching and its callers.
+loop_claims=$("$LOOP" "$SAGE_TEST_PG_URL" 2 "$HALF" "$SECONDS_EACH")
 echo "pgbench INSERT … ON CONFLICT DO NOTHING:  ${base_claims%.*} claims/s, p99 ${base_claims_p99} µs"
 echo "sage-db bench nonce-claim:               ${ours_claims} claims/s, p99 ${ours_claims_p99} µs"
 echo "pgbench, 2 × ${HALF}-claim batched statements: ${ceiling} claims/s (the server's ceiling for this shape)"
-python3 -c "print(f'ratio to single statements: {${ours_claims}/${base_claims}:.2f}x; share of the batched ceiling: {${ours_claims}/${ceiling}:.2f}')"
+echo "minimal Rust loop, the same 2 × ${HALF} statements: ${loop_claims} claims/s (statement and driver, no batcher)"
+python3 -c "print(f'ratio to single statements: {${ours_claims}/${base_claims}:.2f}x; share of the batched ceiling: {${ours_claims}/${ceiling}:.2f}; of the loop: {${ours_claims}/${loop_claims}:.2f}')"
 
 echo "== session reads, ${READ_CLIENTS} clients"
 "$BIN" bench --workload session-get --clients "$READ_CLIENTS" --duration "${SECONDS_EACH}s" --keys 1000 --json > "$WORK/reads.json"
