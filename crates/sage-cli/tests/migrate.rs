@@ -393,3 +393,26 @@ async fn migration_7_gives_up_behind_a_long_transaction() {
     assert!(applied.status.success(), "{}", stderr(&applied));
     assert_eq!(stdout(&sage(&["migrate", "version"]).await.unwrap()).trim(), "7");
 }
+
+/// Another connection writing to the SQLite file for longer than `--lock-timeout`: the
+/// error says so and what to do, nothing is applied, and `up` goes through afterwards.
+#[test]
+fn sqlite_busy_with_another_writer_says_so_and_keeps_nothing() {
+    let dir = write_dir(&[("1_a.up.sql", "CREATE TABLE a (id integer);")]);
+    let cwd = tempfile::tempdir().unwrap();
+    let writer = rusqlite::Connection::open(cwd.path().join("sage.db")).unwrap();
+    writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+    writer.execute_batch("CREATE TABLE held (x); BEGIN IMMEDIATE; INSERT INTO held VALUES (1);").unwrap();
+    let migrate = |args: &[&str]| run(sage_db(cwd.path()).arg("migrate").args(args).arg("--source").arg(dir.path()));
+
+    let refused = migrate(&["up", "--lock-timeout", "1s"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("another connection was writing to the database"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("raise --lock-timeout"), "{}", stderr(&refused));
+    assert_eq!(stdout(&migrate(&["version"])).trim(), "none", "nothing applied");
+
+    writer.execute_batch("ROLLBACK").unwrap();
+    let applied = migrate(&["up"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert_eq!(stdout(&migrate(&["version"])).trim(), "1");
+}

@@ -26,6 +26,13 @@ pub(crate) struct SqliteDriver {
 }
 
 fn db_error(what: &str, e: rusqlite::Error) -> Error {
+    if StatementError::from_sqlite(&e).contended {
+        let message = format!(
+            "{what}: {e}: another connection was writing to the database for longer than the lock \
+             timeout; run again when it is done, or raise --lock-timeout"
+        );
+        return Error::with_source(ErrorKind::Database, message, e);
+    }
     super::db_error(what, e)
 }
 
