@@ -397,7 +397,9 @@ pub struct MigrationArgs {
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
 
-    /// How long to wait for another process's migration lock (e.g. 30s, 5m).
+    /// How long to wait for another process's migration lock, and how long a statement of a
+    /// transactional migration waits for a table lock before the migration fails whole
+    /// (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub lock_timeout: String,
 

@@ -16,7 +16,9 @@ use crate::{Dialect, Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowS
 /// Options shared by every command. Safety-relevant ones default to the safe choice.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// How long to wait for another process's migration lock.
+    /// How long to wait for another process's migration lock, and how long a statement of
+    /// a transactional migration waits for a lock on what it changes (PostgreSQL's
+    /// `lock_timeout`, SQLite's busy timeout) before the migration fails whole.
     pub lock_timeout: Duration,
     /// Apply files older than the newest applied migration instead of refusing.
     pub allow_out_of_order: bool,
@@ -110,7 +112,9 @@ impl Migrator {
         options: RunOptions,
     ) -> Result<Migrator, Error> {
         let driver: Box<dyn Driver> = match target {
-            sage_conn::Target::Postgres(pg) => Box::new(PgDriver::connect(pg, &options.history_table).await?),
+            sage_conn::Target::Postgres(pg) => {
+                Box::new(PgDriver::connect(pg, &options.history_table, options.lock_timeout).await?)
+            }
             sage_conn::Target::Sqlite(location) => {
                 Box::new(SqliteDriver::open(location, &options.history_table, options.lock_timeout)?)
             }

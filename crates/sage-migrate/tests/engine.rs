@@ -228,3 +228,31 @@ both_dialects!(dbmate_and_sqlx_formats_apply, |db: Db| async move {
     m.down(Target::Steps(1)).await.unwrap();
     assert!(!db.tables().await.contains(&"m".to_string()));
 });
+
+/// A transactional migration that waits for a table lock longer than the lock timeout fails
+/// whole, says the file is fine, and applies once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_waits_for_a_table_lock_no_longer_than_the_lock_timeout() {
+    let db = Db::new(sage_migrate::Dialect::Postgres).await;
+    let d = dir(&[
+        ("1_t.up.sql", "CREATE TABLE t (a integer);"),
+        ("2_more.up.sql", "CREATE TABLE u (a integer);\nALTER TABLE t ADD COLUMN b integer;\n"),
+    ]);
+    let options = RunOptions { lock_timeout: std::time::Duration::from_secs(1), ..RunOptions::default() };
+    db.migrator_with(d.path(), options.clone()).await.up(Target::Steps(1)).await.unwrap();
+    let Db::Postgres(pg) = &db else { unreachable!() };
+    let mut holder = sage_conn::connect(pg.settings()).await.unwrap();
+    let reading = holder.transaction().await.unwrap();
+    reading.query("SELECT count(*) FROM t", &[]).await.unwrap();
+
+    let err = db.migrator_with(d.path(), options.clone()).await.up(Target::Latest).await.unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::MigrationFailed, "{text}");
+    assert!(text.contains("statement 2 of 2") && text.contains("lock timeout"), "{text}");
+    assert!(text.contains("the file is fine"), "{text}");
+    assert_eq!(db.tables().await, ["sage_schema_history", "t"], "nothing of migration 2 was kept");
+
+    reading.rollback().await.unwrap();
+    db.migrator_with(d.path(), options).await.up(Target::Latest).await.unwrap();
+    assert_eq!(db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't'").await, 2);
+}

@@ -21,10 +21,12 @@ pub(crate) struct PgDriver {
     table: String,
     user: String,
     locked: bool,
+    /// How long a statement of a transactional migration waits for a table lock.
+    lock_timeout: Duration,
 }
 
 impl PgDriver {
-    pub(crate) async fn connect(settings: &PgSettings, table: &str) -> Result<PgDriver, Error> {
+    pub(crate) async fn connect(settings: &PgSettings, table: &str, lock_timeout: Duration) -> Result<PgDriver, Error> {
         let client = sage_conn::connect(settings).await?;
         // If this process dies mid-migration, the server should notice within a second and
         // roll back, releasing the lock, instead of finishing a long statement for nobody.
@@ -52,6 +54,7 @@ impl PgDriver {
             table,
             user: row.get(1),
             locked: false,
+            lock_timeout,
         })
     }
 
@@ -249,7 +252,16 @@ impl Driver for PgDriver {
     }
 
     async fn begin(&mut self) -> Result<(), Error> {
-        self.client()?.batch_execute("BEGIN").await.map_err(|e| db_error("cannot begin a transaction", e))
+        let client = self.client()?;
+        client.batch_execute("BEGIN").await.map_err(|e| db_error("cannot begin a transaction", e))?;
+        // A statement that waits for a table lock may already hold others that the
+        // application needs: waiting is bounded, and the migration then fails whole.
+        let timeout = format!("{}ms", self.lock_timeout.as_millis().max(1));
+        client
+            .execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])
+            .await
+            .map(drop)
+            .map_err(|e| db_error("cannot set the lock timeout", e))
     }
 
     async fn commit(&mut self) -> Result<(), Error> {
