@@ -115,10 +115,12 @@ impl StatementError {
     }
 
     pub(crate) fn from_sqlite(e: &rusqlite::Error) -> StatementError {
-        let contended = matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        );
-        StatementError { message: e.to_string(), contended }
+        StatementError { message: e.to_string(), contended: sqlite_busy(e) }
     }
+}
+
+/// SQLite refused because another connection held the database for longer than the busy
+/// timeout.
+pub(crate) fn sqlite_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }

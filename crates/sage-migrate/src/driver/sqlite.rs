@@ -26,7 +26,7 @@ pub(crate) struct SqliteDriver {
 }
 
 fn db_error(what: &str, e: rusqlite::Error) -> Error {
-    if StatementError::from_sqlite(&e).contended {
+    if crate::error::sqlite_busy(&e) {
         let message = format!(
             "{what}: {e}: another connection was writing to the database for longer than the lock \
              timeout; run again when it is done, or raise --lock-timeout"
