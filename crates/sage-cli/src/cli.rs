@@ -92,7 +92,7 @@ pub enum Command {
     },
     /// Delete expired sessions and nonces, and apply retention rules, in small batches.
     Cleanup {
-        /// TOML file with [[retention]] rules (table, column, max_age, batch, unit).
+        /// TOML file with `[[retention]]` rules (table, column, max_age, batch, unit).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Count what would be deleted; delete nothing.
