@@ -245,7 +245,13 @@ async fn a_statement_waits_for_a_table_lock_no_longer_than_the_lock_timeout() {
     let reading = holder.transaction().await.unwrap();
     reading.query("SELECT count(*) FROM t", &[]).await.unwrap();
 
-    let err = db.migrator_with(d.path(), options.clone()).await.up(Target::Latest).await.unwrap_err();
+    // Bounded here too, so a migration that waits on regardless fails this test instead of
+    // hanging it.
+    let mut blocked = db.migrator_with(d.path(), options.clone()).await;
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), blocked.up(Target::Latest))
+        .await
+        .expect("the migration waited for the lock past its timeout")
+        .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::MigrationFailed, "{text}");
     assert!(text.contains("statement 2 of 2") && text.contains("lock timeout"), "{text}");
