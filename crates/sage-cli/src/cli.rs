@@ -80,6 +80,11 @@ pub enum Command {
         /// age identity file for backups encrypted to a recipient.
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
+        /// Restore even though the backup is of a different schema (another migration
+        /// history, or no table in common): the database's schema is replaced by the backup's.
+        #[arg(long)]
+        replace_schema: bool,
+        /// Do not ask before replacing the database's contents.
         #[arg(long, short = 'y')]
         yes: bool,
     },

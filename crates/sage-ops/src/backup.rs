@@ -4,9 +4,13 @@
 //! PostgreSQL: row counts are taken in a repeatable-read transaction whose snapshot
 //! `pg_dump --snapshot` then dumps, so the manifest describes exactly the dumped data.
 //! SQLite: the online backup API copies the database, and the counts are read from the copy.
-//! Either way the file is written under a `.partial` name, synced and renamed, and the
-//! manifest is written last: a backup interrupted at any point leaves nothing `restore`
-//! accepts.
+//! SQLite: the online backup API copies the database into memory, and the counts are read
+//! from the copy; no unencrypted copy is ever written to disk.
+//! Either way the file is written under a `.partial` name (mode 0600), synced and renamed,
+//! and the manifest (0600, sealed when the backup is encrypted) is written last: a backup
+//! interrupted at any point leaves nothing `restore` accepts, and the next backup into the
+//! same directory removes the leftover `.partial` file. A write error (a full disk) stops
+//! pg_dump at once, ends the snapshot's transaction and removes the partial file.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -17,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
 use serde::Serialize;
 
-use crate::manifest::{manifest_path, Manifest, MANIFEST_FORMAT};
+use crate::manifest::{manifest_path, Applied, Manifest, MANIFEST_FORMAT};
 use crate::sink::{sync_dir, Encryption, Sink};
 use crate::{tools, Error};
 
@@ -54,6 +58,10 @@ pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress) -> Result<BackupReport, Error> {
     std::fs::create_dir_all(&options.dir)
         .map_err(|e| Error::new(format!("cannot create backup directory {}: {e}", options.dir.display())))?;
+    // One backup at a time per directory: while the lock is held, a `.partial` file can
+    // only be the remains of a run that was killed.
+    let _lock = DirLock::take(&options.dir)?;
+    let leftovers = remove_partials(&options.dir)?;
     let now = Utc::now();
     let manifest = match target {
         Target::Postgres(pg) => backup_postgres(pg, options, now, progress).await?,
@@ -68,8 +76,46 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
         }
     };
     let file = options.dir.join(&manifest.file);
-    let pruned = prune(&options.dir, options.keep, options.max_age, now, &file)?;
+    let mut pruned = prune(&options.dir, options.keep, options.max_age, now, &file)?;
+    pruned.extend(leftovers);
     Ok(BackupReport { file, manifest, pruned })
+}
+
+/// An exclusive lock on `DIR/.sage-backup.lock` for the duration of a backup.
+#[derive(Debug)]
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn take(dir: &Path) -> Result<DirLock, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(".sage-backup.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::new(format!("cannot open {}: {e}", path.display())))?;
+        file.lock().map_err(|e| Error::new(format!("cannot lock {}: {e}", path.display())))?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// Removes `.partial` files left by killed backups; only called under the directory lock.
+fn remove_partials(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))? {
+        let path = entry.map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with("sage_backup_") && name.ends_with(".partial") && path.is_file() {
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::new(format!("cannot remove unfinished backup {}: {e}", path.display())))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }
 
 fn file_name(dir: &Path, now: DateTime<Utc>, extension: &str) -> PathBuf {
@@ -84,13 +130,20 @@ fn file_name(dir: &Path, now: DateTime<Utc>, extension: &str) -> PathBuf {
 }
 
 fn write_manifest(file: &Path, manifest: &Manifest) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = manifest_path(file);
     let tmp = crate::sink::partial_path(&path);
     let text = serde_json::to_string_pretty(manifest).expect("the manifest serialises");
-    std::fs::write(&tmp, text).map_err(|e| Error::new(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::new(format!("cannot sync {}: {e}", tmp.display())))?;
+    let write = || -> std::io::Result<()> {
+        let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::new(format!("cannot write {}: {}", tmp.display(), crate::sink::describe_io(&e))));
+    }
     std::fs::rename(&tmp, &path).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
     sync_dir(&path);
     Ok(())
@@ -111,6 +164,7 @@ async fn backup_postgres(
     let server_version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
     let tables = pg_row_counts(&client).await?;
     let migration_version = pg_migration_version(&client).await;
+    let history = pg_history(&client).await?;
 
     let (extension, gzip, format_flag) = match options.format {
         PgFormat::Custom => ("dump", false, "-Fc"),
@@ -120,7 +174,10 @@ async fn backup_postgres(
         if matches!(options.encryption, Encryption::None) { extension.to_string() } else { format!("{extension}.age") };
     let file = file_name(&options.dir, now, &extension);
     let mut command = tools::command(&pg_dump, pg);
-    command.args([format_flag, "--no-owner", "--no-privileges", &format!("--snapshot={snapshot}")]);
+    // Owners, grants and default privileges are kept (restore re-applies them, skipping
+    // roles the target server lacks); UTF-8 so the dump can be replayed on sage-db's own
+    // connection whatever the database's encoding.
+    command.args([format_flag, "--encoding=UTF8", &format!("--snapshot={snapshot}")]);
     let sink = Sink::create(&file, &options.encryption, gzip)?;
     let sealed = {
         let file = file.clone();
@@ -129,7 +186,7 @@ async fn backup_postgres(
             .map_err(|e| Error::new(format!("pg_dump failed: {e}")))??
     };
     client.batch_execute("COMMIT").await.map_err(q)?;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
         file: file.file_name().unwrap().to_string_lossy().into_owned(),
         dialect: "postgres".into(),
@@ -143,9 +200,14 @@ async fn backup_postgres(
         created_at: now.to_rfc3339(),
         tool_version: format!("sage-db {}", env!("CARGO_PKG_VERSION")),
         server_version: format!("PostgreSQL {server_version}"),
+        client_version: Some(pg_dump.version.clone()),
         migration_version,
+        history,
         tables,
+        privileges: true,
+        seal: None,
     };
+    manifest.seal(&options.encryption)?;
     write_manifest(&file, &manifest)?;
     Ok(manifest)
 }
@@ -178,11 +240,17 @@ fn run_into_sink(
         sink.write_all(&buf[..n])?;
         progress(sink.written());
     })();
+    if copied.is_err() {
+        // pg_dump would block on a pipe nobody reads any more, holding its snapshot open:
+        // stop it before waiting for it.
+        let _ = child.kill();
+    }
+    drop(stdout);
     let status = child.wait().map_err(|e| Error::new(format!("pg_dump did not finish: {e}")))?;
     let stderr = errors.join().unwrap_or_default();
     if let Err(e) = copied {
         sink.abandon();
-        return Err(Error::new(format!("cannot write {}: {e}", file.display())));
+        return Err(Error::new(format!("cannot write {}: {}", file.display(), crate::sink::describe_io(&e))));
     }
     if !status.success() {
         sink.abandon();
@@ -191,9 +259,11 @@ fn run_into_sink(
     sink.seal(file)
 }
 
-/// Exact row counts of every user table, keyed `schema.table`.
-pub(crate) async fn pg_row_counts(client: &tokio_postgres::Client) -> Result<BTreeMap<String, i64>, Error> {
-    let q = |e: tokio_postgres::Error| Error::with("cannot count rows", e);
+/// Every user table as (schema, name): ordinary and partitioned tables, not partitions,
+/// not those of extensions.
+pub(crate) async fn pg_user_tables(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<(String, String)>, Error> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -204,15 +274,38 @@ pub(crate) async fn pg_row_counts(client: &tokio_postgres::Client) -> Result<BTr
             &[],
         )
         .await
-        .map_err(q)?;
+        .map_err(|e| Error::with("cannot list tables", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Exact row counts of every user table, keyed `schema.table`.
+pub(crate) async fn pg_row_counts(client: &impl tokio_postgres::GenericClient) -> Result<BTreeMap<String, i64>, Error> {
     let mut counts = BTreeMap::new();
-    for r in rows {
-        let (schema, table): (String, String) = (r.get(0), r.get(1));
+    for (schema, table) in pg_user_tables(client).await? {
         let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&table));
-        let n: i64 = client.query_one(&sql, &[]).await.map_err(q)?.get(0);
+        let n: i64 = client.query_one(&sql, &[]).await.map_err(|e| Error::with("cannot count rows", e))?.get(0);
         counts.insert(format!("{schema}.{table}"), n);
     }
     Ok(counts)
+}
+
+/// The applied migrations in `sage_schema_history`, oldest first; empty without one.
+pub(crate) async fn pg_history(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Applied>, Error> {
+    let q = |e: tokio_postgres::Error| Error::with("cannot read the migration history", e);
+    // Ask first: a failed query would abort the transaction that holds the dump's snapshot.
+    let exists: bool =
+        client.query_one("SELECT to_regclass('sage_schema_history') IS NOT NULL", &[]).await.map_err(q)?.get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT version, checksum FROM sage_schema_history WHERE state IN ('applied', 'baseline', 'adopted') ORDER BY version",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    Ok(rows.iter().map(|r| Applied { version: r.get(0), checksum: r.get(1) }).collect())
 }
 
 async fn pg_migration_version(client: &tokio_postgres::Client) -> Option<i64> {
@@ -244,45 +337,46 @@ fn backup_sqlite(
     }
     let extension = if matches!(options.encryption, Encryption::None) { "sqlite" } else { "sqlite.age" };
     let file = file_name(&options.dir, now, extension);
-    let copy = crate::sink::partial_path(&file).with_extension("copy");
     let conn = rusqlite::Connection::open(source).map_err(|e| Error::with("cannot open the SQLite database", e))?;
     conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
-    let result = (|| {
-        conn.backup(rusqlite::MAIN_DB, &copy, None).map_err(|e| Error::with("the SQLite backup failed", e))?;
-        let (tables, version, sqlite_version) = sqlite_facts(&copy)?;
-        let mut sink = Sink::create(&file, &options.encryption, false)?;
-        let mut input =
-            std::fs::File::open(&copy).map_err(|e| Error::new(format!("cannot read {}: {e}", copy.display())))?;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = input.read(&mut buf).map_err(|e| Error::new(format!("cannot read {}: {e}", copy.display())))?;
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = sink.write_all(&buf[..n]) {
-                sink.abandon();
-                return Err(Error::new(format!("cannot write {}: {e}", file.display())));
-            }
-            progress(sink.written());
+    // The copy lives in memory: an unencrypted copy on disk would outlive a kill.
+    let mut copy =
+        rusqlite::Connection::open_in_memory().map_err(|e| Error::with("cannot open an in-memory database", e))?;
+    rusqlite::backup::Backup::new(&conn, &mut copy)
+        .and_then(|b| b.run_to_completion(1 << 30, std::time::Duration::ZERO, None))
+        .map_err(|e| Error::with("the SQLite backup failed", e))?;
+    drop(conn);
+    let (tables, version, sqlite_version) = sqlite_facts(&copy)?;
+    let history = sqlite_history(&copy);
+    let bytes = copy.serialize(rusqlite::MAIN_DB).map_err(|e| Error::with("the SQLite backup failed", e))?;
+    let mut sink = Sink::create(&file, &options.encryption, false)?;
+    for chunk in bytes.chunks(1 << 16) {
+        if let Err(e) = sink.write_all(chunk) {
+            sink.abandon();
+            return Err(Error::new(format!("cannot write {}: {}", file.display(), crate::sink::describe_io(&e))));
         }
-        let sealed = sink.seal(&file)?;
-        Ok(Manifest {
-            format: MANIFEST_FORMAT.into(),
-            file: file.file_name().unwrap().to_string_lossy().into_owned(),
-            dialect: "sqlite".into(),
-            kind: "sqlite".into(),
-            encryption: options.encryption.name().into(),
-            sha256: sealed.sha256,
-            size: sealed.size,
-            created_at: now.to_rfc3339(),
-            tool_version: format!("sage-db {}", env!("CARGO_PKG_VERSION")),
-            server_version: format!("SQLite {sqlite_version}"),
-            migration_version: version,
-            tables,
-        })
-    })();
-    let _ = std::fs::remove_file(&copy);
-    let manifest = result?;
+        progress(sink.written());
+    }
+    let sealed = sink.seal(&file)?;
+    let mut manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        file: file.file_name().unwrap().to_string_lossy().into_owned(),
+        dialect: "sqlite".into(),
+        kind: "sqlite".into(),
+        encryption: options.encryption.name().into(),
+        sha256: sealed.sha256,
+        size: sealed.size,
+        created_at: now.to_rfc3339(),
+        tool_version: format!("sage-db {}", env!("CARGO_PKG_VERSION")),
+        server_version: format!("SQLite {sqlite_version}"),
+        client_version: None,
+        migration_version: version,
+        history,
+        tables,
+        privileges: false,
+        seal: None,
+    };
+    manifest.seal(&options.encryption)?;
     write_manifest(&file, &manifest)?;
     Ok(manifest)
 }
@@ -290,8 +384,7 @@ fn backup_sqlite(
 /// Row counts per table, migration version and SQLite version of a database file.
 pub(crate) type SqliteFacts = (BTreeMap<String, i64>, Option<i64>, String);
 
-pub(crate) fn sqlite_facts(path: &Path) -> Result<SqliteFacts, Error> {
-    let conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the database copy", e))?;
+pub(crate) fn sqlite_facts(conn: &rusqlite::Connection) -> Result<SqliteFacts, Error> {
     let q = |e: rusqlite::Error| Error::with("cannot count rows", e);
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -313,6 +406,18 @@ pub(crate) fn sqlite_facts(path: &Path) -> Result<SqliteFacts, Error> {
         .flatten();
     let sqlite_version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).map_err(q)?;
     Ok((tables, version, sqlite_version))
+}
+
+/// The applied migrations of a SQLite database, oldest first; empty without a history.
+pub(crate) fn sqlite_history(conn: &rusqlite::Connection) -> Vec<Applied> {
+    let read = || -> rusqlite::Result<Vec<Applied>> {
+        let mut stmt = conn.prepare(
+            "SELECT version, checksum FROM sage_schema_history WHERE state IN ('applied', 'baseline', 'adopted') ORDER BY version",
+        )?;
+        let rows = stmt.query_map([], |r| Ok(Applied { version: r.get(0)?, checksum: r.get(1)? }))?;
+        rows.collect()
+    };
+    read().unwrap_or_default()
 }
 
 /// Applies retention to the backups in `dir` (only complete backups, those with a

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod cleanup;
+pub mod dump;
 mod error;
 pub mod manifest;
 pub mod monitor;

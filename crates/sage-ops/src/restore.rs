@@ -1,17 +1,36 @@
-//! `restore`: checks the backup against its manifest before touching the database, then
-//! replaces the database's contents in one transaction that also verifies every table's row
-//! count; any failure rolls everything back, leaving the previous data in place.
+//! `restore`: checks a backup against its manifest before touching the database, then
+//! replaces the database's contents in one transaction on sage-db's own connection, which
+//! also verifies every table's row count and the file's checksum before it commits.
+//!
+//! All or nothing: any failure, and a kill of sage-db at any point, rolls everything back
+//! (the server aborts the transaction of a connection that goes away), leaving the previous
+//! data, owners and grants in place. No psql runs and no plaintext is written to disk: the
+//! backup is decrypted and decompressed as a stream, PostgreSQL dumps are read statement by
+//! statement (`dump.rs`, which refuses psql meta-commands), and a SQLite backup is checked
+//! in memory before it is copied into the target under SQLite's write lock.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use futures_util::SinkExt;
 use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
 
-use crate::manifest::Manifest;
-use crate::sink::{decrypt_to, Decryption};
+use crate::dump::{DumpReader, Item};
+use crate::manifest::{Applied, Authenticity, Manifest};
+use crate::sink::{decrypting_reader, Decryption};
 use crate::{tools, Error};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore a backup of a different schema (another migration history, or no table in
+    /// common with the database) over it. Without it, such a restore is refused.
+    pub replace_schema: bool,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
@@ -19,18 +38,35 @@ pub struct RestoreReport {
     pub migration_version: Option<i64>,
     /// Row counts checked against the manifest.
     pub tables: BTreeMap<String, i64>,
+    pub authenticity: Authenticity,
+    /// Owner and grant statements of the backup that could not apply here (a role the
+    /// target server does not have), one line each.
+    pub skipped: Vec<String>,
 }
 
-/// Reads and verifies a backup's manifest; the first step of restore and verify, and what
-/// `restore` shows the operator before asking.
-pub fn inspect(backup: &Path) -> Result<Manifest, Error> {
+/// A backup's manifest after the checks that need no database.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub manifest: Manifest,
+    pub authenticity: Authenticity,
+}
+
+/// Reads the manifest, authenticates it and checks the file against it; the first step
+/// of restore and verify, and what `restore` shows the operator before asking.
+pub fn inspect(backup: &Path, keys: &Decryption) -> Result<Inspected, Error> {
     let manifest = Manifest::read(backup)?;
+    let authenticity = manifest.authenticate(backup, keys)?;
     manifest.verify_file(backup)?;
-    Ok(manifest)
+    Ok(Inspected { manifest, authenticity })
 }
 
-pub async fn restore(target: &Target, backup: &Path, keys: &Decryption) -> Result<RestoreReport, Error> {
-    let manifest = inspect(backup)?;
+pub async fn restore(
+    target: &Target,
+    backup: &Path,
+    keys: &Decryption,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, Error> {
+    let Inspected { manifest, authenticity } = inspect(backup, keys)?;
     let expected_dialect = match target {
         Target::Postgres(_) => "postgres",
         Target::Sqlite(_) => "sqlite",
@@ -43,178 +79,445 @@ pub async fn restore(target: &Target, backup: &Path, keys: &Decryption) -> Resul
             manifest.dialect
         )));
     }
-    let work = WorkDir::new()?;
-    let plain = work.path().join("backup.plain");
-    {
-        let (backup, plain, encryption, keys) =
-            (backup.to_path_buf(), plain.clone(), manifest.encryption.clone(), keys.clone());
-        tokio::task::spawn_blocking(move || decrypt_to(&backup, &plain, &encryption, &keys))
-            .await
-            .map_err(|e| Error::new(format!("decryption failed: {e}")))??;
-    }
-    match target {
-        Target::Postgres(pg) => restore_postgres(pg, &manifest, &plain, work.path()).await?,
+    let skipped = match target {
+        Target::Postgres(pg) => restore_postgres(pg, backup, &manifest, keys, options).await?,
         Target::Sqlite(location) => {
-            let (location, manifest, plain) = (location.clone(), manifest.clone(), plain.clone());
-            tokio::task::spawn_blocking(move || restore_sqlite(&location, &manifest, &plain))
+            let (location, backup, manifest, keys, options) =
+                (location.clone(), backup.to_path_buf(), manifest.clone(), keys.clone(), options.clone());
+            tokio::task::spawn_blocking(move || restore_sqlite(&location, &backup, &manifest, &keys, &options))
                 .await
-                .map_err(|e| Error::new(format!("restore failed: {e}")))??
+                .map_err(|e| Error::new(format!("restore failed: {e}")))??;
+            Vec::new()
         }
         Target::Memory => unreachable!("checked above"),
-    }
+    };
     Ok(RestoreReport {
         file: backup.to_path_buf(),
         migration_version: manifest.migration_version,
         tables: manifest.tables,
+        authenticity,
+        skipped,
     })
 }
 
-/// A private temporary directory, removed on drop: decrypted backups never linger.
-struct WorkDir(PathBuf);
+/// Hashes the backup file's bytes as the decryptor consumes them, so the checksum that
+/// decides the commit is of exactly the bytes that were restored.
+#[derive(Debug, Clone, Default)]
+struct Digest256(Arc<Mutex<(Sha256, u64)>>);
 
-impl WorkDir {
-    fn new() -> Result<WorkDir, Error> {
-        use rand::distr::{Alphanumeric, SampleString};
-        use std::os::unix::fs::DirBuilderExt;
-        let path =
-            std::env::temp_dir().join(format!("sage-restore-{}", Alphanumeric.sample_string(&mut rand::rng(), 12)));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| Error::new(format!("cannot create {}: {e}", path.display())))?;
-        Ok(WorkDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
+impl Digest256 {
+    fn hex_and_size(&self) -> (String, u64) {
+        let state = self.0.lock().expect("digest lock");
+        (hex::encode(state.0.clone().finalize()), state.1)
     }
 }
 
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+struct Tapped {
+    file: std::fs::File,
+    digest: Digest256,
+}
+
+impl Read for Tapped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let mut state = self.digest.0.lock().expect("digest lock");
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
     }
 }
 
-async fn restore_postgres(pg: &PgSettings, manifest: &Manifest, plain: &Path, work: &Path) -> Result<(), Error> {
-    let client = sage_conn::connect(pg).await?;
-    let major = tools::server_major(&client).await?;
-    let psql = tools::find("psql", major)?;
-    let dump_sql = work.join("dump.sql");
-    match manifest.kind.as_str() {
-        "custom" => {
-            let pg_restore = tools::find("pg_restore", major)?;
-            let out = std::process::Command::new(&pg_restore.path)
-                .args(["--no-owner", "--no-privileges", "-f"])
-                .arg(&dump_sql)
-                .arg(plain)
-                .output()
-                .map_err(|e| Error::new(format!("cannot run pg_restore: {e}")))?;
-            if !out.status.success() {
-                return Err(Error::new(format!(
-                    "pg_restore could not read the backup: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
+/// The backup's plaintext as a stream, and the digest of the file bytes read so far.
+fn open_plaintext(
+    backup: &Path,
+    manifest: &Manifest,
+    keys: &Decryption,
+) -> Result<(Box<dyn Read + Send>, Digest256), Error> {
+    let file = std::fs::File::open(backup).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
+    let digest = Digest256::default();
+    let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone() });
+    let plain = decrypting_reader(tapped, &manifest.encryption, keys, &backup.display().to_string())?;
+    Ok((plain, digest))
+}
+
+/// Which migrations a database has applied, and its tables: what decides whether a backup
+/// belongs to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SchemaIdentity {
+    pub history: Vec<Applied>,
+    pub tables: Vec<String>,
+}
+
+/// Refuses a backup of another schema: histories that part ways, or no table in common.
+/// An empty database takes any backup; a database whose history is a prefix of the
+/// backup's, or the other way round, is the same schema at another version.
+pub(crate) fn check_same_schema(backup: &Manifest, target: &SchemaIdentity) -> Result<(), String> {
+    if target.tables.is_empty() {
+        return Ok(());
+    }
+    if !backup.history.is_empty() && !target.history.is_empty() {
+        for (ours, theirs) in backup.history.iter().zip(&target.history) {
+            if ours.version != theirs.version {
+                return Err(format!(
+                    "the backup's migration history has version {} where the database has {}",
+                    ours.version, theirs.version
+                ));
+            }
+            if ours.checksum != theirs.checksum {
+                return Err(format!(
+                    "migration {} differs: the backup's checksum is {}, the database's {}",
+                    ours.version,
+                    short(&ours.checksum),
+                    short(&theirs.checksum)
+                ));
             }
         }
-        "sql.gz" => {
-            let input = std::fs::File::open(plain).map_err(|e| Error::new(format!("cannot read the backup: {e}")))?;
-            let mut decoder = flate2::read::GzDecoder::new(input);
-            let mut output = std::fs::File::create(&dump_sql)
-                .map_err(|e| Error::new(format!("cannot write {}: {e}", dump_sql.display())))?;
-            std::io::copy(&mut decoder, &mut output)
-                .map_err(|e| Error::new(format!("the backup is not valid gzip: {e}")))?;
-        }
-        other => return Err(Error::new(format!("unknown PostgreSQL backup kind {other:?}"))),
+        return Ok(());
     }
-    let schemas: Vec<String> = client
-        .query(
-            "SELECT nspname FROM pg_namespace n WHERE nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%' \
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::with("cannot list schemas", e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    drop(client);
-
-    // One script, one transaction: clear the database, load the dump, check the counts.
-    let script = work.join("restore.sql");
-    let mut out =
-        std::fs::File::create(&script).map_err(|e| Error::new(format!("cannot write {}: {e}", script.display())))?;
-    let io = |e: std::io::Error| Error::new(format!("cannot write the restore script: {e}"));
-    writeln!(out, "SET client_min_messages = warning;").map_err(io)?;
-    for schema in &schemas {
-        writeln!(out, "DROP SCHEMA IF EXISTS {} CASCADE;", quote_ident(schema)).map_err(io)?;
-    }
-    writeln!(out, "CREATE SCHEMA IF NOT EXISTS public;").map_err(io)?;
-    std::io::copy(&mut std::fs::File::open(&dump_sql).map_err(io)?, &mut out).map_err(io)?;
-    writeln!(out, "\nSET client_min_messages = warning;\nDO $sage_verify$\nDECLARE n bigint;\nBEGIN").map_err(io)?;
-    for (table, expected) in &manifest.tables {
-        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-        let qualified = format!("{}.{}", quote_ident(schema), quote_ident(name));
-        let label = table.replace('\'', "''");
-        writeln!(
-            out,
-            "  SELECT count(*) INTO n FROM {qualified};\n  IF n <> {expected} THEN RAISE EXCEPTION 'restore verification failed: {label} has % rows, the backup has {expected}', n; END IF;"
-        )
-        .map_err(io)?;
-    }
-    writeln!(out, "END\n$sage_verify$;").map_err(io)?;
-    out.sync_all().map_err(io)?;
-    drop(out);
-
-    let mut command = tools::command(&psql, pg);
-    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f"]).arg(&script);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .map_err(|e| Error::new(format!("psql failed: {e}")))?
-        .map_err(|e| Error::new(format!("cannot run psql: {e}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(Error::new(format!(
-            "the restore failed and was rolled back; the database is as it was: {}",
-            last.join(" | ")
-        )));
+    let common = backup.tables.keys().filter(|t| target.tables.contains(t)).count();
+    if common == 0 {
+        return Err(format!(
+            "none of the backup's {} table(s) exists in the database, which has {} other table(s)",
+            backup.tables.len(),
+            target.tables.len()
+        ));
     }
     Ok(())
 }
 
-fn restore_sqlite(location: &SqliteLocation, manifest: &Manifest, plain: &Path) -> Result<(), Error> {
-    let (tables, _, _) = crate::backup::sqlite_facts(plain)?;
-    let check = rusqlite::Connection::open(plain).map_err(|e| Error::with("cannot open the backup", e))?;
-    let integrity: String = check
+fn short(checksum: &str) -> &str {
+    checksum.get(..12).unwrap_or(checksum)
+}
+
+fn schema_refusal(backup: &Path, why: String) -> Error {
+    Error::new(format!(
+        "{} is a backup of a different schema ({why}); nothing was restored. Pass --replace-schema to replace the database's schema with the backup's",
+        backup.display()
+    ))
+}
+
+async fn pg_identity(client: &impl tokio_postgres::GenericClient) -> Result<SchemaIdentity, Error> {
+    let tables: Vec<String> =
+        crate::backup::pg_user_tables(client).await?.into_iter().map(|(s, t)| format!("{s}.{t}")).collect();
+    let history = crate::backup::pg_history(client).await?;
+    Ok(SchemaIdentity { history, tables })
+}
+
+/// A statement whose failure for want of a role or of privilege to hand an object to a
+/// role is reported rather than fatal: owners and grants for roles this server lacks.
+fn may_skip(sql: &str, state: &SqlState) -> bool {
+    let head: Vec<String> = sql.split_whitespace().take(4).map(str::to_ascii_uppercase).collect();
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    let grant_like = matches!(head.first(), Some(&"GRANT")) || head.starts_with(&["ALTER", "DEFAULT", "PRIVILEGES"]);
+    let owner = head.first() == Some(&"ALTER") && sql.to_ascii_uppercase().contains(" OWNER TO ");
+    let revoke = head.first() == Some(&"REVOKE");
+    let set = head.first() == Some(&"SET");
+    if *state == SqlState::UNDEFINED_OBJECT {
+        // A missing role; for SET, a setting this server version does not know (a dump
+        // from a newer pg_dump sets transaction_timeout).
+        return grant_like || owner || revoke || set;
+    }
+    *state == SqlState::INSUFFICIENT_PRIVILEGE && (grant_like || owner)
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or_default();
+    let mut text: String = line.chars().take(100).collect();
+    if text.len() < sql.len() {
+        text.push('…');
+    }
+    text
+}
+
+async fn restore_postgres(
+    pg: &PgSettings,
+    backup: &Path,
+    manifest: &Manifest,
+    keys: &Decryption,
+    options: &RestoreOptions,
+) -> Result<Vec<String>, Error> {
+    let mut client = sage_conn::connect(pg).await?;
+    let major = tools::server_major(&client).await?;
+    if !options.replace_schema {
+        let identity = pg_identity(&client).await?;
+        check_same_schema(manifest, &identity).map_err(|why| schema_refusal(backup, why))?;
+    }
+    let pg_restore = if manifest.kind == "custom" { Some(tools::find("pg_restore", major)?) } else { None };
+
+    // The reading side runs on a thread of its own (files, decryption, pg_restore), handing
+    // statements and rows over a small channel; this side runs them in one transaction.
+    let (sender, mut items) = tokio::sync::mpsc::channel::<Item>(8);
+    let reader = {
+        let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
+        tokio::task::spawn_blocking(move || read_dump(&backup, &manifest, &keys, pg_restore, sender))
+    };
+
+    let applied = async {
+        let db = |what: String| move |e: tokio_postgres::Error| Error::with(what, e);
+        let tx = client.transaction().await.map_err(db("cannot start the restore".into()))?;
+        let schemas: Vec<String> = tx
+            .query(
+                "SELECT nspname FROM pg_namespace n WHERE nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%' \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')",
+                &[],
+            )
+            .await
+            .map_err(db("cannot list schemas".into()))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.batch_execute("SET LOCAL client_min_messages = warning").await.map_err(db("cannot configure".into()))?;
+        for schema in &schemas {
+            tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+                .await
+                .map_err(db(format!("cannot clear schema {schema:?}")))?;
+        }
+        // pg_dump writes the public schema's privileges as changes from the ones initdb
+        // gives it, so the new one starts from those.
+        let owner = if major >= 15 { "pg_database_owner".to_string() } else { bootstrap_superuser(&tx).await? };
+        let usage = if major >= 15 { "USAGE" } else { "ALL" };
+        tx.batch_execute("CREATE SCHEMA public").await.map_err(db("cannot create schema public".into()))?;
+        let mut skipped = Vec::new();
+        for sql in [
+            format!("ALTER SCHEMA public OWNER TO {}", quote_ident(&owner)),
+            format!("GRANT {usage} ON SCHEMA public TO PUBLIC"),
+        ] {
+            run_tolerant(&tx, &sql, 0, &mut skipped).await?;
+        }
+        while let Some(item) = items.recv().await {
+            match item {
+                Item::Statement { sql, line } => run_tolerant(&tx, &sql, line, &mut skipped).await?,
+                Item::Copy { sql, line } => {
+                    let sink = tx.copy_in::<_, bytes::Bytes>(sql.as_str()).await.map_err(|e| at_line(line, &sql, e))?;
+                    futures_util::pin_mut!(sink);
+                    loop {
+                        match items.recv().await {
+                            Some(Item::CopyData(rows)) => {
+                                sink.send(bytes::Bytes::from(rows)).await.map_err(|e| at_line(line, &sql, e))?
+                            }
+                            Some(Item::CopyEnd) => break,
+                            // The reader stopped; its error says why.
+                            _ => return Err(Error::new("the backup could not be read to the end")),
+                        }
+                    }
+                    sink.as_mut().finish().await.map_err(|e| at_line(line, &sql, e))?;
+                }
+                Item::CopyData(_) | Item::CopyEnd => return Err(Error::new("COPY data outside a COPY")),
+            }
+        }
+        Ok::<_, Error>((tx, skipped))
+    }
+    .await;
+    drop(items);
+    // The reader's error (a damaged file, a refused meta-command) explains more than the
+    // consumer's, which only saw the stream stop.
+    let read = reader.await.map_err(|e| Error::new(format!("reading the backup failed: {e}")))?;
+    let rolled_back =
+        |e: Error| Error::new(format!("the restore failed and was rolled back; the database is as it was: {e}"));
+    let (digest, size) = read.map_err(rolled_back)?;
+    let (tx, skipped) = applied.map_err(rolled_back)?;
+    manifest.verify_digest(backup, &digest, size).map_err(rolled_back)?;
+
+    let restored = crate::backup::pg_row_counts(&tx).await.map_err(rolled_back)?;
+    compare_counts(&manifest.tables, &restored).map_err(|e| rolled_back(Error::new(e)))?;
+    tx.commit().await.map_err(|e| rolled_back(Error::with("the commit failed", e)))?;
+    Ok(skipped)
+}
+
+async fn bootstrap_superuser(tx: &tokio_postgres::Transaction<'_>) -> Result<String, Error> {
+    let row = tx
+        .query_one("SELECT rolname FROM pg_roles WHERE oid = 10", &[])
+        .await
+        .map_err(|e| Error::with("cannot read the bootstrap superuser", e))?;
+    Ok(row.get(0))
+}
+
+fn at_line(line: usize, sql: &str, e: tokio_postgres::Error) -> Error {
+    let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+    Error::new(format!("line {line} of the dump ({}): {detail}", first_line(sql)))
+}
+
+/// Runs one statement; an owner or grant for a missing role is skipped and reported,
+/// inside a savepoint so the transaction goes on.
+async fn run_tolerant(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    line: usize,
+    skipped: &mut Vec<String>,
+) -> Result<(), Error> {
+    let head = sql.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+    let candidate = matches!(head.as_str(), "GRANT" | "REVOKE" | "ALTER" | "SET");
+    if !candidate {
+        return tx.batch_execute(sql).await.map_err(|e| at_line(line, sql, e));
+    }
+    let control = |e: tokio_postgres::Error| Error::with("savepoint", e);
+    tx.batch_execute("SAVEPOINT sage_restore_step").await.map_err(control)?;
+    match tx.batch_execute(sql).await {
+        Ok(()) => tx.batch_execute("RELEASE SAVEPOINT sage_restore_step").await.map_err(control),
+        Err(e) if e.code().is_some_and(|state| may_skip(sql, state)) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT sage_restore_step").await.map_err(control)?;
+            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+            skipped.push(format!("line {line}: {} ({detail})", first_line(sql)));
+            Ok(())
+        }
+        Err(e) => Err(at_line(line, sql, e)),
+    }
+}
+
+fn compare_counts(expected: &BTreeMap<String, i64>, restored: &BTreeMap<String, i64>) -> Result<(), String> {
+    for (table, want) in expected {
+        match restored.get(table) {
+            None => return Err(format!("verification failed: table {table:?} is in the manifest but not in the dump")),
+            Some(got) if got != want => {
+                return Err(format!("verification failed: {table:?} has {got} rows, the manifest says {want}"))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = restored.keys().find(|t| !expected.contains_key(*t)) {
+        return Err(format!("verification failed: the dump creates table {extra:?}, which the manifest does not list"));
+    }
+    Ok(())
+}
+
+/// Kills and reaps a child process however its owner's scope ends.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The reading side of a PostgreSQL restore: file → decryption → (gunzip | pg_restore) →
+/// statements. Returns the file's digest once everything was read.
+fn read_dump(
+    backup: &Path,
+    manifest: &Manifest,
+    keys: &Decryption,
+    pg_restore: Option<tools::Tool>,
+    sender: tokio::sync::mpsc::Sender<Item>,
+) -> Result<(String, u64), Error> {
+    let (plain, digest) = open_plaintext(backup, manifest, keys)?;
+    let what = backup.display().to_string();
+    // False when the restore side hung up: it stopped on an error of its own, which is
+    // the one to report.
+    let forward = |reader: &mut DumpReader<Box<dyn BufRead + Send>>| -> Result<bool, Error> {
+        while let Some(item) = reader.next_item().map_err(|e| Error::new(format!("{what}: {e}")))? {
+            if sender.blocking_send(item).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let hung_up = || Ok((String::new(), 0));
+    match pg_restore {
+        None => {
+            let sql: Box<dyn BufRead + Send> =
+                Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(plain)));
+            if !forward(&mut DumpReader::new(sql))? {
+                return hung_up();
+            }
+        }
+        Some(tool) => {
+            // pg_restore turns the archive into SQL on its stdout and touches no database.
+            let mut child = ChildGuard(
+                std::process::Command::new(&tool.path)
+                    .args(["-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| Error::new(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?,
+            );
+            let mut stdin = child.0.stdin.take().expect("piped stdin");
+            let stdout = child.0.stdout.take().expect("piped stdout");
+            let mut stderr = child.0.stderr.take().expect("piped stderr");
+            let feeder = std::thread::spawn(move || {
+                let mut plain = plain;
+                std::io::copy(&mut plain, &mut stdin).map(drop)
+            });
+            let errors = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            });
+            let sql: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 16, stdout));
+            // Dropping the reader closes pg_restore's stdout, so an early stop ends it too.
+            let forwarded = forward(&mut DumpReader::new(sql));
+            if matches!(forwarded, Ok(false)) {
+                return hung_up();
+            }
+            let fed = feeder.join().unwrap_or_else(|_| Err(std::io::Error::other("the feeding thread failed")));
+            let status = child.0.wait().map_err(|e| Error::new(format!("pg_restore did not finish: {e}")))?;
+            let stderr = errors.join().unwrap_or_default();
+            if !status.success() {
+                return Err(Error::new(format!("pg_restore could not read {what}: {}", stderr.trim())));
+            }
+            forwarded?;
+            fed.map_err(|e| Error::new(format!("cannot read {what}: {e}")))?;
+        }
+    }
+    Ok(digest.hex_and_size())
+}
+
+/// The backup's database, opened in memory: decrypted, never written to disk.
+fn load_sqlite_backup(backup: &Path, manifest: &Manifest, keys: &Decryption) -> Result<rusqlite::Connection, Error> {
+    let (mut plain, digest) = open_plaintext(backup, manifest, keys)?;
+    let mut bytes = Vec::new();
+    plain.read_to_end(&mut bytes).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
+    drop(plain);
+    let (sha256, size) = digest.hex_and_size();
+    manifest.verify_digest(backup, &sha256, size)?;
+    let mut conn =
+        rusqlite::Connection::open_in_memory().map_err(|e| Error::with("cannot open an in-memory database", e))?;
+    // A database copied from a WAL-mode file says so in its header (bytes 18 and 19), and
+    // an in-memory database cannot use WAL: read it as a rollback-journal database.
+    if bytes.len() >= 100 && bytes.starts_with(b"SQLite format 3\0") && bytes[18] == 2 && bytes[19] == 2 {
+        bytes[18] = 1;
+        bytes[19] = 1;
+    }
+    let len = bytes.len();
+    conn.deserialize_read_exact(rusqlite::MAIN_DB, std::io::Cursor::new(bytes), len, true)
+        .map_err(|e| Error::with(format!("{} does not hold a SQLite database", backup.display()), e))?;
+    let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| Error::with("cannot check the backup", e))?;
-    drop(check);
+        .map_err(|e| Error::with(format!("{} does not hold a readable SQLite database", backup.display()), e))?;
     if integrity != "ok" {
         return Err(Error::new(format!("the backup's database fails SQLite's integrity check: {integrity}")));
     }
-    if tables != manifest.tables {
-        return Err(Error::new("the backup's row counts differ from its manifest; nothing was restored"));
-    }
+    let (tables, _, _) = crate::backup::sqlite_facts(&conn)?;
+    compare_counts(&manifest.tables, &tables).map_err(|e| Error::new(format!("{}: {e}", backup.display())))?;
+    Ok(conn)
+}
+
+fn restore_sqlite(
+    location: &SqliteLocation,
+    backup: &Path,
+    manifest: &Manifest,
+    keys: &Decryption,
+    options: &RestoreOptions,
+) -> Result<(), Error> {
+    let source = load_sqlite_backup(backup, manifest, keys)?;
     let mut target = match location {
         SqliteLocation::File(path) => rusqlite::Connection::open(path),
         SqliteLocation::InMemory => return Err(Error::new("an in-memory database cannot be restored into")),
     }
     .map_err(|e| Error::with("cannot open the target database", e))?;
     target.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
-    // The backup API replaces the target's pages under its write lock: readers see the old
-    // database or the new one, never a mix.
-    target
-        .restore(rusqlite::MAIN_DB, plain, None::<fn(rusqlite::backup::Progress)>)
+    if !options.replace_schema {
+        let (tables, _, _) = crate::backup::sqlite_facts(&target)?;
+        let identity =
+            SchemaIdentity { history: crate::backup::sqlite_history(&target), tables: tables.into_keys().collect() };
+        check_same_schema(manifest, &identity).map_err(|why| schema_refusal(backup, why))?;
+    }
+    // The backup API replaces the target's pages in one write transaction: readers see the
+    // old database or the new one, and a kill part-way leaves the old one (SQLite's journal).
+    let copy = rusqlite::backup::Backup::new(&source, &mut target)
+        .map_err(|e| Error::with("the SQLite restore failed; the database is as it was", e))?;
+    copy.run_to_completion(1 << 30, std::time::Duration::ZERO, None)
         .map_err(|e| Error::with("the SQLite restore failed; the database is as it was", e))?;
     Ok(())
 }
@@ -224,12 +527,15 @@ pub struct VerifyReport {
     pub file: PathBuf,
     pub checksum: String,
     pub tables: BTreeMap<String, i64>,
+    pub authenticity: Authenticity,
+    pub skipped: Vec<String>,
 }
 
 /// Restores the backup into a scratch database (a temporary database on the server of
-/// `near`, or a temporary SQLite file) and checks every row count, leaving `near` untouched.
+/// `near`, or memory for SQLite) and checks every row count, leaving `near` untouched.
 pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<VerifyReport, Error> {
-    let manifest = inspect(backup)?;
+    let Inspected { manifest, authenticity } = inspect(backup, keys)?;
+    let mut skipped = Vec::new();
     match manifest.dialect.as_str() {
         "postgres" => {
             let Target::Postgres(pg) = near else {
@@ -238,14 +544,94 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                 ));
             };
             let scratch = sage_schema::Scratch::create(pg).await.map_err(|e| Error::new(e.to_string()))?;
-            let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys).await;
+            let options = RestoreOptions { replace_schema: true };
+            let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
-            result?;
+            skipped = result?.skipped;
         }
         _ => {
-            let work = WorkDir::new()?;
-            restore(&Target::Sqlite(SqliteLocation::File(work.path().join("verify.db"))), backup, keys).await?;
+            let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
+            tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, &manifest, &keys).map(drop))
+                .await
+                .map_err(|e| Error::new(format!("verification failed: {e}")))??;
         }
     }
-    Ok(VerifyReport { file: backup.to_path_buf(), checksum: manifest.sha256, tables: manifest.tables })
+    Ok(VerifyReport {
+        file: backup.to_path_buf(),
+        checksum: manifest.sha256,
+        tables: manifest.tables,
+        authenticity,
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(history: &[(i64, &str)], tables: &[&str]) -> Manifest {
+        Manifest {
+            format: crate::manifest::MANIFEST_FORMAT.into(),
+            file: "b".into(),
+            dialect: "postgres".into(),
+            kind: "custom".into(),
+            encryption: "none".into(),
+            sha256: String::new(),
+            size: 0,
+            created_at: String::new(),
+            tool_version: String::new(),
+            server_version: String::new(),
+            client_version: None,
+            migration_version: None,
+            history: history.iter().map(|(v, c)| Applied { version: *v, checksum: c.to_string() }).collect(),
+            tables: tables.iter().map(|t| (t.to_string(), 0)).collect(),
+            privileges: true,
+            seal: None,
+        }
+    }
+
+    fn identity(history: &[(i64, &str)], tables: &[&str]) -> SchemaIdentity {
+        SchemaIdentity {
+            history: history.iter().map(|(v, c)| Applied { version: *v, checksum: c.to_string() }).collect(),
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn same_schema_at_another_version_is_accepted() {
+        let backup = manifest(&[(1, "a"), (2, "b")], &["public.sessions"]);
+        assert!(check_same_schema(&backup, &identity(&[(1, "a"), (2, "b"), (3, "c")], &["public.sessions"])).is_ok());
+        assert!(check_same_schema(&backup, &identity(&[(1, "a")], &["public.sessions"])).is_ok());
+        assert!(check_same_schema(&backup, &identity(&[], &[])).is_ok(), "an empty database takes any backup");
+    }
+
+    #[test]
+    fn another_schema_is_refused() {
+        let sage = manifest(&[(1, "a"), (2, "b")], &["public.sessions"]);
+        let tmi = identity(&[(1, "x")], &["public.threat_models"]);
+        assert!(check_same_schema(&sage, &tmi).unwrap_err().contains("migration 1 differs"));
+        let unmanaged = manifest(&[], &["public.sessions"]);
+        assert!(check_same_schema(&unmanaged, &identity(&[], &["public.threat_models"]))
+            .unwrap_err()
+            .contains("none of"));
+    }
+
+    #[test]
+    fn counts_must_match_both_ways() {
+        let want: BTreeMap<String, i64> = [("a".to_string(), 2)].into();
+        assert!(compare_counts(&want, &want).is_ok());
+        assert!(compare_counts(&want, &[("a".to_string(), 3)].into()).is_err());
+        assert!(compare_counts(&want, &[("a".to_string(), 2), ("b".to_string(), 0)].into()).is_err());
+        assert!(compare_counts(&want, &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn only_owner_and_grant_failures_for_missing_roles_are_skipped() {
+        assert!(may_skip("ALTER TABLE public.t OWNER TO app", &SqlState::UNDEFINED_OBJECT));
+        assert!(may_skip("GRANT SELECT ON TABLE public.t TO app", &SqlState::UNDEFINED_OBJECT));
+        assert!(may_skip("SET transaction_timeout = 0", &SqlState::UNDEFINED_OBJECT));
+        assert!(!may_skip("REVOKE ALL ON TABLE public.t FROM PUBLIC", &SqlState::INSUFFICIENT_PRIVILEGE));
+        assert!(!may_skip("CREATE TABLE t (x int)", &SqlState::UNDEFINED_OBJECT));
+        assert!(!may_skip("ALTER TABLE t ADD COLUMN y int", &SqlState::INSUFFICIENT_PRIVILEGE));
+    }
 }

@@ -108,26 +108,7 @@ impl Sink {
         let hashing = Hashing { file, hasher: Sha256::new(), size: 0 };
         let layer = match encryption {
             Encryption::None => Layer::Plain(hashing),
-            Encryption::Passphrase(p) => {
-                let encryptor = age::Encryptor::with_user_passphrase(p.clone());
-                Layer::Encrypted(
-                    encryptor.wrap_output(hashing).map_err(|e| Error::new(format!("cannot start encryption: {e}")))?,
-                )
-            }
-            Encryption::Recipients(list) => {
-                let recipients = list
-                    .iter()
-                    .map(|r| {
-                        r.parse::<age::x25519::Recipient>()
-                            .map_err(|e| Error::new(format!("--recipient {r:?} is not an age recipient (age1…): {e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-                    .map_err(|e| Error::new(format!("cannot start encryption: {e}")))?;
-                Layer::Encrypted(
-                    encryptor.wrap_output(hashing).map_err(|e| Error::new(format!("cannot start encryption: {e}")))?,
-                )
-            }
+            _ => Layer::Encrypted(encrypting_writer(hashing, encryption)?),
         };
         let inner = if gzip {
             SinkInner::Gzip(flate2::write::GzEncoder::new(layer, flate2::Compression::default()))
@@ -183,6 +164,16 @@ impl Write for Sink {
     }
 }
 
+/// An I/O error in words: a full disk or a missing permission says so.
+pub(crate) fn describe_io(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(28) => "the disk is full (no space left on device)".into(),
+        Some(122) => "the disk quota is exhausted".into(),
+        _ if e.kind() == io::ErrorKind::PermissionDenied => format!("permission denied ({e})"),
+        _ => e.to_string(),
+    }
+}
+
 pub fn partial_path(final_path: &Path) -> PathBuf {
     let mut name = final_path.as_os_str().to_owned();
     name.push(".partial");
@@ -215,26 +206,44 @@ impl std::fmt::Debug for Decryption {
     }
 }
 
-/// Copies `source` to `target`, decrypting when `encryption` says it is encrypted.
-pub fn decrypt_to(source: &Path, target: &Path, encryption: &str, keys: &Decryption) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let input = std::io::BufReader::new(
-        File::open(source).map_err(|e| Error::new(format!("cannot read {}: {e}", source.display())))?,
-    );
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(target)
-        .map_err(|e| Error::new(format!("cannot create {}: {e}", target.display())))?;
+/// An age writer to the backup's recipients or passphrase; `finish` completes it.
+pub(crate) fn encrypting_writer<W: Write>(
+    output: W,
+    encryption: &Encryption,
+) -> Result<age::stream::StreamWriter<W>, Error> {
+    let start = |e: &dyn std::fmt::Display| Error::new(format!("cannot start encryption: {e}"));
+    let encryptor = match encryption {
+        Encryption::None => return Err(Error::new("cannot start encryption: the backup is not encrypted")),
+        Encryption::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
+        Encryption::Recipients(list) => {
+            let recipients = list
+                .iter()
+                .map(|r| {
+                    r.parse::<age::x25519::Recipient>()
+                        .map_err(|e| Error::new(format!("--recipient {r:?} is not an age recipient (age1…): {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| start(&e))?
+        }
+    };
+    encryptor.wrap_output(output).map_err(|e| start(&e))
+}
+
+/// Reads `input`, decrypting it when `encryption` (a manifest's field) says it is
+/// encrypted. `what` names the input in errors. Nothing is written anywhere: callers stream
+/// the plaintext to where it goes.
+pub(crate) fn decrypting_reader<R: io::BufRead + Send + 'static>(
+    input: R,
+    encryption: &str,
+    keys: &Decryption,
+    what: &str,
+) -> Result<Box<dyn io::Read + Send>, Error> {
     if encryption == "none" {
-        let mut input = input;
-        io::copy(&mut input, &mut output).map_err(|e| Error::new(format!("cannot copy {}: {e}", source.display())))?;
-        return Ok(());
+        return Ok(Box::new(input));
     }
-    let decryptor = age::Decryptor::new_buffered(input)
-        .map_err(|e| Error::new(format!("{} is not an age file: {e}", source.display())))?;
+    let decryptor =
+        age::Decryptor::new_buffered(input).map_err(|e| Error::new(format!("{what} is not an age file: {e}")))?;
     let mut identities: Vec<Box<dyn age::Identity>> = Vec::new();
     if let Some(p) = &keys.passphrase {
         identities.push(Box::new(age::scrypt::Identity::new(p.clone())));
@@ -251,14 +260,11 @@ pub fn decrypt_to(source: &Path, target: &Path, encryption: &str, keys: &Decrypt
     }
     if identities.is_empty() {
         return Err(Error::new(format!(
-            "{} is encrypted ({encryption}); set SAGE_BACKUP_PASSPHRASE or pass --identity FILE",
-            source.display()
+            "{what} is encrypted ({encryption}); set SAGE_BACKUP_PASSPHRASE or pass --identity FILE"
         )));
     }
-    let mut reader = decryptor
+    let reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref()))
-        .map_err(|e| Error::new(format!("cannot decrypt {}: {e} (wrong passphrase or identity?)", source.display())))?;
-    io::copy(&mut reader, &mut output).map_err(|e| Error::new(format!("cannot decrypt {}: {e}", source.display())))?;
-    output.sync_all().map_err(|e| Error::new(format!("cannot write {}: {e}", target.display())))?;
-    Ok(())
+        .map_err(|e| Error::new(format!("cannot decrypt {what}: {e} (wrong passphrase or identity?)")))?;
+    Ok(Box::new(reader))
 }

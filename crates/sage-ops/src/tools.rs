@@ -13,13 +13,15 @@ use crate::Error;
 pub struct Tool {
     pub path: PathBuf,
     pub major: u32,
+    /// What it says of itself, e.g. `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`.
+    pub version: String,
 }
 
-fn major_of(path: &Path) -> Option<u32> {
+fn version_of(path: &Path) -> Option<(u32, String)> {
     let out = Command::new(path).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-    text.split_whitespace().find_map(|w| w.split('.').next()?.parse().ok())
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let major = text.split_whitespace().find_map(|w| w.split('.').next()?.parse().ok())?;
+    Some((major, text))
 }
 
 fn candidates(program: &str) -> Vec<PathBuf> {
@@ -41,8 +43,13 @@ fn candidates(program: &str) -> Vec<PathBuf> {
 
 /// The newest `program` whose major version is at least `server_major`.
 pub fn find(program: &str, server_major: u32) -> Result<Tool, Error> {
-    let found: Vec<Tool> =
-        candidates(program).into_iter().filter_map(|path| Some(Tool { major: major_of(&path)?, path })).collect();
+    let found: Vec<Tool> = candidates(program)
+        .into_iter()
+        .filter_map(|path| {
+            let (major, version) = version_of(&path)?;
+            Some(Tool { major, path, version })
+        })
+        .collect();
     if let Some(tool) = found.iter().filter(|t| t.major >= server_major).max_by_key(|t| t.major) {
         return Ok(tool.clone());
     }

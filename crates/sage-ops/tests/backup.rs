@@ -64,6 +64,10 @@ fn options(dir: &Path, format: PgFormat, encryption: Encryption) -> BackupOption
     BackupOptions { dir: dir.to_path_buf(), format, encryption, keep: None, max_age: None }
 }
 
+fn replace_nothing() -> restore::RestoreOptions {
+    restore::RestoreOptions::default()
+}
+
 fn quiet() -> sage_ops::backup::Progress {
     Arc::new(|_| {})
 }
@@ -92,7 +96,7 @@ async fn postgres_round_trip_in_both_formats_encrypted_and_not() {
         wipe_pg(db.settings()).await;
         assert!(pg_contents(db.settings()).await.is_empty());
         let keys = Decryption { passphrase: Some(passphrase.clone()), identities: vec![] };
-        restore::restore(&target, &report.file, &keys).await.unwrap();
+        restore::restore(&target, &report.file, &keys, &replace_nothing()).await.unwrap();
         assert_eq!(pg_contents(db.settings()).await, before, "{format:?} {encryption:?}");
     }
 }
@@ -113,20 +117,20 @@ async fn damaged_or_incomplete_backups_are_refused_before_anything_changes() {
     std::fs::write(&corrupted, &bytes).unwrap();
     std::fs::copy(sage_ops::manifest::manifest_path(&report.file), sage_ops::manifest::manifest_path(&corrupted))
         .unwrap();
-    let err = restore::restore(&target, &corrupted, &keys).await.unwrap_err().to_string();
+    let err = restore::restore(&target, &corrupted, &keys, &replace_nothing()).await.unwrap_err().to_string();
     assert!(err.contains("corrupted"), "{err}");
 
     let truncated = dir.path().join("truncated.dump");
     std::fs::write(&truncated, &std::fs::read(&report.file).unwrap()[..middle]).unwrap();
     std::fs::copy(sage_ops::manifest::manifest_path(&report.file), sage_ops::manifest::manifest_path(&truncated))
         .unwrap();
-    let err = restore::restore(&target, &truncated, &keys).await.unwrap_err().to_string();
+    let err = restore::restore(&target, &truncated, &keys, &replace_nothing()).await.unwrap_err().to_string();
     assert!(err.contains("truncated"), "{err}");
 
     // What a backup killed half-way leaves: a .partial file, or a file without manifest.
     let killed = dir.path().join("killed.dump");
     std::fs::copy(&report.file, &killed).unwrap();
-    let err = restore::restore(&target, &killed, &keys).await.unwrap_err().to_string();
+    let err = restore::restore(&target, &killed, &keys, &replace_nothing()).await.unwrap_err().to_string();
     assert!(err.contains("no readable manifest"), "{err}");
 
     assert_eq!(pg_contents(db.settings()).await, before, "nothing was touched");
@@ -152,7 +156,10 @@ async fn a_restore_that_fails_part_way_leaves_the_database_as_it_was() {
     let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     manifest["tables"]["public.nonces"] = serde_json::json!(49);
     std::fs::write(&path, manifest.to_string()).unwrap();
-    let err = restore::restore(&target, &report.file, &Decryption::default()).await.unwrap_err().to_string();
+    let err = restore::restore(&target, &report.file, &Decryption::default(), &replace_nothing())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rolled back") && err.contains("public.nonces"), "{err}");
     assert_eq!(pg_contents(db.settings()).await, before);
 }
@@ -228,11 +235,19 @@ async fn sqlite_round_trip_encrypted_to_a_recipient() {
     // The encrypted file does not contain the data in the clear.
     assert!(!std::fs::read(&report.file).unwrap().windows(7).any(|w| w == b"nonces\0" || w == b"CREATE "));
     rusqlite::Connection::open(file.path()).unwrap().execute_batch("DELETE FROM nonces; DROP TABLE dids;").unwrap();
-    let no_key = restore::restore(&target, &report.file, &Decryption::default()).await.unwrap_err().to_string();
-    assert!(no_key.contains("--identity"), "{no_key}");
-    restore::restore(&target, &report.file, &Decryption { passphrase: None, identities: vec![identity_file] })
+    let no_key = restore::restore(&target, &report.file, &Decryption::default(), &replace_nothing())
         .await
-        .unwrap();
+        .unwrap_err()
+        .to_string();
+    assert!(no_key.contains("--identity"), "{no_key}");
+    restore::restore(
+        &target,
+        &report.file,
+        &Decryption { passphrase: None, identities: vec![identity_file] },
+        &replace_nothing(),
+    )
+    .await
+    .unwrap();
     assert_eq!(sqlite_contents(file.path()), before);
 }
 
@@ -254,7 +269,7 @@ async fn backup_and_restore_work_over_tls_with_sslmode_require() {
     let dir = tempfile::tempdir().unwrap();
     let report = backup(&target, &options(dir.path(), PgFormat::Custom, Encryption::None), quiet()).await.unwrap();
     sage_conn::connect(&pg).await.unwrap().batch_execute("DELETE FROM t").await.unwrap();
-    restore::restore(&target, &report.file, &Decryption::default()).await.unwrap();
+    restore::restore(&target, &report.file, &Decryption::default(), &replace_nothing()).await.unwrap();
     assert_eq!(pg_contents(&pg).await.len(), 1);
     let n: i64 = sage_conn::connect(&pg).await.unwrap().query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
     assert_eq!(n, 10);

@@ -81,24 +81,41 @@ fn tempfile_dir() -> Result<PathBuf, Error> {
 }
 
 /// A temporary database on a PostgreSQL server, dropped after use.
+///
+/// Its creator keeps a connection open whose `application_name` names the scratch
+/// database for as long as it lives. A scratch database without such a connection was left
+/// by a process that was killed, and the next `create` on that server drops it.
 #[derive(Debug)]
 pub struct Scratch {
     pub settings: PgSettings,
     admin: PgSettings,
+    _owner: tokio_postgres::Client,
+}
+
+const SCRATCH_PREFIX: &str = "sage_scratch_";
+
+fn owner_tag(name: &str) -> String {
+    format!("sage-db scratch {name}")
 }
 
 impl Scratch {
     pub async fn create(near: &PgSettings) -> Result<Scratch, Error> {
-        let name = format!("sage_scratch_{}", Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase());
+        let name = format!("{SCRATCH_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase());
         let client = sage_conn::connect(near).await?;
+        drop_abandoned(&client).await;
+        // Claimed before it exists, so no other run ever takes it for abandoned.
+        client
+            .execute("SELECT set_config('application_name', $1, false)", &[&owner_tag(&name)])
+            .await
+            .map_err(|e| Error::new(format!("cannot name the scratch session: {e}")))?;
         client.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await.map_err(|e| {
             Error::new(format!(
-                "cannot create a scratch database on {} to replay the migrations ({}); grant CREATEDB or pass --dev-url with an empty database",
+                "cannot create a scratch database on {} ({}); grant CREATEDB or pass --dev-url with an empty database",
                 near.redacted_url(),
                 e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
             ))
         })?;
-        Ok(Scratch { settings: near.with_dbname(&name), admin: near.clone() })
+        Ok(Scratch { settings: near.with_dbname(&name), admin: near.clone(), _owner: client })
     }
 
     pub async fn drop(self) {
@@ -107,6 +124,37 @@ impl Scratch {
             if let Err(e) = client.batch_execute(&sql).await {
                 tracing::warn!(database = %self.settings.dbname, error = %e, "could not drop the scratch database");
             }
+        }
+    }
+}
+
+/// Drops scratch databases whose creator is gone (no session carries their name). Best
+/// effort: a database this role may not drop is left for its owner.
+async fn drop_abandoned(client: &tokio_postgres::Client) {
+    let rows = match client
+        .query(
+            "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, $1) \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = 'sage-db scratch ' || d.datname) \
+             AND pg_has_role(d.datdba, 'USAGE')",
+            &[&SCRATCH_PREFIX],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot look for abandoned scratch databases");
+            return;
+        }
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let well_formed = name[SCRATCH_PREFIX.len()..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !well_formed {
+            continue;
+        }
+        match client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await {
+            Ok(()) => tracing::info!(database = %name, "dropped a scratch database left by a killed run"),
+            Err(e) => tracing::warn!(database = %name, error = %e, "could not drop an abandoned scratch database"),
         }
     }
 }

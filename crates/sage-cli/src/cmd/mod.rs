@@ -26,7 +26,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(command) => schema::run(&cli.global, command).await,
         Command::Check { args, snapshot } => check::run(&cli.global, &args, snapshot).await,
         Command::Backup(args) => ops::backup(&cli.global, args).await,
-        Command::Restore { file, identity, yes } => ops::restore(&cli.global, &file, identity, yes).await,
+        Command::Restore { file, identity, replace_schema, yes } => {
+            ops::restore(&cli.global, &file, identity, replace_schema, yes).await
+        }
         Command::Seed { seeds } => ops::seed(&cli.global, seeds).await,
         Command::Cleanup { config, dry_run } => ops::cleanup(&cli.global, config, dry_run).await,
         Command::Monitor { watch } => ops::monitor(&cli.global, watch).await,

@@ -53,6 +53,10 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
                 file.display(),
                 report.tables.len()
             );
+            say!("{}", authenticity_note(report.authenticity));
+            for line in &report.skipped {
+                say!("not applied here: {line}");
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -106,10 +110,27 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn restore(global: &Global, file: &Path, identity: Vec<PathBuf>, yes: bool) -> anyhow::Result<ExitCode> {
+fn authenticity_note(authenticity: sage_ops::manifest::Authenticity) -> &'static str {
+    match authenticity {
+        sage_ops::manifest::Authenticity::Sealed => "manifest: sealed, and the seal matches (authenticated)",
+        sage_ops::manifest::Authenticity::Unauthenticated => {
+            "manifest: unauthenticated (a plain backup); only its checksum and row counts were checked, so keep backups where only you can write"
+        }
+    }
+}
+
+pub async fn restore(
+    global: &Global,
+    file: &Path,
+    identity: Vec<PathBuf>,
+    replace_schema: bool,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global, true)?;
-    // Check the file before asking: a damaged backup is refused without a question.
-    let manifest = sage_ops::restore::inspect(file)?;
+    let keys = keys(&db, identity);
+    // Check the file before asking: a damaged or altered backup is refused without a question.
+    let inspected = sage_ops::restore::inspect(file, &keys)?;
+    let manifest = &inspected.manifest;
     let rows: i64 = manifest.tables.values().sum();
     confirm(
         &format!(
@@ -121,13 +142,18 @@ pub async fn restore(global: &Global, file: &Path, identity: Vec<PathBuf>, yes: 
         ),
         yes,
     )?;
-    let report = sage_ops::restore::restore(&db.settings.target, file, &keys(&db, identity)).await?;
+    let options = sage_ops::restore::RestoreOptions { replace_schema };
+    let report = sage_ops::restore::restore(&db.settings.target, file, &keys, &options).await?;
     if global.json {
         output::json(&report)?;
     } else {
         say!("restored {} into {}; row counts verified:", file.display(), db.settings);
         let rows: Vec<Vec<String>> = report.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
         output::table(&["TABLE", "ROWS"], &rows);
+        say!("{}", authenticity_note(report.authenticity));
+        for line in &report.skipped {
+            say!("not applied here: {line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,441 @@
+//! Reading a plain SQL dump, as pg_dump and pg_restore write it, one statement at a time,
+//! so restore can run it on its own connection instead of handing it to psql.
+//!
+//! A dump is untrusted input. psql would obey a meta-command in it (`\!` runs a shell
+//! command); this reader accepts only what pg_dump writes: SQL statements, `COPY … FROM
+//! stdin` with its data, and the `\restrict`/`\unrestrict` guard lines, which it skips. Any
+//! other meta-command, and any `COPY` that reads or writes elsewhere (`PROGRAM`, a server
+//! file), is refused with its line number before it reaches the server.
+
+use std::io::BufRead;
+
+/// One thing to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A complete SQL statement (without its terminating semicolon), and the line it starts on.
+    Statement {
+        sql: String,
+        line: usize,
+    },
+    /// `COPY … FROM stdin`; `CopyData` chunks follow, then `CopyEnd`.
+    Copy {
+        sql: String,
+        line: usize,
+    },
+    /// Rows in COPY text format, whole lines.
+    CopyData(Vec<u8>),
+    CopyEnd,
+}
+
+/// Why a dump was refused, with the line it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for DumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for DumpError {}
+
+/// The longest statement accepted; pg_dump's largest are function bodies and views.
+const MAX_STATEMENT: usize = 256 << 20;
+/// COPY rows are passed on in chunks of about this size.
+const COPY_CHUNK: usize = 256 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lex {
+    Normal,
+    /// Inside '…'; `backslash` for E'…' strings, where `\'` does not end the string.
+    Quote {
+        backslash: bool,
+    },
+    DoubleQuote,
+    Dollar(String),
+    Block(usize),
+}
+
+#[derive(Debug)]
+pub struct DumpReader<R> {
+    input: R,
+    line: usize,
+    lex: Lex,
+    statement: String,
+    statement_line: usize,
+    in_copy: bool,
+    /// Statements completed on the current line after the first one.
+    queued: std::collections::VecDeque<Item>,
+    raw: Vec<u8>,
+}
+
+impl<R: BufRead> DumpReader<R> {
+    pub fn new(input: R) -> DumpReader<R> {
+        DumpReader {
+            input,
+            line: 0,
+            lex: Lex::Normal,
+            statement: String::new(),
+            statement_line: 1,
+            in_copy: false,
+            queued: Default::default(),
+            raw: Vec::new(),
+        }
+    }
+
+    fn fail(&self, message: impl Into<String>) -> DumpError {
+        DumpError { line: self.line, message: message.into() }
+    }
+
+    /// Reads one raw line into `self.raw`; false at the end of the input.
+    fn read_line(&mut self) -> Result<bool, DumpError> {
+        self.raw.clear();
+        let n = self
+            .input
+            .read_until(b'\n', &mut self.raw)
+            .map_err(|e| DumpError { line: self.line + 1, message: format!("cannot read the dump: {e}") })?;
+        if n > 0 {
+            self.line += 1;
+        }
+        Ok(n > 0)
+    }
+
+    /// The next item, or `None` at a clean end of the dump.
+    pub fn next_item(&mut self) -> Result<Option<Item>, DumpError> {
+        if let Some(item) = self.queued.pop_front() {
+            return Ok(Some(item));
+        }
+        if self.in_copy {
+            return self.copy_data().map(Some);
+        }
+        loop {
+            if !self.read_line()? {
+                if self.lex != Lex::Normal || !self.statement.trim().is_empty() {
+                    return Err(DumpError {
+                        line: self.statement_line,
+                        message: "the dump ends inside a statement; it is truncated".into(),
+                    });
+                }
+                return Ok(None);
+            }
+            let text = match std::str::from_utf8(&self.raw) {
+                Ok(t) => t.to_string(),
+                Err(_) => return Err(self.fail("not UTF-8 text; sage-db restores UTF-8 dumps")),
+            };
+            if self.lex == Lex::Normal && self.statement.trim().is_empty() && text.starts_with('\\') {
+                self.meta_command(&text)?;
+                continue;
+            }
+            self.scan(&text)?;
+            if let Some(item) = self.queued.pop_front() {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    fn meta_command(&mut self, text: &str) -> Result<(), DumpError> {
+        let word = text.trim_end().split_whitespace().next().unwrap_or("\\");
+        match word {
+            // pg_dump's guard against meta-commands smuggled into the dump by a hostile
+            // server: it tells psql to refuse them. This reader refuses them anyway.
+            "\\restrict" | "\\unrestrict" => {
+                self.statement.clear();
+                Ok(())
+            }
+            _ => Err(self.fail(format!(
+                "psql meta-command {:?} is not something pg_dump writes; the dump was altered and nothing was run",
+                word.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Lexes one line of SQL, queueing every statement it completes.
+    fn scan(&mut self, text: &str) -> Result<(), DumpError> {
+        if self.statement.trim().is_empty() && self.lex == Lex::Normal {
+            self.statement.clear();
+            self.statement_line = self.line;
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let mut i = 0;
+        let mut start = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            match &mut self.lex {
+                Lex::Normal => match c {
+                    '-' if chars.get(i + 1) == Some(&'-') => {
+                        // A line comment: the rest of the line is not SQL.
+                        self.statement.extend(&chars[start..i]);
+                        self.statement.push('\n');
+                        start = chars.len();
+                        i = chars.len();
+                        continue;
+                    }
+                    '/' if chars.get(i + 1) == Some(&'*') => {
+                        self.lex = Lex::Block(1);
+                        i += 1;
+                    }
+                    '\'' => {
+                        let backslash =
+                            i > 0 && matches!(chars[i - 1], 'E' | 'e') && (i < 2 || !is_ident_char(chars[i - 2]));
+                        self.lex = Lex::Quote { backslash };
+                    }
+                    '"' => self.lex = Lex::DoubleQuote,
+                    '$' if i == 0 || !is_ident_char(chars[i - 1]) => {
+                        if let Some(tag) = dollar_tag(&chars[i..]) {
+                            i += tag.chars().count() + 1;
+                            self.lex = Lex::Dollar(tag);
+                        }
+                    }
+                    ';' => {
+                        self.statement.extend(&chars[start..i]);
+                        start = i + 1;
+                        self.finish_statement()?;
+                        if self.in_copy {
+                            // COPY data starts on the next line; whatever follows the
+                            // semicolon on this one is not SQL pg_dump writes.
+                            if chars[start..].iter().any(|c| !c.is_whitespace()) {
+                                return Err(self.fail("text after a COPY statement on the same line"));
+                            }
+                            return Ok(());
+                        }
+                        self.statement_line = self.line;
+                    }
+                    _ => {}
+                },
+                Lex::Quote { backslash } => match c {
+                    '\\' if *backslash => i += 1,
+                    '\'' if chars.get(i + 1) == Some(&'\'') => i += 1,
+                    '\'' => self.lex = Lex::Normal,
+                    _ => {}
+                },
+                Lex::DoubleQuote => match c {
+                    '"' if chars.get(i + 1) == Some(&'"') => i += 1,
+                    '"' => self.lex = Lex::Normal,
+                    _ => {}
+                },
+                Lex::Dollar(tag) => {
+                    if c == '$' {
+                        let tag_len = tag.chars().count();
+                        let closes = chars.len() > i + tag_len + 1
+                            && chars[i + 1..=i + tag_len].iter().copied().eq(tag.chars())
+                            && chars[i + tag_len + 1] == '$';
+                        if closes {
+                            i += tag_len + 1;
+                            self.lex = Lex::Normal;
+                        }
+                    }
+                }
+                Lex::Block(depth) => {
+                    if c == '*' && chars.get(i + 1) == Some(&'/') {
+                        *depth -= 1;
+                        i += 1;
+                        if *depth == 0 {
+                            self.lex = Lex::Normal;
+                        }
+                    } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+                        *depth += 1;
+                        i += 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.statement.extend(&chars[start.min(chars.len())..]);
+        if self.statement.len() > MAX_STATEMENT {
+            return Err(DumpError {
+                line: self.statement_line,
+                message: "a statement longer than 256 MiB; the dump is damaged".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish_statement(&mut self) -> Result<(), DumpError> {
+        let sql = std::mem::take(&mut self.statement);
+        let sql = sql.trim();
+        if sql.is_empty() {
+            return Ok(());
+        }
+        let line = self.statement_line;
+        let words: Vec<String> = sql.split_whitespace().map(str::to_ascii_uppercase).collect();
+        let refuse = |message: String| Err(DumpError { line, message });
+        if words.first().map(String::as_str) == Some("COPY") {
+            let n = words.len();
+            let from_stdin = n >= 3 && words[n - 2] == "FROM" && words[n - 1] == "STDIN";
+            if !from_stdin || words.iter().any(|w| w == "PROGRAM") {
+                return refuse(
+                    "a COPY that does not read its rows from the dump (pg_dump writes only COPY … FROM stdin); refused"
+                        .into(),
+                );
+            }
+            self.queued.push_back(Item::Copy { sql: sql.to_string(), line });
+            self.in_copy = true;
+            return Ok(());
+        }
+        if words.first().map(String::as_str) == Some("SET")
+            && words.get(1).map(String::as_str) == Some("CLIENT_ENCODING")
+        {
+            let utf8 = sql.to_ascii_uppercase().contains("'UTF8'");
+            if !utf8 {
+                return refuse("the dump is not in UTF-8 (SET client_encoding); sage-db restores UTF-8 dumps".into());
+            }
+            // The connection already speaks UTF-8.
+            return Ok(());
+        }
+        if words.first().map(String::as_str) == Some("SET")
+            && words.get(1).map(String::as_str) == Some("STANDARD_CONFORMING_STRINGS")
+            && sql.to_ascii_lowercase().contains("off")
+        {
+            return refuse("standard_conforming_strings = off is not supported in a dump".into());
+        }
+        self.queued.push_back(Item::Statement { sql: sql.to_string(), line });
+        Ok(())
+    }
+
+    /// COPY rows up to the `\.` line, in chunks.
+    fn copy_data(&mut self) -> Result<Item, DumpError> {
+        let mut chunk = Vec::new();
+        loop {
+            if !self.read_line()? {
+                return Err(self.fail("the dump ends inside COPY data; it is truncated"));
+            }
+            if self.raw == b"\\.\n" || self.raw == b"\\.\r\n" || self.raw == b"\\." {
+                self.in_copy = false;
+                self.statement_line = self.line + 1;
+                if chunk.is_empty() {
+                    return Ok(Item::CopyEnd);
+                }
+                self.queued.push_back(Item::CopyEnd);
+                return Ok(Item::CopyData(chunk));
+            }
+            chunk.extend_from_slice(&self.raw);
+            if chunk.len() >= COPY_CHUNK {
+                return Ok(Item::CopyData(chunk));
+            }
+        }
+    }
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+/// `$tag$` at the start of `chars`: the tag (possibly empty), or `None` for `$1`, `$` alone.
+fn dollar_tag(chars: &[char]) -> Option<String> {
+    let mut tag = String::new();
+    for (k, &c) in chars.iter().enumerate().skip(1) {
+        if c == '$' {
+            return Some(tag);
+        }
+        let ok = if k == 1 { c.is_alphabetic() || c == '_' } else { c.is_alphanumeric() || c == '_' };
+        if !ok {
+            return None;
+        }
+        tag.push(c);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(text: &str) -> Result<Vec<Item>, DumpError> {
+        let mut reader = DumpReader::new(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some(item) = reader.next_item()? {
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    fn statements(text: &str) -> Vec<String> {
+        items(text)
+            .unwrap()
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Statement { sql, .. } => Some(sql),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn statements_end_at_top_level_semicolons_only() {
+        let dump = "SET a = 1;\n-- a comment; not a statement\nCREATE FUNCTION f() RETURNS int\n    LANGUAGE sql AS $_$ SELECT 1; $_$;\nCOMMENT ON TABLE t IS 'it''s; fine';\nCREATE TABLE \"we;ird\" (x int); /* c; /* nested; */ */ SELECT E'\\';';\n";
+        assert_eq!(
+            statements(dump),
+            vec![
+                "SET a = 1",
+                "CREATE FUNCTION f() RETURNS int\n    LANGUAGE sql AS $_$ SELECT 1; $_$",
+                "COMMENT ON TABLE t IS 'it''s; fine'",
+                "CREATE TABLE \"we;ird\" (x int)",
+                "/* c; /* nested; */ */ SELECT E'\\';'",
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_data_is_passed_through_untouched() {
+        let dump = "COPY public.t (a, b) FROM stdin;\n1\tit's; \\N\n2\t\\\\! rm\n\\.\nSELECT 1;\n";
+        assert_eq!(
+            items(dump).unwrap(),
+            vec![
+                Item::Copy { sql: "COPY public.t (a, b) FROM stdin".into(), line: 1 },
+                Item::CopyData(b"1\tit's; \\N\n2\t\\\\! rm\n".to_vec()),
+                Item::CopyEnd,
+                Item::Statement { sql: "SELECT 1".into(), line: 5 },
+            ]
+        );
+    }
+
+    #[test]
+    fn guard_lines_are_skipped_and_other_meta_commands_refused() {
+        assert_eq!(statements("\\restrict abc\nSELECT 1;\n\\unrestrict abc\n"), vec!["SELECT 1"]);
+        for hostile in ["\\! touch /tmp/x\n", "\\copy t from '/etc/passwd'\n", "\\connect other\n", "\\i /etc/x\n"] {
+            let err = items(&format!("SELECT 1;\n{hostile}")).unwrap_err();
+            assert_eq!(err.line, 2, "{hostile}");
+            assert!(err.message.contains("meta-command"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_dollar_quote_cannot_be_closed_by_a_different_tag() {
+        let dump = "DO $a$ BEGIN PERFORM '$b$'; END $a$;\n\\! echo pwned\n";
+        assert!(items(dump).unwrap_err().message.contains("meta-command"));
+        // Inside a dollar quote, a backslash line is data, not a command.
+        assert_eq!(statements("DO $x$\n\\! not a command\n$x$;\n").len(), 1);
+    }
+
+    #[test]
+    fn copy_elsewhere_is_refused() {
+        for sql in ["COPY t TO PROGRAM 'id';\n", "COPY t FROM PROGRAM 'id';\n", "COPY t FROM '/etc/passwd';\n"] {
+            assert!(items(sql).unwrap_err().message.contains("COPY"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn truncated_dumps_are_refused() {
+        assert!(items("CREATE TABLE t (x int)\n").unwrap_err().message.contains("truncated"));
+        assert!(items("COPY t (x) FROM stdin;\n1\n").unwrap_err().message.contains("truncated"));
+        assert!(items("SELECT 'open\n").unwrap_err().message.contains("truncated"));
+    }
+
+    #[test]
+    fn other_encodings_are_refused() {
+        assert!(items("SET client_encoding = 'LATIN1';\n").is_err());
+        assert!(items("SET client_encoding = 'UTF8';\n").unwrap().is_empty());
+        assert!(DumpReader::new(&b"SELECT '\xff';\n"[..]).next_item().is_err());
+    }
+
+    #[test]
+    fn parameters_and_identifiers_with_dollars_are_not_quotes() {
+        assert_eq!(
+            statements("PREPARE p AS SELECT $1; SELECT a$b FROM t;\n"),
+            vec!["PREPARE p AS SELECT $1", "SELECT a$b FROM t"]
+        );
+    }
+}
