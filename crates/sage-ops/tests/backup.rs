@@ -1,76 +1,13 @@
 //! Backup and restore against real databases: exact round trips, refusal of damaged
 //! backups, all-or-nothing restores, retention, verification and TLS.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
-use sage_ops::backup::{backup, BackupOptions, PgFormat};
+use sage_conn::{SqliteLocation, Target};
+use sage_ops::backup::{backup, PgFormat};
 use sage_ops::{restore, Decryption, Encryption, SecretString};
 
-const FILL: &str = "
-INSERT INTO dids (did, public_key, owner_address, capabilities) VALUES
-  ('did:sage:dev:alice', '\\x0102', '0xa', '[\"messaging\"]'), ('did:sage:dev:bob', '\\x0304', '0xb', '[]');
-INSERT INTO sessions (id, client_did, server_did, session_key, expires_at, metadata) VALUES
-  ('s1', 'did:sage:dev:alice', 'did:sage:dev:bob', '\\x00534b01', now() + interval '1 hour', '{\"k\": 1}');
-INSERT INTO nonces (nonce, session_id, expires_at) SELECT 'n' || g, 's1', now() + interval '5 minutes' FROM generate_series(1, 50) g;
-";
+mod common;
 
-async fn migrated_pg() -> sage_testkit::TestDatabase {
-    let db = sage_testkit::database().await.unwrap();
-    let target = Target::Postgres(db.settings().clone());
-    let set = sage_store::migrations(sage_migrate::Dialect::Postgres);
-    sage_migrate::Migrator::connect(&target, set, Default::default())
-        .await
-        .unwrap()
-        .up(sage_migrate::Target::Latest)
-        .await
-        .unwrap();
-    sage_conn::connect(db.settings()).await.unwrap().batch_execute(FILL).await.unwrap();
-    db
-}
-
-/// Every table's full contents, as a digest per table.
-async fn pg_contents(pg: &PgSettings) -> BTreeMap<String, String> {
-    let client = sage_conn::connect(pg).await.unwrap();
-    let tables = client
-        .query("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2", &[])
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for t in tables {
-        let (s, n): (String, String) = (t.get(0), t.get(1));
-        let sql = format!(
-            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {}.{} x",
-            quote_ident(&s),
-            quote_ident(&n)
-        );
-        out.insert(format!("{s}.{n}"), client.query_one(&sql, &[]).await.unwrap().get(0));
-    }
-    out
-}
-
-async fn wipe_pg(pg: &PgSettings) {
-    sage_conn::connect(pg)
-        .await
-        .unwrap()
-        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        .await
-        .unwrap();
-}
-
-fn options(dir: &Path, format: PgFormat, encryption: Encryption) -> BackupOptions {
-    BackupOptions { dir: dir.to_path_buf(), format, encryption, keep: None, max_age: None }
-}
-
-fn replace_nothing() -> restore::RestoreOptions {
-    restore::RestoreOptions::default()
-}
-
-fn quiet() -> sage_ops::backup::Progress {
-    Arc::new(|_| {})
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_round_trip_in_both_formats_encrypted_and_not() {
@@ -179,29 +116,6 @@ async fn verify_restores_into_a_scratch_database_and_retention_keeps_the_newest(
     assert!(!files[0].file.exists() && files[1].file.exists() && files[2].file.exists());
     let verified = restore::verify(&target, &files[2].file, &Decryption::default()).await.unwrap();
     assert_eq!(verified.tables["public.dids"], 2);
-}
-
-fn sqlite_contents(path: &Path) -> BTreeMap<String, Vec<String>> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut names =
-        conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").unwrap();
-    let names: Vec<String> = names.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-    names
-        .into_iter()
-        .map(|n| {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {}", quote_ident(&n))).unwrap();
-            let width = stmt.column_count();
-            let mut rows: Vec<String> = stmt
-                .query_map([], |r| {
-                    Ok((0..width).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join(","))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            rows.sort();
-            (n, rows)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
