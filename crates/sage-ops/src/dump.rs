@@ -137,7 +137,7 @@ impl<R: BufRead> DumpReader<R> {
     }
 
     fn meta_command(&mut self, text: &str) -> Result<(), DumpError> {
-        let word = text.trim_end().split_whitespace().next().unwrap_or("\\");
+        let word = text.split_whitespace().next().unwrap_or("\\");
         match word {
             // pg_dump's guard against meta-commands smuggled into the dump by a hostile
             // server: it tells psql to refuse them. This reader refuses them anyway.

@@ -15,6 +15,11 @@ mod common;
 
 use common::*;
 
+/// A change an attacker makes to a manifest.
+type ManifestEdit = Box<dyn FnOnce(&mut serde_json::Value)>;
+/// A change an attacker makes to a plain SQL dump.
+type DumpEdit = Box<dyn Fn(String) -> String>;
+
 fn read_manifest(file: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(manifest_path(file)).unwrap()).unwrap()
 }
@@ -72,7 +77,7 @@ async fn tampered_manifests_are_refused_and_run_nothing() {
             "verification failed",
         ));
     }
-    let edits: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    let edits: Vec<(&str, ManifestEdit, &str)> = vec![
         ("negative count", Box::new(|m| m["tables"]["public.nonces"] = (-1).into()), "negative"),
         ("wrong count", Box::new(|m| m["tables"]["public.nonces"] = 7.into()), "public.nonces"),
         ("wrong size", Box::new(|m| m["size"] = 12.into()), "truncated or was replaced"),
@@ -127,7 +132,7 @@ async fn an_encrypted_backups_manifest_cannot_be_changed_without_the_key() {
     drift(db.settings()).await;
     let before = pg_contents(db.settings()).await;
 
-    let edits: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+    let edits: Vec<(&str, ManifestEdit, &str)> = vec![
         ("a row count", Box::new(|m| m["tables"]["public.nonces"] = 1.into()), "altered"),
         ("the history", Box::new(|m| m["history"] = serde_json::json!([])), "altered"),
         ("the seal removed", Box::new(|m| m.as_object_mut().unwrap().remove("seal").map(drop).unwrap()), "no seal"),
@@ -183,7 +188,7 @@ async fn a_dump_carrying_shell_commands_is_refused_before_it_reaches_the_server(
     drift(db.settings()).await;
     let before = pg_contents(db.settings()).await;
     let m = marker.display().to_string();
-    let attacks: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+    let attacks: Vec<(&str, DumpEdit, &str)> = vec![
         (
             "a psql shell escape",
             Box::new(move |sql| sql.replacen('\n', &format!("\n\\! touch {m}\n"), 1)),

@@ -1,0 +1,441 @@
+//! kill -9 and full disks: the backup, restore and verify commands killed at many points
+//! of their run, on PostgreSQL and SQLite, and a backup into a filesystem that fills up.
+//! After each fault the database is exactly as before the operation or exactly as after
+//! it, nothing is left that the next run trips over (no plaintext copy, no scratch
+//! database, no open snapshot, no `.partial` file once the next run has passed), and the
+//! next run succeeds without repair.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{eventually, run, sage_db, stderr};
+use sage_conn::{quote_ident, PgSettings};
+
+/// Every table's whole contents as one digest per table.
+async fn pg_digest(pg: &PgSettings) -> Vec<(String, String)> {
+    let client = sage_conn::connect(pg).await.unwrap();
+    let tables = client
+        .query(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let (s, n): (String, String) = (t.get(0), t.get(1));
+        let sql = format!(
+            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {}.{} x",
+            quote_ident(&s),
+            quote_ident(&n)
+        );
+        out.push((format!("{s}.{n}"), client.query_one(&sql, &[]).await.unwrap().get(0)));
+    }
+    out
+}
+
+async fn pg_exec(pg: &PgSettings, sql: &str) {
+    sage_conn::connect(pg).await.unwrap().batch_execute(sql).await.unwrap();
+}
+
+/// Sessions other than the caller's on the test database: a killed run must not leave one
+/// behind holding a snapshot or a transaction.
+async fn other_sessions(pg: &PgSettings) -> i64 {
+    let client = sage_conn::connect(pg).await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Kill points spread over `span`, with a seeded jitter so runs probe different moments.
+fn kill_points(span: Duration, n: u32) -> Vec<Duration> {
+    let seed = std::process::id() as u64;
+    (0..n)
+        .map(|k| {
+            let base = span.as_secs_f64() * f64::from(k) / f64::from(n);
+            let jitter = ((seed.wrapping_mul(6364136223846793005).wrapping_add(u64::from(k) * 1442695040888963407))
+                >> 40) as f64
+                / (1u64 << 24) as f64
+                * span.as_secs_f64()
+                / f64::from(n);
+            Duration::from_secs_f64(base + jitter)
+        })
+        .collect()
+}
+
+fn kill_after(mut child: Child, after: Duration) -> bool {
+    let deadline = Instant::now() + after;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    !finished
+}
+
+fn timed(command: &mut std::process::Command) -> Duration {
+    let start = Instant::now();
+    let out = run(command);
+    assert!(out.status.success(), "{}", stderr(&out));
+    start.elapsed()
+}
+
+fn backup_file(cwd: &Path, dir: &Path, url: &str) -> PathBuf {
+    let out = run(sage_db(cwd).args(["backup", "--json", "--database-url", url, "--dir"]).arg(dir));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(report["file"].as_str().unwrap())
+}
+
+const BIG: &str = "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, note text);
+CREATE TABLE events (id bigint PRIMARY KEY, account int REFERENCES accounts, payload text);
+INSERT INTO accounts SELECT g, 'owner ' || g, md5(g::text) FROM generate_series(1, 2000) g;
+INSERT INTO events SELECT g, 1 + g % 2000, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 60000) g;";
+
+const DRIFT: &str =
+    "DELETE FROM events WHERE id % 3 = 0; INSERT INTO accounts VALUES (999999, 'after the backup', NULL);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_restore_leaves_the_database_before_or_after_never_between() {
+    let db = sage_testkit::database().await.unwrap();
+    let (pg, url) = (db.settings().clone(), db.url());
+    pg_exec(&pg, BIG).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = cwd.path().join("backups");
+    for format in ["custom", "sql.gz"] {
+        let out = run(sage_db(cwd.path())
+            .args(["backup", "--json", "--database-url", &url, "--format", format, "--dir"])
+            .arg(&dir));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let file = report["file"].as_str().unwrap().to_string();
+        let after = pg_digest(&pg).await;
+        pg_exec(&pg, DRIFT).await;
+        let before = pg_digest(&pg).await;
+        assert_ne!(before, after);
+        let restore = || {
+            let mut c = sage_db(cwd.path());
+            c.args(["restore", &file, "--yes", "--database-url", &url]).stdout(Stdio::null()).stderr(Stdio::null());
+            c
+        };
+        let span = timed(&mut restore());
+        assert_eq!(pg_digest(&pg).await, after, "{format}: a whole restore gives the backup's contents");
+        pg_exec(&pg, DRIFT).await;
+        let (mut rolled_back, mut completed) = (0, 0);
+        for point in kill_points(span.mul_f64(1.2), 12) {
+            let killed = kill_after(restore().spawn().unwrap(), point);
+            assert!(eventually(20, || tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
+            })));
+            let now = pg_digest(&pg).await;
+            if now == before {
+                rolled_back += 1;
+            } else if now == after {
+                completed += 1;
+                pg_exec(&pg, DRIFT).await;
+            } else {
+                panic!("{format}: killed at {point:?} (killed: {killed}), the database is neither before nor after");
+            }
+        }
+        assert!(rolled_back >= 3, "{format}: too few kills landed inside the restore ({rolled_back} of 12)");
+        eprintln!("{format}: {rolled_back} kills rolled back, {completed} after completion");
+        // The next run needs no repair.
+        timed(&mut restore());
+        assert_eq!(pg_digest(&pg).await, after);
+        pg_exec(&pg, "DROP TABLE events, accounts").await;
+        pg_exec(&pg, BIG).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backups_and_verifies_leave_nothing_the_next_run_trips_over() {
+    let db = sage_testkit::database().await.unwrap();
+    let (pg, url) = (db.settings().clone(), db.url());
+    pg_exec(&pg, BIG).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = cwd.path().join("backups");
+    let backup = || {
+        let mut c = sage_db(cwd.path());
+        c.args(["backup", "--database-url", &url, "--dir"]).arg(&dir).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let span = timed(&mut backup());
+    for point in kill_points(span.mul_f64(1.2), 10) {
+        kill_after(backup().spawn().unwrap(), point);
+        // Every file that has a manifest is a complete, restorable backup.
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".dump") && sage_ops::manifest::manifest_path(&path).exists() {
+                let inspected = sage_ops::restore::inspect(&path, &Default::default());
+                assert!(inspected.is_ok(), "{name}: {:?}", inspected.err());
+            }
+        }
+        // No open snapshot or transaction outlives the killed run.
+        assert!(eventually(20, || tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
+        })));
+    }
+    let file = backup_file(cwd.path(), &dir, &url);
+    let partials: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(partials.is_empty(), "the next backup removed what killed runs left: {partials:?}");
+
+    // verify, killed while its scratch database exists; the next verify drops those.
+    let verify = || {
+        let mut c = sage_db(cwd.path());
+        c.args(["backup", "verify", "--database-url", &url]).arg(&file).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let scratch = || async {
+        let client = sage_conn::connect(&pg).await.unwrap();
+        let rows =
+            client.query("SELECT datname FROM pg_database WHERE datname LIKE 'sage\\_scratch\\_%'", &[]).await.unwrap();
+        rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+    };
+    let span = timed(&mut verify());
+    let mut left = Vec::new();
+    for point in kill_points(span, 6) {
+        let existing = scratch().await;
+        kill_after(verify().spawn().unwrap(), point);
+        left.extend(scratch().await.into_iter().filter(|n| !existing.contains(n)));
+    }
+    timed(&mut verify());
+    let remaining = scratch().await;
+    let still: Vec<&String> = left.iter().filter(|n| remaining.contains(n)).collect();
+    assert!(still.is_empty(), "scratch databases of killed runs outlived the next verify: {still:?}");
+}
+
+fn sqlite_digest(path: &Path) -> Vec<(String, i64, i64)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let mut names = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    let names: Vec<String> = names.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let (count, sum) = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*), coalesce(sum(length(CAST(rowid AS text)) + rowid), 0) FROM {}",
+                        quote_ident(&n)
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            (n, count, sum)
+        })
+        .collect()
+}
+
+fn sqlite_fill(path: &Path, rows: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, payload TEXT);
+         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows})
+         INSERT INTO events SELECT n, hex(randomblob(48)) FROM g;"
+    ))
+    .unwrap();
+}
+
+/// Files in `dir` that are not the database itself or SQLite's own companions.
+fn strays(dir: &Path, db: &Path) -> Vec<String> {
+    let own = db.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            ![own.clone(), format!("{own}-wal"), format!("{own}-shm"), format!("{own}-journal"), "backups".into()]
+                .contains(n)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_sqlite_restore_leaves_the_file_before_or_after_and_no_plaintext() {
+    let cwd = tempfile::tempdir().unwrap();
+    let db = cwd.path().join("app.db");
+    sqlite_fill(&db, 80_000);
+    let url = format!("sqlite://{}", db.display());
+    let dir = cwd.path().join("backups");
+    let out = run(sage_db(cwd.path())
+        .args(["backup", "--json", "--encrypt", "--database-url", &url, "--dir"])
+        .arg(&dir)
+        .env("SAGE_BACKUP_PASSPHRASE", "a passphrase"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = report["file"].as_str().unwrap().to_string();
+    let after = sqlite_digest(&db);
+    let drift = || {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("DELETE FROM events WHERE id % 3 = 0; INSERT INTO events VALUES (9999999, 'after');")
+            .unwrap()
+    };
+    drift();
+    let before = sqlite_digest(&db);
+    let restore = || {
+        let mut c = sage_db(cwd.path());
+        c.args(["restore", &file, "--yes", "--database-url", &url])
+            .env("SAGE_BACKUP_PASSPHRASE", "a passphrase")
+            .env("TMPDIR", cwd.path().join("tmp"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    std::fs::create_dir_all(cwd.path().join("tmp")).unwrap();
+    let span = timed(&mut restore());
+    assert_eq!(sqlite_digest(&db), after);
+    drift();
+    let mut rolled_back = 0;
+    for point in kill_points(span.mul_f64(1.2), 12) {
+        kill_after(restore().spawn().unwrap(), point);
+        let now = sqlite_digest(&db);
+        if now == before {
+            rolled_back += 1;
+        } else {
+            assert_eq!(now, after, "killed at {point:?}: neither before nor after");
+            drift();
+        }
+        let stray: Vec<String> = strays(cwd.path(), &db).into_iter().filter(|n| n != "tmp").collect();
+        assert!(stray.is_empty(), "killed at {point:?}: files left beside the database: {stray:?}");
+        let tmp: Vec<_> = std::fs::read_dir(cwd.path().join("tmp")).unwrap().collect();
+        assert!(tmp.is_empty(), "killed at {point:?}: files left in TMPDIR");
+    }
+    assert!(rolled_back >= 3, "too few kills landed inside the restore ({rolled_back} of 12)");
+    timed(&mut restore());
+    assert_eq!(sqlite_digest(&db), after);
+}
+
+#[test]
+fn a_killed_sqlite_backup_leaves_no_plaintext_copy() {
+    let cwd = tempfile::tempdir().unwrap();
+    let db = cwd.path().join("app.db");
+    sqlite_fill(&db, 80_000);
+    let url = format!("sqlite://{}", db.display());
+    let dir = cwd.path().join("backups");
+    let backup = || {
+        let mut c = sage_db(cwd.path());
+        c.args(["backup", "--encrypt", "--database-url", &url, "--dir"])
+            .arg(&dir)
+            .env("SAGE_BACKUP_PASSPHRASE", "a passphrase")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    let span = timed(&mut backup());
+    for point in kill_points(span.mul_f64(1.2), 10) {
+        kill_after(backup().spawn().unwrap(), point);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!bytes.starts_with(b"SQLite format 3"), "killed at {point:?}: {name} is an unencrypted copy");
+            let mode = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions()) & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+        assert!(strays(cwd.path(), &db).is_empty(), "files beside the database: {:?}", strays(cwd.path(), &db));
+    }
+    timed(&mut backup());
+    let partials = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial"));
+    assert_eq!(partials.count(), 0);
+}
+
+/// A small tmpfs, unmounted when dropped. Mounting needs root, which the test run has.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test needs to mount a small tmpfs (run the suite as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_into_a_full_disk_fails_fast_and_leaves_nothing() {
+    let db = sage_testkit::database().await.unwrap();
+    let (pg, url) = (db.settings().clone(), db.url());
+    pg_exec(&pg, BIG).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&cwd.path().join("small"), "1m");
+    for format in ["custom", "sql.gz"] {
+        let start = Instant::now();
+        let out = run(sage_db(cwd.path())
+            .args(["backup", "--database-url", &url, "--format", format, "--dir"])
+            .arg(&disk.0)
+            .stdin(Stdio::null()));
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(2), "{format}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("disk is full") && err.contains(&disk.0.display().to_string()), "{format}: {err}");
+        assert!(took < Duration::from_secs(60), "{format}: took {took:?}");
+        let left: Vec<String> = std::fs::read_dir(&disk.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{format}: left on the full disk: {left:?}");
+        assert!(
+            eventually(20, || tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
+            })),
+            "{format}: pg_dump's snapshot is still held"
+        );
+    }
+    // A SQLite backup too.
+    let sqlite = cwd.path().join("app.db");
+    sqlite_fill(&sqlite, 60_000);
+    let out = run(sage_db(cwd.path())
+        .args(["backup", "--database-url", &format!("sqlite://{}", sqlite.display()), "--dir"])
+        .arg(&disk.0));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("disk is full"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(&disk.0)
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count(),
+        0
+    );
+}
