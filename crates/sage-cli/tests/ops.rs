@@ -197,3 +197,30 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
         "every query ran: {report:#}"
     );
 }
+
+#[test]
+fn new_sqlite_databases_backups_and_manifests_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let db = cwd.path().join("private.db");
+    let url = format!("sqlite://{}", db.display());
+    let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url]));
+    assert!(up.status.success(), "{}", stderr(&up));
+    let claim = run(sage_db(cwd.path()).args(["nonce", "claim", "n-1", "--database-url", &url]));
+    assert!(claim.status.success(), "{}", stderr(&claim));
+    let backup = run(sage_db(cwd.path()).args(["backup", "--json", "--database-url", &url]));
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let report: serde_json::Value = serde_json::from_slice(&backup.stdout).unwrap();
+    let file = cwd.path().join(report["file"].as_str().unwrap());
+    let mut checked = Vec::new();
+    for path in [db.clone(), file.clone(), sage_ops::manifest::manifest_path(&file)]
+        .into_iter()
+        .chain(["-wal", "-shm"].iter().map(|s| cwd.path().join(format!("private.db{s}"))))
+    {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", path.display());
+            checked.push(path);
+        }
+    }
+    assert!(checked.len() >= 3, "{checked:?}");
+}

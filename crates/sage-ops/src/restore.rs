@@ -502,7 +502,11 @@ fn restore_sqlite(
 ) -> Result<(), Error> {
     let source = load_sqlite_backup(backup, manifest, keys)?;
     let mut target = match location {
-        SqliteLocation::File(path) => rusqlite::Connection::open(path),
+        SqliteLocation::File(path) => {
+            sage_conn::create_private_file(path)
+                .map_err(|e| Error::new(format!("cannot create {}: {e}", path.display())))?;
+            rusqlite::Connection::open(path)
+        }
         SqliteLocation::InMemory => return Err(Error::new("an in-memory database cannot be restored into")),
     }
     .map_err(|e| Error::with("cannot open the target database", e))?;

@@ -55,6 +55,8 @@ impl SqliteDriver {
                 }
                 let mut lock = path.clone().into_os_string();
                 lock.push("-migrate.lock");
+                sage_conn::create_private_file(path)
+                    .map_err(|e| Error::new(ErrorKind::Database, format!("cannot create {}: {e}", path.display())))?;
                 (Connection::open(path), Some(PathBuf::from(lock)))
             }
         };

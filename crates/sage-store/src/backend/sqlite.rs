@@ -129,6 +129,11 @@ impl SqliteBackend {
             SqliteLocation::InMemory => (1, ":memory:".to_string()),
             SqliteLocation::File(path) => (4, path.display().to_string()),
         };
+        if let SqliteLocation::File(path) = location {
+            sage_conn::create_private_file(path).map_err(|e| {
+                StoreError::new(ErrorKind::Unavailable, format!("cannot create {label}: {e}")).with_source(e)
+            })?;
+        }
         let mut conns = Vec::with_capacity(size);
         for _ in 0..size {
             let conn = match location {
