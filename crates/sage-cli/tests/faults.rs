@@ -439,3 +439,252 @@ async fn a_backup_into_a_full_disk_fails_fast_and_leaves_nothing() {
         0
     );
 }
+
+/// Both kinds of database a test runs on: a SQLite file, and a database on the test server.
+async fn both_targets(cwd: &Path) -> Vec<(String, Option<sage_testkit::TestDatabase>)> {
+    let pg = sage_testkit::database().await.unwrap();
+    vec![(format!("sqlite://{}", cwd.join("app.db").display()), None), (pg.url(), Some(pg))]
+}
+
+fn open_target(url: &str) -> sage_conn::Target {
+    sage_conn::Settings::parse_url("--database-url", url, sage_conn::Origin::Flag).unwrap().target
+}
+
+async fn open_store(url: &str, keys: &[String]) -> sage_store::Store {
+    let target = open_target(url);
+    let env = sage_conn::Environment::from_pairs([("SAGE_SESSION_KEY".to_string(), keys.join(","))]);
+    sage_store::Store::open(&target, sage_store::OpenOptions::defaults_for(&target, &env)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_key_rotation_loses_no_session_key_and_the_next_run_finishes() {
+    use sage_store::SessionStore;
+    let cwd = tempfile::tempdir().unwrap();
+    for (url, _db) in both_targets(cwd.path()).await {
+        let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url]));
+        assert!(up.status.success(), "{}", stderr(&up));
+        let mut keys = vec![sage_store::keys::generate_key().to_string()];
+        let store = open_store(&url, &keys).await;
+        let far = chrono::Utc::now() + chrono::Duration::days(1);
+        let ids: Vec<String> = (0..1500).map(|i| format!("rot-{i:05}")).collect();
+        for id in &ids {
+            let session = sage_store::NewSession {
+                id: id.clone(),
+                client_did: "did:sage:test:alice".into(),
+                server_did: "did:sage:test:bob".into(),
+                key: sage_store::SessionKey::new(format!("material of {id}").into_bytes()),
+                expires_at: far,
+                metadata: None,
+                max_messages: None,
+                idle_timeout: None,
+            };
+            store.sessions().create(&session).await.unwrap();
+        }
+        store.close().await;
+        let rotate = |keys: &[String]| {
+            let mut c = sage_db(cwd.path());
+            c.args(["keys", "rotate", "--database-url", &url])
+                .env("SAGE_SESSION_KEY", keys.join(","))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c
+        };
+        keys.push(sage_store::keys::generate_key().to_string());
+        let span = timed(&mut rotate(&keys));
+        for point in kill_points(span.mul_f64(1.2), 8) {
+            // Each round rotates to a key of its own, so every round has all rows to do.
+            keys.push(sage_store::keys::generate_key().to_string());
+            kill_after(rotate(&keys).spawn().unwrap(), point);
+            let store = open_store(&url, &keys).await;
+            for id in &ids {
+                let session = store
+                    .sessions()
+                    .get(id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{url}: {id} after a kill at {point:?}: {e}"));
+                assert_eq!(session.key.expose(), format!("material of {id}").as_bytes());
+            }
+            store.close().await;
+        }
+        timed(&mut rotate(&keys));
+        // Finished: the newest key alone opens every session.
+        let store = open_store(&url, &keys[keys.len() - 1..]).await;
+        for id in &ids {
+            store.sessions().get(id).await.unwrap_or_else(|e| panic!("{url}: {id} not re-sealed: {e}"));
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cleanup_deletes_only_what_it_should_and_the_next_run_completes() {
+    use sage_store::NonceStore;
+    let cwd = tempfile::tempdir().unwrap();
+    for (url, _db) in both_targets(cwd.path()).await {
+        let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url]));
+        assert!(up.status.success(), "{}", stderr(&up));
+        let keys = vec![sage_store::keys::generate_key().to_string()];
+        let cleanup = || {
+            let mut c = sage_db(cwd.path());
+            c.args(["cleanup", "--database-url", &url])
+                .env("SAGE_SESSION_KEY", keys.join(","))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c
+        };
+        let fill = || async {
+            // Claimed as of ten minutes ago, so half of them are already expired now.
+            let now = chrono::Utc::now();
+            let target = open_target(&url);
+            let env = sage_conn::Environment::from_pairs([("SAGE_SESSION_KEY".to_string(), keys.join(","))]);
+            let mut options = sage_store::OpenOptions::defaults_for(&target, &env);
+            options.clock = std::sync::Arc::new(sage_store::ManualClock::new(now - chrono::Duration::minutes(10)));
+            let store = sage_store::Store::open(&target, options).await.unwrap();
+            let claims: Vec<(String, chrono::DateTime<chrono::Utc>)> = (0..6000)
+                .map(|i| {
+                    let expires =
+                        if i % 2 == 0 { now - chrono::Duration::minutes(5) } else { now + chrono::Duration::hours(1) };
+                    (format!("{}-{i}", if i % 2 == 0 { "old" } else { "live" }), expires)
+                })
+                .collect();
+            for chunk in claims.chunks(500) {
+                let claims: Vec<_> = chunk
+                    .iter()
+                    .map(|(n, e)| sage_store::NonceClaim { nonce: n.clone(), session_id: None, expires_at: *e })
+                    .collect();
+                store.nonces().claim_many(&claims).await.unwrap();
+            }
+            store.close().await;
+        };
+        let live = || async {
+            let store = open_store(&url, &keys).await;
+            let n = store.nonces().count_active().await.unwrap();
+            store.close().await;
+            n
+        };
+        fill().await;
+        let span = timed(&mut cleanup());
+        for point in kill_points(span.mul_f64(1.2), 8) {
+            fill().await;
+            let before = live().await;
+            kill_after(cleanup().spawn().unwrap(), point);
+            assert_eq!(live().await, before, "{url}: a killed cleanup deleted a live nonce (at {point:?})");
+        }
+        timed(&mut cleanup());
+        let store = open_store(&url, &keys).await;
+        assert_eq!(store.nonces().delete_expired().await.unwrap(), 0, "{url}: the next run left expired rows");
+        store.close().await;
+    }
+}
+
+async fn scalar(url: &str, sql: &str) -> i64 {
+    match open_target(url) {
+        sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(path)) => {
+            rusqlite::Connection::open(path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+        sage_conn::Target::Postgres(pg) => common::pg_scalar(&pg, sql).await,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What a database migrated by the set below shows from outside, checked for consistency:
+/// the number of whole migrations it holds.
+async fn migrations_visible(url: &str) -> i64 {
+    let sqlite = url.starts_with("sqlite:");
+    let exists = |name: &str| {
+        if sqlite {
+            format!("SELECT count(*) FROM sqlite_schema WHERE name = '{name}'")
+        } else {
+            format!("SELECT count(*) FROM pg_class WHERE relname = '{name}' AND relnamespace = 'public'::regnamespace")
+        }
+    };
+    let kind_column = if sqlite {
+        "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'kind'".to_string()
+    } else {
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'kind'"
+            .to_string()
+    };
+    let mut visible = 0;
+    if scalar(url, &exists("events")).await == 1 {
+        assert_eq!(scalar(url, "SELECT count(*) FROM events").await, 40000, "{url}: migration 1 is half there");
+        visible = 1;
+        if scalar(url, &kind_column).await == 1 {
+            assert_eq!(
+                scalar(url, "SELECT count(*) FROM events WHERE kind IS NULL").await,
+                0,
+                "{url}: migration 2 is half there"
+            );
+            visible = 2;
+            if scalar(url, &exists("events_copy")).await == 1 {
+                assert_eq!(scalar(url, &exists("events_kind")).await, 1, "{url}: migration 3 is half there");
+                visible = 3;
+                if scalar(url, &exists("marks")).await == 1 {
+                    assert_eq!(scalar(url, "SELECT count(*) FROM marks").await, 1, "{url}: migration 4 is half there");
+                    visible = 4;
+                }
+            }
+        }
+    }
+    for later in ["events_copy", "marks"] {
+        if visible < 3 {
+            assert_eq!(scalar(url, &exists(later)).await, 0, "{url}: {later} exists out of order");
+        }
+    }
+    let recorded = if scalar(url, &exists("sage_schema_history")).await == 1 {
+        scalar(url, "SELECT count(*) FROM sage_schema_history WHERE state = 'applied'").await
+    } else {
+        0
+    };
+    assert_eq!(recorded, visible, "{url}: the history records {recorded} migrations, the schema shows {visible}");
+    visible
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_migrate_up_leaves_whole_migrations_and_the_next_run_finishes() {
+    let cwd = tempfile::tempdir().unwrap();
+    let files = [
+        ("000001_events.up.sql", "CREATE TABLE events (id integer PRIMARY KEY, payload text);\nINSERT INTO events (id, payload) WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 40000) SELECT n, 'p' || n FROM g;"),
+        ("000002_kind.up.sql", "ALTER TABLE events ADD COLUMN kind text;\nUPDATE events SET kind = 'k' || (id % 7);"),
+        ("000003_copy.up.sql", "CREATE TABLE events_copy AS SELECT * FROM events;\nCREATE INDEX events_kind ON events (kind);"),
+        ("000004_marks.up.sql", "CREATE TABLE marks (n integer);\nINSERT INTO marks SELECT count(*) FROM events_copy;"),
+    ];
+    let dir = common::write_dir(&files);
+    for dialect in ["sqlite", "postgres"] {
+        let mut dbs = Vec::new();
+        let mut fresh = || {
+            if dialect == "sqlite" {
+                let path = cwd.path().join(format!("m{}.db", dbs.len()));
+                dbs.push(None);
+                format!("sqlite://{}", path.display())
+            } else {
+                let db = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(sage_testkit::database())
+                })
+                .unwrap();
+                let url = db.url();
+                dbs.push(Some(db));
+                url
+            }
+        };
+        let migrate = |url: &str| {
+            let mut c = sage_db(cwd.path());
+            c.args(["migrate", "up", "--source"]).arg(dir.path()).args(["--database-url", url]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c
+        };
+        let span = timed(&mut migrate(&fresh()));
+        let mut partial = 0;
+        for point in kill_points(span.mul_f64(1.2), 8) {
+            let url = fresh();
+            kill_after(migrate(&url).spawn().unwrap(), point);
+            let visible = migrations_visible(&url).await;
+            if (1..4).contains(&visible) {
+                partial += 1;
+            }
+            let up = run(&mut migrate(&url));
+            assert!(up.status.success(), "{url}: the run after a kill at {point:?} failed: {}", stderr(&up));
+            assert_eq!(migrations_visible(&url).await, 4, "{url}");
+        }
+        eprintln!("{dialect}: {partial} of 8 kills stopped between migrations");
+    }
+}
