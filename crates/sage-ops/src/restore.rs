@@ -220,6 +220,11 @@ fn may_skip(sql: &str, state: &SqlState) -> bool {
     *state == SqlState::INSUFFICIENT_PRIVILEGE && (grant_like || owner)
 }
 
+fn is_create_public(sql: &str) -> bool {
+    let words: Vec<String> = sql.split_whitespace().map(str::to_ascii_lowercase).collect();
+    words == ["create", "schema", "public"]
+}
+
 fn first_line(sql: &str) -> String {
     let line = sql.lines().next().unwrap_or_default();
     let mut text: String = line.chars().take(100).collect();
@@ -287,7 +292,14 @@ async fn restore_postgres(
         }
         while let Some(item) = items.recv().await {
             match item {
-                Item::Statement { sql, line } => run_tolerant(&tx, &sql, line, &mut skipped).await?,
+                Item::Statement { sql, line } => {
+                    if is_create_public(&sql) {
+                        // This dump made its own public schema (the source's was recreated
+                        // at some point): its privileges are relative to that one.
+                        tx.batch_execute("DROP SCHEMA public").await.map_err(|e| at_line(line, &sql, e))?;
+                    }
+                    run_tolerant(&tx, &sql, line, &mut skipped).await?
+                }
                 Item::Copy { sql, line } => {
                     let sink = tx.copy_in::<_, bytes::Bytes>(sql.as_str()).await.map_err(|e| at_line(line, &sql, e))?;
                     futures_util::pin_mut!(sink);

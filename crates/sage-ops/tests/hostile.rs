@@ -320,3 +320,34 @@ async fn owners_grants_and_default_privileges_are_as_they_were_in_the_backup() {
     // And the application role can actually read its tables afterwards.
     admin.batch_execute(&format!("SET ROLE {app}; SELECT count(*) FROM sessions; RESET ROLE;")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_public_schema_was_recreated_restores_with_its_privileges() {
+    let db = sage_testkit::database().await.unwrap();
+    let target = Target::Postgres(db.settings().clone());
+    let reader = role("reader");
+    sage_conn::connect(db.settings())
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "DROP SCHEMA public CASCADE; CREATE SCHEMA public; CREATE ROLE {reader};
+             GRANT USAGE ON SCHEMA public TO {reader};
+             CREATE TABLE public.t (id int); INSERT INTO public.t VALUES (1), (2);
+             GRANT SELECT ON public.t TO {reader};"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = backup(&target, &options(dir.path(), PgFormat::SqlGz, Encryption::None), quiet()).await.unwrap();
+    restore::restore(&target, &plain.file, &Decryption::default(), &replace_nothing()).await.unwrap();
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT has_schema_privilege($1, 'public', 'USAGE'), has_table_privilege($1, 'public.t', 'SELECT'), (SELECT count(*) FROM public.t)",
+            &[&reader],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, i64>(2), 2);
+}
