@@ -65,6 +65,9 @@ pub struct DumpReader<R> {
     line: usize,
     lex: Lex,
     statement: String,
+    /// The statement without comments and with each literal, quoted identifier and
+    /// dollar-quoted body reduced to a placeholder: where keywords are looked for.
+    code: String,
     statement_line: usize,
     in_copy: bool,
     /// Statements completed on the current line after the first one.
@@ -79,6 +82,7 @@ impl<R: BufRead> DumpReader<R> {
             line: 0,
             lex: Lex::Normal,
             statement: String::new(),
+            code: String::new(),
             statement_line: 1,
             in_copy: false,
             queued: Default::default(),
@@ -169,25 +173,37 @@ impl<R: BufRead> DumpReader<R> {
                         // A line comment: the rest of the line is not SQL.
                         self.statement.extend(&chars[start..i]);
                         self.statement.push('\n');
+                        self.code.push(' ');
                         start = chars.len();
                         i = chars.len();
                         continue;
                     }
                     '/' if chars.get(i + 1) == Some(&'*') => {
+                        self.code.push(' ');
                         self.lex = Lex::Block(1);
                         i += 1;
                     }
                     '\'' => {
                         let backslash =
                             i > 0 && matches!(chars[i - 1], 'E' | 'e') && (i < 2 || !is_ident_char(chars[i - 2]));
+                        self.code.push_str(" ' ");
                         self.lex = Lex::Quote { backslash };
                     }
-                    '"' => self.lex = Lex::DoubleQuote,
-                    '$' if i == 0 || !is_ident_char(chars[i - 1]) => {
-                        if let Some(tag) = dollar_tag(&chars[i..]) {
+                    '"' => {
+                        self.code.push_str(" \" ");
+                        self.lex = Lex::DoubleQuote
+                    }
+                    '$' if i == 0 || !is_ident_char(chars[i - 1]) => match dollar_tag(&chars[i..]) {
+                        Some(tag) => {
                             i += tag.chars().count() + 1;
+                            self.code.push_str(" $$ ");
                             self.lex = Lex::Dollar(tag);
                         }
+                        None => self.code.push(c),
+                    },
+                    ';' if atomic_depth(&self.code) > 0 => {
+                        // Inside a SQL-standard body (BEGIN ATOMIC … END): part of the statement.
+                        self.code.push(';');
                     }
                     ';' => {
                         self.statement.extend(&chars[start..i]);
@@ -203,7 +219,7 @@ impl<R: BufRead> DumpReader<R> {
                         }
                         self.statement_line = self.line;
                     }
-                    _ => {}
+                    _ => self.code.push(c),
                 },
                 Lex::Quote { backslash } => match c {
                     '\\' if *backslash => i += 1,
@@ -255,41 +271,57 @@ impl<R: BufRead> DumpReader<R> {
 
     fn finish_statement(&mut self) -> Result<(), DumpError> {
         let sql = std::mem::take(&mut self.statement);
+        let code = std::mem::take(&mut self.code);
         let sql = sql.trim();
         if sql.is_empty() {
             return Ok(());
         }
         let line = self.statement_line;
-        let words: Vec<String> = sql.split_whitespace().map(str::to_ascii_uppercase).collect();
-        let refuse = |message: String| Err(DumpError { line, message });
-        if words.first().map(String::as_str) == Some("COPY") {
+        // Keywords as the server reads them: outside comments, literals and bodies.
+        let words: Vec<String> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or_default();
+        let refuse = |message: &str| Err(DumpError { line, message: message.to_string() });
+        if words.is_empty() {
+            return Ok(());
+        }
+        let transaction_control =
+            matches!(word(0), "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE")
+                || (word(0) == "PREPARE" && word(1) == "TRANSACTION");
+        if transaction_control {
+            return refuse(
+                "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT …) is not something pg_dump writes; the dump was altered and nothing was restored",
+            );
+        }
+        if word(0) == "COPY" {
             let n = words.len();
             let from_stdin = n >= 3 && words[n - 2] == "FROM" && words[n - 1] == "STDIN";
             if !from_stdin || words.iter().any(|w| w == "PROGRAM") {
                 return refuse(
-                    "a COPY that does not read its rows from the dump (pg_dump writes only COPY … FROM stdin); refused"
-                        .into(),
+                    "a COPY that does not read its rows from the dump (pg_dump writes only COPY … FROM stdin); refused",
                 );
             }
             self.queued.push_back(Item::Copy { sql: sql.to_string(), line });
             self.in_copy = true;
             return Ok(());
         }
-        if words.first().map(String::as_str) == Some("SET")
-            && words.get(1).map(String::as_str) == Some("CLIENT_ENCODING")
-        {
-            let utf8 = sql.to_ascii_uppercase().contains("'UTF8'");
-            if !utf8 {
-                return refuse("the dump is not in UTF-8 (SET client_encoding); sage-db restores UTF-8 dumps".into());
+        if word(0) == "SET" && word(1) == "CLIENT_ENCODING" {
+            if !sql.to_ascii_uppercase().contains("'UTF8'") {
+                return refuse("the dump is not in UTF-8 (SET client_encoding); sage-db restores UTF-8 dumps");
             }
             // The connection already speaks UTF-8.
             return Ok(());
         }
-        if words.first().map(String::as_str) == Some("SET")
-            && words.get(1).map(String::as_str) == Some("STANDARD_CONFORMING_STRINGS")
-            && sql.to_ascii_lowercase().contains("off")
-        {
-            return refuse("standard_conforming_strings = off is not supported in a dump".into());
+        // The statements are read as with standard_conforming_strings on, as pg_dump sets
+        // it; a dump that changes it would be read one way here and another by the server.
+        if sql.to_ascii_lowercase().contains("standard_conforming_strings") {
+            let normal: Vec<String> = sql.split_whitespace().map(str::to_ascii_lowercase).collect();
+            if normal != ["set", "standard_conforming_strings", "=", "on"] {
+                return refuse("only `SET standard_conforming_strings = on` is accepted in a dump");
+            }
         }
         self.queued.push_back(Item::Statement { sql: sql.to_string(), line });
         Ok(())
@@ -317,6 +349,31 @@ impl<R: BufRead> DumpReader<R> {
             }
         }
     }
+}
+
+/// How many `BEGIN ATOMIC` (and `CASE` within them) blocks of a `CREATE FUNCTION` or
+/// `CREATE PROCEDURE` are open at the end of `code`.
+fn atomic_depth(code: &str) -> usize {
+    let words: Vec<String> = code
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let routine = words.first().map(String::as_str) == Some("CREATE")
+        && words.iter().skip(1).take(3).any(|w| w == "FUNCTION" || w == "PROCEDURE");
+    if !routine {
+        return 0;
+    }
+    let mut depth = 0usize;
+    for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()) {
+        if word.eq_ignore_ascii_case("BEGIN") || (depth > 0 && word.eq_ignore_ascii_case("CASE")) {
+            depth += 1;
+        } else if depth > 0 && word.eq_ignore_ascii_case("END") {
+            depth -= 1;
+        }
+    }
+    depth
 }
 
 fn is_ident_char(c: char) -> bool {
@@ -414,6 +471,62 @@ mod tests {
     fn copy_elsewhere_is_refused() {
         for sql in ["COPY t TO PROGRAM 'id';\n", "COPY t FROM PROGRAM 'id';\n", "COPY t FROM '/etc/passwd';\n"] {
             assert!(items(sql).unwrap_err().message.contains("COPY"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn keywords_behind_comments_and_in_any_case_are_still_seen() {
+        for sql in [
+            "/* x */ COPY t TO PROGRAM 'id';\n",
+            "copy/**/t from program 'id';\n",
+            "COPY(SELECT 1)TO PROGRAM'id';\n",
+            "/* a */ /* b */ copy t from '/etc/passwd';\n",
+        ] {
+            assert!(items(sql).unwrap_err().message.contains("COPY"), "{sql}");
+        }
+        // A COPY inside a literal or a body is not a COPY statement.
+        assert_eq!(statements("SELECT 'COPY t TO PROGRAM';\n").len(), 1);
+    }
+
+    #[test]
+    fn transaction_control_is_refused_however_it_is_spelled() {
+        for sql in [
+            "COMMIT;\n",
+            "/* c */ commit;\n",
+            "END;\n",
+            "rollback;\n",
+            "BEGIN;\n",
+            "START TRANSACTION;\n",
+            "SAVEPOINT s;\n",
+            "RELEASE s;\n",
+            "ABORT;\n",
+            "PREPARE TRANSACTION 'x';\n",
+        ] {
+            assert!(items(sql).unwrap_err().message.contains("transaction control"), "{sql}");
+        }
+        assert_eq!(
+            statements("PREPARE q AS SELECT 1;\nCREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END;\n").len(),
+            2
+        );
+    }
+
+    #[test]
+    fn sql_standard_bodies_keep_their_semicolons() {
+        let dump = "CREATE FUNCTION public.f(x integer) RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;\n SELECT 2;\nEND;\nSELECT 3;\n";
+        let got = statements(dump);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].ends_with("SELECT 2;\nEND"), "{}", got[0]);
+    }
+
+    #[test]
+    fn standard_conforming_strings_stays_on() {
+        assert!(items("SET standard_conforming_strings = on;\n").unwrap().len() == 1);
+        for sql in [
+            "SET standard_conforming_strings = off;\n",
+            "SET standard_conforming_strings TO false;\n",
+            "SELECT set_config('standard_conforming_strings', 'off', false);\n",
+        ] {
+            assert!(items(sql).is_err(), "{sql}");
         }
     }
 

@@ -331,6 +331,10 @@ async fn restore_postgres(
     let (tx, skipped) = applied.map_err(rolled_back)?;
     manifest.verify_digest(backup, &digest, size).map_err(rolled_back)?;
 
+    // Still inside the transaction this restore began: nothing in the dump ended it.
+    tx.batch_execute("SAVEPOINT sage_restore_final")
+        .await
+        .map_err(|e| rolled_back(Error::with("the dump left the restore's transaction", e)))?;
     let restored = crate::backup::pg_row_counts(&tx).await.map_err(rolled_back)?;
     compare_counts(&manifest.tables, &restored).map_err(|e| rolled_back(Error::new(e)))?;
     tx.commit().await.map_err(|e| rolled_back(Error::with("the commit failed", e)))?;
@@ -358,15 +362,17 @@ async fn run_tolerant(
     line: usize,
     skipped: &mut Vec<String>,
 ) -> Result<(), Error> {
+    // The extended protocol takes exactly one statement per message, so the server runs
+    // the statement dump.rs read, never several hidden in it.
     let head = sql.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
     let candidate = matches!(head.as_str(), "GRANT" | "REVOKE" | "ALTER" | "SET");
     if !candidate {
-        return tx.batch_execute(sql).await.map_err(|e| at_line(line, sql, e));
+        return tx.execute(sql, &[]).await.map(drop).map_err(|e| at_line(line, sql, e));
     }
     let control = |e: tokio_postgres::Error| Error::with("savepoint", e);
     tx.batch_execute("SAVEPOINT sage_restore_step").await.map_err(control)?;
-    match tx.batch_execute(sql).await {
-        Ok(()) => tx.batch_execute("RELEASE SAVEPOINT sage_restore_step").await.map_err(control),
+    match tx.execute(sql, &[]).await {
+        Ok(_) => tx.batch_execute("RELEASE SAVEPOINT sage_restore_step").await.map_err(control),
         Err(e) if e.code().is_some_and(|state| may_skip(sql, state)) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT sage_restore_step").await.map_err(control)?;
             let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();

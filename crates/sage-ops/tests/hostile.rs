@@ -203,6 +203,24 @@ async fn a_dump_carrying_shell_commands_is_refused_before_it_reaches_the_server(
             }),
             "COPY",
         ),
+        (
+            "a COMMIT half-way",
+            Box::new(|sql| sql.replacen("CREATE TABLE", "COMMIT;\nCREATE TABLE", 1)),
+            "transaction control",
+        ),
+        (
+            "a COPY to a program behind a comment",
+            Box::new({
+                let m = marker.display().to_string();
+                move |sql| format!("{sql}\n/* looks harmless */ copy (select 1) to program 'touch {m}';\n")
+            }),
+            "COPY",
+        ),
+        (
+            "string rules switched off",
+            Box::new(|sql| format!("SET standard_conforming_strings TO off;\n{sql}")),
+            "standard_conforming_strings",
+        ),
         ("a truncated statement", Box::new(|sql| format!("{sql}\nCREATE TABLE cut (x int")), "truncated"),
         (
             "a failing statement at the end",
