@@ -26,9 +26,6 @@ fn version_of(path: &Path) -> Option<(u32, String)> {
 
 fn candidates(program: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = std::env::var_os("SAGE_PG_BIN") {
-        dirs.push(PathBuf::from(dir));
-    }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path().join("bin")).collect();
         versions.sort();
@@ -41,16 +38,31 @@ fn candidates(program: &str) -> Vec<PathBuf> {
     dirs.into_iter().map(|d| d.join(program)).filter(|p| p.is_file()).collect()
 }
 
-/// The newest `program` whose major version is at least `server_major`.
+/// The `program` to use with a server of `server_major`: the one in `SAGE_PG_BIN` when that
+/// is set (it pins the choice); otherwise one of the server's own major version, so that
+/// what it writes the server's own tools can read back; otherwise the oldest newer one.
 pub fn find(program: &str, server_major: u32) -> Result<Tool, Error> {
-    let found: Vec<Tool> = candidates(program)
-        .into_iter()
-        .filter_map(|path| {
-            let (major, version) = version_of(&path)?;
-            Some(Tool { major, path, version })
-        })
-        .collect();
-    if let Some(tool) = found.iter().filter(|t| t.major >= server_major).max_by_key(|t| t.major) {
+    let probe = |path: PathBuf| {
+        let (major, version) = version_of(&path)?;
+        Some(Tool { major, path, version })
+    };
+    if let Some(dir) = std::env::var_os("SAGE_PG_BIN") {
+        let path = PathBuf::from(dir).join(program);
+        let tool = probe(path.clone()).ok_or_else(|| {
+            Error::new(format!("SAGE_PG_BIN names {}, which is not a working {program}", path.display()))
+        })?;
+        if tool.major < server_major {
+            return Err(Error::new(format!(
+                "{program} {} in SAGE_PG_BIN ({}) is older than the server (PostgreSQL {server_major}) and cannot read it",
+                tool.major,
+                path.display()
+            )));
+        }
+        return Ok(tool);
+    }
+    let found: Vec<Tool> = candidates(program).into_iter().filter_map(probe).collect();
+    let usable = found.iter().filter(|t| t.major >= server_major);
+    if let Some(tool) = usable.min_by_key(|t| t.major) {
         return Ok(tool.clone());
     }
     match found.iter().max_by_key(|t| t.major) {
