@@ -96,6 +96,7 @@ impl DirLock {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::new(format!("cannot open {}: {e}", path.display())))?;
         file.lock().map_err(|e| Error::new(format!("cannot lock {}: {e}", path.display())))?;
@@ -109,7 +110,11 @@ fn remove_partials(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))? {
         let path = entry.map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with("sage_backup_") && name.ends_with(".partial") && path.is_file() {
+        // Files and symbolic links alike: a link left under a `.partial` name would
+        // otherwise receive the next backup's bytes wherever it points.
+        let kind = std::fs::symlink_metadata(&path).map(|m| m.file_type());
+        let removable = kind.is_ok_and(|k| k.is_file() || k.is_symlink());
+        if name.starts_with("sage_backup_") && name.ends_with(".partial") && removable {
             std::fs::remove_file(&path)
                 .map_err(|e| Error::new(format!("cannot remove unfinished backup {}: {e}", path.display())))?;
             removed.push(path);
@@ -136,7 +141,8 @@ fn write_manifest(file: &Path, manifest: &Manifest) -> Result<(), Error> {
     let tmp = crate::sink::partial_path(&path);
     let text = serde_json::to_string_pretty(manifest).expect("the manifest serialises");
     let write = || -> std::io::Result<()> {
-        let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         out.write_all(text.as_bytes())?;
         out.sync_all()
     };

@@ -43,7 +43,10 @@ impl std::fmt::Display for DumpError {
 impl std::error::Error for DumpError {}
 
 /// The longest statement accepted; pg_dump's largest are function bodies and views.
-const MAX_STATEMENT: usize = 256 << 20;
+const MAX_STATEMENT: usize = 64 << 20;
+/// The longest line of SQL, and of COPY rows (a row holds at most 1 GiB per field).
+const MAX_SQL_LINE: usize = 64 << 20;
+const MAX_COPY_LINE: usize = 1 << 30;
 /// COPY rows are passed on in chunks of about this size.
 const COPY_CHUNK: usize = 256 << 10;
 
@@ -97,12 +100,16 @@ impl<R: BufRead> DumpReader<R> {
     /// Reads one raw line into `self.raw`; false at the end of the input.
     fn read_line(&mut self) -> Result<bool, DumpError> {
         self.raw.clear();
-        let n = self
-            .input
+        // SQL is scanned as characters, so its lines are bounded more tightly than rows.
+        let limit = if self.in_copy { MAX_COPY_LINE } else { MAX_SQL_LINE };
+        let n = std::io::Read::take(&mut self.input, limit as u64 + 1)
             .read_until(b'\n', &mut self.raw)
             .map_err(|e| DumpError { line: self.line + 1, message: format!("cannot read the dump: {e}") })?;
         if n > 0 {
             self.line += 1;
+        }
+        if n > limit {
+            return Err(self.fail(format!("a line longer than {} MiB; the dump is damaged", limit >> 20)));
         }
         Ok(n > 0)
     }
@@ -263,7 +270,7 @@ impl<R: BufRead> DumpReader<R> {
         if self.statement.len() > MAX_STATEMENT {
             return Err(DumpError {
                 line: self.statement_line,
-                message: "a statement longer than 256 MiB; the dump is damaged".into(),
+                message: "a statement longer than 64 MiB; the dump is damaged".into(),
             });
         }
         Ok(())
@@ -288,6 +295,11 @@ impl<R: BufRead> DumpReader<R> {
         if words.is_empty() {
             return Ok(());
         }
+        // pg_dump brackets large-object data with BEGIN and COMMIT; the restore is one
+        // transaction already, and those two, exactly as pg_dump writes them, are skipped.
+        if words == ["BEGIN"] || words == ["COMMIT"] {
+            return Ok(());
+        }
         let transaction_control =
             matches!(word(0), "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE")
                 || (word(0) == "PREPARE" && word(1) == "TRANSACTION");
@@ -308,9 +320,12 @@ impl<R: BufRead> DumpReader<R> {
             self.in_copy = true;
             return Ok(());
         }
-        if word(0) == "SET" && word(1) == "CLIENT_ENCODING" {
-            if !sql.to_ascii_uppercase().contains("'UTF8'") {
-                return refuse("the dump is not in UTF-8 (SET client_encoding); sage-db restores UTF-8 dumps");
+        if sql.to_ascii_lowercase().contains("client_encoding") {
+            let normal: Vec<String> = sql.split_whitespace().map(str::to_ascii_lowercase).collect();
+            if normal != ["set", "client_encoding", "=", "'utf8'"] {
+                return refuse(
+                    "only `SET client_encoding = 'UTF8'` is accepted in a dump; sage-db restores UTF-8 dumps",
+                );
             }
             // The connection already speaks UTF-8.
             return Ok(());
@@ -376,8 +391,10 @@ fn atomic_depth(code: &str) -> usize {
     depth
 }
 
+/// A character that continues an identifier, as the server's lexer sees it: ASCII letters
+/// and digits, `_`, `$`, and every non-ASCII character.
 fn is_ident_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+    c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
 
 /// `$tag$` at the start of `chars`: the tag (possibly empty), or `None` for `$1`, `$` alone.
@@ -387,7 +404,8 @@ fn dollar_tag(chars: &[char]) -> Option<String> {
         if c == '$' {
             return Some(tag);
         }
-        let ok = if k == 1 { c.is_alphabetic() || c == '_' } else { c.is_alphanumeric() || c == '_' };
+        let letter = c.is_ascii_alphabetic() || c == '_' || !c.is_ascii();
+        let ok = if k == 1 { letter } else { letter || c.is_ascii_digit() };
         if !ok {
             return None;
         }
@@ -490,12 +508,14 @@ mod tests {
 
     #[test]
     fn transaction_control_is_refused_however_it_is_spelled() {
+        // The bare BEGIN and COMMIT around large-object data are skipped, not run.
+        assert_eq!(statements("BEGIN;\nSELECT pg_catalog.lo_open('16385', 131072);\nCOMMIT;\n").len(), 1);
         for sql in [
-            "COMMIT;\n",
-            "/* c */ commit;\n",
+            "COMMIT AND CHAIN;\n",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE;\n",
+            "/* c */ commit and no chain;\n",
             "END;\n",
             "rollback;\n",
-            "BEGIN;\n",
             "START TRANSACTION;\n",
             "SAVEPOINT s;\n",
             "RELEASE s;\n",
@@ -540,8 +560,24 @@ mod tests {
     #[test]
     fn other_encodings_are_refused() {
         assert!(items("SET client_encoding = 'LATIN1';\n").is_err());
+        assert!(items("SET SESSION client_encoding = 'SJIS';\n").is_err());
+        assert!(items("SELECT set_config('client_encoding', 'GBK', false);\n").is_err());
         assert!(items("SET client_encoding = 'UTF8';\n").unwrap().is_empty());
         assert!(DumpReader::new(&b"SELECT '\xff';\n"[..]).next_item().is_err());
+    }
+
+    #[test]
+    fn non_ascii_characters_continue_identifiers_as_on_the_server() {
+        // The server reads `😀$a$` as one identifier, not as the start of a dollar quote.
+        let dump = "SELECT 1 AS \u{1F600}$a$;\nCOPY t TO PROGRAM 'id';\nSELECT 1 AS \u{1F600}$a$;\n";
+        assert!(items(dump).unwrap_err().message.contains("COPY"));
+        assert_eq!(statements("SELECT $é$ a;b $é$;\n").len(), 1);
+    }
+
+    #[test]
+    fn overlong_lines_are_refused_without_reading_them_whole() {
+        let line = format!("SELECT '{}';\n", "x".repeat(MAX_SQL_LINE + 10));
+        assert!(items(&line).unwrap_err().message.contains("longer than"));
     }
 
     #[test]

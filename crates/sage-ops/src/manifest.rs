@@ -108,7 +108,7 @@ impl Manifest {
                 path.display()
             ))
         };
-        let file = std::fs::File::open(&path).map_err(unreadable)?;
+        let file = open_regular(&path).map_err(unreadable)?;
         let mut text = String::new();
         file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text).map_err(unreadable)?;
         if text.len() as u64 > MAX_MANIFEST_BYTES {
@@ -154,6 +154,28 @@ impl Manifest {
     pub fn verify_file(&self, backup: &Path) -> Result<(), Error> {
         let (sha256, size) = hash_file(backup)?;
         self.verify_digest(backup, &sha256, size)
+    }
+
+    /// Refuses a manifest that calls an encrypted file plain: restoring it would skip the
+    /// seal, so an attacker could swap an encrypted backup for a plain one of their own.
+    pub fn check_encryption(&self, backup: &Path, head: &[u8]) -> Result<(), Error> {
+        let age_file = head.starts_with(b"age-encryption.org/v1");
+        let age_name = backup.extension().is_some_and(|e| e == "age");
+        if self.encryption == "none" && (age_file || age_name) {
+            return Err(Error::new(format!(
+                "{}: the manifest calls the backup unencrypted, but it is {}; it was altered, and nothing was restored",
+                manifest_path(backup).display(),
+                if age_file { "an age file" } else { "named as an encrypted one (.age)" }
+            )));
+        }
+        if self.encryption != "none" && !(age_file && age_name) {
+            return Err(Error::new(format!(
+                "{}: the manifest says the backup is encrypted, but {} is not an age file named .age; nothing was restored",
+                manifest_path(backup).display(),
+                backup.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Compares a digest taken while reading the file with the manifest's.
@@ -244,8 +266,33 @@ impl Manifest {
     }
 }
 
+/// Opens a file that must be a regular file: never through a symbolic link, and without
+/// waiting on a FIFO or device, so what is checked is what is then read.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    std::io::Error::other("it is a symbolic link; name the file itself")
+                } else {
+                    e
+                }
+            },
+        )?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 pub fn hash_file(path: &Path) -> Result<(String, u64), Error> {
-    let file = std::fs::File::open(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    let file = open_regular(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    hash_reader(file, path)
+}
+
+/// SHA-256 in hex and size of everything `file` yields.
+pub fn hash_reader(file: impl Read, path: &Path) -> Result<(String, u64), Error> {
     let mut reader = HashingReader::new(file);
     std::io::copy(&mut reader, &mut std::io::sink())
         .map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;

@@ -39,6 +39,8 @@ pub struct RestoreReport {
     /// Row counts checked against the manifest.
     pub tables: BTreeMap<String, i64>,
     pub authenticity: Authenticity,
+    /// `none`, `passphrase` or `recipients`.
+    pub encryption: String,
     /// Owner and grant statements of the backup that could not apply here (a role the
     /// target server does not have), one line each.
     pub skipped: Vec<String>,
@@ -54,10 +56,25 @@ pub struct Inspected {
 /// Reads the manifest, authenticates it and checks the file against it; the first step
 /// of restore and verify, and what `restore` shows the operator before asking.
 pub fn inspect(backup: &Path, keys: &Decryption) -> Result<Inspected, Error> {
+    inspect_open(backup, keys).map(|(inspected, _)| inspected)
+}
+
+/// `inspect`, returning the backup opened once: restore reads the very file it checked,
+/// not whatever the name points to a moment later.
+fn inspect_open(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs::File), Error> {
+    use std::io::Seek;
     let manifest = Manifest::read(backup)?;
     let authenticity = manifest.authenticate(backup, keys)?;
-    manifest.verify_file(backup)?;
-    Ok(Inspected { manifest, authenticity })
+    let unreadable = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", backup.display()));
+    let mut file = crate::manifest::open_regular(backup).map_err(unreadable)?;
+    let mut head = Vec::with_capacity(32);
+    (&mut file).take(32).read_to_end(&mut head).map_err(unreadable)?;
+    manifest.check_encryption(backup, &head)?;
+    file.rewind().map_err(unreadable)?;
+    let (sha256, size) = crate::manifest::hash_reader(&mut file, backup)?;
+    manifest.verify_digest(backup, &sha256, size)?;
+    file.rewind().map_err(unreadable)?;
+    Ok((Inspected { manifest, authenticity }, file))
 }
 
 pub async fn restore(
@@ -66,7 +83,7 @@ pub async fn restore(
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, Error> {
-    let Inspected { manifest, authenticity } = inspect(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
     let expected_dialect = match target {
         Target::Postgres(_) => "postgres",
         Target::Sqlite(_) => "sqlite",
@@ -80,11 +97,11 @@ pub async fn restore(
         )));
     }
     let skipped = match target {
-        Target::Postgres(pg) => restore_postgres(pg, backup, &manifest, keys, options).await?,
+        Target::Postgres(pg) => restore_postgres(pg, backup, file, &manifest, keys, options).await?,
         Target::Sqlite(location) => {
             let (location, backup, manifest, keys, options) =
                 (location.clone(), backup.to_path_buf(), manifest.clone(), keys.clone(), options.clone());
-            tokio::task::spawn_blocking(move || restore_sqlite(&location, &backup, &manifest, &keys, &options))
+            tokio::task::spawn_blocking(move || restore_sqlite(&location, &backup, file, &manifest, &keys, &options))
                 .await
                 .map_err(|e| Error::new(format!("restore failed: {e}")))??;
             Vec::new()
@@ -96,6 +113,7 @@ pub async fn restore(
         migration_version: manifest.migration_version,
         tables: manifest.tables,
         authenticity,
+        encryption: manifest.encryption,
         skipped,
     })
 }
@@ -130,10 +148,10 @@ impl Read for Tapped {
 /// The backup's plaintext as a stream, and the digest of the file bytes read so far.
 fn open_plaintext(
     backup: &Path,
+    file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
 ) -> Result<(Box<dyn Read + Send>, Digest256), Error> {
-    let file = std::fs::File::open(backup).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
     let digest = Digest256::default();
     let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone() });
     let plain = decrypting_reader(tapped, &manifest.encryption, keys, &backup.display().to_string())?;
@@ -237,6 +255,7 @@ fn first_line(sql: &str) -> String {
 async fn restore_postgres(
     pg: &PgSettings,
     backup: &Path,
+    file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
     options: &RestoreOptions,
@@ -254,7 +273,7 @@ async fn restore_postgres(
     let (sender, mut items) = tokio::sync::mpsc::channel::<Item>(8);
     let reader = {
         let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-        tokio::task::spawn_blocking(move || read_dump(&backup, &manifest, &keys, pg_restore, sender))
+        tokio::task::spawn_blocking(move || read_dump(&backup, file, &manifest, &keys, pg_restore, sender))
     };
 
     let applied = async {
@@ -283,6 +302,10 @@ async fn restore_postgres(
         let owner = if major >= 15 { "pg_database_owner".to_string() } else { bootstrap_superuser(&tx).await? };
         let usage = if major >= 15 { "USAGE" } else { "ALL" };
         tx.batch_execute("CREATE SCHEMA public").await.map_err(db("cannot create schema public".into()))?;
+        // Large objects live outside every schema; the backup's replace the database's.
+        tx.batch_execute("SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata")
+            .await
+            .map_err(db("cannot remove the database's large objects".into()))?;
         let mut skipped = Vec::new();
         for sql in [
             format!("ALTER SCHEMA public OWNER TO {}", quote_ident(&owner)),
@@ -413,12 +436,13 @@ impl Drop for ChildGuard {
 /// statements. Returns the file's digest once everything was read.
 fn read_dump(
     backup: &Path,
+    file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
     pg_restore: Option<tools::Tool>,
     sender: tokio::sync::mpsc::Sender<Item>,
 ) -> Result<(String, u64), Error> {
-    let (plain, digest) = open_plaintext(backup, manifest, keys)?;
+    let (plain, digest) = open_plaintext(backup, file, manifest, keys)?;
     let what = backup.display().to_string();
     // False when the restore side hung up: it stopped on an error of its own, which is
     // the one to report.
@@ -482,8 +506,13 @@ fn read_dump(
 }
 
 /// The backup's database, opened in memory: decrypted, never written to disk.
-fn load_sqlite_backup(backup: &Path, manifest: &Manifest, keys: &Decryption) -> Result<rusqlite::Connection, Error> {
-    let (mut plain, digest) = open_plaintext(backup, manifest, keys)?;
+fn load_sqlite_backup(
+    backup: &Path,
+    file: std::fs::File,
+    manifest: &Manifest,
+    keys: &Decryption,
+) -> Result<rusqlite::Connection, Error> {
+    let (mut plain, digest) = open_plaintext(backup, file, manifest, keys)?;
     let mut bytes = Vec::new();
     plain.read_to_end(&mut bytes).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
     drop(plain);
@@ -514,11 +543,12 @@ fn load_sqlite_backup(backup: &Path, manifest: &Manifest, keys: &Decryption) -> 
 fn restore_sqlite(
     location: &SqliteLocation,
     backup: &Path,
+    file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<(), Error> {
-    let source = load_sqlite_backup(backup, manifest, keys)?;
+    let source = load_sqlite_backup(backup, file, manifest, keys)?;
     let mut target = match location {
         SqliteLocation::File(path) => {
             sage_conn::create_private_file(path)
@@ -550,13 +580,14 @@ pub struct VerifyReport {
     pub checksum: String,
     pub tables: BTreeMap<String, i64>,
     pub authenticity: Authenticity,
+    pub encryption: String,
     pub skipped: Vec<String>,
 }
 
 /// Restores the backup into a scratch database (a temporary database on the server of
 /// `near`, or memory for SQLite) and checks every row count, leaving `near` untouched.
 pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<VerifyReport, Error> {
-    let Inspected { manifest, authenticity } = inspect(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
     let mut skipped = Vec::new();
     match manifest.dialect.as_str() {
         "postgres" => {
@@ -573,7 +604,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
         }
         _ => {
             let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-            tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, &manifest, &keys).map(drop))
+            tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, file, &manifest, &keys).map(drop))
                 .await
                 .map_err(|e| Error::new(format!("verification failed: {e}")))??;
         }
@@ -583,6 +614,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
         checksum: manifest.sha256,
         tables: manifest.tables,
         authenticity,
+        encryption: manifest.encryption,
         skipped,
     })
 }

@@ -98,10 +98,11 @@ impl Sink {
     pub fn create(final_path: &Path, encryption: &Encryption, gzip: bool) -> Result<Sink, Error> {
         use std::os::unix::fs::OpenOptionsExt;
         let partial = partial_path(final_path);
+        // A new file, never an existing one or the target of a symbolic link someone left
+        // under this name (O_EXCL does not follow links).
         let file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&partial)
             .map_err(|e| Error::new(format!("cannot create {}: {e}", partial.display())))?;

@@ -188,3 +188,41 @@ async fn backup_and_restore_work_over_tls_with_sslmode_require() {
     let n: i64 = sage_conn::connect(&pg).await.unwrap().query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
     assert_eq!(n, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_come_back_exactly_and_replace_the_databases_own() {
+    let db = sage_testkit::database().await.unwrap();
+    let target = Target::Postgres(db.settings().clone());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE docs (id int PRIMARY KEY, body oid);
+             INSERT INTO docs SELECT g, lo_from_bytea(0, convert_to(repeat('page ' || g, 100), 'UTF8')) FROM generate_series(1, 5) g;",
+        )
+        .await
+        .unwrap();
+    let objects = || async {
+        let client = sage_conn::connect(db.settings()).await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(md5(string_agg(encode(lo_get(oid), 'hex'), ',' ORDER BY oid)), '') FROM pg_largeobject_metadata",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, String>(1))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let want = objects().await;
+    for format in [PgFormat::Custom, PgFormat::SqlGz] {
+        let made = backup(&target, &options(dir.path(), format, Encryption::None), quiet()).await.unwrap();
+        // After the backup: one object gone, one added, as an application would.
+        client
+            .batch_execute("SELECT lo_unlink(body) FROM docs WHERE id = 1; SELECT lo_from_bytea(0, 'stray');")
+            .await
+            .unwrap();
+        assert_ne!(objects().await, want);
+        restore::restore(&target, &made.file, &Decryption::default(), &replace_nothing()).await.unwrap();
+        assert_eq!(objects().await, want, "{format:?}");
+    }
+}

@@ -204,9 +204,16 @@ async fn a_dump_carrying_shell_commands_is_refused_before_it_reaches_the_server(
             "COPY",
         ),
         (
-            "a COMMIT half-way",
-            Box::new(|sql| sql.replacen("CREATE TABLE", "COMMIT;\nCREATE TABLE", 1)),
+            "a COMMIT AND CHAIN half-way",
+            Box::new(|sql| sql.replacen("CREATE TABLE", "COMMIT AND CHAIN;\nCREATE TABLE", 1)),
             "transaction control",
+        ),
+        (
+            // Bare COMMITs (pg_dump writes them around large objects) are skipped, so
+            // what follows still rolls back with everything else.
+            "a bare COMMIT, then a failure",
+            Box::new(|sql| sql.replacen("CREATE TABLE", "COMMIT;\nSELECT 1/0;\nCREATE TABLE", 1)),
+            "division by zero",
         ),
         (
             "a COPY to a program behind a comment",
@@ -368,4 +375,64 @@ async fn a_database_whose_public_schema_was_recreated_restores_with_its_privileg
         .unwrap();
     assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
     assert_eq!(row.get::<_, i64>(2), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_backup_swapped_for_a_plain_one_is_refused() {
+    let db = migrated_pg().await;
+    let target = Target::Postgres(db.settings().clone());
+    let dir = tempfile::tempdir().unwrap();
+    let passphrase = SecretString::from("the operator's passphrase".to_string());
+    let keys = Decryption { passphrase: Some(passphrase.clone()), identities: vec![] };
+    let sealed = backup(&target, &options(dir.path(), PgFormat::Custom, Encryption::Passphrase(passphrase)), quiet())
+        .await
+        .unwrap();
+    let plain = backup(&target, &options(&dir.path().join("plain"), PgFormat::Custom, Encryption::None), quiet())
+        .await
+        .unwrap();
+    drift(db.settings()).await;
+    let before = pg_contents(db.settings()).await;
+    // The attacker puts a plain backup of their own under the encrypted backup's name.
+    std::fs::copy(&plain.file, &sealed.file).unwrap();
+    let mut manifest = read_manifest(&plain.file);
+    manifest["file"] = sealed.file.file_name().unwrap().to_string_lossy().into_owned().into();
+    std::fs::write(manifest_path(&sealed.file), manifest.to_string()).unwrap();
+    let err = restore::restore(&target, &sealed.file, &keys, &replace_nothing()).await.unwrap_err().to_string();
+    assert!(err.contains("calls the backup unencrypted"), "{err}");
+    assert_eq!(pg_contents(db.settings()).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_read_and_written_only_as_regular_files_never_through_links() {
+    let db = migrated_pg().await;
+    let target = Target::Postgres(db.settings().clone());
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    // A link left under a `.partial` name would receive the next backup's plaintext.
+    let stolen = outside.path().join("stolen");
+    std::fs::write(&stolen, b"untouched").unwrap();
+    let trap = dir.path().join("sage_backup_20990101_000000.dump.partial");
+    std::os::unix::fs::symlink(&stolen, &trap).unwrap();
+    let made = backup(&target, &options(dir.path(), PgFormat::SqlGz, Encryption::None), quiet()).await.unwrap();
+    assert!(made.pruned.contains(&trap), "the leftover link is removed: {:?}", made.pruned);
+    assert!(std::fs::symlink_metadata(&trap).is_err());
+    assert_eq!(std::fs::read(&stolen).unwrap(), b"untouched");
+
+    // A backup file that is a symbolic link, or a FIFO, is refused without waiting.
+    let link = dir.path().join("link");
+    std::fs::create_dir(&link).unwrap();
+    let linked = link.join(made.file.file_name().unwrap());
+    std::os::unix::fs::symlink(&made.file, &linked).unwrap();
+    std::fs::copy(manifest_path(&made.file), manifest_path(&linked)).unwrap();
+    let err = restore::restore(&target, &linked, &Decryption::default(), &replace_nothing()).await.unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    let fifo_dir = dir.path().join("fifo");
+    std::fs::create_dir(&fifo_dir).unwrap();
+    let fifo = fifo_dir.join(made.file.file_name().unwrap());
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    std::fs::copy(manifest_path(&made.file), manifest_path(&fifo)).unwrap();
+    let started = std::time::Instant::now();
+    let err = restore::restore(&target, &fifo, &Decryption::default(), &replace_nothing()).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

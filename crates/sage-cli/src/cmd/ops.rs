@@ -53,7 +53,7 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
                 file.display(),
                 report.tables.len()
             );
-            say!("{}", authenticity_note(report.authenticity));
+            say!("{}", authenticity_note(report.authenticity, &report.encryption));
             for line in &report.skipped {
                 say!("not applied here: {line}");
             }
@@ -100,7 +100,7 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
         say!(
             "      {} table(s), {} row(s), migration version {}",
             m.tables.len(),
-            m.tables.values().sum::<i64>(),
+            m.tables.values().fold(0i64, |sum, n| sum.saturating_add(*n)),
             m.migration_version.map_or("none".into(), |v| v.to_string())
         );
         for old in &report.pruned {
@@ -110,9 +110,14 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn authenticity_note(authenticity: sage_ops::manifest::Authenticity) -> &'static str {
+fn authenticity_note(authenticity: sage_ops::manifest::Authenticity, encryption: &str) -> &'static str {
     match authenticity {
-        sage_ops::manifest::Authenticity::Sealed => "manifest: sealed, and the seal matches (authenticated)",
+        sage_ops::manifest::Authenticity::Sealed if encryption == "recipients" => {
+            "manifest: sealed to the backup's recipients, and the seal matches (anyone with a recipient's public key can make such a seal)"
+        }
+        sage_ops::manifest::Authenticity::Sealed => {
+            "manifest: sealed with the passphrase, and the seal matches (authenticated)"
+        }
         sage_ops::manifest::Authenticity::Unauthenticated => {
             "manifest: unauthenticated (a plain backup); only its checksum and row counts were checked, so keep backups where only you can write"
         }
@@ -131,7 +136,7 @@ pub async fn restore(
     // Check the file before asking: a damaged or altered backup is refused without a question.
     let inspected = sage_ops::restore::inspect(file, &keys)?;
     let manifest = &inspected.manifest;
-    let rows: i64 = manifest.tables.values().sum();
+    let rows = manifest.tables.values().fold(0i64, |sum, n| sum.saturating_add(*n));
     confirm(
         &format!(
             "Replace ALL data in {} with {} (taken {}, {} tables, {rows} rows)?",
@@ -150,7 +155,7 @@ pub async fn restore(
         say!("restored {} into {}; row counts verified:", file.display(), db.settings);
         let rows: Vec<Vec<String>> = report.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
         output::table(&["TABLE", "ROWS"], &rows);
-        say!("{}", authenticity_note(report.authenticity));
+        say!("{}", authenticity_note(report.authenticity, &report.encryption));
         for line in &report.skipped {
             say!("not applied here: {line}");
         }
