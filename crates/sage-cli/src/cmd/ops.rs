@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
-use sage_conn::Target;
+use anyhow::bail;
+use sage_conn::{DurationField, Target};
 use sage_ops::backup::{BackupOptions, PgFormat};
 use sage_ops::{Decryption, Encryption, SecretString};
 
@@ -71,12 +71,12 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
         format: if args.format == "sql.gz" { PgFormat::SqlGz } else { PgFormat::Custom },
         encryption,
         keep: args.keep,
+        // A unit is required, as for retention rules: a bare `30` could mean days.
         max_age: args
             .max_age
             .as_deref()
-            .map(|a| sage_ops::cleanup::parse_age(a).map_err(anyhow::Error::msg))
-            .transpose()
-            .context("--max-age")?,
+            .map(|a| DurationField::new("--max-age").unit_required().parse(a))
+            .transpose()?,
     };
     let (bar, progress) = progress_bar("dumping");
     let report = sage_ops::backup::backup(&db.settings.target, &options, progress).await;
