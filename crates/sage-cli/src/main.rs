@@ -84,6 +84,13 @@ fn flatten(text: &str) -> String {
     parts.join("; ").chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
+fn init_tracing(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,11 +113,4 @@ mod tests {
         assert_eq!(flatten(toml), "TOML parse error at line 2, column 11; invalid string; expected `\"`, `'`");
         assert_eq!(flatten("a\rb"), "a b");
     }
-}
-
-fn init_tracing(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SAGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
