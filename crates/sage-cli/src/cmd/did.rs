@@ -153,3 +153,37 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_in_hex_and_base64() {
+        assert_eq!(parse_key("--public-key", "0x00ff").unwrap(), vec![0, 255]);
+        assert_eq!(parse_key("--public-key", "\\xABcd").unwrap(), vec![0xab, 0xcd]);
+        assert_eq!(parse_key("--public-key", "base64:AP8=").unwrap(), vec![0, 255]);
+    }
+
+    /// A multi-byte character used to be sliced in half: `é1` panicked.
+    #[test]
+    fn a_multi_byte_character_is_refused_by_name() {
+        let err = parse_key("--public-key", "é1").unwrap_err().to_string();
+        assert_eq!(err, "--public-key: 'é' is not a hex digit (write hex, or base64 after a base64: prefix)");
+    }
+
+    proptest! {
+        #[test]
+        fn keys_never_panic(text in prop_oneof![any::<String>(), "(0x|base64:)?[0-9a-fA-Fé+/=]{0,9}"]) {
+            if let Err(e) = parse_key("--public-key", &text) {
+                prop_assert!(e.to_string().starts_with("--public-key: "));
+            }
+        }
+
+        #[test]
+        fn hex_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(parse_key("--public-key", &hex(&bytes)).unwrap(), bytes);
+        }
+    }
+}
