@@ -349,6 +349,25 @@ fn file_cases() -> Vec<Case> {
     ]
 }
 
+fn key_and_snapshot_cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = ["é", "abc", "AAAA", "=,=", "k1:é", &"a".repeat(100)]
+        .iter()
+        .map(|key| case("SAGE_SESSION_KEY: a key", &["nonce", "claim", "n-key"]).env("SAGE_SESSION_KEY", key))
+        .collect();
+    cases.extend([
+        case("key file", &["nonce", "claim", "n-key"])
+            .env("SAGE_SESSION_KEY_FILE", "kf")
+            .file("kf", b"\xc3\xa9\n\xff\n"),
+        case("missing.key", &["nonce", "claim", "n-key"]).env("SAGE_SESSION_KEY_FILE", "missing.key"),
+        case("bad.json: not a schema snapshot", &["schema", "validate", "--snapshot", "bad.json"])
+            .file("bad.json", b"{\"tables\": [{\"name\": 5}]}"),
+        case("bin.json", &["schema", "validate", "--snapshot", "bin.json"]).file("bin.json", b"\xff\xfe{}"),
+        case("bad.json", &["schema", "diff", "bad.json", "bad.json"]).file("bad.json", b"[1, 2"),
+        case("\"nowhere\" is neither", &["schema", "diff", "nowhere", "nowhere"]),
+    ]);
+    cases
+}
+
 fn all_cases() -> Vec<Case> {
     let mut cases = duration_cases();
     cases.extend(url_cases());
@@ -357,6 +376,7 @@ fn all_cases() -> Vec<Case> {
     cases.extend(retention_cases());
     cases.extend(argument_cases());
     cases.extend(file_cases());
+    cases.extend(key_and_snapshot_cases());
     cases
 }
 
