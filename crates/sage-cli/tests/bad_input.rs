@@ -253,7 +253,7 @@ fn nonce_and_session_cases() -> Vec<Case> {
     for nonce in ["a b", "é", long.as_str(), "a\tb", "a\rb", "a\nb", "a;b", "'"] {
         cases.push(case("invalid nonce", &["nonce", "claim", nonce]).fresh());
     }
-    cases.push(case("invalid nonce", &["nonce", "is-used", "a b"]));
+    cases.push(case("invalid nonce", &["nonce", "is-used", "a b"]).fresh());
     cases.push(case("invalid --session", &["nonce", "claim", "n1", "--session", "a b"]).fresh());
     // Lines on stdin: the line is named, and the good lines before it are not claimed.
     let stdin: &[(&[u8], &str)] = &[
@@ -274,13 +274,13 @@ fn nonce_and_session_cases() -> Vec<Case> {
         case("stdin line 2: invalid nonce: is 300 characters", &["nonce", "claim", "-"]).stdin(long_line.as_bytes()),
     );
     cases.extend([
-        case("invalid id", &["session", "get", "a b"]),
-        case("invalid id", &["session", "get", "é"]),
-        case("invalid id", &["session", "delete", "a b", "--yes"]),
-        case("invalid client_did", &["session", "list", "--client", "alice"]),
-        case("invalid server_did", &["session", "list", "--server", "did:x"]),
-        case("invalid limit", &["session", "list", "--client", "did:sage:dev:a", "--limit", "0"]),
-        case("invalid limit", &["session", "list", "--client", "did:sage:dev:a", "--limit", "4000000000"]),
+        case("invalid id", &["session", "get", "a b"]).fresh(),
+        case("invalid id", &["session", "get", "é"]).fresh(),
+        case("invalid id", &["session", "delete", "a b", "--yes"]).fresh(),
+        case("invalid client_did", &["session", "list", "--client", "alice"]).fresh(),
+        case("invalid server_did", &["session", "list", "--server", "did:x"]).fresh(),
+        case("invalid limit", &["session", "list", "--client", "did:sage:dev:a", "--limit", "0"]).fresh(),
+        case("invalid limit", &["session", "list", "--client", "did:sage:dev:a", "--limit", "4000000000"]).fresh(),
         // Metadata another client stored, nested deeper than the JSON parser goes: an error
         // that names the column, where reading it used to panic (PostgreSQL) or quietly
         // drop it (SQLite).

@@ -69,6 +69,7 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         NonceCommand::IsUsed { nonce } => {
+            sage_store::validate::token("nonce", &nonce)?;
             let store = db.open_store().await?;
             let used = store.nonces().is_used(&nonce).await?;
             if global.json {
