@@ -413,7 +413,7 @@ impl Backend for PgBackend {
                 &[&after, &i64::from(limit)],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter().map(|r| Ok((column(r, 0, "session")?, column(r, 1, "session")?))).collect()
     }
 
     async fn replace_session_key(&self, id: &str, old: &[u8], new: &[u8]) -> Result<bool> {
