@@ -101,9 +101,9 @@ pub enum Command {
     },
     /// Sizes, activity, slow and long-running queries, locks, dead tuples.
     Monitor {
-        /// Refresh every SECONDS until interrupted.
-        #[arg(long, value_name = "SECONDS")]
-        watch: Option<u64>,
+        /// Refresh this often until interrupted (a bare number is seconds: 5, 500ms, 1m).
+        #[arg(long, value_name = "DURATION")]
+        watch: Option<String>,
     },
     /// Serve /health, /health/db, /metrics and a status page, and clean up in the background.
     Serve {

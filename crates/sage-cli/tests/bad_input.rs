@@ -327,8 +327,9 @@ fn retention_cases() -> Vec<Case> {
 
 fn argument_cases() -> Vec<Case> {
     vec![
-        case("--watch", &["monitor", "--watch", "abc"]).fresh(),
-        case("--watch", &["monitor", "--watch=-1"]).fresh(),
+        case("--watch: \"abc\" is not a duration", &["monitor", "--watch", "abc"]).fresh(),
+        case("--watch: \"-1\" is not a duration", &["monitor", "--watch=-1"]).fresh(),
+        case("--watch: \"0\" is zero", &["monitor", "--watch", "0"]).fresh(),
         case("--port", &["serve", "--port", "99999"]).fresh(),
         case("--bind", &["serve", "--bind", "localhost:80"]).fresh(),
         case("--clients", &["bench", "--clients", "many"]).fresh(),

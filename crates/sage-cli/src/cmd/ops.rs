@@ -226,7 +226,8 @@ async fn has_sage_tables(db: &Database) -> bool {
         .unwrap_or(false)
 }
 
-pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<ExitCode> {
+pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<ExitCode> {
+    let watch = watch.map(|w| DurationField::new("--watch").parse(&w)).transpose()?;
     let db = Database::resolve(global, true)?;
     loop {
         let report = sage_ops::monitor::monitor(&db.settings.target).await?;
@@ -250,9 +251,9 @@ pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<Exit
                 }
             }
         }
-        let Some(seconds) = watch else { return Ok(ExitCode::SUCCESS) };
+        let Some(every) = watch else { return Ok(ExitCode::SUCCESS) };
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
