@@ -333,6 +333,12 @@ fn argument_cases() -> Vec<Case> {
         case("--port", &["serve", "--port", "99999"]).fresh(),
         case("--bind", &["serve", "--bind", "localhost:80"]).fresh(),
         case("--clients", &["bench", "--clients", "many"]).fresh(),
+        case("--clients", &["bench", "--clients", "0"]).fresh(),
+        // Used to abort: the run allocated per-client state for each before starting.
+        case("--clients", &["bench", "--clients", "100000000"]).fresh(),
+        // Used to panic when the system refused that many runtime threads.
+        case("--threads", &["bench", "--threads", "100000"]).fresh(),
+        case("--threads", &["bench", "--threads", "0"]).fresh(),
         case("--limit", &["session", "list", "--client", "did:sage:a", "--limit=-1"]).fresh(),
         case("--format", &["backup", "--format", "zip"]).fresh(),
         case("--workload: unknown workload", &["bench", "--workload", "everything"]).fresh(),
