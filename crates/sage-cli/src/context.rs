@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use sage_conn::{DurationField, Environment, Settings, Target};
 use sage_migrate::{Dialect, MigrationSet, RunOptions};
 
@@ -74,6 +74,7 @@ const LOCK_TIMEOUT: DurationField<'static> =
     DurationField::new("--lock-timeout").zero_allowed().at_most(Duration::from_secs(24 * 86_400));
 
 pub fn run_options(args: &MigrationArgs) -> anyhow::Result<RunOptions> {
+    sage_migrate::check_history_table(&args.history_table).context("--history-table")?;
     Ok(RunOptions {
         lock_timeout: LOCK_TIMEOUT.parse(&args.lock_timeout)?,
         allow_out_of_order: args.allow_out_of_order,

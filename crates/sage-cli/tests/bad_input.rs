@@ -348,6 +348,12 @@ fn argument_cases() -> Vec<Case> {
 
 fn file_cases() -> Vec<Case> {
     vec![
+        case("--history-table: history table \"\" is empty", &["up", "--history-table", ""]).fresh(),
+        case("--history-table: history table \".\" must be", &["up", "--history-table", "."]).fresh(),
+        case("--history-table", &["up", "--history-table", "a.b.c"]).fresh(),
+        case("--history-table", &["migrate", "status", "--history-table", "x."]).fresh(),
+        case("--history-table", &["up", "--history-table", "a\tb"]).fresh(),
+        case("--history-table", &["up", "--history-table", &"h".repeat(64)]).fresh(),
         case("missing.dump", &["restore", "missing.dump", "--yes"]),
         case("missing.dump", &["backup", "verify", "missing.dump"]),
         case("missing-dir", &["migrate", "status", "--source", "missing-dir"]),
