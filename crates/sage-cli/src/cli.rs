@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -106,9 +107,9 @@ pub enum Command {
     },
     /// Sizes, activity, slow and long-running queries, locks, dead tuples.
     Monitor {
-        /// Refresh every SECONDS until interrupted.
-        #[arg(long, value_name = "SECONDS")]
-        watch: Option<u64>,
+        /// Refresh this often until interrupted (a bare number is seconds: 5, 500ms, 1m).
+        #[arg(long, value_name = "DURATION")]
+        watch: Option<String>,
     },
     /// Serve /health, /health/db, /metrics and a status page, and clean up in the background.
     Serve {
@@ -149,8 +150,8 @@ pub enum Command {
         /// nonce-claim, session-get, session-touch, session-create, did-get or mixed.
         #[arg(long, default_value = "nonce-claim")]
         workload: String,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 8)]
+        /// Concurrent clients (1 to 10000; each keeps state for the whole run).
+        #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         clients: usize,
         /// How long to run (e.g. 10s); default 10s unless --operations is given.
         #[arg(long, value_name = "DURATION")]
@@ -171,8 +172,9 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         sample_every: Option<String>,
         /// Async runtime threads; 1 runs every client and connection on one thread, with no
-        /// hand-offs between threads. Default: one per core.
-        #[arg(long, value_name = "N")]
+        /// hand-offs between threads. Default: one per core. At most 256: the runtime
+        /// panics when the system refuses a thread.
+        #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
         threads: Option<usize>,
     },
     /// One report on a database: connection, server, migrations, schema drift, tables.

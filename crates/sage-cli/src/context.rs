@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use sage_conn::{Environment, Settings, Target};
+use sage_conn::{DurationField, Environment, Settings, Target};
 use sage_migrate::{Dialect, MigrationSet, RunOptions};
 
 use crate::cli::{Global, MigrationArgs};
@@ -67,27 +67,18 @@ pub fn describe_set(set: &MigrationSet) -> String {
     }
 }
 
+/// `--lock-timeout`: zero means "try once, do not wait". SQLite's busy timeout and
+/// PostgreSQL's `lock_timeout` hold at most 2^31-1 milliseconds (24.8 days), so the
+/// limit is 24 days rather than the general one.
+const LOCK_TIMEOUT: DurationField<'static> =
+    DurationField::new("--lock-timeout").zero_allowed().at_most(Duration::from_secs(24 * 86_400));
+
 pub fn run_options(args: &MigrationArgs) -> anyhow::Result<RunOptions> {
+    sage_migrate::check_history_table(&args.history_table).context("--history-table")?;
     Ok(RunOptions {
-        lock_timeout: parse_duration(&args.lock_timeout).context("--lock-timeout")?,
+        lock_timeout: LOCK_TIMEOUT.parse(&args.lock_timeout)?,
         allow_out_of_order: args.allow_out_of_order,
         dry_run: args.dry_run,
         history_table: args.history_table.clone(),
-    })
-}
-
-/// `30s`, `5m`, `1h`, `250ms` or plain seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits.parse().with_context(|| format!("{text:?} is not a duration such as 30s, 5m or 1h"))?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(amount),
-        "ms" => Duration::from_millis(amount),
-        "m" => Duration::from_secs(amount * 60),
-        "h" => Duration::from_secs(amount * 3600),
-        "d" => Duration::from_secs(amount * 86400),
-        _ => bail!("{text:?} is not a duration such as 30s, 5m or 1h"),
     })
 }

@@ -17,7 +17,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => {
+            // clap's own rendering adds a usage block; one line keeps every failure of this
+            // binary in the same shape (`error: …`, exit 2).
+            let text = e.to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("error: {}", first.trim().trim_start_matches("error:").trim());
+            return ExitCode::from(2);
+        }
+    };
     init_tracing(cli.global.verbose);
     let mut builder = match cli.runtime_threads() {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
@@ -38,19 +49,39 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            if cli_verbose() {
-                for cause in e.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
-                }
-            }
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
 }
 
-fn cli_verbose() -> bool {
-    std::env::args().any(|a| a == "-v" || a == "--verbose")
+/// The whole cause chain on one line, `outer: inner: innermost`. Many library errors
+/// already quote their source's text; a cause whose text is already on the line is not
+/// repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = flatten(&cause.to_string());
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// A message that spans lines (TOML's parse errors draw the offending line with a gutter
+/// and carets) as one line: the gutter and caret lines are dropped, the rest joined.
+fn flatten(text: &str) -> String {
+    let is_drawing = |l: &str| {
+        let rest = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        rest.starts_with('|') || l.chars().all(|c| matches!(c, '^' | '~' | '-' | ' '))
+    };
+    let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !is_drawing(l)).collect();
+    parts.join("; ").chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn init_tracing(verbose: bool) {
@@ -58,4 +89,28 @@ fn init_tracing(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_is_one_line_without_repeats() {
+        let inner = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(inner).context("cannot write backups/x.dump").context("backup failed");
+        assert_eq!(one_line(&e), "backup failed: cannot write backups/x.dump: disk full");
+        // A library error that quotes its source: the source is not printed twice.
+        let quoted = anyhow::anyhow!("cannot read session: disk full").context("session get");
+        assert_eq!(one_line(&quoted), "session get: cannot read session: disk full");
+        let repeated = anyhow::Error::new(std::io::Error::other("--ttl: bad")).context("--ttl: bad");
+        assert_eq!(one_line(&repeated), "--ttl: bad");
+    }
+
+    #[test]
+    fn multi_line_messages_are_flattened() {
+        let toml = "TOML parse error at line 2, column 11\n  |\n2 | max_age = \n  |           ^\ninvalid string\nexpected `\"`, `'`\n";
+        assert_eq!(flatten(toml), "TOML parse error at line 2, column 11; invalid string; expected `\"`, `'`");
+        assert_eq!(flatten("a\rb"), "a b");
+    }
 }

@@ -19,6 +19,7 @@
 //! ```
 
 mod connect;
+mod duration;
 mod env;
 mod error;
 mod ident;
@@ -31,6 +32,9 @@ mod tls;
 
 pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
 pub use deadpool_postgres;
+pub use duration::{
+    checked_after, checked_before, format_duration, parse_duration, DurationError, DurationField, MAX_DURATION,
+};
 pub use env::Environment;
 pub use error::{Error, ErrorKind};
 pub use ident::quote_ident;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::Error;
+use crate::{DurationField, Error};
 
 /// Connection-pool settings. The defaults are the ones SAGE documents for its PostgreSQL
 /// store: at most 25 connections, at least 2, idle connections closed after 30 minutes and
@@ -31,8 +31,10 @@ impl PoolSettings {
         match name {
             "pool_max_conns" => self.max_connections = parse_count(name, value)?,
             "pool_min_conns" => self.min_connections = parse_count(name, value)?,
-            "pool_max_conn_idle_time" => self.max_idle_time = parse_duration(name, value)?,
-            "pool_health_check_period" => self.health_check_period = parse_duration(name, value)?,
+            // Zero idle time means "close every idle connection above the minimum at each
+            // check"; a zero check period would make the maintenance task's timer panic.
+            "pool_max_conn_idle_time" => self.max_idle_time = duration(DurationField::new(name).zero_allowed(), value)?,
+            "pool_health_check_period" => self.health_check_period = duration(DurationField::new(name), value)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -52,25 +54,12 @@ impl PoolSettings {
     }
 }
 
-fn parse_count(name: &str, value: &str) -> Result<usize, Error> {
-    value.parse().map_err(|_| Error::invalid(format!("{name} must be a whole number, got {value:?}")))
+fn duration(field: DurationField<'_>, value: &str) -> Result<Duration, Error> {
+    field.parse(value).map_err(|e| Error::invalid(e.to_string()))
 }
 
-/// Parses `90s`, `30m`, `1h`, `250ms` or a bare number of seconds.
-pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration, Error> {
-    let bad = || Error::invalid(format!("{name} must be a duration such as 30s, 5m, 1h or 250ms, got {value:?}"));
-    let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let amount: u64 = digits.parse().map_err(|_| bad())?;
-    let duration = match unit {
-        "" | "s" => Duration::from_secs(amount),
-        "ms" => Duration::from_millis(amount),
-        "m" | "min" => Duration::from_secs(amount * 60),
-        "h" => Duration::from_secs(amount * 3600),
-        _ => return Err(bad()),
-    };
-    Ok(duration)
+fn parse_count(name: &str, value: &str) -> Result<usize, Error> {
+    value.parse().map_err(|_| Error::invalid(format!("{name} must be a whole number, got {value:?}")))
 }
 
 #[cfg(test)]
@@ -87,10 +76,21 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(parse_duration("x", "90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("x", "5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("x", "250ms").unwrap(), Duration::from_millis(250));
-        let err = parse_duration("pool_max_conn_idle_time", "soon").unwrap_err();
-        assert!(err.to_string().contains("pool_max_conn_idle_time"));
+        let mut p = PoolSettings::default();
+        assert!(p.apply_param("pool_max_conn_idle_time", "90").unwrap());
+        assert_eq!(p.max_idle_time, Duration::from_secs(90));
+        p.apply_param("pool_health_check_period", "250ms").unwrap();
+        assert_eq!(p.health_check_period, Duration::from_millis(250));
+        p.apply_param("pool_max_conn_idle_time", "0").unwrap();
+        assert_eq!(p.max_idle_time, Duration::ZERO);
+        let err = p.apply_param("pool_max_conn_idle_time", "soon").unwrap_err();
+        assert!(err.to_string().starts_with("pool_max_conn_idle_time: \"soon\" is not a duration"), "{err}");
+    }
+
+    /// A zero period used to reach `tokio::time::interval`, which panics on it.
+    #[test]
+    fn zero_health_check_period_is_refused() {
+        let err = PoolSettings::default().apply_param("pool_health_check_period", "0s").unwrap_err();
+        assert!(err.to_string().contains("is zero"), "{err}");
     }
 }

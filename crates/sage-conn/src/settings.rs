@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::pool::{parse_duration, PoolSettings};
-use crate::{Environment, Error, Secret};
+use crate::pool::PoolSettings;
+use crate::{DurationField, Environment, Error, Secret};
 
 /// The file the embedded default uses when nothing else is configured.
 pub const DEFAULT_SQLITE_FILE: &str = "sage.db";
@@ -327,8 +327,11 @@ fn apply_param(source: &str, pg: &mut PgSettings, name: &str, value: &str) -> Re
         "dbname" => pg.dbname = value.to_string(),
         "application_name" => pg.application_name = value.to_string(),
         "connect_timeout" => {
-            pg.connect_timeout =
-                parse_duration("connect_timeout", value).map_err(|e| Error::invalid(format!("{source}: {e}")))?
+            // Zero means "wait forever" to libpq but "give up at once" to a timer; neither
+            // is what anyone asking for a timeout wants, so it is refused.
+            pg.connect_timeout = DurationField::new("connect_timeout")
+                .parse(value)
+                .map_err(|e| Error::invalid(format!("{source}: {e}")))?
         }
         _ => {
             let known = pg.pool.apply_param(name, value).map_err(|e| Error::invalid(format!("{source}: {e}")))?;

@@ -40,7 +40,7 @@ pub use history::{HistoryRow, RowState, DEFAULT_HISTORY_TABLE};
 pub use legacy::LegacyTable;
 pub use migration::{checksum, Migration, Script};
 pub use plan::{Finding, FindingKind, MigrationState, Severity, StatusEntry, Target};
-pub use runner::{Migrator, Report, RunOptions, StatusReport, StepReport};
+pub use runner::{check_history_table, Migrator, Report, RunOptions, StatusReport, StepReport};
 pub use source::{Format, MigrationSet, NewMigration};
 
 /// The SQL dialect a migration set is written for.

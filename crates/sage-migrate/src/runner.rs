@@ -105,12 +105,35 @@ impl std::fmt::Debug for Migrator {
     }
 }
 
+/// Refuses a history table name that no database could hold as meant: empty, with an empty
+/// part (`.x`, `x.`), more than a schema and a table, a control character, or a part longer
+/// than the 63 bytes PostgreSQL keeps (it would silently cut the name and could then find
+/// another tool's table).
+pub fn check_history_table(name: &str) -> Result<(), Error> {
+    let refuse = |why: &str| Err(Error::new(ErrorKind::Usage, format!("history table {name:?} {why}")));
+    let parts: Vec<&str> = name.split('.').collect();
+    if name.is_empty() {
+        return refuse("is empty");
+    }
+    if parts.iter().any(|p| p.is_empty()) || parts.len() > 2 {
+        return refuse("must be TABLE or SCHEMA.TABLE");
+    }
+    if name.chars().any(char::is_control) {
+        return refuse("contains a control character");
+    }
+    if parts.iter().any(|p| p.len() > 63) {
+        return refuse("has a part longer than 63 bytes");
+    }
+    Ok(())
+}
+
 impl Migrator {
     pub async fn connect(
         target: &sage_conn::Target,
         set: MigrationSet,
         options: RunOptions,
     ) -> Result<Migrator, Error> {
+        check_history_table(&options.history_table)?;
         let driver: Box<dyn Driver> = match target {
             sage_conn::Target::Postgres(pg) => {
                 Box::new(PgDriver::connect(pg, &options.history_table, options.lock_timeout).await?)

@@ -237,6 +237,12 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     if options.duration.is_none() && options.operations.is_none() {
         return Err(Error::new("give --duration or --operations"));
     }
+    // The durations are checked once here, so that the clients' expiry and deadline
+    // arithmetic below cannot leave the calendar or the clock.
+    if options.ttl.is_zero() || [options.cleanup_every, options.sample_every].contains(&Some(Duration::ZERO)) {
+        return Err(Error::new("ttl, cleanup_every and sample_every must be longer than zero"));
+    }
+    sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::new(e.to_string()))?;
     let keys = prepare(&store, &options).await?;
     let rss_start = rss_kib();
     let stop = Arc::new(AtomicBool::new(false));
@@ -279,7 +285,10 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     });
     // Clients check the deadline themselves: on the memory backend an operation never has
     // to wait, so a timer task might not get a turn before the run ends.
-    let deadline = options.duration.map(|d| started + d);
+    let deadline = match options.duration {
+        Some(d) => Some(started.checked_add(d).ok_or_else(|| Error::new("duration is too long for this clock"))?),
+        None => None,
+    };
     let mut tasks = Vec::new();
     for client in 0..options.clients.max(1) {
         let (store, stop, issued, options) = (store.clone(), stop.clone(), issued.clone(), options.clone());
@@ -291,7 +300,8 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
             // replaying the first run's.
             let mut rng = XorShift((0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001) ^ (run_id << 32)) | 1);
             let mut seq = 0u64;
-            let ttl = chrono::Duration::from_std(options.ttl).unwrap_or(chrono::Duration::minutes(5));
+            // In range: run() checked that now + ttl is a valid date.
+            let ttl = chrono::TimeDelta::from_std(options.ttl).unwrap_or(chrono::TimeDelta::MAX);
             // One buffer for every nonce, and one clock reading between two operations: the
             // harness should cost the store's figures as little as it can.
             let mut nonce = String::with_capacity(64);
@@ -324,11 +334,14 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                         };
                         // The expiry comes from the reading that started this operation.
                         let elapsed = chrono::Duration::from_std(op_start - anchor.1).unwrap_or_default();
-                        let claim = store.nonces().claim(&nonce, None, anchor.0 + elapsed + ttl).await;
-                        let claimed = match claim {
-                            Ok(()) => Ok(false),
-                            Err(e) if e.is_replayed() => Ok(true),
-                            Err(e) => Err(e.to_string()),
+                        let expires_at = elapsed.checked_add(&ttl).and_then(|d| anchor.0.checked_add_signed(d));
+                        let claimed = match expires_at {
+                            Some(expires_at) => match store.nonces().claim(&nonce, None, expires_at).await {
+                                Ok(()) => Ok(false),
+                                Err(e) if e.is_replayed() => Ok(true),
+                                Err(e) => Err(e.to_string()),
+                            },
+                            None => Err("the nonce's expiry is outside the supported dates".to_string()),
                         };
                         if options.workload == Workload::Mixed && claimed.is_ok() {
                             let id = format!("{SESSION_PREFIX}{}", rng.next(keys));
@@ -352,19 +365,22 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                         .await
                         .map(|_| false)
                         .map_err(|e| e.to_string()),
-                    Workload::SessionCreate => {
-                        let session = NewSession {
-                            id: format!("bench-new-{run_id}-{client}-{seq}"),
-                            client_did: format!("{DID_PREFIX}client{client}"),
-                            server_did: format!("{DID_PREFIX}server"),
-                            key: SessionKey::new(vec![9u8; 32]),
-                            expires_at: Utc::now() + ttl,
-                            metadata: None,
-                            max_messages: None,
-                            idle_timeout: None,
-                        };
-                        store.sessions().create(&session).await.map(|_| false).map_err(|e| e.to_string())
-                    }
+                    Workload::SessionCreate => match Utc::now().checked_add_signed(ttl) {
+                        None => Err("the session's expiry is outside the supported dates".to_string()),
+                        Some(expires_at) => {
+                            let session = NewSession {
+                                id: format!("bench-new-{run_id}-{client}-{seq}"),
+                                client_did: format!("{DID_PREFIX}client{client}"),
+                                server_did: format!("{DID_PREFIX}server"),
+                                key: SessionKey::new(vec![9u8; 32]),
+                                expires_at,
+                                metadata: None,
+                                max_messages: None,
+                                idle_timeout: None,
+                            };
+                            store.sessions().create(&session).await.map(|_| false).map_err(|e| e.to_string())
+                        }
+                    },
                     Workload::DidGet => store
                         .dids()
                         .get(&format!("{DID_PREFIX}{}", rng.next(keys)))

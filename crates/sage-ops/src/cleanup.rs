@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sage_conn::{quote_ident, SqliteLocation, Target};
+use sage_conn::{quote_ident, DurationField, SqliteLocation, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -60,21 +60,10 @@ impl CleanupConfig {
     }
 }
 
+/// A retention age: the project's duration syntax, with a unit required (a bare `30` could
+/// as well mean days as seconds) and zero refused (it would match every row).
 pub fn parse_age(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("max_age {text:?} is not like 90d, 12h or 30m"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        "w" => n * 7 * 86400,
-        "y" => n * 365 * 86400,
-        _ => return Err(format!("max_age {text:?} has no unit (s, m, h, d, w or y)")),
-    };
-    Ok(Duration::from_secs(secs))
+    DurationField::new("max_age").unit_required().parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +84,7 @@ pub async fn apply_rule(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RuleReport, Error> {
     let age = parse_age(&rule.max_age).map_err(Error::new)?;
-    let cutoff = now - chrono::Duration::from_std(age).map_err(|e| Error::new(e.to_string()))?;
+    let cutoff = sage_conn::checked_before("max_age", now, age).map_err(|e| Error::new(e.to_string()))?;
     let batch = i64::from(rule.batch.unwrap_or(5000));
     let (schema, table) = match rule.table.split_once('.') {
         Some((s, t)) => (Some(s.to_string()), t.to_string()),

@@ -64,7 +64,11 @@ impl Session {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
             && self.idle_timeout.is_none_or(|idle| {
-                now < self.last_activity + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX)
+                // An idle deadline beyond the calendar is never reached.
+                chrono::TimeDelta::from_std(idle)
+                    .ok()
+                    .and_then(|idle| self.last_activity.checked_add_signed(idle))
+                    .is_none_or(|deadline| now < deadline)
             })
             && self.max_messages.is_none_or(|max| self.message_count < max)
     }

@@ -61,10 +61,9 @@ pub fn did(field: &'static str, value: &str) -> Result<()> {
             continue;
         }
         if !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')) {
-            return Err(StoreError::invalid(
-                field,
-                format!("{value:?} contains {:?}, which a DID cannot hold", b as char),
-            ));
+            // Every byte before this one was ASCII, so `i` starts a character: name it whole.
+            let c = id.get(i..).and_then(|rest| rest.chars().next()).unwrap_or(char::REPLACEMENT_CHARACTER);
+            return Err(StoreError::invalid(field, format!("{value:?} contains {c:?}, which a DID cannot hold")));
         }
         i += 1;
     }
@@ -205,11 +204,20 @@ mod tests {
             "did:sage:a b",
             "did:sage:%zz",
             "did:sage:a/b",
+            "did:sage:é",
+            "did:sage:a%e9%",
+            "did:😀:x",
         ] {
             let err = did("client_did", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
             assert_eq!(err.field(), Some("client_did"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_refused_did_character_is_named_whole() {
+        let err = did("did", "did:sage:caf\u{e9}").unwrap_err().to_string();
+        assert!(err.contains("contains '\u{e9}'"), "{err}");
     }
 
     #[test]

@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
+use sage_conn::DurationField;
 use sage_ops::bench::{BenchOptions, Workload};
 use sage_store::{KeySource, OpenOptions, Store};
 
 use crate::cli::Global;
-use crate::context::{parse_duration, Database};
+use crate::context::Database;
 use crate::output;
 
 pub struct Args {
@@ -26,17 +27,22 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let Some(workload) = Workload::parse(&args.workload) else {
         bail!("--workload: unknown workload {:?} (known: {})", args.workload, Workload::NAMES.join(", "));
     };
+    // Every duration is checked before the store is opened, so that a mistyped one creates
+    // no database file.
+    let duration = match (&args.duration, args.operations) {
+        (Some(d), _) => Some(DurationField::new("--duration").parse(d)?),
+        (None, Some(_)) => None,
+        (None, None) => Some(std::time::Duration::from_secs(10)),
+    };
+    let optional = |name, text: &Option<String>| text.as_deref().map(|t| DurationField::new(name).parse(t)).transpose();
+    let sample_every = optional("--sample-every", &args.sample_every)?;
+    let cleanup_every = optional("--cleanup-every", &args.cleanup_every)?;
+    let ttl = DurationField::new("--ttl").parse(&args.ttl)?;
     let db = Database::resolve(global, true)?;
     // Benchmark data is throwaway: without a configured key, a key for this run only.
     let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
     options.keys = KeySource::from_environment(&db.env, KeySource::Ephemeral);
     let store = Store::open(&db.settings.target, options).await?;
-    let duration = match (&args.duration, args.operations) {
-        (Some(d), _) => Some(parse_duration(d).context("--duration")?),
-        (None, Some(_)) => None,
-        (None, None) => Some(std::time::Duration::from_secs(10)),
-    };
-    let sample_every = args.sample_every.as_deref().map(parse_duration).transpose().context("--sample-every")?;
     // Samples are printed as they come; with --json they are only in the report.
     let (samples_to, mut samples) = tokio::sync::mpsc::unbounded_channel::<sage_ops::bench::Sample>();
     let printer = (!global.json && sample_every.is_some()).then(|| {
@@ -55,8 +61,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             duration,
             operations: args.operations,
             keys: args.keys,
-            ttl: parse_duration(&args.ttl).context("--ttl")?,
-            cleanup_every: args.cleanup_every.as_deref().map(parse_duration).transpose().context("--cleanup-every")?,
+            ttl,
+            cleanup_every,
             threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             sample_every,
             samples_to: printer.is_some().then_some(samples_to),

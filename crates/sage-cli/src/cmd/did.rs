@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use base64::Engine as _;
+use sage_conn::DurationField;
 use sage_store::{DidRecord, DidStore, KeyType};
 use serde::Serialize;
 
 use crate::cli::{DidCommand, Global};
-use crate::context::{parse_duration, Database};
+use crate::context::Database;
 use crate::output;
 
 #[derive(Serialize)]
@@ -55,19 +56,18 @@ fn parse_key(flag: &str, text: &str) -> anyhow::Result<Vec<u8>> {
     if let Some(b64) = text.strip_prefix("base64:") {
         return base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .with_context(|| format!("{flag}: not valid base64"));
+            .map_err(|e| anyhow::anyhow!("{flag}: not valid base64 ({e})"));
     }
     let digits = text.trim_start_matches("0x").trim_start_matches("\\x");
+    // Checked character by character before any slicing: a multi-byte character would
+    // otherwise put a slice boundary inside it.
+    if let Some(c) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        bail!("{flag}: {c:?} is not a hex digit (write hex, or base64 after a base64: prefix)");
+    }
     if !digits.len().is_multiple_of(2) {
         bail!("{flag}: hex needs an even number of digits, got {}", digits.len());
     }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&digits[i..i + 2], 16)
-                .with_context(|| format!("{flag}: {:?} is not hex", &digits[i..i + 2]))
-        })
-        .collect()
+    digits.as_bytes().chunks(2).map(|pair| Ok(u8::from_str_radix(std::str::from_utf8(pair)?, 16)?)).collect()
 }
 
 fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
@@ -94,14 +94,19 @@ fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every argument is checked before the store is opened, so that a mistyped one creates no
+/// database file and runs no migration.
 pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global, true)?;
-    let store = db.open_store().await?;
-    let dids = store.dids();
     match command {
-        DidCommand::Get { did } => print(global, &[dids.get(&did).await?])?,
+        DidCommand::Get { did } => {
+            sage_store::validate::did("did", &did)?;
+            let store = db.open_store().await?;
+            print(global, &[store.dids().get(&did).await?])?;
+        }
         DidCommand::List { owner } => {
-            let found = dids.list_by_owner(&owner).await?;
+            let store = db.open_store().await?;
+            let found = store.dids().list_by_owner(&owner).await?;
             if found.is_empty() && !global.json {
                 say!("no DIDs for {owner}");
             } else if global.json {
@@ -111,8 +116,10 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
             }
         }
         DidCommand::Revoke { did } => {
-            dids.revoke(&did).await?;
-            print(global, &[dids.get(&did).await?])?;
+            sage_store::validate::did("did", &did)?;
+            let store = db.open_store().await?;
+            store.dids().revoke(&did).await?;
+            print(global, &[store.dids().get(&did).await?])?;
         }
         DidCommand::Put {
             did,
@@ -129,6 +136,7 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
                 let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
                 bail!("--key-type: unknown key type {key_type:?} (known: {})", known.join(", "));
             };
+            let stale_after = stale_after.map(|a| DurationField::new("--stale-after").parse(&a)).transpose()?;
             let mut record = DidRecord::new(did, parse_key("--public-key", &public_key)?, owner, key_type);
             record.key_agreement_key = key_agreement_key.map(|k| parse_key("--key-agreement-key", &k)).transpose()?;
             record.endpoint = endpoint;
@@ -136,12 +144,46 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
             record.revoked = revoked;
             record.fetched_at = chrono::Utc::now();
             if let Some(after) = stale_after {
-                record.stale_after = Some(
-                    record.fetched_at + chrono::Duration::from_std(parse_duration(&after).context("--stale-after")?)?,
-                );
+                record.stale_after = Some(sage_conn::checked_after("--stale-after", record.fetched_at, after)?);
             }
-            print(global, &[dids.upsert(&record).await?])?;
+            sage_store::validate::did_record(&record)?;
+            let store = db.open_store().await?;
+            print(global, &[store.dids().upsert(&record).await?])?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_in_hex_and_base64() {
+        assert_eq!(parse_key("--public-key", "0x00ff").unwrap(), vec![0, 255]);
+        assert_eq!(parse_key("--public-key", "\\xABcd").unwrap(), vec![0xab, 0xcd]);
+        assert_eq!(parse_key("--public-key", "base64:AP8=").unwrap(), vec![0, 255]);
+    }
+
+    /// A multi-byte character used to be sliced in half: `é1` panicked.
+    #[test]
+    fn a_multi_byte_character_is_refused_by_name() {
+        let err = parse_key("--public-key", "é1").unwrap_err().to_string();
+        assert_eq!(err, "--public-key: 'é' is not a hex digit (write hex, or base64 after a base64: prefix)");
+    }
+
+    proptest! {
+        #[test]
+        fn keys_never_panic(text in prop_oneof![any::<String>(), "(0x|base64:)?[0-9a-fA-Fé+/=]{0,9}"]) {
+            if let Err(e) = parse_key("--public-key", &text) {
+                prop_assert!(e.to_string().starts_with("--public-key: "));
+            }
+        }
+
+        #[test]
+        fn hex_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(parse_key("--public-key", &hex(&bytes)).unwrap(), bytes);
+        }
+    }
 }

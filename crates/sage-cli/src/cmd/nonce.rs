@@ -3,23 +3,32 @@
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{anyhow, Context as _};
+use sage_conn::DurationField;
 use sage_store::{Claim, NonceClaim, NonceStore};
 
 use crate::cli::{Global, NonceCommand};
-use crate::context::{parse_duration, Database};
+use crate::context::Database;
 
 /// Lines of stdin claimed per round trip.
 const BATCH: usize = 500;
 
 pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global, true)?;
-    let store = db.open_store().await?;
-    let nonces = store.nonces();
     match command {
         NonceCommand::Claim { nonce, session, ttl } => {
-            let ttl = parse_duration(&ttl).context("--ttl")?;
-            let expires_at = chrono::Utc::now() + chrono::Duration::from_std(ttl)?;
+            // Checked before the store is opened, so that a mistyped flag creates no
+            // database file and runs no migration.
+            let ttl = DurationField::new("--ttl").parse(&ttl)?;
+            if nonce != "-" {
+                sage_store::validate::token("nonce", &nonce)?;
+            }
+            if let Some(session) = &session {
+                sage_store::validate::token("--session", session)?;
+            }
+            let store = db.open_store().await?;
+            let nonces = store.nonces();
+            let expires_at = sage_conn::checked_after("--ttl", chrono::Utc::now(), ttl)?;
             if nonce != "-" {
                 let answer = nonces
                     .claim_many(&[NonceClaim { nonce: nonce.clone(), session_id: session, expires_at }])
@@ -27,32 +36,42 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
                 print_answer(global.json, &nonce, answer)?;
                 return Ok(if answer == Claim::Fresh { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
-            let stdin = std::io::stdin();
+            // Lines are read as bytes and checked one by one, so that an error names the
+            // line (invalid UTF-8, a NUL, a stray carriage return) and no claim is sent for
+            // the batch that holds it. Batches before it have been claimed and printed.
+            let mut input = std::io::stdin().lock();
             let mut batch: Vec<NonceClaim> = Vec::with_capacity(BATCH);
-            let mut lines = stdin.lock().lines();
-            loop {
-                let line = lines.next().transpose().context("cannot read stdin")?;
-                if let Some(line) = &line {
-                    let text = line.trim();
+            let mut raw = Vec::new();
+            for line_no in 1.. {
+                raw.clear();
+                let done = input.read_until(b'\n', &mut raw).context("cannot read stdin")? == 0;
+                if !done {
+                    let text = std::str::from_utf8(&raw)
+                        .map_err(|_| anyhow!("stdin line {line_no}: not valid UTF-8"))?
+                        .trim_end_matches(['\n', '\r'])
+                        .trim_matches([' ', '\t']);
                     if !text.is_empty() {
+                        sage_store::validate::token("nonce", text).with_context(|| format!("stdin line {line_no}"))?;
                         batch.push(NonceClaim { nonce: text.to_string(), session_id: session.clone(), expires_at });
                     }
                 }
-                if batch.len() >= BATCH || (line.is_none() && !batch.is_empty()) {
+                if batch.len() >= BATCH || (done && !batch.is_empty()) {
                     let answers = nonces.claim_many(&batch).await?;
                     for (claim, answer) in batch.iter().zip(answers) {
                         print_answer(global.json, &claim.nonce, answer)?;
                     }
                     batch.clear();
                 }
-                if line.is_none() {
+                if done {
                     break;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         NonceCommand::IsUsed { nonce } => {
-            let used = nonces.is_used(&nonce).await?;
+            sage_store::validate::token("nonce", &nonce)?;
+            let store = db.open_store().await?;
+            let used = store.nonces().is_used(&nonce).await?;
             if global.json {
                 say!("{}", serde_json::json!({ "nonce": nonce, "used": used }));
             } else {

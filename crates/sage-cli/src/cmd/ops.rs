@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
-use sage_conn::Target;
+use anyhow::bail;
+use sage_conn::{DurationField, Target};
 use sage_ops::backup::{BackupOptions, PgFormat};
 use sage_ops::{Decryption, Encryption, SecretString};
 
@@ -75,12 +75,12 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
         format: if args.format == "sql.gz" { PgFormat::SqlGz } else { PgFormat::Custom },
         encryption,
         keep: args.keep,
+        // A unit is required, as for retention rules: a bare `30` could mean days.
         max_age: args
             .max_age
             .as_deref()
-            .map(|a| sage_ops::cleanup::parse_age(a).map_err(anyhow::Error::msg))
-            .transpose()
-            .context("--max-age")?,
+            .map(|a| DurationField::new("--max-age").unit_required().parse(a))
+            .transpose()?,
     };
     let (bar, progress) = progress_bar("dumping");
     let report = sage_ops::backup::backup(&db.settings.target, &options, progress).await;
@@ -257,7 +257,8 @@ async fn has_sage_tables(db: &Database) -> bool {
         .unwrap_or(false)
 }
 
-pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<ExitCode> {
+pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<ExitCode> {
+    let watch = watch.map(|w| DurationField::new("--watch").parse(&w)).transpose()?;
     let db = Database::resolve(global, true)?;
     loop {
         let report = sage_ops::monitor::monitor(&db.settings.target).await?;
@@ -281,9 +282,9 @@ pub async fn monitor(global: &Global, watch: Option<u64>) -> anyhow::Result<Exit
                 }
             }
         }
-        let Some(seconds) = watch else { return Ok(ExitCode::SUCCESS) };
+        let Some(every) = watch else { return Ok(ExitCode::SUCCESS) };
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }

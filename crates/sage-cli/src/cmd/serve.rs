@@ -3,11 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use sage_conn::DurationField;
 use sage_store::{OpenOptions, Store};
 
 use crate::cli::Global;
-use crate::context::{parse_duration, Database};
+use crate::context::Database;
 
 pub async fn run(
     global: &Global,
@@ -16,9 +16,10 @@ pub async fn run(
     cleanup_every: &str,
     migrate: bool,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    // Zero is refused here: a zero period would make the cleanup task's timer panic.
     let cleanup_every =
-        if cleanup_every == "off" { None } else { Some(parse_duration(cleanup_every).context("--cleanup-every")?) };
+        if cleanup_every == "off" { None } else { Some(DurationField::new("--cleanup-every").parse(cleanup_every)?) };
+    let db = Database::resolve(global, true)?;
     let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
     // Only --migrate changes the schema; otherwise a database behind the expected version
     // stops start-up with the store's message.

@@ -46,6 +46,20 @@ impl From<&Session> for SessionView {
 
 pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global, true)?;
+    // The arguments are checked before the store is opened, so that a mistyped one creates
+    // no database file.
+    match &command {
+        SessionCommand::List { client, server, limit, offset } => {
+            if let Some(did) = client {
+                sage_store::validate::did("client_did", did)?;
+            }
+            if let Some(did) = server {
+                sage_store::validate::did("server_did", did)?;
+            }
+            sage_store::validate::page(Page { limit: *limit, offset: *offset })?;
+        }
+        SessionCommand::Get { id } | SessionCommand::Delete { id, .. } => sage_store::validate::token("id", id)?,
+    }
     let store = db.open_store().await?;
     let sessions = store.sessions();
     match command {

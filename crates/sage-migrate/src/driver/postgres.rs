@@ -256,7 +256,8 @@ impl Driver for PgDriver {
         client.batch_execute("BEGIN").await.map_err(|e| db_error("cannot begin a transaction", e))?;
         // A statement that waits for a table lock may already hold others that the
         // application needs: waiting is bounded, and the migration then fails whole.
-        let timeout = format!("{}ms", self.lock_timeout.as_millis().max(1));
+        // lock_timeout is a 32-bit count of milliseconds, and 0 would mean "no limit".
+        let timeout = format!("{}ms", self.lock_timeout.as_millis().clamp(1, i32::MAX as u128));
         client
             .execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])
             .await

@@ -61,6 +61,9 @@ impl SqliteDriver {
             }
         };
         let conn = conn.map_err(|e| db_error("cannot open the SQLite database", e))?;
+        // SQLite holds the timeout as 32-bit milliseconds and rusqlite panics on more; a
+        // longer wait is the same as the longest one SQLite can do.
+        let busy_timeout = busy_timeout.min(std::time::Duration::from_millis(i32::MAX as u64));
         conn.busy_timeout(busy_timeout).map_err(|e| db_error("cannot set the busy timeout", e))?;
         Ok(SqliteDriver { conn, lock_path, lock_file: None, table: table.to_string() })
     }

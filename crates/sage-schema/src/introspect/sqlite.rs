@@ -187,7 +187,9 @@ pub(crate) fn checks_of(table: &str, sql: &str) -> Vec<Check> {
             b'(' => depth += 1,
             b')' => depth = depth.saturating_sub(1),
             _ if depth >= 1
-                && upper[i..].starts_with("CHECK")
+                // Bytes, not `str`: `i` walks byte by byte and may sit inside a multi-byte
+                // character of an unquoted identifier, where a `str` slice would panic.
+                && upper.as_bytes()[i..].starts_with(b"CHECK")
                 && !is_word(bytes.get(i.wrapping_sub(1)))
                 && !is_word(bytes.get(i + 5)) =>
             {
@@ -305,5 +307,13 @@ mod tests {
             (checks[1].name.as_str(), checks[1].definition.as_str()),
             ("b_len", "CHECK (length(b) < 10 AND (b <> 'x'))")
         );
+    }
+
+    /// SQLite accepts unquoted non-ASCII identifiers; scanning one used to panic.
+    #[test]
+    fn checks_are_found_beside_multi_byte_identifiers() {
+        let checks = checks_of("t", "CREATE TABLE t (café INTEGER CHECK (café > 0), naïve TEXT)");
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].definition, "CHECK (café > 0)");
     }
 }

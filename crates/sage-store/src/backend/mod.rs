@@ -34,7 +34,13 @@ impl SessionRow {
     /// The liveness rule; the SQL backends state the same rule in their WHERE clauses.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
-            && self.idle_timeout_seconds.is_none_or(|s| now < self.last_activity + chrono::Duration::seconds(s.into()))
+            // Rows may come from other clients: an idle deadline beyond the calendar is never
+            // reached, and the addition must not panic on the way.
+            && self.idle_timeout_seconds.is_none_or(|s| {
+                self.last_activity
+                    .checked_add_signed(chrono::TimeDelta::seconds(s.into()))
+                    .is_none_or(|deadline| now < deadline)
+            })
             && self.max_messages.is_none_or(|max| self.message_count < max)
     }
 }

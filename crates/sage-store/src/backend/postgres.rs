@@ -160,42 +160,57 @@ impl PgBackend {
     }
 }
 
-fn session_row(r: &Row) -> SessionRow {
-    SessionRow {
-        id: r.get(0),
-        client_did: r.get(1),
-        server_did: r.get(2),
-        sealed_key: r.get(3),
-        created_at: r.get(4),
-        expires_at: r.get(5),
-        last_activity: r.get(6),
-        metadata: r.get(7),
-        message_count: r.get(8),
-        max_messages: r.get(9),
-        idle_timeout_seconds: r.get(10),
-    }
+/// One column of a stored row. Rows may have been written by other clients, so a value
+/// this store cannot decode (metadata nested deeper than the JSON parser allows, a
+/// timestamp beyond chrono's calendar, such as `infinity`) is an error naming the column,
+/// never a panic.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, index: usize, what: &str) -> Result<T> {
+    r.try_get(index).map_err(|e| {
+        let name = r.columns().get(index).map_or("?", |c| c.name());
+        StoreError::new(ErrorKind::Internal, format!("cannot read column {name} of a stored {what}: {e}"))
+            .with_source(e)
+    })
+}
+
+fn session_row(r: &Row) -> Result<SessionRow> {
+    let id: String = column(r, 0, "session")?;
+    let what = format!("session ({id:?})");
+    Ok(SessionRow {
+        client_did: column(r, 1, &what)?,
+        server_did: column(r, 2, &what)?,
+        sealed_key: column(r, 3, &what)?,
+        created_at: column(r, 4, &what)?,
+        expires_at: column(r, 5, &what)?,
+        last_activity: column(r, 6, &what)?,
+        metadata: column(r, 7, &what)?,
+        message_count: column(r, 8, &what)?,
+        max_messages: column(r, 9, &what)?,
+        idle_timeout_seconds: column(r, 10, &what)?,
+        id,
+    })
 }
 
 fn did_row(r: &Row) -> Result<DidRecord> {
-    let key_type: String = r.get(3);
-    let capabilities: serde_json::Value = r.get(9);
-    let did: String = r.get(0);
+    let did: String = column(r, 0, "DID")?;
+    let what = format!("DID ({did:?})");
+    let key_type: String = column(r, 3, &what)?;
+    let capabilities: serde_json::Value = column(r, 9, &what)?;
     let key_type = KeyType::parse(&key_type).ok_or_else(|| {
         StoreError::new(ErrorKind::Internal, format!("DID {did:?} has an unknown key type {key_type:?}"))
     })?;
     Ok(DidRecord {
-        did,
-        public_key: r.get(1),
-        owner_address: r.get(2),
+        public_key: column(r, 1, &what)?,
+        owner_address: column(r, 2, &what)?,
         key_type,
-        revoked: r.get(4),
-        created_at: r.get(5),
-        updated_at: r.get(6),
-        key_agreement_key: r.get(7),
-        endpoint: r.get(8),
+        revoked: column(r, 4, &what)?,
+        created_at: column(r, 5, &what)?,
+        updated_at: column(r, 6, &what)?,
+        key_agreement_key: column(r, 7, &what)?,
+        endpoint: column(r, 8, &what)?,
         capabilities: serde_json::from_value(capabilities).unwrap_or_default(),
-        fetched_at: r.get(10),
-        stale_after: r.get(11),
+        fetched_at: column(r, 10, &what)?,
+        stale_after: column(r, 11, &what)?,
+        did,
     })
 }
 
@@ -321,7 +336,7 @@ impl Backend for PgBackend {
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        Ok(self.read("cannot read session", &sql, &[&id]).await?.first().map(session_row))
+        self.read("cannot read session", &sql, &[&id]).await?.first().map(session_row).transpose()
     }
 
     async fn update_session(&self, r: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>> {
@@ -345,7 +360,7 @@ impl Backend for PgBackend {
             live(2)
         );
         if let Some(row) = self.query("cannot touch session", &sql, &[&id, &now]).await?.first() {
-            return Ok(Conditional::Done(session_row(row)));
+            return Ok(Conditional::Done(session_row(row)?));
         }
         let exists =
             !self.query("cannot read session", "SELECT 1 FROM sessions WHERE id = $1", &[&id]).await?.is_empty();
@@ -366,12 +381,11 @@ impl Backend for PgBackend {
             live(2)
         );
         let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
-        Ok(self
-            .query("cannot list sessions", &sql, &[&did, &now, &limit, &offset])
+        self.query("cannot list sessions", &sql, &[&did, &now, &limit, &offset])
             .await?
             .iter()
             .map(session_row)
-            .collect())
+            .collect()
     }
 
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
@@ -399,7 +413,7 @@ impl Backend for PgBackend {
                 &[&after, &i64::from(limit)],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.iter().map(|r| Ok((column(r, 0, "session")?, column(r, 1, "session")?))).collect()
     }
 
     async fn replace_session_key(&self, id: &str, old: &[u8], new: &[u8]) -> Result<bool> {

@@ -224,7 +224,13 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         created_at: time(r.get(4)?),
         expires_at: time(r.get(5)?),
         last_activity: time(r.get(6)?),
-        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        // Another client may have stored text this parser refuses (not JSON, or nested
+        // deeper than its recursion limit). Reading it as "no metadata" would let the next
+        // update erase it, so it is an error naming the column.
+        metadata: metadata.map(|m| serde_json::from_str(&m)).transpose().map_err(|e| {
+            let named = std::io::Error::other(format!("column metadata: {e}"));
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(named))
+        })?,
         message_count: r.get(8)?,
         max_messages: r.get(9)?,
         idle_timeout_seconds: r.get(10)?,
