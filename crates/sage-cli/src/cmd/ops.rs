@@ -49,7 +49,7 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
             output::json(&report)?;
         } else {
             say!(
-                "{}: checksum ok, restored into a scratch database, {} table(s) with the expected row counts",
+                "{}: checksum ok, restored into a scratch copy, {} table(s) with the expected row counts",
                 file.display(),
                 report.tables.len()
             );
