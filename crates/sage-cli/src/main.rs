@@ -19,13 +19,23 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        // --help, --version, and a command group given without its subcommand: help text.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
         Err(e) => {
             // clap's own rendering adds a usage block; one line keeps every failure of this
-            // binary in the same shape (`error: …`, exit 2).
+            // binary in the same shape (`error: …`, exit 2). Its tips (a similar flag or
+            // subcommand) are kept on that line.
             let text = e.to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("error: {}", first.trim().trim_start_matches("error:").trim());
+            let mut lines = text.lines().map(str::trim).filter(|l| l.starts_with("error:") || l.starts_with("tip:"));
+            let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error:").trim();
+            let tips: Vec<&str> = lines.collect();
+            if tips.is_empty() {
+                eprintln!("error: {first}");
+            } else {
+                eprintln!("error: {first} ({})", tips.join("; "));
+            }
             return ExitCode::from(2);
         }
     };

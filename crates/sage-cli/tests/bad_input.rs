@@ -343,6 +343,13 @@ fn argument_cases() -> Vec<Case> {
         case("--format", &["backup", "--format", "zip"]).fresh(),
         case("--workload: unknown workload", &["bench", "--workload", "everything"]).fresh(),
         case("--keep", &["backup", "--keep", "many"]).fresh(),
+        case("unrecognized subcommand 'nonc' (tip: a similar subcommand exists: 'nonce')", &["nonc"]).fresh(),
+        case(
+            "unexpected argument '--tll' found (tip: a similar argument exists: '--ttl')",
+            &["nonce", "claim", "x", "--tll", "5m"],
+        )
+        .fresh(),
+        case("a value is required for '--watch <DURATION>'", &["monitor", "--watch"]).fresh(),
     ]
 }
 
@@ -594,4 +601,16 @@ fn the_checks_catch_a_command_that_writes() {
     assert!(err.contains("created the database file"), "{err}");
     let err = check(&case("--dir", &["keys", "generate", "--key-file", "new.key"])).unwrap_err();
     assert!(err.contains("files were created, changed or removed"), "{err}");
+}
+
+/// Help is not an error line: a command group without its subcommand still prints its help
+/// (to stderr, exit 2), and --help prints to stdout with exit 0.
+#[test]
+fn help_is_printed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(sage_db(dir.path()).arg("nonce"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Usage:") && !stderr(&out).starts_with("error:"), "{}", stderr(&out));
+    let out = run(sage_db(dir.path()).args(["nonce", "--help"]));
+    assert!(out.status.success() && common::stdout(&out).contains("Usage:"));
 }

@@ -1,11 +1,12 @@
-//! Property tests for the parsers that read what people type: durations and database URLs.
+//! Property tests for the parsers that read what people type: durations, database URLs and
+//! `.env` files.
 //! None may panic on any string; durations that are accepted read back unchanged, and a
 //! number that does not fit is always refused.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sage_conn::{format_duration, parse_duration, DurationField, Origin, Settings, MAX_DURATION};
+use sage_conn::{format_duration, parse_duration, DurationField, Environment, Origin, Settings, MAX_DURATION};
 
 /// The units with their length in milliseconds, as the documentation states them.
 const UNITS: [(&str, u128); 8] = [
@@ -97,6 +98,30 @@ proptest! {
             let message = e.to_string();
             prop_assert!(message.starts_with("--database-url"), "{}", message);
             prop_assert!(!message.contains(":p@"), "{}", message);
+        }
+    }
+
+    #[test]
+    fn env_files_never_panic_and_errors_name_the_file(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                any::<String>(),
+                "(export )?[A-Z_]{1,6}=[\"']?[a-z #'\"é]{0,8}[\"']?",
+                "[ #\t]{0,3}[A-Za-z0-9_ ]{0,6}",
+            ],
+            0..6,
+        ),
+        invalid_utf8 in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuzz.env");
+        let mut bytes = lines.join("\n").into_bytes();
+        if invalid_utf8 {
+            bytes.push(0xff);
+        }
+        std::fs::write(&path, bytes).unwrap();
+        if let Err(e) = Environment::from_process(Some(&path)) {
+            prop_assert!(e.to_string().contains("fuzz.env"), "{}", e);
         }
     }
 }
