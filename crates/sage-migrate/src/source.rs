@@ -209,11 +209,22 @@ impl MigrationSet {
             ));
         }
         let timestamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().expect("timestamp digits");
+        let next = |latest: i64| {
+            latest.checked_add(1).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Usage,
+                    format!("the newest migration's version {latest} is the largest possible; no version follows it"),
+                )
+            })
+        };
         let (version, width) = match self.latest_version() {
-            Some(latest) if latest >= 1_000_000_000_000 => (timestamp.max(latest + 1), 14),
-            Some(latest) => (latest + 1, self.version_width().max(1)),
+            Some(latest) if latest >= 1_000_000_000_000 => (timestamp.max(next(latest)?), 14),
+            Some(latest) => (next(latest)?, self.version_width().max(1)),
             None => (1, 6),
         };
+        // The name goes into a comment line of the new file: one line, printable.
+        let name: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let name = name.as_str();
         let stem = format!("{version:0width$}_{slug}");
         let files = match self.format {
             Format::UpDown => vec![
@@ -504,5 +515,18 @@ mod tests {
         s.dir = Some("m".into());
         let new = s.new_migration("next", now).unwrap();
         assert_eq!(new.files[0].0, PathBuf::from("m/20261122100000_next.sql"));
+    }
+
+    #[test]
+    fn create_after_the_largest_version_or_with_a_multi_line_name_is_safe() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        let mut s = set(&[("9223372036854775807_last.up.sql", "SELECT 1;")]);
+        s.dir = Some("m".into());
+        let err = s.new_migration("more", now).unwrap_err();
+        assert!(err.to_string().contains("largest possible"), "{err}");
+        let mut s = set(&[("1_init.up.sql", "SELECT 1;")]);
+        s.dir = Some("m".into());
+        let new = s.new_migration("x\nDROP TABLE users;", now).unwrap();
+        assert_eq!(new.files[0].1.lines().count(), 1, "{:?}", new.files[0].1);
     }
 }
