@@ -197,3 +197,45 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
         "every query ran: {report:#}"
     );
 }
+
+/// A role without privileges used to be told "db error" or "the database has no SAGE schema
+/// yet"; it is now told which privilege it lacks on which object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_privilege_is_named_with_its_object() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &db.url()])).status.success());
+    let role = format!("app_{}", db.name().rsplit('_').next().unwrap());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'app-secret'; GRANT CONNECT ON DATABASE {} TO {role};",
+            sage_conn::quote_ident(db.name())
+        ))
+        .await
+        .unwrap();
+    let s = db.settings();
+    let url = format!("postgres://{role}:app-secret@{}:{}/{}?sslmode=disable", s.host, s.port, s.dbname);
+    let key = sage_store::keys::generate_key();
+    let get = || {
+        run(sage_db(cwd.path())
+            .args(["session", "get", "550e8400-e29b-41d4-a716-446655440000", "--database-url", &url])
+            .env("SAGE_SESSION_KEY", key.as_str()))
+    };
+    let out = get();
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains("SELECT privilege on table sage_schema_history"), "{message}");
+    assert!(!message.contains("no SAGE schema") && !message.contains("db error"), "{message}");
+    // With the history readable, the store's own tables are next.
+    client
+        .batch_execute(&format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; REVOKE SELECT ON sessions FROM {role};"
+        ))
+        .await
+        .unwrap();
+    let message = stderr(&get());
+    assert!(message.contains("SELECT privilege on table sessions"), "{message}");
+    assert!(!message.contains("db error"), "{message}");
+    client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await.unwrap();
+}

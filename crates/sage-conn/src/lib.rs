@@ -19,6 +19,7 @@
 //! ```
 
 mod connect;
+mod describe;
 mod env;
 mod error;
 mod ident;
@@ -30,6 +31,7 @@ mod tls;
 
 pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
 pub use deadpool_postgres;
+pub use describe::{describe_io_error, describe_pg_error, is_disk_full};
 pub use env::Environment;
 pub use error::{Error, ErrorKind};
 pub use ident::quote_ident;

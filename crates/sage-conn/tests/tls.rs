@@ -29,12 +29,17 @@ async fn sslmodes_behave_like_libpq() {
     assert!(uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, true)).await.unwrap());
     let wrong_name = uses_tls(&with(&cluster, "127.0.0.1", SslMode::VerifyFull, true)).await.unwrap_err();
     assert_eq!(wrong_name.kind(), ErrorKind::Tls, "{wrong_name}");
+    // Which check failed, in words, not rustls's enum names.
+    assert!(wrong_name.to_string().contains("not valid for host name 127.0.0.1"), "{wrong_name}");
+    assert!(!wrong_name.to_string().contains("NotValidForName"), "{wrong_name}");
     // verify-ca checks the chain only.
     assert!(uses_tls(&with(&cluster, "127.0.0.1", SslMode::VerifyCa, true)).await.unwrap());
     // Without our CA, the public web roots do not trust a private certificate.
     let untrusted = uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, false)).await.unwrap_err();
     assert_eq!(untrusted.kind(), ErrorKind::Tls, "{untrusted}");
     assert!(untrusted.to_string().contains("sslrootcert"), "{untrusted}");
+    assert!(untrusted.to_string().contains("unknown issuer"), "{untrusted}");
+    assert!(!untrusted.to_string().contains("UnknownIssuer"), "{untrusted}");
 }
 
 #[tokio::test]

@@ -118,8 +118,9 @@ impl From<sage_conn::Error> for StoreError {
     }
 }
 
-/// Maps a PostgreSQL error onto the portable kinds.
-pub(crate) fn from_pg(what: &str, e: tokio_postgres::Error) -> StoreError {
+/// Maps a PostgreSQL error onto the portable kinds. The message is the server's (with the
+/// privilege and object when one is missing, which the statement's text lets us name).
+pub(crate) fn from_pg(what: &str, statement: &str, e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     let kind = match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => ErrorKind::AlreadyExists,
@@ -131,7 +132,7 @@ pub(crate) fn from_pg(what: &str, e: tokio_postgres::Error) -> StoreError {
         None if e.is_closed() || e.to_string().contains("connection") => ErrorKind::Unavailable,
         None => ErrorKind::Unavailable,
     };
-    let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+    let detail = sage_conn::describe_pg_error(&e, Some(statement));
     StoreError::new(kind, format!("{what}: {detail}")).with_source(e)
 }
 
