@@ -239,3 +239,81 @@ async fn a_missing_privilege_is_named_with_its_object() {
     assert!(!message.contains("db error"), "{message}");
     client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await.unwrap();
 }
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a 1 MiB tmpfs to fill the disk under SQLite, which needs root: run the suite as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status();
+        assert!(mounted.is_ok_and(|s| s.success()), "mount -t tmpfs failed");
+        SmallDisk(dir)
+    }
+
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.path().join("filler")).unwrap();
+        while filler.write_all(&[0u8; 4096]).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A full disk under a SQLite database used to print `IoError(Os { code: 28 … })` or
+/// SQLite's "database or disk is full"; the message now names the file being written.
+#[test]
+fn a_full_disk_under_sqlite_names_the_file_being_written() {
+    let disk = SmallDisk::mount();
+    let db = disk.0.path().join("sage.db");
+    let url = format!("sqlite://{}", db.display());
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+    // Claims until the disk is full: far more than 1 MiB of nonces.
+    let mut claims = sage_db(cwd.path())
+        .args(["nonce", "claim", "-", "--database-url", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = claims.stdin.take().unwrap();
+        for i in 0..40_000 {
+            if writeln!(stdin, "nonce-{i:06}-{}", "x".repeat(100)).is_err() {
+                break;
+            }
+        }
+    }
+    let out = claims.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains(&format!("disk full while writing {}", db.display())), "{message}");
+    assert!(!message.contains("os error") && !message.contains("IoError"), "{message}");
+
+    // A migration on a full disk, and the key file a new store writes.
+    disk.fill();
+    let other = disk.0.path().join("other.db");
+    let out =
+        run(sage_db(cwd.path()).args(["migrate", "up", "--database-url"]).arg(format!("sqlite://{}", other.display())));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("disk full while writing {}", other.display())), "{}", stderr(&out));
+    let out = run(sage_db(disk.0.path()).args(["seed", "--env", "dev"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("disk full while writing"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("os error"), "{}", stderr(&out));
+}

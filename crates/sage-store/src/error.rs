@@ -144,5 +144,25 @@ pub(crate) fn from_sqlite(what: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     };
+    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+        // SQLite's own text ("database or disk is full") names neither; the backend adds the
+        // file (see `StoreError::on_file`), since only it knows which one it was writing.
+        return StoreError::new(ErrorKind::Unavailable, format!("{what}: disk full")).with_source(e);
+    }
     StoreError::new(kind, format!("{what}: {e}")).with_source(e)
+}
+
+impl StoreError {
+    /// Names the file a SQLite write failed on when the disk was full.
+    pub(crate) fn on_file(mut self, path: &str) -> StoreError {
+        let full = self
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+            .is_some_and(|e| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
+        if full && !self.message.ends_with(path) {
+            self.message = format!("{} while writing {path}", self.message);
+        }
+        self
+    }
 }
