@@ -100,8 +100,11 @@ fn cleanup_removes_expired_rows_and_applies_retention_rules() {
     .unwrap();
     drop(conn);
     let config = cwd.path().join("cleanup.toml");
-    std::fs::write(&config, "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"365d\"\nbatch = 1\n")
-        .unwrap();
+    std::fs::write(
+        &config,
+        "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"365d\"\nbatch = 1\nunit = \"iso8601\"\n",
+    )
+    .unwrap();
     let dry = run(sage_db(cwd.path()).args(["cleanup", "--dry-run", "--json", "--config"]).arg(&config));
     assert!(dry.status.success(), "{}", stderr(&dry));
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
@@ -196,6 +199,205 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
         sections.iter().all(|s| s["note"].as_str().is_none_or(|n| !n.starts_with("not available"))),
         "every query ran: {report:#}"
     );
+}
+
+fn write_rules(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    let config = dir.join("cleanup.toml");
+    std::fs::write(&config, rules).unwrap();
+    config
+}
+
+/// The bug: a 30-day rule on SAGE's own `dids.created_at` (INTEGER on SQLite) compared an
+/// integer with an ISO text cutoff, and SQLite orders every integer below every text, so
+/// every row was deleted. Now the rule is refused before anything is deleted, expired
+/// nonces included, and with the right unit only old rows go.
+#[test]
+fn sqlite_retention_on_an_integer_column_never_deletes_every_row() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    let db = cwd.path().join("sage.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', 1, 2);
+             UPDATE dids SET created_at = 1000000 WHERE did = 'did:sage:dev:revoked';",
+        )
+        .unwrap();
+    let rule = "[[retention]]\ntable = \"dids\"\ncolumn = \"created_at\"\nmax_age = \"30d\"\n";
+    let config = write_rules(cwd.path(), rule);
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    let message = stderr(&refused);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    for part in ["cleanup.toml", "retention rule 1", "dids.created_at", "INTEGER", "unix_seconds"] {
+        assert!(message.contains(part), "{part} missing: {message}");
+    }
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 4, "no DID deleted");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 1, "expiry did not run");
+
+    // A text unit on an integer column is refused too.
+    let config = write_rules(cwd.path(), &format!("{rule}unit = \"iso8601\"\n"));
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("holds integers"), "{}", stderr(&refused));
+
+    let config = write_rules(cwd.path(), &format!("{rule}unit = \"unix_micros\"\n"));
+    let ok = run(sage_db(cwd.path()).args(["cleanup", "--json", "--config"]).arg(&config));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["retention"][0]["rows"], 1, "{report}");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3, "only the old DID went");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 0);
+
+    // An integer-declared column holding text: the unit does not fit the data.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE dids SET created_at = '2020-01-01T00:00:00Z' WHERE did = 'did:sage:dev:alice';")
+        .unwrap();
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("holds text values"), "{}", stderr(&refused));
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3);
+}
+
+/// Every rule is checked before anything is deleted: a bad second rule stops the first one
+/// and the expired-row pass too. Text needs an explicit ISO unit.
+#[test]
+fn sqlite_every_rule_is_checked_before_any_row_is_deleted() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    let db = cwd.path().join("sage.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', 1, 2);
+             CREATE TABLE audit_log (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+             INSERT INTO audit_log (at) VALUES ('2020-01-01 00:00:00'), ('2999-01-01T00:00:00+02:00');",
+        )
+        .unwrap();
+    let good = "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n";
+    for (bad, expected) in [
+        (
+            "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"1d\"\n",
+            "TEXT on SQLite needs an explicit unit",
+        ),
+        (
+            "[[retention]]\ntable = \"nope\"\ncolumn = \"at\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n",
+            "table nope does not exist",
+        ),
+        (
+            "[[retention]]\ntable = \"audit_log\"\ncolumn = \"when\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n",
+            "has no column when",
+        ),
+    ] {
+        let config = write_rules(cwd.path(), &format!("{good}\n{bad}"));
+        let out = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("retention rule 2") && stderr(&out).contains(expected), "{}", stderr(&out));
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit_log"), 2, "rule 1 did not run");
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 1);
+    }
+    let config = write_rules(cwd.path(), good);
+    let out = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Space-separated and offset times compare as times, not as strings.
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit_log"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_retention_checks_column_types_before_deleting_anything() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let url = db.url();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', now() - interval '2 days', now() - interval '1 day');
+             CREATE TABLE events (at timestamptz, d date, local timestamp, secs bigint, ms bigint, iso text, flag boolean);
+             INSERT INTO events VALUES
+               ('2000-01-01Z', '2000-01-01', '2000-01-01', 946684800, 946684800000, '2000-01-01T00:00:00Z', true),
+               (now(), current_date, now() AT TIME ZONE 'UTC', extract(epoch FROM now())::bigint,
+                (extract(epoch FROM now()) * 1000)::bigint, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), true);",
+        )
+        .await
+        .unwrap();
+    let rule = |column: &str, unit: Option<&str>| {
+        let unit = unit.map(|u| format!("unit = \"{u}\"\n")).unwrap_or_default();
+        format!("[[retention]]\ntable = \"events\"\ncolumn = \"{column}\"\nmax_age = \"30d\"\n{unit}")
+    };
+    let key = sage_store::keys::generate_key();
+    let cleanup = |rules: &str| {
+        let config = write_rules(cwd.path(), rules);
+        run(sage_db(cwd.path())
+            .args(["cleanup", "--json", "--database-url", &url, "--config"])
+            .arg(&config)
+            .env("SAGE_SESSION_KEY", key.as_str()))
+    };
+    for (bad, expected) in [
+        (rule("secs", None), "column type bigint is not a time"),
+        (rule("iso", None), "column type text is not a time"),
+        (rule("flag", Some("unix_seconds")), "column type boolean cannot hold a time"),
+        (rule("at", Some("unix_seconds")), "remove unit"),
+        (rule("nothing", None), "has no column nothing"),
+    ] {
+        let out = cleanup(&format!("{}\n{bad}", rule("at", None)));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("retention rule 2") && stderr(&out).contains(expected), "{}", stderr(&out));
+        assert!(stderr(&out).contains("cleanup.toml") && stderr(&out).contains("events."), "{}", stderr(&out));
+        assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM events").await, 2, "rule 1 did not run");
+        assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM nonces").await, 1, "expiry did not run");
+    }
+    for (column, unit) in [
+        ("at", None),
+        ("d", None),
+        ("local", None),
+        ("secs", Some("unix_seconds")),
+        ("ms", Some("unix_millis")),
+        ("iso", Some("iso8601")),
+    ] {
+        let out = cleanup(&rule(column, unit));
+        assert!(out.status.success(), "{column}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["retention"][0]["rows"], 1, "{column}: only the old row matches: {report}");
+        // Put the old row back for the next column.
+        client
+            .batch_execute(
+                "INSERT INTO events VALUES ('2000-01-01Z', '2000-01-01', '2000-01-01', 946684800, 946684800000, '2000-01-01T00:00:00Z', true)",
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM nonces").await, 0);
+    assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM events WHERE at > now() - interval '1 day'").await, 1);
+}
+
+/// `cleanup` used to say "nothing to clean" and exit 0 when it could not connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_and_monitor_that_cannot_connect_fail_with_exit_2() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let s = db.settings();
+    let wrong_password = format!("postgres://{}:wrong@{}:{}/{}?sslmode=disable", s.user, s.host, s.port, s.dbname);
+    let no_server = format!("postgres://{}:x@127.0.0.1:{}/{}?sslmode=disable", s.user, common::free_port(), s.dbname);
+    // The test server speaks no TLS, so a connection that requires it fails.
+    let no_tls = format!("{}?sslmode=require", db.url().split('?').next().unwrap());
+    for (url, expected) in [(&wrong_password, "password"), (&no_server, "refused"), (&no_tls, "TLS")] {
+        for command in ["cleanup", "monitor"] {
+            let out = run(sage_db(cwd.path()).args([command, "--database-url", url]));
+            assert_eq!(out.status.code(), Some(2), "{command} {url}: {}", stdout(&out));
+            assert!(!stdout(&out).contains("nothing to clean"), "{}", stdout(&out));
+            let message = stderr(&out);
+            assert!(message.contains("could not connect") && message.contains(expected), "{command}: {message}");
+            assert!(!message.contains("wrong"), "no password in messages: {message}");
+        }
+    }
+    let missing = cwd.path().join("missing.db");
+    let out =
+        run(sage_db(cwd.path()).args(["cleanup", "--database-url"]).arg(format!("sqlite://{}", missing.display())));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!missing.exists(), "cleanup created no database");
 }
 
 /// A role without privileges used to be told "db error" or "the database has no SAGE schema
