@@ -400,6 +400,59 @@ async fn cleanup_and_monitor_that_cannot_connect_fail_with_exit_2() {
     assert!(!missing.exists(), "cleanup created no database");
 }
 
+/// `seed --env ../x` used to read `x.sql` beside the seed directory.
+#[test]
+fn seed_names_that_escape_the_seed_directory_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let seeds = outside.path().join("seeds");
+    std::fs::create_dir_all(seeds.join("qa")).unwrap();
+    std::fs::write(outside.path().join("x.sql"), "CREATE TABLE escaped (id int);").unwrap();
+    std::fs::write(outside.path().join("y.sql"), "CREATE TABLE escaped (id int);").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("y.sql"), seeds.join("qa/01_link.sql")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), seeds.join("linked")).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let x = outside.path().join("x").display().to_string();
+    for env in ["../x", x.as_str(), "qa", "linked", ".."] {
+        let out = run(sage_db(cwd.path()).args(["seed", "--env", env, "--seeds"]).arg(&seeds));
+        assert_eq!(out.status.code(), Some(2), "{env}: {}", stdout(&out));
+        let message = stderr(&out);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains("outside the seed directory"), "{env}: {message}");
+    }
+    let db = cwd.path().join("sage.db");
+    if db.exists() {
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM sqlite_schema WHERE name = 'escaped'"), 0);
+    }
+}
+
+/// A failed SQL seed used to leave `sage_seed_history` behind: the table is now created in
+/// the seed's own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_seed_leaves_no_history_table_on_sqlite_or_postgres() {
+    let pg = sage_testkit::database().await.unwrap();
+    let sqlite = sage_testkit::SqliteFile::new();
+    let seeds = write_dir(&[("qa.sql", "CREATE TABLE things (id int); INSERT INTO missing VALUES (1);")]);
+    let cwd = tempfile::tempdir().unwrap();
+    for url in [pg.url(), sqlite.url()] {
+        let out =
+            run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(stderr(&out).contains("failed and was rolled back"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        pg_scalar(pg.settings(), "SELECT count(*) FROM pg_class WHERE relname IN ('sage_seed_history', 'things')")
+            .await,
+        0
+    );
+    assert_eq!(
+        sqlite_scalar(
+            sqlite.path(),
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('sage_seed_history', 'things')"
+        ),
+        0
+    );
+}
+
 /// A role without privileges used to be told "db error" or "the database has no SAGE schema
 /// yet"; it is now told which privilege it lacks on which object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
