@@ -495,6 +495,24 @@ async fn a_missing_privilege_is_named_with_its_object() {
     client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await.unwrap();
 }
 
+/// `serve` used to print "serving on …" before it failed to bind.
+#[test]
+fn serve_reports_a_bind_failure_without_announcing_anything() {
+    let cwd = tempfile::tempdir().unwrap();
+    // A database the store opens, so that only the address can fail.
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up"])).status.success());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let out = run(sage_db(cwd.path()).args(["serve", "--port", &port.to_string()]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let message = stderr(&out);
+    assert!(!message.contains("serving"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains(&format!("cannot listen on 127.0.0.1:{port}")) && message.contains("in use"), "{message}");
+}
+
 /// A 1 MiB tmpfs, unmounted on drop.
 struct SmallDisk(tempfile::TempDir);
 
