@@ -453,6 +453,51 @@ async fn a_failed_seed_leaves_no_history_table_on_sqlite_or_postgres() {
     );
 }
 
+/// Default privileges belong to the role that creates a table: a superuser's own would not
+/// cover tables the migration owner creates after `roles apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_applied_by_a_superuser_cover_tables_the_owner_creates_later() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let suffix = db.name().rsplit('_').next().unwrap().to_string();
+    let (owner, reader) = (format!("owner_{suffix}"), format!("reader_{suffix}"));
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} NOLOGIN; CREATE SCHEMA app AUTHORIZATION {owner}; \
+             SET ROLE {owner}; CREATE TABLE app.early (id int); INSERT INTO app.early VALUES (1); RESET ROLE;"
+        ))
+        .await
+        .unwrap();
+    let config = cwd.path().join("roles.toml");
+    std::fs::write(&config, format!("[[role]]\nname = \"{reader}\"\nselect_in_schemas = [\"app\"]\n")).unwrap();
+    let dry = run(sage_db(cwd.path())
+        .args(["roles", "apply", "--dry-run", "--database-url", &db.url(), "--config"])
+        .arg(&config));
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let expected = format!("ALTER DEFAULT PRIVILEGES FOR ROLE \"{owner}\" IN SCHEMA \"app\" GRANT SELECT ON TABLES");
+    assert!(stdout(&dry).contains(&expected), "{}", stdout(&dry));
+    let out = run(sage_db(cwd.path()).args(["roles", "apply", "--database-url", &db.url(), "--config"]).arg(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
+    client
+        .batch_execute(&format!(
+            "SET ROLE {owner}; CREATE TABLE app.later (id int); INSERT INTO app.later VALUES (2); RESET ROLE;"
+        ))
+        .await
+        .unwrap();
+    for table in ["app.early", "app.later"] {
+        let sql = format!("SET ROLE {reader}; SELECT count(*) FROM {table}");
+        let rows = client.simple_query(&sql).await;
+        client.batch_execute("RESET ROLE").await.unwrap();
+        assert!(
+            rows.is_ok(),
+            "{reader} cannot read {table}: {:?}",
+            rows.err().and_then(|e| e.as_db_error().map(|d| d.message().to_string()))
+        );
+    }
+    client.batch_execute(&format!("DROP SCHEMA app CASCADE; DROP OWNED BY {reader}; DROP ROLE {reader}; DROP OWNED BY {owner}; DROP ROLE {owner};")).await.unwrap();
+}
+
 /// A role without privileges used to be told "db error" or "the database has no SAGE schema
 /// yet"; it is now told which privilege it lacks on which object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -277,7 +277,7 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
     };
     let config = sage_ops::roles::RolesConfig::load(config)?;
     if dry_run {
-        for sql in config.statements() {
+        for sql in sage_ops::roles::plan(pg, &config).await? {
             say!("{sql};");
         }
         return Ok(ExitCode::SUCCESS);
