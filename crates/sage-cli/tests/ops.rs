@@ -527,6 +527,10 @@ async fn a_missing_privilege_is_named_with_its_object() {
     let message = stderr(&out);
     assert!(message.contains("SELECT privilege on table sage_schema_history"), "{message}");
     assert!(!message.contains("no SAGE schema") && !message.contains("db error"), "{message}");
+    let check = run(sage_db(cwd.path()).args(["check", "--database-url", &url]));
+    assert_eq!(check.status.code(), Some(2));
+    assert!(stderr(&check).contains("the role lacks the SELECT privilege on table"), "{}", stderr(&check));
+    assert!(!stderr(&check).contains("db error"), "{}", stderr(&check));
     // With the history readable, the store's own tables are next.
     client
         .batch_execute(&format!(
