@@ -374,7 +374,7 @@ async fn postgres_retention_checks_column_types_before_deleting_anything() {
 
 /// `cleanup` used to say "nothing to clean" and exit 0 when it could not connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_and_monitor_that_cannot_connect_fail_with_exit_2() {
+async fn cleanup_monitor_and_check_that_cannot_connect_fail_with_exit_2() {
     let db = sage_testkit::database().await.unwrap();
     let cwd = tempfile::tempdir().unwrap();
     let s = db.settings();
@@ -383,7 +383,7 @@ async fn cleanup_and_monitor_that_cannot_connect_fail_with_exit_2() {
     // The test server speaks no TLS, so a connection that requires it fails.
     let no_tls = format!("{}?sslmode=require", db.url().split('?').next().unwrap());
     for (url, expected) in [(&wrong_password, "password"), (&no_server, "refused"), (&no_tls, "TLS")] {
-        for command in ["cleanup", "monitor"] {
+        for command in ["cleanup", "monitor", "check"] {
             let out = run(sage_db(cwd.path()).args([command, "--database-url", url]));
             assert_eq!(out.status.code(), Some(2), "{command} {url}: {}", stdout(&out));
             assert!(!stdout(&out).contains("nothing to clean"), "{}", stdout(&out));
