@@ -49,3 +49,15 @@ async fn require_against_a_server_without_tls_fails_clearly() {
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert!(!err.to_string().contains(cluster.admin_settings().password.unwrap().expose()), "{err}");
 }
+
+#[tokio::test]
+async fn an_expired_server_certificate_is_named_as_such() {
+    let options = ClusterOptions { tls: true, expired_certificate: true, ..ClusterOptions::default() };
+    let cluster = PgCluster::start(options).unwrap();
+    let expired = uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, true)).await.unwrap_err();
+    assert_eq!(expired.kind(), ErrorKind::Tls, "{expired}");
+    assert!(expired.to_string().contains("certificate has expired"), "{expired}");
+    assert!(!expired.to_string().contains("Expired"), "{expired}");
+    // require does not judge the certificate, as libpq does.
+    assert!(uses_tls(&with(&cluster, "localhost", SslMode::Require, false)).await.unwrap());
+}
