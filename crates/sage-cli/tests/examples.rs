@@ -55,6 +55,11 @@ fn lifecycle(example: &Path, url: &str, cwd: &Path) {
         serde_json::from_slice(&ok(&["check", "--json", "--source", src]).stdout).unwrap();
     assert_eq!(table_rows(&before), table_rows(&restored));
     ok(&["schema", "validate", "--strict", "--source", src]);
+    // The example's retention rules pass the catalog's type check on its own schema.
+    let rules = example.join(if url.starts_with("sqlite") { "cleanup-sqlite.toml" } else { "cleanup.toml" });
+    if rules.exists() {
+        ok(&["cleanup", "--dry-run", "--config", rules.to_str().unwrap()]);
+    }
 }
 
 fn down_and_up(example: &Path, url: &str, cwd: &Path) {
@@ -141,6 +146,8 @@ fn webvh_lifecycle_on_sqlite_with_provision() {
     // The lifecycle expects migrations/ and seeds/ side by side.
     std::os::unix::fs::symlink(&sqlite, webvh_sqlite.path().join("migrations")).unwrap();
     std::os::unix::fs::symlink(example("webvh").join("seeds"), webvh_sqlite.path().join("seeds")).unwrap();
+    let rules = webvh_sqlite.path().join("cleanup-sqlite.toml");
+    std::os::unix::fs::symlink(example("webvh").join("cleanup-sqlite.toml"), rules).unwrap();
     lifecycle(webvh_sqlite.path(), &url, cwd.path());
     down_and_up(webvh_sqlite.path(), &url, cwd.path());
 
@@ -199,6 +206,7 @@ async fn webvh_lifecycle_on_postgres() {
     let layout = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(example("webvh").join("migrations/postgres"), layout.path().join("migrations")).unwrap();
     std::os::unix::fs::symlink(example("webvh").join("seeds"), layout.path().join("seeds")).unwrap();
+    std::os::unix::fs::symlink(example("webvh").join("cleanup.toml"), layout.path().join("cleanup.toml")).unwrap();
     lifecycle(layout.path(), &db.url(), cwd.path());
     let client = sage_conn::connect(db.settings()).await.unwrap();
     let policy: String = client

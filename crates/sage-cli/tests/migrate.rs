@@ -416,3 +416,35 @@ fn sqlite_busy_with_another_writer_says_so_and_keeps_nothing() {
     assert!(applied.status.success(), "{}", stderr(&applied));
     assert_eq!(stdout(&migrate(&["version"])).trim(), "1");
 }
+
+/// A symlink named like a migration that leads nowhere used to be skipped while `validate`
+/// said ok; a migration silently missing from a set is a finding, and `up` refuses.
+#[test]
+fn dangling_and_looping_migration_symlinks_are_findings_and_block_up() {
+    let dir = write_dir(&[("1_a.up.sql", "CREATE TABLE a (id integer);")]);
+    std::os::unix::fs::symlink(dir.path().join("gone.sql"), dir.path().join("2_b.up.sql")).unwrap();
+    std::os::unix::fs::symlink("3_c.up.sql", dir.path().join("3_c.up.sql")).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let migrate = |args: &[&str]| {
+        let mut c = sage_db(cwd.path());
+        c.arg("migrate").args(args).arg("--source").arg(dir.path());
+        run(&mut c)
+    };
+    let validate = migrate(&["validate"]);
+    assert_eq!(validate.status.code(), Some(1), "{}", stdout(&validate));
+    assert!(stdout(&validate).contains("2_b.up.sql: dangling symlink"), "{}", stdout(&validate));
+    assert!(stdout(&validate).contains("3_c.up.sql: symlink loop"), "{}", stdout(&validate));
+    let up = migrate(&["up"]);
+    assert_eq!(up.status.code(), Some(2));
+    assert!(stderr(&up).contains("dangling symlink"), "{}", stderr(&up));
+    let conn = rusqlite::Connection::open(cwd.path().join("sage.db")).unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'a'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0, "nothing ran");
+    // A symlink that leads to a real file is a migration like any other.
+    std::fs::remove_file(dir.path().join("2_b.up.sql")).unwrap();
+    std::fs::remove_file(dir.path().join("3_c.up.sql")).unwrap();
+    let elsewhere = write_dir(&[("b.sql", "CREATE TABLE b (id integer);")]);
+    std::os::unix::fs::symlink(elsewhere.path().join("b.sql"), dir.path().join("2_b.up.sql")).unwrap();
+    assert!(migrate(&["up"]).status.success());
+    assert_eq!(stdout(&migrate(&["version"])).trim(), "2");
+}

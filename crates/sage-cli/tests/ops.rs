@@ -100,8 +100,11 @@ fn cleanup_removes_expired_rows_and_applies_retention_rules() {
     .unwrap();
     drop(conn);
     let config = cwd.path().join("cleanup.toml");
-    std::fs::write(&config, "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"365d\"\nbatch = 1\n")
-        .unwrap();
+    std::fs::write(
+        &config,
+        "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"365d\"\nbatch = 1\nunit = \"iso8601\"\n",
+    )
+    .unwrap();
     let dry = run(sage_db(cwd.path()).args(["cleanup", "--dry-run", "--json", "--config"]).arg(&config));
     assert!(dry.status.success(), "{}", stderr(&dry));
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
@@ -223,4 +226,443 @@ fn new_sqlite_databases_backups_and_manifests_are_readable_by_their_owner_only()
         }
     }
     assert!(checked.len() >= 3, "{checked:?}");
+}
+
+fn write_rules(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    let config = dir.join("cleanup.toml");
+    std::fs::write(&config, rules).unwrap();
+    config
+}
+
+/// The bug: a 30-day rule on SAGE's own `dids.created_at` (INTEGER on SQLite) compared an
+/// integer with an ISO text cutoff, and SQLite orders every integer below every text, so
+/// every row was deleted. Now the rule is refused before anything is deleted, expired
+/// nonces included, and with the right unit only old rows go.
+#[test]
+fn sqlite_retention_on_an_integer_column_never_deletes_every_row() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    let db = cwd.path().join("sage.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', 1, 2);
+             UPDATE dids SET created_at = 1000000 WHERE did = 'did:sage:dev:revoked';",
+        )
+        .unwrap();
+    let rule = "[[retention]]\ntable = \"dids\"\ncolumn = \"created_at\"\nmax_age = \"30d\"\n";
+    let config = write_rules(cwd.path(), rule);
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    let message = stderr(&refused);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    for part in ["cleanup.toml", "retention rule 1", "dids.created_at", "INTEGER", "unix_seconds"] {
+        assert!(message.contains(part), "{part} missing: {message}");
+    }
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 4, "no DID deleted");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 1, "expiry did not run");
+
+    // A text unit on an integer column is refused too.
+    let config = write_rules(cwd.path(), &format!("{rule}unit = \"iso8601\"\n"));
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("holds integers"), "{}", stderr(&refused));
+
+    let config = write_rules(cwd.path(), &format!("{rule}unit = \"unix_micros\"\n"));
+    let ok = run(sage_db(cwd.path()).args(["cleanup", "--json", "--config"]).arg(&config));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["retention"][0]["rows"], 1, "{report}");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3, "only the old DID went");
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 0);
+
+    // An integer-declared column holding text: the unit does not fit the data.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE dids SET created_at = '2020-01-01T00:00:00Z' WHERE did = 'did:sage:dev:alice';")
+        .unwrap();
+    let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("holds text values"), "{}", stderr(&refused));
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3);
+}
+
+/// Every rule is checked before anything is deleted: a bad second rule stops the first one
+/// and the expired-row pass too. Text needs an explicit ISO unit.
+#[test]
+fn sqlite_every_rule_is_checked_before_any_row_is_deleted() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    let db = cwd.path().join("sage.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', 1, 2);
+             CREATE TABLE audit_log (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+             INSERT INTO audit_log (at) VALUES ('2020-01-01 00:00:00'), ('2999-01-01T00:00:00+02:00');",
+        )
+        .unwrap();
+    let good = "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n";
+    for (bad, expected) in [
+        (
+            "[[retention]]\ntable = \"audit_log\"\ncolumn = \"at\"\nmax_age = \"1d\"\n",
+            "TEXT on SQLite needs an explicit unit",
+        ),
+        (
+            "[[retention]]\ntable = \"nope\"\ncolumn = \"at\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n",
+            "table nope does not exist",
+        ),
+        (
+            "[[retention]]\ntable = \"audit_log\"\ncolumn = \"when\"\nmax_age = \"1d\"\nunit = \"iso8601\"\n",
+            "has no column when",
+        ),
+    ] {
+        let config = write_rules(cwd.path(), &format!("{good}\n{bad}"));
+        let out = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("retention rule 2") && stderr(&out).contains(expected), "{}", stderr(&out));
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit_log"), 2, "rule 1 did not run");
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 1);
+    }
+    let config = write_rules(cwd.path(), good);
+    let out = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Space-separated and offset times compare as times, not as strings.
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit_log"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_retention_checks_column_types_before_deleting_anything() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let url = db.url();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO nonces (nonce, used_at, expires_at) VALUES ('expired', now() - interval '2 days', now() - interval '1 day');
+             CREATE TABLE events (at timestamptz, d date, local timestamp, secs bigint, ms bigint, iso text, flag boolean);
+             INSERT INTO events VALUES
+               ('2000-01-01Z', '2000-01-01', '2000-01-01', 946684800, 946684800000, '2000-01-01T00:00:00Z', true),
+               (now(), current_date, now() AT TIME ZONE 'UTC', extract(epoch FROM now())::bigint,
+                (extract(epoch FROM now()) * 1000)::bigint, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), true);",
+        )
+        .await
+        .unwrap();
+    let rule = |column: &str, unit: Option<&str>| {
+        let unit = unit.map(|u| format!("unit = \"{u}\"\n")).unwrap_or_default();
+        format!("[[retention]]\ntable = \"events\"\ncolumn = \"{column}\"\nmax_age = \"30d\"\n{unit}")
+    };
+    let key = sage_store::keys::generate_key();
+    let cleanup = |rules: &str| {
+        let config = write_rules(cwd.path(), rules);
+        run(sage_db(cwd.path())
+            .args(["cleanup", "--json", "--database-url", &url, "--config"])
+            .arg(&config)
+            .env("SAGE_SESSION_KEY", key.as_str()))
+    };
+    for (bad, expected) in [
+        (rule("secs", None), "column type bigint is not a time"),
+        (rule("iso", None), "column type text is not a time"),
+        (rule("flag", Some("unix_seconds")), "column type boolean cannot hold a time"),
+        (rule("at", Some("unix_seconds")), "remove unit"),
+        (rule("nothing", None), "has no column nothing"),
+    ] {
+        let out = cleanup(&format!("{}\n{bad}", rule("at", None)));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("retention rule 2") && stderr(&out).contains(expected), "{}", stderr(&out));
+        assert!(stderr(&out).contains("cleanup.toml") && stderr(&out).contains("events."), "{}", stderr(&out));
+        assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM events").await, 2, "rule 1 did not run");
+        assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM nonces").await, 1, "expiry did not run");
+    }
+    for (column, unit) in [
+        ("at", None),
+        ("d", None),
+        ("local", None),
+        ("secs", Some("unix_seconds")),
+        ("ms", Some("unix_millis")),
+        ("iso", Some("iso8601")),
+    ] {
+        let out = cleanup(&rule(column, unit));
+        assert!(out.status.success(), "{column}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["retention"][0]["rows"], 1, "{column}: only the old row matches: {report}");
+        // Put the old row back for the next column.
+        client
+            .batch_execute(
+                "INSERT INTO events VALUES ('2000-01-01Z', '2000-01-01', '2000-01-01', 946684800, 946684800000, '2000-01-01T00:00:00Z', true)",
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM nonces").await, 0);
+    assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM events WHERE at > now() - interval '1 day'").await, 1);
+}
+
+/// `cleanup` used to say "nothing to clean" and exit 0 when it could not connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_monitor_and_check_that_cannot_connect_fail_with_exit_2() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let s = db.settings();
+    let wrong_password = format!("postgres://{}:wrong@{}:{}/{}?sslmode=disable", s.user, s.host, s.port, s.dbname);
+    let no_server = format!("postgres://{}:x@127.0.0.1:{}/{}?sslmode=disable", s.user, common::free_port(), s.dbname);
+    // The test server speaks no TLS, so a connection that requires it fails.
+    let no_tls = format!("{}?sslmode=require", db.url().split('?').next().unwrap());
+    for (url, expected) in [(&wrong_password, "password"), (&no_server, "refused"), (&no_tls, "TLS")] {
+        for command in ["cleanup", "monitor", "check"] {
+            let out = run(sage_db(cwd.path()).args([command, "--database-url", url]));
+            assert_eq!(out.status.code(), Some(2), "{command} {url}: {}", stdout(&out));
+            assert!(!stdout(&out).contains("nothing to clean"), "{}", stdout(&out));
+            let message = stderr(&out);
+            assert!(message.contains("could not connect") && message.contains(expected), "{command}: {message}");
+            assert!(!message.contains("wrong"), "no password in messages: {message}");
+        }
+    }
+    let missing = cwd.path().join("missing.db");
+    let out =
+        run(sage_db(cwd.path()).args(["cleanup", "--database-url"]).arg(format!("sqlite://{}", missing.display())));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!missing.exists(), "cleanup created no database");
+}
+
+/// `seed --env ../x` used to read `x.sql` beside the seed directory.
+#[test]
+fn seed_names_that_escape_the_seed_directory_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let seeds = outside.path().join("seeds");
+    std::fs::create_dir_all(seeds.join("qa")).unwrap();
+    std::fs::write(outside.path().join("x.sql"), "CREATE TABLE escaped (id int);").unwrap();
+    std::fs::write(outside.path().join("y.sql"), "CREATE TABLE escaped (id int);").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("y.sql"), seeds.join("qa/01_link.sql")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), seeds.join("linked")).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let x = outside.path().join("x").display().to_string();
+    for env in ["../x", x.as_str(), "qa", "linked", ".."] {
+        let out = run(sage_db(cwd.path()).args(["seed", "--env", env, "--seeds"]).arg(&seeds));
+        assert_eq!(out.status.code(), Some(2), "{env}: {}", stdout(&out));
+        let message = stderr(&out);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains("outside the seed directory"), "{env}: {message}");
+    }
+    let db = cwd.path().join("sage.db");
+    if db.exists() {
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM sqlite_schema WHERE name = 'escaped'"), 0);
+    }
+}
+
+/// A failed SQL seed used to leave `sage_seed_history` behind: the table is now created in
+/// the seed's own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_seed_leaves_no_history_table_on_sqlite_or_postgres() {
+    let pg = sage_testkit::database().await.unwrap();
+    let sqlite = sage_testkit::SqliteFile::new();
+    let seeds = write_dir(&[("qa.sql", "CREATE TABLE things (id int); INSERT INTO missing VALUES (1);")]);
+    let cwd = tempfile::tempdir().unwrap();
+    for url in [pg.url(), sqlite.url()] {
+        let out =
+            run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(stderr(&out).contains("failed and was rolled back"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        pg_scalar(pg.settings(), "SELECT count(*) FROM pg_class WHERE relname IN ('sage_seed_history', 'things')")
+            .await,
+        0
+    );
+    assert_eq!(
+        sqlite_scalar(
+            sqlite.path(),
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('sage_seed_history', 'things')"
+        ),
+        0
+    );
+}
+
+/// Default privileges belong to the role that creates a table: a superuser's own would not
+/// cover tables the migration owner creates after `roles apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_applied_by_a_superuser_cover_tables_the_owner_creates_later() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let suffix = db.name().rsplit('_').next().unwrap().to_string();
+    let (owner, reader) = (format!("owner_{suffix}"), format!("reader_{suffix}"));
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} NOLOGIN; CREATE SCHEMA app AUTHORIZATION {owner}; \
+             SET ROLE {owner}; CREATE TABLE app.early (id int); INSERT INTO app.early VALUES (1); RESET ROLE;"
+        ))
+        .await
+        .unwrap();
+    let config = cwd.path().join("roles.toml");
+    std::fs::write(&config, format!("[[role]]\nname = \"{reader}\"\nselect_in_schemas = [\"app\"]\n")).unwrap();
+    let dry = run(sage_db(cwd.path())
+        .args(["roles", "apply", "--dry-run", "--database-url", &db.url(), "--config"])
+        .arg(&config));
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let expected = format!("ALTER DEFAULT PRIVILEGES FOR ROLE \"{owner}\" IN SCHEMA \"app\" GRANT SELECT ON TABLES");
+    assert!(stdout(&dry).contains(&expected), "{}", stdout(&dry));
+    let out = run(sage_db(cwd.path()).args(["roles", "apply", "--database-url", &db.url(), "--config"]).arg(&config));
+    assert!(out.status.success(), "{}", stderr(&out));
+    client
+        .batch_execute(&format!(
+            "SET ROLE {owner}; CREATE TABLE app.later (id int); INSERT INTO app.later VALUES (2); RESET ROLE;"
+        ))
+        .await
+        .unwrap();
+    for table in ["app.early", "app.later"] {
+        let sql = format!("SET ROLE {reader}; SELECT count(*) FROM {table}");
+        let rows = client.simple_query(&sql).await;
+        client.batch_execute("RESET ROLE").await.unwrap();
+        assert!(
+            rows.is_ok(),
+            "{reader} cannot read {table}: {:?}",
+            rows.err().and_then(|e| e.as_db_error().map(|d| d.message().to_string()))
+        );
+    }
+    client.batch_execute(&format!("DROP SCHEMA app CASCADE; DROP OWNED BY {reader}; DROP ROLE {reader}; DROP OWNED BY {owner}; DROP ROLE {owner};")).await.unwrap();
+}
+
+/// A role without privileges used to be told "db error" or "the database has no SAGE schema
+/// yet"; it is now told which privilege it lacks on which object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_privilege_is_named_with_its_object() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &db.url()])).status.success());
+    let role = format!("app_{}", db.name().rsplit('_').next().unwrap());
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'app-secret'; GRANT CONNECT ON DATABASE {} TO {role};",
+            sage_conn::quote_ident(db.name())
+        ))
+        .await
+        .unwrap();
+    let s = db.settings();
+    let url = format!("postgres://{role}:app-secret@{}:{}/{}?sslmode=disable", s.host, s.port, s.dbname);
+    let key = sage_store::keys::generate_key();
+    let get = || {
+        run(sage_db(cwd.path())
+            .args(["session", "get", "550e8400-e29b-41d4-a716-446655440000", "--database-url", &url])
+            .env("SAGE_SESSION_KEY", key.as_str()))
+    };
+    let out = get();
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains("SELECT privilege on table sage_schema_history"), "{message}");
+    assert!(!message.contains("no SAGE schema") && !message.contains("db error"), "{message}");
+    let check = run(sage_db(cwd.path()).args(["check", "--database-url", &url]));
+    assert_eq!(check.status.code(), Some(2));
+    assert!(stderr(&check).contains("the role lacks the SELECT privilege on table"), "{}", stderr(&check));
+    assert!(!stderr(&check).contains("db error"), "{}", stderr(&check));
+    // With the history readable, the store's own tables are next.
+    client
+        .batch_execute(&format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; REVOKE SELECT ON sessions FROM {role};"
+        ))
+        .await
+        .unwrap();
+    let message = stderr(&get());
+    assert!(message.contains("SELECT privilege on table sessions"), "{message}");
+    assert!(!message.contains("db error"), "{message}");
+    client.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await.unwrap();
+}
+
+/// `serve` used to print "serving on …" before it failed to bind.
+#[test]
+fn serve_reports_a_bind_failure_without_announcing_anything() {
+    let cwd = tempfile::tempdir().unwrap();
+    // A database the store opens, so that only the address can fail.
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up"])).status.success());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let out = run(sage_db(cwd.path()).args(["serve", "--port", &port.to_string()]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let message = stderr(&out);
+    assert!(!message.contains("serving"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains(&format!("cannot listen on 127.0.0.1:{port}")) && message.contains("in use"), "{message}");
+}
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test mounts a 1 MiB tmpfs to fill the disk under SQLite, which needs root: run the suite as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status();
+        assert!(mounted.is_ok_and(|s| s.success()), "mount -t tmpfs failed");
+        SmallDisk(dir)
+    }
+
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.path().join("filler")).unwrap();
+        while filler.write_all(&[0u8; 4096]).is_ok() {}
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A full disk under a SQLite database used to print `IoError(Os { code: 28 … })` or
+/// SQLite's "database or disk is full"; the message now names the file being written.
+#[test]
+fn a_full_disk_under_sqlite_names_the_file_being_written() {
+    let disk = SmallDisk::mount();
+    let db = disk.0.path().join("sage.db");
+    let url = format!("sqlite://{}", db.display());
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+    // Claims until the disk is full: far more than 1 MiB of nonces.
+    let mut claims = sage_db(cwd.path())
+        .args(["nonce", "claim", "-", "--database-url", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = claims.stdin.take().unwrap();
+        for i in 0..40_000 {
+            if writeln!(stdin, "nonce-{i:06}-{}", "x".repeat(100)).is_err() {
+                break;
+            }
+        }
+    }
+    let out = claims.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains(&format!("disk full while writing {}", db.display())), "{message}");
+    assert!(!message.contains("os error") && !message.contains("IoError"), "{message}");
+
+    // A migration on a full disk, and the key file a new store writes.
+    disk.fill();
+    let other = disk.0.path().join("other.db");
+    let out =
+        run(sage_db(cwd.path()).args(["migrate", "up", "--database-url"]).arg(format!("sqlite://{}", other.display())));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("disk full while writing {}", other.display())), "{}", stderr(&out));
+    let out = run(sage_db(disk.0.path()).args(["seed", "--env", "dev"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("disk full while writing"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("os error"), "{}", stderr(&out));
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::describe::error_chain;
 use crate::{tls, Error, ErrorKind, PgSettings, SslMode};
 
 /// Opens one PostgreSQL connection, driving it on a background task. Errors say what to fix
@@ -108,13 +109,21 @@ pub(crate) fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) ->
             } else {
                 (ErrorKind::Server, String::new())
             };
-        let message = db.message().to_string();
+        let message = crate::describe::describe_pg_error(&e, None);
         let text = if hint.is_empty() {
             format!("could not connect to {place}: {message}")
         } else {
             format!("could not connect to {place}: {message} ({hint})")
         };
         return Error::with_source(kind, text, e);
+    }
+    // A certificate or handshake failure says which check failed, in words.
+    if let Some(words) = crate::describe::tls_failure(&e, Some(&s.host)) {
+        return Error::with_source(
+            ErrorKind::Tls,
+            format!("could not connect to {place}: {words} (check sslmode and sslrootcert)"),
+            e,
+        );
     }
     let chain = error_chain(&e);
     let lower = chain.to_ascii_lowercase();
@@ -130,18 +139,6 @@ pub(crate) fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) ->
         (ErrorKind::Unreachable, "")
     };
     Error::with_source(kind, format!("could not connect to {place}: {chain}{hint}"), e)
-}
-
-/// The innermost useful message of a driver error, e.g. "Connection refused (os error 111)".
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut current = e.source();
-    while let Some(inner) = current {
-        parts.push(inner.to_string());
-        current = inner.source();
-    }
-    parts.dedup();
-    parts.join(": ")
 }
 
 /// A notification received with `LISTEN`.

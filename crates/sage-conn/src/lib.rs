@@ -19,6 +19,7 @@
 //! ```
 
 mod connect;
+mod describe;
 mod duration;
 mod env;
 mod error;
@@ -32,6 +33,7 @@ mod tls;
 
 pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
 pub use deadpool_postgres;
+pub use describe::{describe_io_error, describe_pg_error, is_disk_full};
 pub use duration::{
     checked_after, checked_before, format_duration, parse_duration, DurationError, DurationField, MAX_DURATION,
 };

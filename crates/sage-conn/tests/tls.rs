@@ -29,12 +29,17 @@ async fn sslmodes_behave_like_libpq() {
     assert!(uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, true)).await.unwrap());
     let wrong_name = uses_tls(&with(&cluster, "127.0.0.1", SslMode::VerifyFull, true)).await.unwrap_err();
     assert_eq!(wrong_name.kind(), ErrorKind::Tls, "{wrong_name}");
+    // Which check failed, in words, not rustls's enum names.
+    assert!(wrong_name.to_string().contains("not valid for host name 127.0.0.1"), "{wrong_name}");
+    assert!(!wrong_name.to_string().contains("NotValidForName"), "{wrong_name}");
     // verify-ca checks the chain only.
     assert!(uses_tls(&with(&cluster, "127.0.0.1", SslMode::VerifyCa, true)).await.unwrap());
     // Without our CA, the public web roots do not trust a private certificate.
     let untrusted = uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, false)).await.unwrap_err();
     assert_eq!(untrusted.kind(), ErrorKind::Tls, "{untrusted}");
     assert!(untrusted.to_string().contains("sslrootcert"), "{untrusted}");
+    assert!(untrusted.to_string().contains("unknown issuer"), "{untrusted}");
+    assert!(!untrusted.to_string().contains("UnknownIssuer"), "{untrusted}");
 }
 
 #[tokio::test]
@@ -43,4 +48,16 @@ async fn require_against_a_server_without_tls_fails_clearly() {
     let err = uses_tls(&with(&cluster, "127.0.0.1", SslMode::Require, false)).await.unwrap_err();
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
     assert!(!err.to_string().contains(cluster.admin_settings().password.unwrap().expose()), "{err}");
+}
+
+#[tokio::test]
+async fn an_expired_server_certificate_is_named_as_such() {
+    let options = ClusterOptions { tls: true, expired_certificate: true, ..ClusterOptions::default() };
+    let cluster = PgCluster::start(options).unwrap();
+    let expired = uses_tls(&with(&cluster, "localhost", SslMode::VerifyFull, true)).await.unwrap_err();
+    assert_eq!(expired.kind(), ErrorKind::Tls, "{expired}");
+    assert!(expired.to_string().contains("certificate has expired"), "{expired}");
+    assert!(!expired.to_string().contains("Expired"), "{expired}");
+    // require does not judge the certificate, as libpq does.
+    assert!(uses_tls(&with(&cluster, "localhost", SslMode::Require, false)).await.unwrap());
 }

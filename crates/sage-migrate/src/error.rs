@@ -44,6 +44,17 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// SQLite says "database or disk is full" without naming the file; this names it.
+    pub(crate) fn naming_full_disk(mut self, path: &std::path::Path) -> Error {
+        // SQLite's fixed text for SQLITE_FULL (sqlite3ErrStr), whether it reached us as the
+        // source or inside a statement's message.
+        const FULL: &str = "database or disk is full";
+        if self.message.contains(FULL) {
+            self.message = self.message.replace(FULL, &format!("disk full while writing {}", path.display()));
+        }
+        self
+    }
 }
 
 impl fmt::Display for Error {

@@ -30,6 +30,9 @@ pub enum Severity {
 pub enum FindingKind {
     /// A file that looks like a migration but cannot be read as one.
     Unparsable,
+    /// A name that looks like a migration but leads to no file: a dangling symlink or a
+    /// symlink loop.
+    Unreadable,
     /// Two files claim one version.
     DuplicateVersion,
     /// An applied migration's file changed since it was applied.

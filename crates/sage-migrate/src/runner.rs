@@ -97,6 +97,8 @@ pub struct Migrator {
     driver: Box<dyn Driver>,
     set: MigrationSet,
     options: RunOptions,
+    /// The SQLite file, named in a "disk full" message.
+    file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -148,7 +150,11 @@ impl Migrator {
                 ))
             }
         };
-        Migrator::with_driver(driver, set, options)
+        let mut migrator = Migrator::with_driver(driver, set, options)?;
+        if let sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(path)) = target {
+            migrator.file = Some(path.clone());
+        }
+        Ok(migrator)
     }
 
     pub fn with_driver(driver: Box<dyn Driver>, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
@@ -162,7 +168,7 @@ impl Migrator {
                 ),
             ));
         }
-        Ok(Migrator { driver, set, options })
+        Ok(Migrator { driver, set, options, file: None })
     }
 
     pub fn set(&self) -> &MigrationSet {
@@ -235,6 +241,14 @@ impl Migrator {
     }
 
     async fn run(&mut self, operation: Operation) -> Result<Report, Error> {
+        let file = self.file.clone();
+        self.run_unnamed(operation).await.map_err(|e| match &file {
+            Some(path) => e.naming_full_disk(path),
+            None => e,
+        })
+    }
+
+    async fn run_unnamed(&mut self, operation: Operation) -> Result<Report, Error> {
         if self.options.dry_run {
             return self.run_locked(operation).await;
         }

@@ -57,14 +57,29 @@ impl MigrationSet {
             Error::new(ErrorKind::Source, format!("cannot read migration directory {}: {e}", dir.display()))
         })?;
         let mut files = Vec::new();
+        let mut unreadable = Vec::new();
         for entry in entries {
             let entry =
                 entry.map_err(|e| Error::new(ErrorKind::Source, format!("cannot list {}: {e}", dir.display())))?;
-            if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-                continue;
-            }
             let name = entry.file_name().to_string_lossy().into_owned();
             if !looks_like_migration(&name) {
+                continue;
+            }
+            let file_type = entry
+                .file_type()
+                .map_err(|e| Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display())))?;
+            if file_type.is_symlink() {
+                // A symlink is followed; one that leads nowhere is a finding, never a skip,
+                // or a missing migration would look like a complete set.
+                match std::fs::metadata(entry.path()) {
+                    Ok(target) if target.is_file() => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        unreadable.push(Finding::file(FindingKind::Unreadable, &name, broken_link(&entry.path(), &e)));
+                        continue;
+                    }
+                }
+            } else if !file_type.is_file() {
                 continue;
             }
             let text = std::fs::read_to_string(entry.path())
@@ -72,6 +87,7 @@ impl MigrationSet {
             files.push(SourceFile { name, text });
         }
         let mut set = MigrationSet::parse(files, dialect, |name| name.to_string());
+        set.problems.extend(unreadable);
         set.dir = Some(dir.to_path_buf());
         Ok(set)
     }
@@ -312,6 +328,21 @@ fn make_script(origin: String, text: ScriptText, dialect: Dialect) -> Result<Scr
 
 /// Files whose names start with a digit are meant to be migrations and must parse; other
 /// files (READMEs, `schema.sql` snapshots) are not ours to judge.
+/// Why a symlink named like a migration cannot be read, in words.
+fn broken_link(path: &Path, e: &std::io::Error) -> String {
+    // ELOOP, "too many levels of symbolic links": 40 on Linux, 62 on the BSDs and macOS.
+    let eloop = if cfg!(target_os = "linux") { 40 } else { 62 };
+    let looping = e.raw_os_error() == Some(eloop);
+    let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+    if looping {
+        format!("symlink loop: {target} leads back to itself, so there is no migration to read")
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        format!("dangling symlink: its target {target} does not exist")
+    } else {
+        format!("symlink to {target} cannot be followed: {e}")
+    }
+}
+
 fn looks_like_migration(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_digit())
         || (name.starts_with(['V', 'U']) && name.contains("__") && name.ends_with(".sql"))

@@ -48,7 +48,16 @@ pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
             for r in rows {
                 let (schema, name): (String, String) = (r.get(0), r.get(1));
                 let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&name));
-                let count: i64 = client.query_one(&sql, &[]).await.map_err(q)?.get(0);
+                let count: i64 = client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| {
+                        Error::new(format!(
+                            "cannot count the rows of {schema}.{name}: {}",
+                            sage_conn::describe_pg_error(&e, Some(&sql))
+                        ))
+                    })?
+                    .get(0);
                 let label = if schema == "public" { name } else { format!("{schema}.{name}") };
                 tables.push(TableFacts {
                     name: label,

@@ -13,7 +13,13 @@ impl Error {
     }
 
     pub(crate) fn with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
-        let message = format!("{}: {source}", message.into());
+        // tokio-postgres prints every server error as "db error"; the server's own words
+        // (and for a missing privilege, the object) are what the user needs.
+        let text = match (&source as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => sage_conn::describe_pg_error(pg, None),
+            None => source.to_string(),
+        };
+        let message = format!("{}: {text}", message.into());
         Error { message, source: Some(Box::new(source)) }
     }
 }

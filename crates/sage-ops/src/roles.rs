@@ -1,6 +1,8 @@
 //! `roles apply`: least-privilege roles from a config file, applied in one transaction and
 //! idempotently. Grants cover the tables that exist and, through default privileges, the
-//! tables the applying role creates later.
+//! tables created later by the applying role and by every role that owns the schema or a
+//! table in it (the migration owner): default privileges belong to the role that creates a
+//! table, so a superuser's own defaults would not cover tables the migration owner creates.
 
 use std::path::Path;
 
@@ -76,15 +78,62 @@ fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// The `ALTER DEFAULT PRIVILEGES FOR ROLE owner` statements for the owners of each schema a
+/// role reads and of the tables already in it. Owners come from the catalog (schema names
+/// are bound as values), and only roles the current user may act for are included.
+async fn owner_defaults(
+    client: &impl tokio_postgres::GenericClient,
+    config: &RolesConfig,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for role in &config.role {
+        let r = quote_ident(&role.name);
+        for schema in &role.select_in_schemas {
+            let rows = client
+                .query(
+                    "SELECT DISTINCT o.rolname::text FROM pg_roles o \
+                     WHERE o.rolname <> current_user AND o.rolname !~ '^pg_' AND pg_has_role(o.oid, 'MEMBER') AND o.oid IN ( \
+                        SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = $1 \
+                        UNION SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')) \
+                     ORDER BY 1",
+                    &[schema],
+                )
+                .await
+                .map_err(|e| Error::new(format!("cannot read the owners of schema {schema}: {}", sage_conn::describe_pg_error(&e, None))))?;
+            let s = quote_ident(schema);
+            for row in rows {
+                let owner = quote_ident(row.get::<_, &str>(0));
+                out.push(format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} GRANT SELECT ON TABLES TO {r}"
+                ));
+                out.push(format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} GRANT SELECT ON SEQUENCES TO {r}"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every statement `apply` would run on this database, for a dry run.
+pub async fn plan(pg: &PgSettings, config: &RolesConfig) -> Result<Vec<String>, Error> {
+    let client = sage_conn::connect(pg).await?;
+    let mut statements = config.statements();
+    statements.extend(owner_defaults(&client, config).await?);
+    Ok(statements)
+}
+
 /// Applies every statement in one transaction: either all roles end up as configured, or
 /// nothing changes.
 pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<usize, Error> {
     let mut client = sage_conn::connect(pg).await?;
-    let statements = config.statements();
     let tx = client.transaction().await.map_err(|e| Error::with("cannot begin", e))?;
+    let mut statements = config.statements();
+    statements.extend(owner_defaults(&tx, config).await?);
     for sql in &statements {
         tx.batch_execute(sql).await.map_err(|e| {
-            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            let detail = sage_conn::describe_pg_error(&e, Some(sql));
             Error::new(format!("applying roles failed at `{sql}`: {detail}; nothing was changed"))
         })?;
     }

@@ -105,20 +105,30 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
 }
 
 /// The SQL seed files for `environment` under `dir`: `dir/<env>/*.sql` in name order, or
-/// the single file `dir/<env>.sql`.
+/// the single file `dir/<env>.sql`. The environment is a plain name, and every file must
+/// resolve (through any symlinks) to a place inside `dir`: a seed directory never reads
+/// anything outside itself.
 pub fn seed_files(dir: &Path, environment: &str) -> Result<Vec<PathBuf>, Error> {
+    check_environment_name(environment)?;
+    let root =
+        dir.canonicalize().map_err(|e| Error::new(format!("cannot read the seed directory {}: {e}", dir.display())))?;
     let folder = dir.join(environment);
     if folder.is_dir() {
+        inside(&root, &folder, environment)?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
             .map_err(|e| Error::new(format!("cannot read {}: {e}", folder.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
             .collect();
         files.sort();
+        for file in &files {
+            inside(&root, file, environment)?;
+        }
         return Ok(files);
     }
     let single = dir.join(format!("{environment}.sql"));
     if single.is_file() {
+        inside(&root, &single, environment)?;
         return Ok(vec![single]);
     }
     let known: Vec<String> = std::fs::read_dir(dir)
@@ -135,6 +145,38 @@ pub fn seed_files(dir: &Path, environment: &str) -> Result<Vec<PathBuf>, Error> 
         dir.display(),
         known.join(", ")
     )))
+}
+
+/// An environment names a file or folder directly inside the seed directory: no path
+/// separators, no `..`, nothing absolute, nothing hidden.
+fn check_environment_name(environment: &str) -> Result<(), Error> {
+    let plain = !environment.is_empty()
+        && !environment.starts_with('.')
+        && !environment.contains(['/', '\\', '\0'])
+        && Path::new(environment).components().count() == 1;
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "seed environment {environment:?} is not a plain name (no '/', '..' or leading '.'): refusing to read outside the seed directory"
+        )))
+    }
+}
+
+/// Refuses `path` unless it resolves, symlinks followed, to a place under `root` (itself
+/// already resolved).
+fn inside(root: &Path, path: &Path, environment: &str) -> Result<(), Error> {
+    let real = path.canonicalize().map_err(|e| Error::new(format!("cannot read seed {}: {e}", path.display())))?;
+    if real.starts_with(root) {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "seed {} for environment {environment:?} resolves to {}, outside the seed directory {}: refusing to read it",
+            path.display(),
+            real.display(),
+            root.display()
+        )))
+    }
 }
 
 /// Applies each seed file once, in its own transaction with its history row; a file already
@@ -178,6 +220,7 @@ enum Applied {
     Changed,
 }
 
+// Created inside each seed's transaction, so that a seed that fails leaves no table behind.
 const HISTORY: &str = "CREATE TABLE IF NOT EXISTS sage_seed_history (environment TEXT NOT NULL, file TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (environment, file))";
 
 async fn seed_pg(
@@ -189,11 +232,10 @@ async fn seed_pg(
 ) -> Result<Applied, Error> {
     let mut client = sage_conn::connect(pg).await?;
     let q = |e: tokio_postgres::Error| {
-        let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-        Error::new(format!("seed {name} failed and was rolled back: {detail}"))
+        Error::new(format!("seed {name} failed and was rolled back: {}", sage_conn::describe_pg_error(&e, None)))
     };
-    client.batch_execute(HISTORY).await.map_err(q)?;
     let tx = client.transaction().await.map_err(q)?;
+    tx.batch_execute(HISTORY).await.map_err(q)?;
     tx.batch_execute("LOCK TABLE sage_seed_history IN EXCLUSIVE MODE").await.map_err(q)?;
     let existing = tx
         .query_opt(
@@ -220,8 +262,8 @@ fn seed_sqlite(path: &Path, environment: &str, name: &str, checksum: &str, sql: 
     let mut conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the SQLite database", e))?;
     let q = |e: rusqlite::Error| Error::new(format!("seed {name} failed and was rolled back: {e}"));
     conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(q)?;
-    conn.execute_batch(HISTORY).map_err(q)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(q)?;
+    tx.execute_batch(HISTORY).map_err(q)?;
     let existing: Option<String> = tx
         .query_row(
             "SELECT checksum FROM sage_seed_history WHERE environment = ?1 AND file = ?2",

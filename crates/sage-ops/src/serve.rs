@@ -21,7 +21,6 @@ use crate::Error;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub bind: SocketAddr,
     /// How often expired sessions and nonces are deleted; `None` turns cleanup off.
     pub cleanup_every: Option<Duration>,
 }
@@ -342,17 +341,23 @@ fn target_label(target: &Target) -> String {
     }
 }
 
-/// Serves until `shutdown` resolves: stops accepting, lets requests in flight finish, stops
-/// the cleanup loop after its current pass, and closes the store.
+/// Takes the address, so that a caller can announce it only once it is really listening
+/// (and fail with the reason when it cannot, e.g. the address is in use).
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(address).await.map_err(|e| Error::new(format!("cannot listen on {address}: {e}")))
+}
+
+/// Serves on `listener` (from [`bind`]) until `shutdown` resolves: stops accepting, lets
+/// requests in flight finish, stops the cleanup loop after its current pass, and closes the
+/// store.
 pub async fn serve(
     store: Store,
     target: Target,
+    listener: tokio::net::TcpListener,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(options.bind)
-        .await
-        .map_err(|e| Error::new(format!("cannot listen on {}: {e}", options.bind)))?;
+    let address = listener.local_addr().map_err(|e| Error::new(format!("cannot read the listening address: {e}")))?;
     let state = AppState::new(store.clone(), target);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let cleaner = options.cleanup_every.map(|every| {
@@ -370,7 +375,7 @@ pub async fn serve(
             }
         })
     });
-    tracing::info!(address = %options.bind, "serving");
+    tracing::info!(%address, "serving");
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     if let Some(cleaner) = cleaner {

@@ -17,7 +17,12 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
-        let message = format!("{}: {source}", message.into());
+        // tokio-postgres prints every server error as "db error"; say what the server said.
+        let text = match (&source as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => sage_conn::describe_pg_error(pg, None),
+            None => source.to_string(),
+        };
+        let message = format!("{}: {text}", message.into());
         Error { message, source: Some(Box::new(source)) }
     }
 }

@@ -118,8 +118,9 @@ impl From<sage_conn::Error> for StoreError {
     }
 }
 
-/// Maps a PostgreSQL error onto the portable kinds.
-pub(crate) fn from_pg(what: &str, e: tokio_postgres::Error) -> StoreError {
+/// Maps a PostgreSQL error onto the portable kinds. The message is the server's (with the
+/// privilege and object when one is missing, which the statement's text lets us name).
+pub(crate) fn from_pg(what: &str, statement: &str, e: tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     let kind = match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => ErrorKind::AlreadyExists,
@@ -131,7 +132,7 @@ pub(crate) fn from_pg(what: &str, e: tokio_postgres::Error) -> StoreError {
         None if e.is_closed() || e.to_string().contains("connection") => ErrorKind::Unavailable,
         None => ErrorKind::Unavailable,
     };
-    let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+    let detail = sage_conn::describe_pg_error(&e, Some(statement));
     StoreError::new(kind, format!("{what}: {detail}")).with_source(e)
 }
 
@@ -143,5 +144,25 @@ pub(crate) fn from_sqlite(what: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     };
+    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+        // SQLite's own text ("database or disk is full") names neither; the backend adds the
+        // file (see `StoreError::on_file`), since only it knows which one it was writing.
+        return StoreError::new(ErrorKind::Unavailable, format!("{what}: disk full")).with_source(e);
+    }
     StoreError::new(kind, format!("{what}: {e}")).with_source(e)
+}
+
+impl StoreError {
+    /// Names the file a SQLite write failed on when the disk was full.
+    pub(crate) fn on_file(mut self, path: &str) -> StoreError {
+        let full = self
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+            .is_some_and(|e| e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
+        if full && !self.message.ends_with(path) {
+            self.message = format!("{} while writing {path}", self.message);
+        }
+        self
+    }
 }

@@ -207,6 +207,12 @@ fn hex_id(id: &[u8; 4]) -> String {
 pub fn append_key(path: &Path, create: bool) -> Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |e: std::io::Error| {
+        if sage_conn::is_disk_full(&e) {
+            return StoreError::new(
+                ErrorKind::Unavailable,
+                format!("cannot write key file: {}", sage_conn::describe_io_error(&e, path)),
+            );
+        }
         StoreError::new(ErrorKind::InvalidInput, format!("cannot write key file {}: {e}", path.display()))
     };
     let key = generate_key();

@@ -19,6 +19,9 @@ pub struct ClusterOptions {
     /// Serve TLS with a certificate for `localhost` signed by a throwaway CA, whose PEM
     /// file [`PgCluster::ca_cert`] returns.
     pub tls: bool,
+    /// With `tls`: the server's certificate expired in 2001, for tests of how clients
+    /// report it.
+    pub expired_certificate: bool,
 }
 
 /// A PostgreSQL cluster in a temporary directory. Dropping it stops the server and removes
@@ -178,7 +181,11 @@ impl PgCluster {
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sage-testkit CA");
         let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
         let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
-        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(fail)?;
+        let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(fail)?;
+        if self.options.expired_certificate {
+            server_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            server_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
         let server_key = rcgen::KeyPair::generate().map_err(fail)?;
         let server = server_params.signed_by(&server_key, &ca, &ca_key).map_err(fail)?;
         let data = self.data_dir();

@@ -202,8 +202,17 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     use sage_store::{NonceStore, SessionStore};
     let db = Database::resolve(global, true)?;
     let config = config.map(|p| sage_ops::cleanup::CleanupConfig::load(&p)).transpose()?.unwrap_or_default();
+    if let Target::Sqlite(sage_conn::SqliteLocation::File(path)) = &db.settings.target {
+        // Opening a missing file would create an empty database and report it clean.
+        if !path.exists() {
+            bail!("cannot clean up {}: the file does not exist", path.display());
+        }
+    }
+    // Every rule is checked against the catalog before anything is deleted, expired
+    // sessions and nonces included: a rule that cannot run stops the whole cleanup.
+    let checked = sage_ops::cleanup::check_rules(&db.settings.target, &config, dry_run).await?;
     let mut result = serde_json::Map::new();
-    let sage_tables = !matches!(db.settings.target, Target::Memory) && has_sage_tables(&db).await;
+    let sage_tables = !matches!(db.settings.target, Target::Memory) && has_sage_tables(&db).await?;
     if sage_tables {
         let store = db.open_store().await?;
         let (sessions, nonces) = if dry_run {
@@ -221,7 +230,7 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     }
     let now = chrono::Utc::now();
     let mut rules = Vec::new();
-    for rule in &config.retention {
+    for rule in &checked {
         let (bar, progress) = progress_bar("deleting rows");
         let report = sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &*progress).await;
         bar.finish_and_clear();
@@ -250,11 +259,14 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     Ok(ExitCode::SUCCESS)
 }
 
-async fn has_sage_tables(db: &Database) -> bool {
-    sage_schema::live(&db.settings.target)
+/// Whether SAGE's tables are here. Failing to look (no server, wrong password, TLS) is an
+/// error, never "no tables": a cleanup that cannot connect must not report success.
+async fn has_sage_tables(db: &Database) -> anyhow::Result<bool> {
+    // The message is kept whole: the binary prints the outermost message only.
+    let schema = sage_schema::live(&db.settings.target)
         .await
-        .map(|s| ["sessions", "nonces"].iter().all(|t| s.tables.iter().any(|x| &x.name == t)))
-        .unwrap_or(false)
+        .map_err(|e| anyhow::anyhow!("cannot look for SAGE's tables: {e}"))?;
+    Ok(["sessions", "nonces"].iter().all(|t| schema.tables.iter().any(|x| &x.name == t)))
 }
 
 pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<ExitCode> {
@@ -297,7 +309,7 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
     };
     let config = sage_ops::roles::RolesConfig::load(config)?;
     if dry_run {
-        for sql in config.statements() {
+        for sql in sage_ops::roles::plan(pg, &config).await? {
             say!("{sql};");
         }
         return Ok(ExitCode::SUCCESS);

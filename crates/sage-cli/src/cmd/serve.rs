@@ -20,6 +20,11 @@ pub async fn run(
     let cleanup_every =
         if cleanup_every == "off" { None } else { Some(DurationField::new("--cleanup-every").parse(cleanup_every)?) };
     let db = Database::resolve(global, true)?;
+    // Listen before anything else: an address in use or not ours fails at once, with the
+    // reason, and "serving on" is printed only when it is true.
+    let address = SocketAddr::new(bind, port);
+    let listener = sage_ops::serve::bind(address).await?;
+    let address = listener.local_addr().unwrap_or(address);
     let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
     // Only --migrate changes the schema; otherwise a database behind the expected version
     // stops start-up with the store's message.
@@ -28,12 +33,12 @@ pub async fn run(
     for notice in store.notices() {
         eprintln!("note: {notice}");
     }
-    let address = SocketAddr::new(bind, port);
     eprintln!("serving {} on http://{address} (/, /health, /health/db, /metrics)", db.settings);
     sage_ops::serve::serve(
         store,
         db.settings.target.clone(),
-        sage_ops::serve::ServeOptions { bind: address, cleanup_every },
+        listener,
+        sage_ops::serve::ServeOptions { cleanup_every },
         shutdown_signal(),
     )
     .await?;

@@ -55,7 +55,21 @@ pub trait Driver: Send {
 }
 
 pub(crate) fn db_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    let text = e.to_string();
+    statement_error(what, None, e)
+}
+
+/// Like [`db_error`], naming the statement so that a missing privilege can be named too.
+/// A PostgreSQL error shows the server's own message (the driver's `Display` says only
+/// "db error").
+pub(crate) fn statement_error(
+    what: &str,
+    statement: Option<&str>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    let text = match (&e as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => sage_conn::describe_pg_error(pg, statement),
+        None => e.to_string(),
+    };
     Error::with_source(crate::ErrorKind::Database, format!("{what}: {text}"), e)
 }
 

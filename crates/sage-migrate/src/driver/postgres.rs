@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sage_conn::{quote_ident, PgSettings};
 use tokio_postgres::Client;
 
-use super::{db_error, lock_key, Driver};
+use super::{db_error, lock_key, statement_error, Driver};
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
@@ -72,11 +72,18 @@ impl PgDriver {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(table))
     }
 
+    /// The columns of a bookkeeping table, empty when it does not exist. Read from the
+    /// catalog, which every role may read: information_schema shows only tables the role has
+    /// privileges on, so a role without them would see no history and be told the database
+    /// was never migrated, instead of being told which privilege it lacks.
     async fn table_columns(&self, table: &str) -> Result<Vec<String>, Error> {
         let rows = self
             .client()?
             .query(
-                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                "SELECT a.attname::text FROM pg_attribute a \
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
                 &[&self.schema, &table],
             )
             .await
@@ -198,7 +205,11 @@ impl Driver for PgDriver {
             "SELECT version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error FROM {} ORDER BY version",
             self.history_table()
         );
-        let rows = self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read the history table", e))?;
+        let rows = self
+            .client()?
+            .query(&sql, &[])
+            .await
+            .map_err(|e| statement_error("cannot read the history table", Some(&sql), e))?;
         rows.iter()
             .map(|r| {
                 let state: String = r.get(3);
@@ -224,16 +235,22 @@ impl Driver for PgDriver {
         let columns = self.table_columns("schema_migrations").await?;
         if columns.iter().any(|c| c == "dirty") {
             let sql = format!("SELECT version::bigint, dirty FROM {} LIMIT 1", self.qualified("schema_migrations"));
-            let row =
-                self.client()?.query_opt(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let row = self
+                .client()?
+                .query_opt(&sql, &[])
+                .await
+                .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
             found.push(LegacyTable::GolangMigrate {
                 version: row.as_ref().map(|r| r.get(0)),
                 dirty: row.map(|r| r.get(1)).unwrap_or(false),
             });
         } else if columns.iter().any(|c| c == "version") {
             let sql = format!("SELECT version::text FROM {} ORDER BY 1", self.qualified("schema_migrations"));
-            let rows =
-                self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read schema_migrations", e))?;
+            let rows = self
+                .client()?
+                .query(&sql, &[])
+                .await
+                .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
             let versions = rows.iter().filter_map(|r| r.get::<_, String>(0).parse().ok()).collect();
             found.push(LegacyTable::Dbmate { versions });
         }
@@ -242,8 +259,11 @@ impl Driver for PgDriver {
                 "SELECT version, success, checksum FROM {} ORDER BY version",
                 self.qualified("_sqlx_migrations")
             );
-            let rows =
-                self.client()?.query(&sql, &[]).await.map_err(|e| db_error("cannot read _sqlx_migrations", e))?;
+            let rows = self
+                .client()?
+                .query(&sql, &[])
+                .await
+                .map_err(|e| statement_error("cannot read _sqlx_migrations", Some(&sql), e))?;
             let rows =
                 rows.iter().map(|r| SqlxRow { version: r.get(0), success: r.get(1), checksum: r.get(2) }).collect();
             found.push(LegacyTable::Sqlx { rows });

@@ -130,8 +130,8 @@ impl PgBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
-        client.execute(&statement, params).await.map_err(|e| from_pg(what, e))
+        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))?;
+        client.execute(&statement, params).await.map_err(|e| from_pg(what, sql, e))
     }
 
     /// Runs `sql` with a DID record bound to `$1`…`$12` in the order of `DID_COLUMNS`.
@@ -232,8 +232,8 @@ async fn query_on(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<Row>> {
-    let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, e))?;
-    client.query(&statement, params).await.map_err(|e| from_pg(what, e))
+    let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))?;
+    client.query(&statement, params).await.map_err(|e| from_pg(what, sql, e))
 }
 
 /// Claims per statement, at most.
@@ -264,7 +264,7 @@ async fn claim_statement(
     let mut attempt = 0;
     let rows = loop {
         let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-        let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", e))?;
+        let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", SQL, e))?;
         match client.query(&statement, &[&nonces, &sessions, &expiries, &now]).await {
             Ok(rows) => break rows,
             // Another writer (not a claim batch) can still close a lock cycle; the statement
@@ -278,7 +278,7 @@ async fn claim_statement(
                 attempt += 1;
                 tracing::debug!(attempt, "nonce claim batch retried after {e}");
             }
-            Err(e) => return Err(from_pg("cannot claim nonces", e)),
+            Err(e) => return Err(from_pg("cannot claim nonces", SQL, e)),
         }
     };
     let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();

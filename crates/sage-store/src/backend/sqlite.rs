@@ -157,11 +157,14 @@ impl SqliteBackend {
             }
         };
         let batcher = match writer {
-            Some(mut conn) => ClaimBatcher::on_thread(
-                "sage-sqlite-claims",
-                move |claims, now| claim_transaction(&mut conn, &claims, now),
-                1000,
-            ),
+            Some(mut conn) => {
+                let label = label.clone();
+                ClaimBatcher::on_thread(
+                    "sage-sqlite-claims",
+                    move |claims, now| claim_transaction(&mut conn, &claims, now).map_err(|e| e.on_file(&label)),
+                    1000,
+                )
+            }
             // A private in-memory database exists only on the pool's one connection.
             None => {
                 let pool = pool.clone();
@@ -197,9 +200,10 @@ impl SqliteBackend {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let label = self.label.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.lease()?;
-            f(&mut conn)
+            f(&mut conn).map_err(|e| e.on_file(&label))
         })
         .await
         .map_err(|e| StoreError::new(ErrorKind::Internal, format!("sqlite task failed: {e}")))?
