@@ -72,7 +72,7 @@ fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
         let text = flatten(&cause.to_string());
-        if text.is_empty() || line.contains(&text) {
+        if text.is_empty() || line.contains(&text) || already_worded(cause, &line) {
             continue;
         }
         if !line.is_empty() {
@@ -81,6 +81,16 @@ fn one_line(error: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// A driver error that an outer message has already put in words (sage-conn's
+/// `describe_pg_error` quotes the server's message or the SQLSTATE): its own text, "db
+/// error: ERROR: …", would say the same thing again.
+fn already_worded(cause: &(dyn std::error::Error + 'static), line: &str) -> bool {
+    let Some(db) = cause.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.as_db_error()) else {
+        return false;
+    };
+    line.contains(db.message()) || line.contains(&format!("SQLSTATE {}", db.code().code()))
 }
 
 /// A message that spans lines (TOML's parse errors draw the offending line with a gutter

@@ -357,6 +357,10 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    if options.cleanup_every.is_some_and(|every| every.is_zero()) {
+        // A zero period would panic the cleanup task while /health kept answering.
+        return Err(Error::new("cleanup_every must be longer than zero (None turns cleanup off)"));
+    }
     let address = listener.local_addr().map_err(|e| Error::new(format!("cannot read the listening address: {e}")))?;
     let state = AppState::new(store.clone(), target);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
