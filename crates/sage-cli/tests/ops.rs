@@ -276,6 +276,16 @@ fn sqlite_retention_on_an_integer_column_never_deletes_every_row() {
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3, "only the old DID went");
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expired'"), 0);
 
+    // A unit of the wrong scale: microseconds read as milliseconds put every row far in the
+    // future, seconds stored and read as microseconds would put every row in 1970.
+    for wrong in ["unix_millis", "unix_seconds"] {
+        let config = write_rules(cwd.path(), &format!("{rule}unit = \"{wrong}\"\n"));
+        let refused = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+        assert_eq!(refused.status.code(), Some(2), "{wrong}");
+        assert!(stderr(&refused).contains("looks like unix_micros"), "{wrong}: {}", stderr(&refused));
+        assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 3, "{wrong}: nothing deleted");
+    }
+
     // An integer-declared column holding text: the unit does not fit the data.
     rusqlite::Connection::open(&db)
         .unwrap()

@@ -162,6 +162,9 @@ struct ColumnFacts {
     missing_privileges: Vec<&'static str>,
     /// SQLite only: the storage class of a value that disagrees with the unit, if any.
     stray_value: Option<String>,
+    /// For a rule with an integer unit: the column's largest value, to tell a unit that
+    /// does not match the stored scale (seconds read as microseconds match every row).
+    newest: Option<i64>,
 }
 
 /// Checks every rule against the catalog: the table and column exist, the column's type
@@ -227,7 +230,31 @@ fn judge(rule: &RetentionRule, facts: ColumnFacts, sqlite: bool, dry_run: bool) 
             "column type {declared:?} with unit = \"{unit}\", but the column holds {found} values, which that unit cannot compare"
         ));
     }
+    if let (Comparison::Integer(unit), Some(newest)) = (comparison, facts.newest) {
+        plausible_time(unit, newest)?;
+    }
     Ok(CheckedRule { rule: rule.clone(), schema, table, column, comparison })
+}
+
+/// Refuses a unit under which the column's newest value is not a recent time: before 2000
+/// or more than a day ahead means the values are in another unit (seconds read as
+/// microseconds put every row in 1970, and the rule would delete them all).
+fn plausible_time(unit: TimeUnit, newest: i64) -> Result<(), String> {
+    let earliest = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").expect("a valid date").to_utc();
+    let latest = Utc::now() + chrono::Duration::days(1);
+    if newest < unit.integer_cutoff(earliest) || newest > unit.integer_cutoff(latest) {
+        let scales = [TimeUnit::UnixSeconds, TimeUnit::UnixMillis, TimeUnit::UnixMicros];
+        let fits = scales
+            .iter()
+            .find(|u| newest >= u.integer_cutoff(earliest) && newest <= u.integer_cutoff(latest))
+            .map(|u| format!(" (it looks like {})", u.name()))
+            .unwrap_or_default();
+        return Err(format!(
+            "the column's newest value, {newest}, is not a time since 2000 in unit = \"{}\"{fits}; nothing would be safe to delete with this unit",
+            unit.name()
+        ));
+    }
+    Ok(())
 }
 
 fn pg_comparison(rule: &RetentionRule, type_name: &str) -> Result<Comparison, String> {
@@ -333,7 +360,13 @@ async fn pg_facts(client: &tokio_postgres::Client, rule: &RetentionRule, dry_run
         .await
         .map_err(q)?
     else {
-        return Ok(ColumnFacts { table: None, column: None, missing_privileges: Vec::new(), stray_value: None });
+        return Ok(ColumnFacts {
+            table: None,
+            column: None,
+            missing_privileges: Vec::new(),
+            stray_value: None,
+            newest: None,
+        });
     };
     let oid: u32 = row.get(2);
     let mut missing = Vec::new();
@@ -354,11 +387,23 @@ async fn pg_facts(client: &tokio_postgres::Client, rule: &RetentionRule, dry_run
         .await
         .map_err(q)?
         .map(|r| (r.get(0), r.get(1)));
+    let (schema, table): (String, String) = (row.get(0), row.get(1));
+    let mut newest = None;
+    let integer_column = column
+        .as_ref()
+        .is_some_and(|(_, t): &(String, String)| matches!(t.as_str(), "smallint" | "integer" | "bigint"));
+    if missing.is_empty() && integer_column && rule.unit.is_some_and(TimeUnit::is_integer) {
+        let (name, _) = column.as_ref().expect("checked above");
+        let sql =
+            format!("SELECT max({})::bigint FROM {}.{}", quote_ident(name), quote_ident(&schema), quote_ident(&table));
+        newest = client.query_one(&sql, &[]).await.map_err(q)?.get(0);
+    }
     Ok(ColumnFacts {
-        table: Some((Some(row.get(0)), row.get(1))),
+        table: Some((Some(schema), table)),
         column,
         missing_privileges: missing,
         stray_value: None,
+        newest,
     })
 }
 
@@ -390,7 +435,13 @@ fn sqlite_facts(path: &Path, rules: &[RetentionRule]) -> Result<Vec<ColumnFacts>
             .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })
             .map_err(q)?;
         let Some(table_name) = exists else {
-            out.push(ColumnFacts { table: None, column: None, missing_privileges: Vec::new(), stray_value: None });
+            out.push(ColumnFacts {
+                table: None,
+                column: None,
+                missing_privileges: Vec::new(),
+                stray_value: None,
+                newest: None,
+            });
             continue;
         };
         let column: Option<(String, String)> = conn
@@ -407,6 +458,7 @@ fn sqlite_facts(path: &Path, rules: &[RetentionRule]) -> Result<Vec<ColumnFacts>
             column: column.clone(),
             missing_privileges: Vec::new(),
             stray_value: None,
+            newest: None,
         };
         // The declared type says what a column should hold; SQLite stores whatever it is
         // given, so one value of another storage class is enough to make the comparison
@@ -430,6 +482,10 @@ fn sqlite_facts(path: &Path, rules: &[RetentionRule]) -> Result<Vec<ColumnFacts>
                 .map(Some)
                 .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })
                 .map_err(q)?;
+            if unit.is_integer() && facts.stray_value.is_none() {
+                facts.newest =
+                    conn.query_row(&format!("SELECT max({col}) FROM {qualified}"), [], |r| r.get(0)).map_err(q)?;
+            }
         }
         out.push(facts);
     }
@@ -545,6 +601,17 @@ pub async fn apply_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_integer_unit_must_match_the_scale_of_the_stored_times() {
+        let now = Utc::now();
+        assert!(plausible_time(TimeUnit::UnixSeconds, now.timestamp()).is_ok());
+        assert!(plausible_time(TimeUnit::UnixMicros, now.timestamp_micros()).is_ok());
+        let seconds_as_micros = plausible_time(TimeUnit::UnixMicros, now.timestamp()).unwrap_err();
+        assert!(seconds_as_micros.contains("looks like unix_seconds"), "{seconds_as_micros}");
+        assert!(plausible_time(TimeUnit::UnixSeconds, now.timestamp_millis()).unwrap_err().contains("unix_millis"));
+        assert!(plausible_time(TimeUnit::UnixSeconds, 5).is_err());
+    }
 
     #[test]
     fn config_errors_name_the_file_and_rule() {

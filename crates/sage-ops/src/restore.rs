@@ -166,41 +166,66 @@ pub(crate) struct SchemaIdentity {
     pub tables: Vec<String>,
 }
 
-/// Refuses a backup of another schema: histories that part ways, or no table in common.
-/// An empty database takes any backup; a database whose history is a prefix of the
-/// backup's, or the other way round, is the same schema at another version.
+/// Refuses a backup of another schema. An empty database takes any backup. When both
+/// record their migrations, one history must be a prefix of the other (the same schema at
+/// another version); when only one does, they are managed differently and are refused;
+/// when neither does, at least half of the database's tables must be in the backup.
+/// Bookkeeping tables (migration and seed histories) do not count as shared tables.
 pub(crate) fn check_same_schema(backup: &Manifest, target: &SchemaIdentity) -> Result<(), String> {
-    if target.tables.is_empty() {
+    let target_tables: Vec<&String> = target.tables.iter().filter(|t| !is_bookkeeping(t)).collect();
+    if target_tables.is_empty() && target.history.is_empty() {
         return Ok(());
     }
-    if !backup.history.is_empty() && !target.history.is_empty() {
-        for (ours, theirs) in backup.history.iter().zip(&target.history) {
-            if ours.version != theirs.version {
-                return Err(format!(
-                    "the backup's migration history has version {} where the database has {}",
-                    ours.version, theirs.version
-                ));
+    match (backup.history.is_empty(), target.history.is_empty()) {
+        (false, false) => {
+            for (ours, theirs) in backup.history.iter().zip(&target.history) {
+                if ours.version != theirs.version {
+                    return Err(format!(
+                        "the backup's migration history has version {} where the database has {}",
+                        ours.version, theirs.version
+                    ));
+                }
+                if ours.checksum != theirs.checksum {
+                    return Err(format!(
+                        "migration {} differs: the backup's checksum is {}, the database's {}",
+                        ours.version,
+                        short(&ours.checksum),
+                        short(&theirs.checksum)
+                    ));
+                }
             }
-            if ours.checksum != theirs.checksum {
-                return Err(format!(
-                    "migration {} differs: the backup's checksum is {}, the database's {}",
-                    ours.version,
-                    short(&ours.checksum),
-                    short(&theirs.checksum)
-                ));
-            }
+            Ok(())
         }
-        return Ok(());
+        (true, false) => {
+            Err(format!("the database has {} applied migration(s) and the backup records none", target.history.len()))
+        }
+        (false, true) => {
+            Err(format!("the backup records {} applied migration(s) and the database none", backup.history.len()))
+        }
+        (true, true) => {
+            let common = target_tables.iter().filter(|t| backup.tables.contains_key(t.as_str())).count();
+            if common == 0 || common * 2 < target_tables.len() {
+                return Err(format!(
+                    "only {common} of the database's {} table(s) are in the backup",
+                    target_tables.len()
+                ));
+            }
+            Ok(())
+        }
     }
-    let common = backup.tables.keys().filter(|t| target.tables.contains(t)).count();
-    if common == 0 {
-        return Err(format!(
-            "none of the backup's {} table(s) exists in the database, which has {} other table(s)",
-            backup.tables.len(),
-            target.tables.len()
-        ));
-    }
-    Ok(())
+}
+
+/// Tables that record how a database was managed rather than what it holds.
+fn is_bookkeeping(table: &str) -> bool {
+    let name = table.rsplit('.').next().unwrap_or(table);
+    matches!(
+        name,
+        "sage_schema_history"
+            | "sage_seed_history"
+            | "sage_schema_validation"
+            | "schema_migrations"
+            | "_sqlx_migrations"
+    )
 }
 
 fn short(checksum: &str) -> &str {
@@ -665,9 +690,18 @@ mod tests {
         let tmi = identity(&[(1, "x")], &["public.threat_models"]);
         assert!(check_same_schema(&sage, &tmi).unwrap_err().contains("migration 1 differs"));
         let unmanaged = manifest(&[], &["public.sessions"]);
-        assert!(check_same_schema(&unmanaged, &identity(&[], &["public.threat_models"]))
-            .unwrap_err()
-            .contains("none of"));
+        let tmi_unmanaged = identity(&[], &["public.threat_models"]);
+        assert!(check_same_schema(&unmanaged, &tmi_unmanaged).unwrap_err().contains("only 0"));
+        // Sharing only a bookkeeping table is not sharing a schema, and a backup without
+        // history is not one of a database that has one.
+        let bare = manifest(&[], &["public.sage_schema_history"]);
+        let sage = identity(&[(1, "a")], &["public.sage_schema_history", "public.sessions", "public.nonces"]);
+        assert!(check_same_schema(&bare, &sage).unwrap_err().contains("records none"));
+        let one_shared = manifest(&[], &["public.a", "public.x", "public.y"]);
+        let three = identity(&[], &["public.a", "public.b", "public.c"]);
+        assert!(check_same_schema(&one_shared, &three).is_err());
+        let dropped_one = manifest(&[], &["public.a", "public.b", "public.c"]);
+        assert!(check_same_schema(&dropped_one, &identity(&[], &["public.a", "public.b"])).is_ok());
     }
 
     #[test]

@@ -39,6 +39,15 @@ impl RolesConfig {
         if let Some(bad) = config.role.iter().find(|r| r.name.is_empty()) {
             return Err(Error::new(format!("{}: a role has an empty name ({bad:?})", path.display())));
         }
+        // A role name travels as a string literal inside a dollar-quoted block: a `$` could
+        // end that block early, so such names are refused rather than escaped.
+        if let Some(bad) = config.role.iter().find(|r| r.name.contains('$') || r.name.chars().any(char::is_control)) {
+            return Err(Error::new(format!(
+                "{}: role name {:?} contains `$` or a control character; use letters, digits and underscores",
+                path.display(),
+                bad.name
+            )));
+        }
         Ok(config)
     }
 
@@ -139,4 +148,22 @@ pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<usize, Error
     }
     tx.commit().await.map_err(|e| Error::with("cannot commit", e))?;
     Ok(statements.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_name_that_could_end_the_dollar_quoted_block_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roles.toml");
+        for name in ["x$sage$; DROP TABLE sessions; --", "bad\nname"] {
+            std::fs::write(&path, format!("[[role]]\nname = {}\n", toml::Value::String(name.into()))).unwrap();
+            let err = RolesConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains("roles.toml") && err.contains("role name"), "{err}");
+        }
+        std::fs::write(&path, "[[role]]\nname = \"app_reader\"\n").unwrap();
+        assert!(RolesConfig::load(&path).is_ok());
+    }
 }

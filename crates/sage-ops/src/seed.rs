@@ -259,6 +259,7 @@ async fn seed_pg(
 }
 
 fn seed_sqlite(path: &Path, environment: &str, name: &str, checksum: &str, sql: &str) -> Result<Applied, Error> {
+    sage_conn::create_private_file(path).map_err(|e| Error::new(format!("cannot create {}: {e}", path.display())))?;
     let mut conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the SQLite database", e))?;
     let q = |e: rusqlite::Error| Error::new(format!("seed {name} failed and was rolled back: {e}"));
     conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(q)?;

@@ -254,8 +254,10 @@ async fn another_databases_backup_is_refused_unless_replacing_the_schema_is_aske
     sage_conn::connect(other.settings())
         .await
         .unwrap()
+        // It shares one table name with SAGE's schema, which alone does not make it SAGE's.
         .batch_execute(
-            "CREATE TABLE threat_models (id int PRIMARY KEY, name text); INSERT INTO threat_models VALUES (1, 'tm');",
+            "CREATE TABLE threat_models (id int PRIMARY KEY, name text); INSERT INTO threat_models VALUES (1, 'tm');
+             CREATE TABLE sessions (token text);",
         )
         .await
         .unwrap();
@@ -283,7 +285,7 @@ async fn another_databases_backup_is_refused_unless_replacing_the_schema_is_aske
     let replace = restore::RestoreOptions { replace_schema: true };
     restore::restore(&target, &foreign.file, &Decryption::default(), &replace).await.unwrap();
     let tables: Vec<String> = pg_contents(sage.settings()).await.into_keys().collect();
-    assert_eq!(tables, vec!["public.threat_models".to_string()]);
+    assert_eq!(tables, vec!["public.sessions".to_string(), "public.threat_models".to_string()]);
 }
 
 /// Roles are cluster-wide and tests share a cluster: each test names its own.
