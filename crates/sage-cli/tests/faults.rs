@@ -215,6 +215,7 @@ async fn killed_backups_and_verifies_leave_nothing_the_next_run_trips_over() {
         kill_after(verify().spawn().unwrap(), point);
         left.extend(scratch().await.into_iter().filter(|n| !existing.contains(n)));
     }
+    assert!(!left.is_empty(), "no kill landed while a scratch database existed");
     timed(&mut verify());
     let remaining = scratch().await;
     let still: Vec<&String> = left.iter().filter(|n| remaining.contains(n)).collect();

@@ -645,24 +645,40 @@ fn a_full_disk_under_sqlite_names_the_file_being_written() {
     let mut claims = sage_db(cwd.path())
         .args(["nonce", "claim", "-", "--database-url", &url])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    {
-        use std::io::Write;
+    let feeder = {
         let mut stdin = claims.stdin.take().unwrap();
-        for i in 0..40_000 {
-            if writeln!(stdin, "nonce-{i:06}-{}", "x".repeat(100)).is_err() {
-                break;
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for i in 0..40_000 {
+                if writeln!(stdin, "nonce-{i:06}-{}", "x".repeat(100)).is_err() {
+                    break;
+                }
             }
-        }
-    }
+        })
+    };
     let out = claims.wait_with_output().unwrap();
+    feeder.join().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let message = stderr(&out);
     assert!(message.contains(&format!("disk full while writing {}", db.display())), "{message}");
     assert!(!message.contains("os error") && !message.contains("IoError"), "{message}");
+    // Every claim acknowledged as fresh before the disk filled is in the file, which is
+    // intact; and a replay of one of them is still refused on the full disk.
+    let acknowledged: Vec<String> =
+        stdout(&out).lines().filter_map(|l| l.strip_suffix(" fresh").map(str::to_string)).collect();
+    assert!(!acknowledged.is_empty(), "some claims were acknowledged before the disk filled");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    let stored: i64 = conn.query_row("SELECT count(*) FROM nonces", [], |r| r.get(0)).unwrap();
+    assert!(stored >= acknowledged.len() as i64, "{stored} stored, {} acknowledged", acknowledged.len());
+    drop(conn);
+    let replay = run(sage_db(cwd.path()).args(["nonce", "claim", &acknowledged[0], "--database-url", &url]));
+    assert!(stdout(&replay).contains("replayed"), "{} {}", stdout(&replay), stderr(&replay));
 
     // A migration on a full disk, and the key file a new store writes.
     disk.fill();
