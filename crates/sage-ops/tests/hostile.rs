@@ -438,3 +438,40 @@ async fn backups_are_read_and_written_only_as_regular_files_never_through_links(
     assert!(err.to_string().contains("not a regular file"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_sqlite_backups_are_refused_and_leave_the_file_as_it_was() {
+    let file = sage_testkit::SqliteFile::new();
+    let path = file.path().to_path_buf();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('a'), ('b');",
+        )
+        .unwrap();
+    let target = Target::Sqlite(sage_conn::SqliteLocation::File(path.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let passphrase = SecretString::from("sqlite passphrase".to_string());
+    let keys = Decryption { passphrase: Some(passphrase.clone()), identities: vec![] };
+    let plain = backup(&target, &options(dir.path(), PgFormat::Custom, Encryption::None), quiet()).await.unwrap();
+    let sealed = backup(
+        &target,
+        &options(&dir.path().join("sealed"), PgFormat::Custom, Encryption::Passphrase(passphrase)),
+        quiet(),
+    )
+    .await
+    .unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute_batch("INSERT INTO notes (body) VALUES ('after');").unwrap();
+    let before = sqlite_contents(&path);
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (tampered(&plain.file, "count", |m| m["tables"]["notes"] = 9.into()), "notes"),
+        (tampered(&plain.file, "dialect", |m| m["dialect"] = "postgres".into()), "kind"),
+        (tampered(&sealed.file, "sealed", |m| m["tables"]["notes"] = 9.into()), "altered"),
+        (tampered(&sealed.file, "downgraded", |m| m["encryption"] = "none".into()), "altered"),
+    ];
+    for (file, expected) in cases {
+        let err = restore::restore(&target, &file, &keys, &replace_nothing()).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{}: {err}", file.display());
+        assert_eq!(sqlite_contents(&path), before, "{}", file.display());
+    }
+}
