@@ -30,6 +30,9 @@ pub struct RestoreOptions {
     /// Restore a backup of a different schema (another migration history, or no table in
     /// common with the database) over it. Without it, such a restore is refused.
     pub replace_schema: bool,
+    /// Run the dump's statements as this role (`SET LOCAL ROLE`), e.g. a role without the
+    /// rights to reach the server's files or programs.
+    pub run_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -317,6 +320,11 @@ async fn restore_postgres(
             .map(|r| r.get(0))
             .collect();
         tx.batch_execute("SET LOCAL client_min_messages = warning").await.map_err(db("cannot configure".into()))?;
+        if let Some(role) = &options.run_as {
+            tx.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+                .await
+                .map_err(db(format!("cannot take the role {role:?}")))?;
+        }
         for schema in &schemas {
             tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
                 .await
@@ -622,7 +630,16 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                 ));
             };
             let scratch = sage_schema::Scratch::create(pg).await.map_err(|e| Error::new(e.to_string()))?;
-            let options = RestoreOptions { replace_schema: true };
+            // The dump runs as a role that owns the scratch database and nothing else: even a
+            // tampered plain backup cannot reach the server's files or programs from here.
+            let run_as = match scratch.restricted_role().await {
+                Ok(role) => role,
+                Err(e) => {
+                    scratch.drop().await;
+                    return Err(Error::new(e.to_string()));
+                }
+            };
+            let options = RestoreOptions { replace_schema: true, run_as };
             let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
             skipped = result?.skipped;

@@ -282,7 +282,7 @@ async fn another_databases_backup_is_refused_unless_replacing_the_schema_is_aske
     let own = backup(&target, &options(dir.path(), PgFormat::Custom, Encryption::None), quiet()).await.unwrap();
     restore::restore(&target, &own.file, &Decryption::default(), &replace_nothing()).await.unwrap();
 
-    let replace = restore::RestoreOptions { replace_schema: true };
+    let replace = restore::RestoreOptions { replace_schema: true, ..Default::default() };
     restore::restore(&target, &foreign.file, &Decryption::default(), &replace).await.unwrap();
     let tables: Vec<String> = pg_contents(sage.settings()).await.into_keys().collect();
     assert_eq!(tables, vec!["public.sessions".to_string(), "public.threat_models".to_string()]);
@@ -474,4 +474,24 @@ async fn tampered_sqlite_backups_are_refused_and_leave_the_file_as_it_was() {
         assert!(err.contains(expected), "{}: {err}", file.display());
         assert_eq!(sqlite_contents(&path), before, "{}", file.display());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_runs_a_plain_dump_without_the_rights_to_reach_the_servers_programs() {
+    let db = migrated_pg().await;
+    let target = Target::Postgres(db.settings().clone());
+    let dir = tempfile::tempdir().unwrap();
+    let plain = backup(&target, &options(dir.path(), PgFormat::SqlGz, Encryption::None), quiet()).await.unwrap();
+    // Where the server's operating-system user can write, so only the missing right stops it.
+    let marker = std::env::temp_dir().join(format!("sage-verify-{}", role("marker")));
+    let m = marker.display().to_string();
+    let file = rewrite_dump(&plain.file, "hidden.sql.gz", move |sql| {
+        format!("{sql}\nDO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {m}'''; END $x$;\n")
+    });
+    let err = restore::verify(&target, &file, &Decryption::default()).await.unwrap_err().to_string();
+    assert!(err.contains("permission denied") || err.contains("pg_execute_server_program"), "{err}");
+    assert!(!marker.exists(), "the program ran");
+    // An untouched backup verifies as before.
+    let verified = restore::verify(&target, &plain.file, &Decryption::default()).await.unwrap();
+    assert_eq!(verified.tables["public.nonces"], 50);
 }

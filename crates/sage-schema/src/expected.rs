@@ -118,11 +118,40 @@ impl Scratch {
         Ok(Scratch { settings: near.with_dbname(&name), admin: near.clone(), _owner: client })
     }
 
+    /// When the connecting role is a superuser, makes a role without any privilege of its
+    /// own, named like the scratch database, and hands it the database: a caller that runs
+    /// untrusted SQL there `SET ROLE`s to it, so that SQL cannot reach the server's files or
+    /// programs. Returns the role, or `None` when the connecting role is no superuser.
+    pub async fn restricted_role(&self) -> Result<Option<String>, Error> {
+        let client = &self._owner;
+        let q = |e: tokio_postgres::Error| Error::new(format!("cannot prepare the scratch database: {e}"));
+        let superuser: bool = client
+            .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+            .await
+            .map_err(q)?
+            .get(0);
+        if !superuser {
+            return Ok(None);
+        }
+        let role = self.settings.dbname.clone();
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {r} NOLOGIN; ALTER DATABASE {d} OWNER TO {r}",
+                r = quote_ident(&role),
+                d = quote_ident(&self.settings.dbname)
+            ))
+            .await
+            .map_err(q)?;
+        Ok(Some(role))
+    }
+
     pub async fn drop(self) {
         if let Ok(client) = sage_conn::connect(&self.admin).await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.settings.dbname));
-            if let Err(e) = client.batch_execute(&sql).await {
-                tracing::warn!(database = %self.settings.dbname, error = %e, "could not drop the scratch database");
+            let name = quote_ident(&self.settings.dbname);
+            for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("DROP ROLE IF EXISTS {name}")] {
+                if let Err(e) = client.batch_execute(&sql).await {
+                    tracing::warn!(database = %self.settings.dbname, error = %e, "could not drop the scratch database or role");
+                }
             }
         }
     }
@@ -155,6 +184,22 @@ async fn drop_abandoned(client: &tokio_postgres::Client) {
         match client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await {
             Ok(()) => tracing::info!(database = %name, "dropped a scratch database left by a killed run"),
             Err(e) => tracing::warn!(database = %name, error = %e, "could not drop an abandoned scratch database"),
+        }
+    }
+    // The restricted roles of scratch databases that are gone.
+    let roles = client
+        .query(
+            "SELECT r.rolname FROM pg_roles r WHERE starts_with(r.rolname, $1) \
+             AND NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = r.rolname) \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = 'sage-db scratch ' || r.rolname)",
+            &[&SCRATCH_PREFIX],
+        )
+        .await
+        .unwrap_or_default();
+    for row in roles {
+        let name: String = row.get(0);
+        if name[SCRATCH_PREFIX.len()..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            let _ = client.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name))).await;
         }
     }
 }
