@@ -204,8 +204,14 @@ async fn killed_backups_and_verifies_leave_nothing_the_next_run_trips_over() {
     };
     let scratch = || async {
         let client = sage_conn::connect(&pg).await.unwrap();
-        let rows =
-            client.query("SELECT datname FROM pg_database WHERE datname LIKE 'sage\\_scratch\\_%'", &[]).await.unwrap();
+        let rows = client
+            .query(
+                "SELECT 'database ' || datname FROM pg_database WHERE datname LIKE 'sage\\_scratch\\_%' \
+                     UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname LIKE 'sage\\_scratch\\_%'",
+                &[],
+            )
+            .await
+            .unwrap();
         rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
     };
     let span = timed(&mut verify());
