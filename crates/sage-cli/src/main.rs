@@ -101,7 +101,15 @@ fn flatten(text: &str) -> String {
         rest.starts_with('|') || l.chars().all(|c| matches!(c, '^' | '~' | '-' | ' '))
     };
     let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !is_drawing(l)).collect();
-    parts.join("; ").chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    let mut line = String::new();
+    for part in parts {
+        if !line.is_empty() {
+            // A part that introduces a list ends with a colon; the list follows it directly.
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn init_tracing(verbose: bool) {

@@ -388,6 +388,75 @@ fn key_and_snapshot_cases() -> Vec<Case> {
     cases
 }
 
+/// A backup file and manifests an attacker or an accident could leave beside it.
+fn manifest_cases() -> Vec<Case> {
+    let body: &[u8] = b"SQLite format 3\0 but not really a database";
+    let (sha256, size) = sage_ops::manifest::hash_reader(body, Path::new("b.sqlite")).unwrap();
+    let good = serde_json::json!({
+        "format": "sage-db backup 2", "file": "b.sqlite", "dialect": "sqlite", "kind": "sqlite",
+        "encryption": "none", "sha256": sha256, "size": size, "created_at": "2026-11-30T00:00:00Z",
+        "tool_version": "sage-db", "server_version": "SQLite", "migration_version": null,
+        "history": [], "tables": {"nonces": 1}, "privileges": false
+    });
+    let edits: Vec<(&str, serde_json::Value)> = vec![
+        ("file", serde_json::json!("../../etc/passwd")),
+        ("dialect", serde_json::json!("oracle")),
+        ("kind", serde_json::json!("custom; \\! id")),
+        ("encryption", serde_json::json!("rot13")),
+        ("sha256", serde_json::json!("not hex at all")),
+        ("size", serde_json::json!(1)),
+        ("format", serde_json::json!("sage-db backup 99")),
+        ("tables", serde_json::json!({"nonces": -5})),
+        ("tables", serde_json::json!({"a": i64::MAX, "b": i64::MAX})),
+        ("tables", serde_json::json!({"x$sage_verify$;\n\\! touch pwned\n--": 1})),
+        ("seal", serde_json::json!({"key": "AAAA", "mac": "00"})),
+        ("seal", serde_json::json!("a string")),
+        ("history", serde_json::json!([{"version": "one", "checksum": 1}])),
+        ("surprise", serde_json::json!("\\! id")),
+        ("created_at", serde_json::json!(12)),
+    ];
+    let mut cases = Vec::new();
+    for (field, value) in edits {
+        let mut manifest = good.clone();
+        manifest[field] = value;
+        cases.push(
+            case("b.sqlite", &["restore", "b.sqlite", "--yes"])
+                .file("b.sqlite", body)
+                .file("b.sqlite.manifest.json", manifest.to_string().as_bytes()),
+        );
+    }
+    for raw in [&b""[..], b"{", b"[]", b"null", b"\xff\xfe{}", b"{\"format\": \"sage-db backup 2\"}"] {
+        cases.push(
+            case("b.sqlite.manifest.json", &["restore", "b.sqlite", "--yes"])
+                .file("b.sqlite", body)
+                .file("b.sqlite.manifest.json", raw),
+        );
+    }
+    for command in [&["restore", "b.sqlite", "--yes"][..], &["backup", "verify", "b.sqlite"][..]] {
+        cases.push(case("no readable manifest", command).file("b.sqlite", body));
+    }
+    cases
+}
+
+/// Migration directories whose file names no migration tool would accept.
+fn migration_file_cases() -> Vec<Case> {
+    let files: &[(&str, &[u8], &str)] = &[
+        ("m/99999999999999999999_big.up.sql", b"SELECT 1;", "99999999999999999999_big.up.sql"),
+        ("m/1_a.up.sql", b"SELECT \xff;", "1_a.up.sql"),
+        ("m/0_zero.up.sql", b"SELECT 1;", "0_zero.up.sql"),
+    ];
+    let mut cases: Vec<Case> = files
+        .iter()
+        .map(|(name, body, names)| case(names, &["migrate", "up", "--source", "m"]).file(name, body))
+        .collect();
+    cases.push(
+        case("version 1", &["migrate", "up", "--source", "m"])
+            .file("m/1_a.up.sql", b"SELECT 1;")
+            .file("m/01_b.up.sql", b"SELECT 2;"),
+    );
+    cases
+}
+
 fn all_cases() -> Vec<Case> {
     let mut cases = duration_cases();
     cases.extend(url_cases());
@@ -397,6 +466,8 @@ fn all_cases() -> Vec<Case> {
     cases.extend(argument_cases());
     cases.extend(file_cases());
     cases.extend(key_and_snapshot_cases());
+    cases.extend(manifest_cases());
+    cases.extend(migration_file_cases());
     cases
 }
 
