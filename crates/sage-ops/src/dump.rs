@@ -292,6 +292,12 @@ impl<R: BufRead> DumpReader<R> {
             .collect();
         let word = |i: usize| words.get(i).map(String::as_str).unwrap_or_default();
         let refuse = |message: &str| Err(DumpError { line, message: message.to_string() });
+        if sql.starts_with('\\') {
+            // A meta-command after a statement on the same line, where psql would obey it.
+            return refuse(
+                "a psql meta-command is not something pg_dump writes; the dump was altered and nothing was run",
+            );
+        }
         if words.is_empty() {
             return Ok(());
         }
@@ -470,6 +476,7 @@ mod tests {
     #[test]
     fn guard_lines_are_skipped_and_other_meta_commands_refused() {
         assert_eq!(statements("\\restrict abc\nSELECT 1;\n\\unrestrict abc\n"), vec!["SELECT 1"]);
+        assert!(items("SELECT 1; \\! id;\n").unwrap_err().message.contains("meta-command"));
         for hostile in ["\\! touch /tmp/x\n", "\\copy t from '/etc/passwd'\n", "\\connect other\n", "\\i /etc/x\n"] {
             let err = items(&format!("SELECT 1;\n{hostile}")).unwrap_err();
             assert_eq!(err.line, 2, "{hostile}");
@@ -489,6 +496,32 @@ mod tests {
     fn copy_elsewhere_is_refused() {
         for sql in ["COPY t TO PROGRAM 'id';\n", "COPY t FROM PROGRAM 'id';\n", "COPY t FROM '/etc/passwd';\n"] {
             assert!(items(sql).unwrap_err().message.contains("COPY"), "{sql}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the reader ends with items or an error naming a line; it
+        /// never panics, and a statement it passes on never starts with a meta-command.
+        #[test]
+        fn any_input_is_read_or_refused_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let mut reader = DumpReader::new(bytes.as_slice());
+            while let Ok(Some(item)) = reader.next_item() {
+                if let Item::Statement { sql, .. } = item {
+                    proptest::prop_assert!(!sql.starts_with('\\'));
+                }
+            }
+        }
+
+        /// The same over text made of the characters that matter to the lexer.
+        #[test]
+        fn sql_like_text_is_read_or_refused_without_panicking(text in "[a-zA-Z0-9 ;'\"$\\\n\r*/\\-éE.(){}]{0,300}") {
+            let mut reader = DumpReader::new(text.as_bytes());
+            for _ in 0..1000 {
+                match reader.next_item() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
         }
     }
 
