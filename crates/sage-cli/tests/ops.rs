@@ -692,3 +692,32 @@ fn a_full_disk_under_sqlite_names_the_file_being_written() {
     assert!(stderr(&out).contains("disk full while writing"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("os error"), "{}", stderr(&out));
 }
+
+/// A rule that passes every check but fails while it runs (here a trigger refuses the
+/// delete) used to fail after the expiry pass had already deleted sessions and nonces.
+#[test]
+fn a_retention_rule_that_fails_while_running_stops_cleanup_before_expiry_deletes_anything() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["up"])).status.success());
+    let claim = run(sage_db(cwd.path()).args(["nonce", "claim", "expires-at-once", "--ttl", "1ms"]));
+    assert!(claim.status.success(), "{}", stderr(&claim));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let db = cwd.path().join("sage.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE audit (at INTEGER NOT NULL);
+             INSERT INTO audit VALUES (CAST(strftime('%s', 'now') AS INTEGER) - 40 * 86400);
+             CREATE TRIGGER keep_audit BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit rows are kept'); END;",
+        )
+        .unwrap();
+    let config = write_rules(
+        cwd.path(),
+        "[[retention]]\ntable = \"audit\"\ncolumn = \"at\"\nmax_age = \"30d\"\nunit = \"unix_seconds\"\n",
+    );
+    let out = run(sage_db(cwd.path()).args(["cleanup", "--config"]).arg(&config));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("audit rows are kept"), "{}", stderr(&out));
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expires-at-once'"), 1);
+    assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit"), 1);
+}

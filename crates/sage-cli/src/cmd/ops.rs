@@ -216,6 +216,16 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     // Every rule is checked against the catalog before anything is deleted, expired
     // sessions and nonces included: a rule that cannot run stops the whole cleanup.
     let checked = sage_ops::cleanup::check_rules(&db.settings.target, &config, dry_run).await?;
+    // Retention first: a rule that fails while it runs stops the cleanup before the
+    // expiry pass has deleted anything.
+    let now = chrono::Utc::now();
+    let mut rules = Vec::new();
+    for rule in &checked {
+        let (bar, progress) = progress_bar("deleting rows");
+        let report = sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &*progress).await;
+        bar.finish_and_clear();
+        rules.push(report?);
+    }
     let mut result = serde_json::Map::new();
     let sage_tables = !matches!(db.settings.target, Target::Memory) && has_sage_tables(&db).await?;
     if sage_tables {
@@ -232,14 +242,6 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
         };
         result.insert("expired_sessions".into(), sessions.into());
         result.insert("expired_nonces".into(), nonces.into());
-    }
-    let now = chrono::Utc::now();
-    let mut rules = Vec::new();
-    for rule in &checked {
-        let (bar, progress) = progress_bar("deleting rows");
-        let report = sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &*progress).await;
-        bar.finish_and_clear();
-        rules.push(report?);
     }
     result.insert("retention".into(), serde_json::to_value(&rules)?);
     result.insert("dry_run".into(), dry_run.into());
