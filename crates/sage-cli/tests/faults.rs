@@ -15,26 +15,8 @@ use common::{eventually, run, sage_db, stderr};
 use sage_conn::{quote_ident, PgSettings};
 
 /// Every table's whole contents as one digest per table.
-async fn pg_digest(pg: &PgSettings) -> Vec<(String, String)> {
-    let client = sage_conn::connect(pg).await.unwrap();
-    let tables = client
-        .query(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for t in tables {
-        let (s, n): (String, String) = (t.get(0), t.get(1));
-        let sql = format!(
-            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {}.{} x",
-            quote_ident(&s),
-            quote_ident(&n)
-        );
-        out.push((format!("{s}.{n}"), client.query_one(&sql, &[]).await.unwrap().get(0)));
-    }
-    out
+async fn pg_digest(pg: &PgSettings) -> std::collections::BTreeMap<String, String> {
+    sage_testkit::pg_contents(pg).await.unwrap()
 }
 
 async fn pg_exec(pg: &PgSettings, sql: &str) {
@@ -53,6 +35,14 @@ async fn other_sessions(pg: &PgSettings) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// Waits (at most 20 s) until no other session is left on the test database: a killed
+/// run must not leave one behind holding a snapshot or a transaction.
+fn sessions_drain(pg: &PgSettings) -> bool {
+    eventually(20, || {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(other_sessions(pg)) == 0)
+    })
 }
 
 /// Kill points spread over `span`, with a seeded jitter so runs probe different moments.
@@ -136,9 +126,7 @@ async fn a_killed_postgres_restore_leaves_the_database_before_or_after_never_bet
         let (mut rolled_back, mut completed) = (0, 0);
         for point in kill_points(span.mul_f64(1.2), 12) {
             let killed = kill_after(restore().spawn().unwrap(), point);
-            assert!(eventually(20, || tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
-            })));
+            assert!(sessions_drain(&pg));
             let now = pg_digest(&pg).await;
             if now == before {
                 rolled_back += 1;
@@ -184,9 +172,7 @@ async fn killed_backups_and_verifies_leave_nothing_the_next_run_trips_over() {
             }
         }
         // No open snapshot or transaction outlives the killed run.
-        assert!(eventually(20, || tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
-        })));
+        assert!(sessions_drain(&pg));
     }
     let file = backup_file(cwd.path(), &dir, &url);
     let partials: Vec<String> = std::fs::read_dir(&dir)
@@ -423,12 +409,7 @@ async fn a_backup_into_a_full_disk_fails_fast_and_leaves_nothing() {
             .filter(|n| !n.starts_with('.'))
             .collect();
         assert!(left.is_empty(), "{format}: left on the full disk: {left:?}");
-        assert!(
-            eventually(20, || tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(other_sessions(&pg)) == 0
-            })),
-            "{format}: pg_dump's snapshot is still held"
-        );
+        assert!(sessions_drain(&pg), "{format}: pg_dump's snapshot is still held");
     }
     // A SQLite backup too.
     let sqlite = cwd.path().join("app.db");

@@ -169,8 +169,8 @@ async fn backup_postgres(
     let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(q)?.get(0);
     let server_version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
     let tables = pg_row_counts(&client).await?;
-    let migration_version = pg_migration_version(&client).await;
     let history = pg_history(&client).await?;
+    let migration_version = history.last().map(|applied| applied.version);
 
     let (extension, gzip, format_flag) = match options.format {
         PgFormat::Custom => ("dump", false, "-Fc"),
@@ -312,23 +312,6 @@ pub(crate) async fn pg_history(client: &impl tokio_postgres::GenericClient) -> R
         .await
         .map_err(q)?;
     Ok(rows.iter().map(|r| Applied { version: r.get(0), checksum: r.get(1) }).collect())
-}
-
-async fn pg_migration_version(client: &tokio_postgres::Client) -> Option<i64> {
-    // Ask first: a failed query would abort the transaction that holds the dump's snapshot.
-    let exists: bool =
-        client.query_one("SELECT to_regclass('sage_schema_history') IS NOT NULL", &[]).await.ok()?.get(0);
-    if !exists {
-        return None;
-    }
-    let row = client
-        .query_opt(
-            "SELECT max(version) FROM sage_schema_history WHERE state IN ('applied', 'baseline', 'adopted')",
-            &[],
-        )
-        .await
-        .ok()??;
-    row.get(0)
 }
 
 fn backup_sqlite(

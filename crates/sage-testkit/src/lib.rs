@@ -17,12 +17,14 @@
 
 mod binaries;
 mod cluster;
+mod contents;
 mod database;
 mod error;
 mod sqlite;
 
 pub use binaries::PgBinaries;
 pub use cluster::{ClusterOptions, PgCluster};
+pub use contents::pg_contents;
 pub use database::{database, database_created_with, shared_admin, TestDatabase};
 pub use error::Error;
 pub use sqlite::SqliteFile;

@@ -33,22 +33,7 @@ pub async fn migrated_pg() -> sage_testkit::TestDatabase {
 
 /// Every table's full contents, as a digest per table.
 pub async fn pg_contents(pg: &PgSettings) -> BTreeMap<String, String> {
-    let client = sage_conn::connect(pg).await.unwrap();
-    let tables = client
-        .query("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2", &[])
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for t in tables {
-        let (s, n): (String, String) = (t.get(0), t.get(1));
-        let sql = format!(
-            "SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {}.{} x",
-            quote_ident(&s),
-            quote_ident(&n)
-        );
-        out.insert(format!("{s}.{n}"), client.query_one(&sql, &[]).await.unwrap().get(0));
-    }
-    out
+    sage_testkit::pg_contents(pg).await.unwrap()
 }
 
 pub async fn wipe_pg(pg: &PgSettings) {
