@@ -142,3 +142,129 @@ fn dump_check_notices_a_stale_snapshot() {
         .arg(dir.path()));
     assert!(stdout(&sql).contains("CREATE TABLE a"), "{}", stdout(&sql));
 }
+
+/// A SQLite table rebuild must not fire `ON DELETE CASCADE`: `DROP TABLE parent` deletes
+/// the parent's rows first, and with foreign keys on that used to empty every child table.
+#[test]
+fn sqlite_rebuild_of_a_parent_keeps_every_child_row() {
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", cwd.path().join("app.db").display());
+    let old = write_dir(&[(
+        "000001_init.up.sql",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent(id) ON DELETE CASCADE, note TEXT);
+         CREATE INDEX child_parent ON child (parent_id);
+         CREATE TRIGGER child_note AFTER INSERT ON child BEGIN UPDATE child SET note = coalesce(note, 'new') WHERE id = NEW.id; END;
+         CREATE VIEW family AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;",
+    )]);
+    let new = write_dir(&[(
+        "000001_init.up.sql",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL CHECK (length(name) > 0), kind TEXT NOT NULL DEFAULT 'plain');
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent(id) ON DELETE CASCADE, note TEXT);
+         CREATE INDEX child_parent ON child (parent_id);
+         CREATE TRIGGER child_note AFTER INSERT ON child BEGIN UPDATE child SET note = coalesce(note, 'new') WHERE id = NEW.id; END;
+         CREATE VIEW family AS SELECT p.name, c.note FROM parent p JOIN child c ON c.parent_id = p.id;",
+    )]);
+    let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url, "--source"]).arg(old.path()));
+    assert!(up.status.success(), "{}", stderr(&up));
+    let conn = rusqlite::Connection::open(cwd.path().join("app.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+         INSERT INTO parent (id, name) SELECT i, 'p' || i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+         INSERT INTO child (id, parent_id) SELECT i, 1 + i % 50 FROM n;",
+    )
+    .unwrap();
+    let before: Vec<(i64, i64, String)> = rows(&conn, "SELECT id, parent_id, note FROM child ORDER BY id");
+    drop(conn);
+
+    let wrote = run(sage_db(cwd.path())
+        .args(["schema", "diff"])
+        .arg(&url)
+        .arg(new.path())
+        .args(["--write", "stricter parent", "--source"])
+        .arg(old.path())
+        .args(["--database-url", &url]));
+    assert!(wrote.status.success(), "{}", stderr(&wrote));
+    let script = std::fs::read_to_string(old.path().join("000002_stricter_parent.up.sql")).unwrap();
+    assert!(script.contains("rebuild") || script.contains("RENAME"), "{script}");
+    let applied = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url, "--source"]).arg(old.path()));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    let conn = rusqlite::Connection::open(cwd.path().join("app.db")).unwrap();
+    assert_eq!(rows::<(i64, i64, String)>(&conn, "SELECT id, parent_id, note FROM child ORDER BY id"), before);
+    let parents: Vec<(i64, String, String)> = rows(&conn, "SELECT id, name, kind FROM parent ORDER BY id");
+    assert_eq!(parents.len(), 50);
+    assert!(parents.iter().all(|(id, name, kind)| *name == format!("p{id}") && kind == "plain"));
+    // The child's foreign key still points at the rebuilt parent and still cascades.
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM pragma_foreign_key_check"), vec![(0,)]);
+    conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM parent WHERE id = 1;").unwrap();
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM child"), vec![(196,)]);
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM family"), vec![(196,)]);
+    let validate = run(sage_db(cwd.path())
+        .args(["schema", "validate", "--strict", "--replay", "--database-url", &url, "--source"])
+        .arg(new.path()));
+    assert_eq!(validate.status.code(), Some(0), "{}{}", stdout(&validate), stderr(&validate));
+}
+
+/// A rebuild whose copied rows break a foreign key is refused and changes nothing.
+#[test]
+fn sqlite_rebuild_that_breaks_a_foreign_key_is_rolled_back() {
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", cwd.path().join("app.db").display());
+    let dir = write_dir(&[(
+        "000001_init.up.sql",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL REFERENCES parent(id) ON DELETE CASCADE);
+         INSERT INTO parent VALUES (1, 'a'), (2, 'b');
+         INSERT INTO child VALUES (10, 1), (20, 2);",
+    )]);
+    let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url, "--source"]).arg(dir.path()));
+    assert!(up.status.success(), "{}", stderr(&up));
+    // A hand-written rebuild in SQLite's documented form that loses parent 2 on the way.
+    std::fs::write(
+        dir.path().join("000002_rebuild.up.sql"),
+        "PRAGMA foreign_keys = OFF;
+         CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         INSERT INTO parent_new SELECT id, name FROM parent WHERE id = 1;
+         DROP TABLE parent;
+         ALTER TABLE parent_new RENAME TO parent;
+         PRAGMA foreign_keys = ON;",
+    )
+    .unwrap();
+    let refused = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url, "--source"]).arg(dir.path()));
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(stderr(&refused).contains("foreign key"), "{}", stderr(&refused));
+    let conn = rusqlite::Connection::open(cwd.path().join("app.db")).unwrap();
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM parent"), vec![(2,)]);
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM child"), vec![(2,)]);
+    assert_eq!(rows::<(i64,)>(&conn, "SELECT count(*) FROM sqlite_master WHERE name = 'parent_new'"), vec![(0,)]);
+}
+
+fn rows<T: FromRow>(conn: &rusqlite::Connection, sql: &str) -> Vec<T> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| T::from_row(r)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+trait FromRow: Sized {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl FromRow for (i64,) {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?,))
+    }
+}
+
+impl FromRow for (i64, i64, String) {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    }
+}
+
+impl FromRow for (i64, String, String) {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    }
+}

@@ -392,7 +392,7 @@ impl Migrator {
         complete_after.push(version);
         let mut row = row_for(&migration, RowState::Applied, 0, &self.driver.applied_by());
         if migration.up.transactional {
-            self.driver.begin().await?;
+            self.driver.begin_migration(statements.first().map(|s| s.sql)).await?;
             let outcome =
                 self.run_in_transaction(&migration, &statements, &mut row, started, &complete_after, legacy).await;
             if let Err(e) = outcome {
@@ -547,7 +547,7 @@ impl Migrator {
         let complete_after: Vec<i64> = complete_versions(history).into_iter().filter(|v| *v != version).collect();
         let run = async {
             if script.transactional {
-                self.driver.begin().await?;
+                self.driver.begin_migration(statements.first().map(|s| s.sql)).await?;
             }
             for (index, statement) in statements.iter().enumerate() {
                 if let Err(e) = self.driver.execute(statement.sql).await {

@@ -402,10 +402,22 @@ fn diff_sqlite(from: &Schema, to: &Schema) -> Vec<Change> {
     let rebuilt: Vec<&Table> =
         to.tables.iter().filter(|t| from.tables.iter().any(|o| o.name == t.name && o.sql != t.sql)).collect();
     let is_rebuilt = |name: &str| rebuilt.iter().any(|t| t.name == name);
+    // SQLite's procedure for changing a table's definition: foreign keys off (the runner
+    // honours this first statement outside the transaction and checks every foreign key
+    // before it commits), so that dropping the old table deletes no rows of other tables
+    // through ON DELETE CASCADE; views and triggers, which may name the table, are dropped
+    // first and created again after the swap.
+    let rebuilding = !rebuilt.is_empty();
+    if rebuilding {
+        first.push(change(
+            "turn foreign keys off while tables are rebuilt; every foreign key is checked before commit",
+            "PRAGMA foreign_keys = OFF;",
+            false,
+        ));
+    }
 
     for t in &from.triggers {
-        let unchanged =
-            to.triggers.iter().any(|n| n.name == t.name && n.definition == t.definition) && !is_rebuilt(&t.table);
+        let unchanged = !rebuilding && to.triggers.iter().any(|n| n.name == t.name && n.definition == t.definition);
         if !unchanged {
             first.push(change(
                 format!("drop trigger {}", t.name),
@@ -415,7 +427,7 @@ fn diff_sqlite(from: &Schema, to: &Schema) -> Vec<Change> {
         }
     }
     for v in from.views.iter().rev() {
-        if !to.views.iter().any(|n| n == v) {
+        if rebuilding || !to.views.iter().any(|n| n == v) {
             first.push(change(format!("drop view {}", v.name), format!("DROP VIEW {};", quote_ident(&v.name)), false));
         }
     }
@@ -452,7 +464,7 @@ fn diff_sqlite(from: &Schema, to: &Schema) -> Vec<Change> {
                     old.columns.iter().filter(|c| t.column(&c.name).is_none()).map(|c| c.name.as_str()).collect();
                 let create = rename_created_table(sql, &temp);
                 let sql = format!(
-                    "PRAGMA defer_foreign_keys = ON;\n{}\nINSERT INTO {} ({cols}) SELECT {cols} FROM {};\nDROP TABLE {};\nALTER TABLE {} RENAME TO {};",
+                    "{}\nINSERT INTO {} ({cols}) SELECT {cols} FROM {};\nDROP TABLE {};\nALTER TABLE {} RENAME TO {};",
                     statement(&create),
                     quote_ident(&temp),
                     quote_ident(&t.name),
@@ -482,13 +494,12 @@ fn diff_sqlite(from: &Schema, to: &Schema) -> Vec<Change> {
         }
     }
     for v in &to.views {
-        if !from.views.iter().any(|o| o == v) {
+        if rebuilding || !from.views.iter().any(|o| o == v) {
             middle.push(change(format!("create view {}", v.name), create_view(v), false));
         }
     }
     for t in &to.triggers {
-        let unchanged =
-            from.triggers.iter().any(|o| o.name == t.name && o.definition == t.definition) && !is_rebuilt(&t.table);
+        let unchanged = !rebuilding && from.triggers.iter().any(|o| o.name == t.name && o.definition == t.definition);
         if !unchanged {
             middle.push(change(format!("create trigger {}", t.name), statement(&t.definition), false));
         }

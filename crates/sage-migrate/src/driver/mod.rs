@@ -39,6 +39,15 @@ pub trait Driver: Send {
     async fn legacy(&mut self) -> Result<Vec<LegacyTable>, Error>;
 
     async fn begin(&mut self) -> Result<(), Error>;
+
+    /// Begins the transaction one migration script runs in. SQLite's documented procedure
+    /// for rebuilding a table starts with `PRAGMA foreign_keys = OFF`, which SQLite ignores
+    /// inside a transaction; the SQLite driver honours it when it is the script's first
+    /// statement, and then checks every foreign key before it commits.
+    async fn begin_migration(&mut self, _first_statement: Option<&str>) -> Result<(), Error> {
+        self.begin().await
+    }
+
     async fn commit(&mut self) -> Result<(), Error>;
     async fn rollback(&mut self) -> Result<(), Error>;
 

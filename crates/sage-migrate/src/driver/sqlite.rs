@@ -23,6 +23,9 @@ pub(crate) struct SqliteDriver {
     lock_path: Option<PathBuf>,
     lock_file: Option<File>,
     table: String,
+    /// The connection's `foreign_keys` setting before a migration turned it off; restored
+    /// when that migration's transaction ends.
+    foreign_keys_before: Option<bool>,
 }
 
 fn db_error(what: &str, e: rusqlite::Error) -> Error {
@@ -65,7 +68,41 @@ impl SqliteDriver {
         // longer wait is the same as the longest one SQLite can do.
         let busy_timeout = busy_timeout.min(std::time::Duration::from_millis(i32::MAX as u64));
         conn.busy_timeout(busy_timeout).map_err(|e| db_error("cannot set the busy timeout", e))?;
-        Ok(SqliteDriver { conn, lock_path, lock_file: None, table: table.to_string() })
+        Ok(SqliteDriver { conn, lock_path, lock_file: None, table: table.to_string(), foreign_keys_before: None })
+    }
+
+    /// Puts `foreign_keys` back as it was before the migration turned it off.
+    fn restore_foreign_keys(&mut self) -> Result<(), Error> {
+        match self.foreign_keys_before.take() {
+            Some(was_on) => self
+                .conn
+                .pragma_update(None, "foreign_keys", was_on)
+                .map_err(|e| db_error("cannot turn foreign keys back on", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every row that breaks a foreign key, as SQLite's `foreign_key_check` finds them; an
+    /// error describing them when there is at least one.
+    fn check_foreign_keys(&self) -> Result<(), Error> {
+        let mut stmt = self
+            .conn
+            .prepare(r#"SELECT "table", rowid, parent FROM pragma_foreign_key_check"#)
+            .map_err(|e| db_error("cannot check foreign keys", e))?;
+        let broken = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| db_error("cannot check foreign keys", e))?;
+        let Some((table, rowid, parent)) = broken.first() else { return Ok(()) };
+        let row = rowid.map(|r| format!(" (rowid {r})")).unwrap_or_default();
+        Err(Error::new(
+            ErrorKind::MigrationFailed,
+            format!(
+                "the migration turned foreign keys off and leaves {} row(s) that break a foreign key, \
+                 e.g. in table {table}{row}, whose {parent} row is missing; nothing of it was kept",
+                broken.len()
+            ),
+        ))
     }
 
     fn history_table(&self) -> String {
@@ -250,15 +287,42 @@ impl Driver for SqliteDriver {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| db_error("cannot begin a write transaction", e))
     }
 
+    async fn begin_migration(&mut self, first_statement: Option<&str>) -> Result<(), Error> {
+        if first_statement.is_some_and(turns_foreign_keys_off) {
+            let was_on: bool = self
+                .conn
+                .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                .map_err(|e| db_error("cannot read the foreign_keys setting", e))?;
+            self.conn
+                .pragma_update(None, "foreign_keys", false)
+                .map_err(|e| db_error("cannot turn foreign keys off", e))?;
+            self.foreign_keys_before = Some(was_on);
+        }
+        let begun = self.begin().await;
+        if begun.is_err() {
+            self.restore_foreign_keys()?;
+        }
+        begun
+    }
+
     async fn commit(&mut self) -> Result<(), Error> {
-        self.conn.execute_batch("COMMIT").map_err(|e| db_error("cannot commit", e))
+        // With foreign keys off nothing was enforced while the migration ran; SQLite's
+        // procedure checks them all before the commit, and a violation rolls back.
+        if self.foreign_keys_before.is_some() {
+            self.check_foreign_keys()?;
+        }
+        self.conn.execute_batch("COMMIT").map_err(|e| db_error("cannot commit", e))?;
+        self.restore_foreign_keys()
     }
 
     async fn rollback(&mut self) -> Result<(), Error> {
-        if self.conn.is_autocommit() {
-            return Ok(());
-        }
-        self.conn.execute_batch("ROLLBACK").map_err(|e| db_error("cannot roll back", e))
+        let rolled_back = if self.conn.is_autocommit() {
+            Ok(())
+        } else {
+            self.conn.execute_batch("ROLLBACK").map_err(|e| db_error("cannot roll back", e))
+        };
+        let restored = self.restore_foreign_keys();
+        rolled_back.and(restored)
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), StatementError> {
@@ -319,5 +383,63 @@ impl Driver for SqliteDriver {
                 .map(drop),
         };
         result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
+    }
+}
+
+/// Whether a statement is `PRAGMA foreign_keys = OFF` (or `0`, `false`, `no`), the first
+/// step of SQLite's documented procedure for changing a table's definition.
+fn turns_foreign_keys_off(sql: &str) -> bool {
+    let words: String = without_leading_comments(sql)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ';')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let Some(value) =
+        words.strip_prefix("pragmaforeign_keys=").or_else(|| words.strip_prefix("pragmamain.foreign_keys="))
+    else {
+        return false;
+    };
+    matches!(value.trim_matches(|c| c == '\'' || c == '"'), "off" | "0" | "false" | "no")
+}
+
+/// The statement after any comments and blank lines that precede it.
+fn without_leading_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.find(['\n', '\r']).map_or("", |end| &rest[end..]);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.find("*/").map_or("", |end| &rest[end + 2..]);
+        } else {
+            return sql;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turns_foreign_keys_off;
+
+    #[test]
+    fn recognises_the_pragma_that_turns_foreign_keys_off() {
+        for yes in [
+            "PRAGMA foreign_keys = OFF;",
+            "pragma foreign_keys=0",
+            "PRAGMA main.foreign_keys = 'off'",
+            "PRAGMA foreign_keys = false",
+            "-- rebuild\n/* step 1 */ PRAGMA foreign_keys = OFF;",
+        ] {
+            assert!(turns_foreign_keys_off(yes), "{yes}");
+        }
+        for no in [
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA defer_foreign_keys = ON",
+            "SELECT 1",
+            "PRAGMA foreign_keys",
+            "PRAGMA foreign_keys_x = OFF",
+            "-- PRAGMA foreign_keys = OFF",
+        ] {
+            assert!(!turns_foreign_keys_off(no), "{no}");
+        }
     }
 }
