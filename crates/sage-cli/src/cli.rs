@@ -28,8 +28,10 @@ impl Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Database URL: postgres://…, sqlite://FILE, sqlite::memory: or memory://.
-    /// Without it: DATABASE_URL, the DB_* or POSTGRES_* variables, then sqlite://sage.db.
+    /// Database URL: postgres://… (several hosts: postgres://h1,h2/db), a libpq string
+    /// (host=… dbname=…), sqlite://FILE, sqlite::memory: or memory://. Without it:
+    /// DATABASE_URL, the DB_* or POSTGRES_* variables, PGHOST/PGDATABASE/PGSERVICE, then
+    /// sqlite://sage.db.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 

@@ -4,7 +4,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::describe::error_chain;
-use crate::{tls, Error, ErrorKind, PgSettings, SslMode};
+use tokio_postgres::config::TargetSessionAttrs;
+
+use crate::{tls, Error, ErrorKind, PgSettings, SessionAttrs, SslMode};
 
 /// Opens one PostgreSQL connection, driving it on a background task. Errors say what to fix
 /// and never contain the password.
@@ -64,13 +66,20 @@ where
 
 pub(crate) fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
-    if s.host.starts_with('/') {
-        config.host_path(&s.host);
-    } else {
-        config.host(&s.host);
+    for (host, port) in s.endpoints() {
+        if host.starts_with('/') {
+            config.host_path(host);
+        } else {
+            config.host(host);
+        }
+        config.port(port);
     }
     config
-        .port(s.port)
+        .target_session_attrs(match s.target_session_attrs {
+            SessionAttrs::Any => TargetSessionAttrs::Any,
+            SessionAttrs::ReadWrite => TargetSessionAttrs::ReadWrite,
+            SessionAttrs::ReadOnly => TargetSessionAttrs::ReadOnly,
+        })
         .user(&s.user)
         .dbname(&s.dbname)
         .application_name(&s.application_name)
@@ -87,11 +96,21 @@ pub(crate) fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres
 }
 
 pub(crate) fn place(s: &PgSettings) -> String {
-    if s.host.starts_with('/') {
-        format!("the socket in {} (port {}), database {:?}", s.host, s.port, s.dbname)
-    } else {
-        format!("{}:{}, database {:?}", s.host, s.port, s.dbname)
-    }
+    let places: Vec<String> = s
+        .endpoints()
+        .map(|(host, port)| {
+            if host.starts_with('/') {
+                format!("the socket in {host} (port {port})")
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    let attrs = match s.target_session_attrs {
+        SessionAttrs::Any => String::new(),
+        attrs => format!(" ({} server wanted)", attrs.as_str()),
+    };
+    format!("{}{attrs}, database {:?}", places.join(" or "), s.dbname)
 }
 
 pub(crate) fn describe(s: &PgSettings, place: &str, e: tokio_postgres::Error) -> Error {

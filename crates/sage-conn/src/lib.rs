@@ -19,6 +19,7 @@
 //! ```
 
 mod connect;
+mod conninfo;
 mod describe;
 mod duration;
 mod env;
@@ -32,6 +33,7 @@ mod settings;
 mod tls;
 
 pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
+pub use conninfo::SessionAttrs;
 pub use deadpool_postgres;
 pub use describe::{describe_io_error, describe_pg_error, is_disk_full};
 pub use duration::{

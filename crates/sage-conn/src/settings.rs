@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
+use crate::conninfo::{self, SessionAttrs};
 use crate::pool::PoolSettings;
-use crate::{DurationField, Environment, Error, Secret};
+use crate::{Environment, Error, Secret};
 
 /// The file the embedded default uses when nothing else is configured.
 pub const DEFAULT_SQLITE_FILE: &str = "sage.db";
@@ -25,6 +26,8 @@ pub enum Origin {
     DbVariables,
     PostgresUrl,
     PostgresVariables,
+    /// libpq's `PGHOST`, `PGDATABASE` or `PGSERVICE` (with the other `PG*` variables).
+    LibpqVariables,
     Default,
 }
 
@@ -36,6 +39,7 @@ impl fmt::Display for Origin {
             Origin::DbVariables => "DB_* variables",
             Origin::PostgresUrl => "POSTGRES_URL",
             Origin::PostgresVariables => "POSTGRES_* variables",
+            Origin::LibpqVariables => "PG* variables",
             Origin::Default => "default",
         })
     }
@@ -76,7 +80,7 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    fn parse(source: &str, value: &str) -> Result<SslMode, Error> {
+    pub(crate) fn parse(source: &str, value: &str) -> Result<SslMode, Error> {
         Ok(match value {
             "disable" => SslMode::Disable,
             "allow" | "prefer" => SslMode::Prefer,
@@ -105,9 +109,14 @@ impl SslMode {
 /// Everything needed to open a PostgreSQL connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgSettings {
-    /// Host name, IP address, or a directory holding the server's Unix socket.
+    /// Host name, IP address, or a directory holding the server's Unix socket: the first
+    /// (or only) server to try.
     pub host: String,
     pub port: u16,
+    /// The servers to try after `host`, in order (a multi-host URL such as
+    /// `postgres://db1,db2/app`); which one is used depends on `target_session_attrs`.
+    pub other_hosts: Vec<(String, u16)>,
+    pub target_session_attrs: SessionAttrs,
     pub user: String,
     pub password: Option<Secret>,
     pub dbname: String,
@@ -124,6 +133,8 @@ impl PgSettings {
         PgSettings {
             host: "localhost".into(),
             port: 5432,
+            other_hosts: Vec::new(),
+            target_session_attrs: SessionAttrs::Any,
             user: "postgres".into(),
             password: None,
             dbname: String::new(),
@@ -133,6 +144,11 @@ impl PgSettings {
             application_name: "sage-db".into(),
             pool: PoolSettings::default(),
         }
+    }
+
+    /// Every server to try, in order: `host` first, then `other_hosts`.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&str, u16)> {
+        std::iter::once((self.host.as_str(), self.port)).chain(self.other_hosts.iter().map(|(h, p)| (h.as_str(), *p)))
     }
 
     /// The same server with another database name (used for scratch databases).
@@ -163,21 +179,33 @@ impl PgSettings {
             }
         }
         url.push('@');
-        let socket = self.host.starts_with('/');
+        let socket = self.endpoints().any(|(host, _)| host.starts_with('/'));
         if !socket {
-            if self.host.contains(':') {
-                url.push_str(&format!("[{}]", self.host));
-            } else {
-                url.push_str(&self.host);
-            }
-            url.push_str(&format!(":{}", self.port));
+            let hosts: Vec<String> = self
+                .endpoints()
+                .map(
+                    |(host, port)| {
+                        if host.contains(':') {
+                            format!("[{host}]:{port}")
+                        } else {
+                            format!("{host}:{port}")
+                        }
+                    },
+                )
+                .collect();
+            url.push_str(&hosts.join(","));
         }
         url.push('/');
         url.push_str(&enc(&self.dbname));
         let mut params = vec![format!("sslmode={}", self.sslmode.as_str())];
         if socket {
-            params.push(format!("host={}", enc(&self.host)));
-            params.push(format!("port={}", self.port));
+            let hosts: Vec<String> = self.endpoints().map(|(host, _)| enc(host)).collect();
+            let ports: Vec<String> = self.endpoints().map(|(_, port)| port.to_string()).collect();
+            params.push(format!("host={}", hosts.join(",")));
+            params.push(format!("port={}", ports.join(",")));
+        }
+        if self.target_session_attrs != SessionAttrs::Any {
+            params.push(format!("target_session_attrs={}", self.target_session_attrs.as_str()));
         }
         url.push('?');
         url.push_str(&params.join("&"));
@@ -199,22 +227,33 @@ impl fmt::Display for Settings {
 impl Settings {
     /// Resolves the database to use: `flag` (from `--database-url`) first, then
     /// `DATABASE_URL`, then SAGE's `DB_*` variables, then `POSTGRES_URL`, then the
-    /// `POSTGRES_*` variables, and finally the SQLite file `sage.db`.
+    /// `POSTGRES_*` variables, then libpq's `PGHOST`/`PGDATABASE`/`PGSERVICE`, and finally
+    /// the SQLite file `sage.db`.
+    ///
+    /// A PostgreSQL target takes what it leaves open as libpq does: from the service it
+    /// names (`service=`, or `PGSERVICE`), then from the `PG*` variables, and its password
+    /// last from the password file (`PGPASSFILE` or `~/.pgpass`).
     pub fn resolve(flag: Option<&str>, env: &Environment) -> Result<Settings, Error> {
         if let Some(url) = flag {
-            return Settings::parse_url("--database-url", url, Origin::Flag);
+            return Settings::parse_with("--database-url", url, Origin::Flag, env);
         }
         if let Some(url) = env.get("DATABASE_URL") {
-            return Settings::parse_url("DATABASE_URL", url, Origin::DatabaseUrl);
+            return Settings::parse_with("DATABASE_URL", url, Origin::DatabaseUrl, env);
         }
-        if let Some(pg) = from_variables(env, &DB_VARIABLES)? {
+        if let Some(partial) = from_variables(env, &DB_VARIABLES)? {
+            let pg = finish(DB_VARIABLES.origin, partial, env)?;
             return Ok(Settings { target: Target::Postgres(pg), origin: Origin::DbVariables });
         }
         if let Some(url) = env.get("POSTGRES_URL") {
-            return Settings::parse_url("POSTGRES_URL", url, Origin::PostgresUrl);
+            return Settings::parse_with("POSTGRES_URL", url, Origin::PostgresUrl, env);
         }
-        if let Some(pg) = from_variables(env, &POSTGRES_VARIABLES)? {
+        if let Some(partial) = from_variables(env, &POSTGRES_VARIABLES)? {
+            let pg = finish(POSTGRES_VARIABLES.origin, partial, env)?;
             return Ok(Settings { target: Target::Postgres(pg), origin: Origin::PostgresVariables });
+        }
+        if conninfo::environment_names_a_server(env) {
+            let pg = finish("PG* variables", conninfo::Partial::default(), env)?;
+            return Ok(Settings { target: Target::Postgres(pg), origin: Origin::LibpqVariables });
         }
         Ok(Settings {
             target: Target::Sqlite(SqliteLocation::File(PathBuf::from(DEFAULT_SQLITE_FILE))),
@@ -222,15 +261,20 @@ impl Settings {
         })
     }
 
-    /// Parses one database URL. `source` names where it came from, for error messages.
+    /// Parses one database URL or libpq `key=value` string on its own, without the `PG*`
+    /// variables or files. `source` names where it came from, for error messages.
     pub fn parse_url(source: &str, url: &str, origin: Origin) -> Result<Settings, Error> {
+        Settings::parse_with(source, url, origin, &Environment::default())
+    }
+
+    fn parse_with(source: &str, url: &str, origin: Origin, env: &Environment) -> Result<Settings, Error> {
         let url = url.trim();
-        let target = parse_target(source, url)?;
+        let target = parse_target(source, url, env)?;
         Ok(Settings { target, origin })
     }
 }
 
-fn parse_target(source: &str, url: &str) -> Result<Target, Error> {
+fn parse_target(source: &str, url: &str, env: &Environment) -> Result<Target, Error> {
     if url.is_empty() {
         return Err(Error::invalid(format!("{source} is empty")));
     }
@@ -252,13 +296,16 @@ fn parse_target(source: &str, url: &str) -> Result<Target, Error> {
     }
     let scheme = url.split_once("://").map(|(s, _)| s);
     match scheme {
-        Some("postgres" | "postgresql") => parse_postgres_url(source, url).map(Target::Postgres),
+        Some("postgres" | "postgresql") => finish(source, conninfo::parse_url(source, url)?, env).map(Target::Postgres),
         Some(other) => Err(Error::invalid(format!(
             "{source}: unknown scheme {other:?}{} (expected postgres://, sqlite://, sqlite::memory: or memory://)",
             suggestion(other)
         ))),
+        None if url.contains('=') => {
+            finish(source, conninfo::parse_key_values(source, url)?, env).map(Target::Postgres)
+        }
         None => Err(Error::invalid(format!(
-            "{source} is not a URL (expected postgres://user@host/db, sqlite://file.db or memory://)"
+            "{source} is not a URL (expected postgres://user@host/db, host=… dbname=…, sqlite://file.db or memory://)"
         ))),
     }
 }
@@ -287,62 +334,43 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn parse_postgres_url(source: &str, raw: &str) -> Result<PgSettings, Error> {
-    // The error from the url crate may quote the input; never echo it, it can hold a password.
-    let url = url::Url::parse(raw).map_err(|e| Error::invalid(format!("{source}: malformed postgres URL ({e})")))?;
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    let mut pg = PgSettings::with_defaults();
-    if !url.username().is_empty() {
-        pg.user = decode(url.username());
-    }
-    pg.password = url.password().map(|p| Secret::new(decode(p)));
-    if let Some(host) = url.host_str() {
-        pg.host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    }
-    if let Some(port) = url.port() {
-        pg.port = port;
-    }
-    pg.dbname = decode(url.path().trim_start_matches('/'));
-    for (name, value) in url.query_pairs() {
-        apply_param(source, &mut pg, &name, &value)?;
-    }
-    if pg.dbname.is_empty() {
-        pg.dbname = pg.user.clone();
+/// Lays `explicit` over its service, the `PG*` variables and the defaults, and looks the
+/// password up in the password file when none of them gave one.
+fn finish(source: &str, explicit: conninfo::Partial, env: &Environment) -> Result<PgSettings, Error> {
+    let from_env = conninfo::from_environment(env)?;
+    let service = match explicit.service.clone().or_else(|| from_env.service.clone()) {
+        Some(name) => conninfo::service(env, &name)?,
+        None => conninfo::Partial::default(),
+    };
+    let partial = explicit.over(service).over(from_env);
+    let mut endpoints = partial.endpoints(source)?.into_iter();
+    let defaults = PgSettings::with_defaults();
+    let (host, port) = endpoints.next().unwrap_or((defaults.host.clone(), defaults.port));
+    let user = partial.user.clone().unwrap_or_else(|| defaults.user.clone());
+    let dbname = partial.dbname.clone().unwrap_or_else(|| user.clone());
+    let mut pg = PgSettings {
+        host,
+        port,
+        other_hosts: endpoints.collect(),
+        target_session_attrs: partial.target_session_attrs.unwrap_or_default(),
+        user,
+        password: partial.password.clone(),
+        dbname,
+        sslmode: partial.sslmode.unwrap_or_default(),
+        sslrootcert: partial.sslrootcert.clone(),
+        connect_timeout: partial.connect_timeout.unwrap_or(defaults.connect_timeout),
+        application_name: partial.application_name.clone().unwrap_or(defaults.application_name),
+        pool: defaults.pool,
+    };
+    for (name, value) in &partial.pool {
+        pg.pool.apply_param(name, value).map_err(|e| Error::invalid(format!("{source}: {e}")))?;
     }
     pg.pool.check().map_err(|e| Error::invalid(format!("{source}: {e}")))?;
-    Ok(pg)
-}
-
-fn apply_param(source: &str, pg: &mut PgSettings, name: &str, value: &str) -> Result<(), Error> {
-    match name {
-        "sslmode" => pg.sslmode = SslMode::parse(source, value)?,
-        "sslrootcert" => pg.sslrootcert = Some(PathBuf::from(value)),
-        "host" => pg.host = value.to_string(),
-        "port" => {
-            pg.port =
-                value.parse().map_err(|_| Error::invalid(format!("{source}: port must be a number, got {value:?}")))?
-        }
-        "user" => pg.user = value.to_string(),
-        "password" => pg.password = Some(Secret::new(value)),
-        "dbname" => pg.dbname = value.to_string(),
-        "application_name" => pg.application_name = value.to_string(),
-        "connect_timeout" => {
-            // Zero means "wait forever" to libpq but "give up at once" to a timer; neither
-            // is what anyone asking for a timeout wants, so it is refused.
-            pg.connect_timeout = DurationField::new("connect_timeout")
-                .parse(value)
-                .map_err(|e| Error::invalid(format!("{source}: {e}")))?
-        }
-        _ => {
-            let known = pg.pool.apply_param(name, value).map_err(|e| Error::invalid(format!("{source}: {e}")))?;
-            if !known {
-                return Err(Error::invalid(format!(
-                    "{source}: unknown parameter {name:?} (known: sslmode, sslrootcert, host, port, user, password, dbname, application_name, connect_timeout, pool_max_conns, pool_min_conns, pool_max_conn_idle_time, pool_health_check_period)"
-                )));
-            }
-        }
+    if pg.password.is_none() {
+        let endpoints: Vec<(String, u16)> = pg.endpoints().map(|(h, p)| (h.to_string(), p)).collect();
+        pg.password = conninfo::password_from_file(env, &endpoints, &pg.dbname, &pg.user);
     }
-    Ok(())
+    Ok(pg)
 }
 
 /// The variable names one family of seed systems uses.
@@ -376,31 +404,29 @@ const POSTGRES_VARIABLES: VariableFamily = VariableFamily {
     sslmode: "POSTGRES_SSLMODE",
 };
 
-/// Builds settings from one variable family, or `None` when it names no server.
-/// A family is in use when its host or database name is set.
-fn from_variables(env: &Environment, family: &VariableFamily) -> Result<Option<PgSettings>, Error> {
+/// The settings one variable family gives, or `None` when it names no server. A family
+/// is in use when its host or database name is set.
+fn from_variables(env: &Environment, family: &VariableFamily) -> Result<Option<conninfo::Partial>, Error> {
     let host = family.hosts.iter().find_map(|name| env.get(name));
     let dbname = env.get(family.dbname);
     if host.is_none() && dbname.is_none() {
         return Ok(None);
     }
-    let mut pg = PgSettings::with_defaults();
-    if let Some(host) = host {
-        pg.host = host.to_string();
-    }
+    let mut partial = conninfo::Partial { hosts: host.map(|h| vec![h.to_string()]), ..Default::default() };
     if let Some((name, port)) = family.ports.iter().find_map(|n| env.get(n).map(|v| (n, v))) {
-        pg.port = port.parse().map_err(|_| Error::invalid(format!("{name} must be a port number, got {port:?}")))?;
+        let port = port.parse().map_err(|_| Error::invalid(format!("{name} must be a port number, got {port:?}")))?;
+        partial.ports = Some(vec![port]);
     }
-    if let Some(user) = env.get(family.user) {
-        pg.user = user.to_string();
-    }
-    pg.password = env.get(family.password).map(Secret::new);
+    partial.user = env.get(family.user).map(str::to_string);
+    partial.password = env.get(family.password).map(Secret::new);
     if let Some(mode) = env.get(family.sslmode) {
-        pg.sslmode = SslMode::parse(family.sslmode, mode)?;
+        partial.sslmode = Some(SslMode::parse(family.sslmode, mode)?);
     }
-    pg.dbname = dbname.unwrap_or(&pg.user).to_string();
+    // Without a database name the family means the user's own database, as before the
+    // libpq variables were read.
+    partial.dbname = Some(dbname.or(partial.user.as_deref()).unwrap_or("postgres").to_string());
     tracing::debug!(origin = family.origin, "database settings from variables");
-    Ok(Some(pg))
+    Ok(Some(partial))
 }
 
 #[cfg(test)]
@@ -520,5 +546,152 @@ mod tests {
         let exposed = pg(&s).url_exposing_password();
         let again = Settings::parse_url("t", &exposed, Origin::Flag).unwrap();
         assert_eq!(pg(&again), pg(&s));
+    }
+
+    #[test]
+    fn multi_host_url_keeps_every_host_in_order() {
+        let s = Settings::parse_url(
+            "t",
+            "postgres://u:pw@db1:5432,db2:5433,[::1]/app?target_session_attrs=read-write&sslmode=disable",
+            Origin::Flag,
+        )
+        .unwrap();
+        let p = pg(&s);
+        let hosts: Vec<(&str, u16)> = p.endpoints().collect();
+        assert_eq!(hosts, vec![("db1", 5432), ("db2", 5433), ("::1", 5432)]);
+        assert_eq!(p.target_session_attrs, SessionAttrs::ReadWrite);
+        assert_eq!(
+            s.to_string(),
+            "postgres://u:***@db1:5432,db2:5433,[::1]:5432/app?sslmode=disable&target_session_attrs=read-write"
+        );
+        let again = Settings::parse_url("t", &p.url_exposing_password(), Origin::Flag).unwrap();
+        assert_eq!(pg(&again), p);
+    }
+
+    #[test]
+    fn key_value_strings_are_connection_strings_too() {
+        let s = Settings::parse_url(
+            "DATABASE_URL",
+            "host=db1,db2 port=5432,6432 dbname=app user='o\\'brien' password='p w' sslmode=verify-full target_session_attrs=primary connect_timeout=4 pool_max_conns=7",
+            Origin::DatabaseUrl,
+        )
+        .unwrap();
+        let p = pg(&s);
+        assert_eq!(p.endpoints().collect::<Vec<_>>(), vec![("db1", 5432), ("db2", 6432)]);
+        assert_eq!((p.user.as_str(), p.dbname.as_str()), ("o'brien", "app"));
+        assert_eq!(p.password.as_ref().unwrap().expose(), "p w");
+        assert_eq!(p.sslmode, SslMode::VerifyFull);
+        assert_eq!(p.target_session_attrs, SessionAttrs::ReadWrite);
+        assert_eq!(p.connect_timeout, Duration::from_secs(4));
+        assert_eq!(p.pool.max_connections, 7);
+        assert!(!s.to_string().contains("p w") && !s.to_string().contains("p%20w"), "{s}");
+        let socket = Settings::parse_url("t", "host=/var/run/postgresql dbname=x", Origin::Flag).unwrap();
+        assert_eq!(pg(&socket).host, "/var/run/postgresql");
+    }
+
+    #[test]
+    fn bad_connection_strings_name_the_problem_and_never_the_password() {
+        for (input, says) in [
+            ("host=a,b,c port=1,2 password=hunter2", "3 hosts"),
+            ("postgres://u:hunter2@a,b,c:1,2/db?port=1,2", "ports"),
+            ("host=h password=hunter2 dbnam=x", "unknown parameter \"dbnam\""),
+            ("host=h password='hunter2", "not closed"),
+            ("host=h password=hunter2 hostaddr=1.2.3.4", "\"hostaddr\" is not supported"),
+            ("postgres://u:hunter2@h/db?target_session_attrs=prefer-standby", "target_session_attrs"),
+            ("host=h password=hunter2 port=http", "port"),
+        ] {
+            let err = Settings::parse_url("DATABASE_URL", input, Origin::DatabaseUrl).unwrap_err().to_string();
+            assert!(err.contains(says), "{input}: {err}");
+            assert!(err.starts_with("DATABASE_URL"), "{input}: {err}");
+            assert!(!err.contains("hunter2"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn libpq_variables_name_a_server_below_every_other_source() {
+        let libpq = [
+            ("PGHOST", "pg1,pg2"),
+            ("PGPORT", "5433"),
+            ("PGUSER", "alice"),
+            ("PGPASSWORD", "from-env"),
+            ("PGDATABASE", "appdb"),
+            ("PGSSLMODE", "require"),
+            ("PGSSLROOTCERT", "/ca.pem"),
+            ("PGAPPNAME", "relay"),
+            ("PGCONNECT_TIMEOUT", "7"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+        ];
+        let s = Settings::resolve(None, &env(&libpq)).unwrap();
+        assert_eq!(s.origin, Origin::LibpqVariables);
+        let p = pg(&s);
+        assert_eq!(p.endpoints().collect::<Vec<_>>(), vec![("pg1", 5433), ("pg2", 5433)]);
+        assert_eq!((p.user.as_str(), p.dbname.as_str(), p.application_name.as_str()), ("alice", "appdb", "relay"));
+        assert_eq!(p.password.as_ref().unwrap().expose(), "from-env");
+        assert_eq!(p.sslmode, SslMode::Require);
+        assert_eq!(p.sslrootcert.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(p.connect_timeout, Duration::from_secs(7));
+        assert_eq!(p.target_session_attrs, SessionAttrs::ReadWrite);
+        assert!(!s.to_string().contains("from-env"));
+
+        // Every other source wins; the variables only fill what it leaves open.
+        let mut with_url = libpq.to_vec();
+        with_url.push(("DATABASE_URL", "postgres://bob@h/other"));
+        let s = Settings::resolve(None, &env(&with_url)).unwrap();
+        let p = pg(&s);
+        assert_eq!((p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()), ("h", 5433, "bob", "other"));
+        assert_eq!(p.password.as_ref().unwrap().expose(), "from-env");
+        let mut with_db = libpq.to_vec();
+        with_db.extend([("DB_HOST", "sage-db"), ("DB_NAME", "sage")]);
+        let s = Settings::resolve(None, &env(&with_db)).unwrap();
+        assert_eq!((s.origin, pg(&s).host.as_str(), pg(&s).dbname.as_str()), (Origin::DbVariables, "sage-db", "sage"));
+        // A variable alone that names no server keeps the embedded default.
+        let s = Settings::resolve(None, &env(&[("PGUSER", "alice"), ("PGPASSWORD", "x")])).unwrap();
+        assert_eq!(s.origin, Origin::Default);
+        let err = Settings::resolve(None, &env(&[("PGHOST", "h"), ("PGPORT", "x")])).unwrap_err();
+        assert!(err.to_string().starts_with("PGPORT"), "{err}");
+    }
+
+    #[test]
+    fn services_and_the_password_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap().to_string();
+        std::fs::write(
+            dir.path().join(".pg_service.conf"),
+            "# ours\n[billing]\nhost=svc-host\nport=6543\ndbname=billing\nuser=svc\n\n[other]\nhost=x\n",
+        )
+        .unwrap();
+        let pgpass = dir.path().join(".pgpass");
+        std::fs::write(&pgpass, "# comment\nsvc-host:6543:billing:svc:pa\\:ss\n*:*:*:*:fallback\n").unwrap();
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let base = [("HOME", home.as_str()), ("PGSYSCONFDIR", home.as_str())];
+
+        // A service named in the URL; the URL's own dbname wins over the service's.
+        let s = Settings::resolve(Some("postgres:///mine?service=billing"), &env(&base)).unwrap();
+        let p = pg(&s);
+        assert_eq!((p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()), ("svc-host", 6543, "svc", "mine"));
+        assert_eq!(p.password.as_ref().unwrap().expose(), "fallback");
+        // PGSERVICE alone names a server, and the password file matches it exactly.
+        let mut vars = base.to_vec();
+        vars.push(("PGSERVICE", "billing"));
+        let s = Settings::resolve(None, &env(&vars)).unwrap();
+        assert_eq!(s.origin, Origin::LibpqVariables);
+        assert_eq!(pg(&s).password.as_ref().unwrap().expose(), "pa:ss");
+        assert!(!s.to_string().contains("pa:ss") && !s.to_string().contains("pa%3Ass"));
+        // A password in the URL beats the file; PGPASSFILE points elsewhere.
+        let s = Settings::resolve(Some("host=svc-host port=6543 dbname=billing user=svc password=given"), &env(&base))
+            .unwrap();
+        assert_eq!(pg(&s).password.as_ref().unwrap().expose(), "given");
+        let mut vars = base.to_vec();
+        vars.push(("PGPASSFILE", "/nonexistent/pgpass"));
+        let s = Settings::resolve(Some("postgres://svc@svc-host:6543/billing"), &env(&vars)).unwrap();
+        assert!(pg(&s).password.is_none());
+        // As libpq does, a password file others can read is ignored.
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = Settings::resolve(Some("postgres://svc@svc-host:6543/billing"), &env(&base)).unwrap();
+        assert!(pg(&s).password.is_none());
+        // An unknown service is an error that says where it looked.
+        let err = Settings::resolve(Some("service=nope"), &env(&base)).unwrap_err().to_string();
+        assert!(err.contains("service \"nope\" is not defined") && err.contains(".pg_service.conf"), "{err}");
     }
 }

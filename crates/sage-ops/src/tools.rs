@@ -83,14 +83,20 @@ pub fn find(program: &str, server_major: u32) -> Result<Tool, Error> {
 /// variables; the password travels in `PGPASSWORD`, never in the argument list.
 pub fn command(tool: &Tool, settings: &PgSettings) -> Command {
     let mut c = Command::new(&tool.path);
-    c.env("PGHOST", &settings.host)
-        .env("PGPORT", settings.port.to_string())
+    let hosts: Vec<&str> = settings.endpoints().map(|(host, _)| host).collect();
+    let ports: Vec<String> = settings.endpoints().map(|(_, port)| port.to_string()).collect();
+    c.env("PGHOST", hosts.join(","))
+        .env("PGPORT", ports.join(","))
+        .env("PGTARGETSESSIONATTRS", settings.target_session_attrs.as_str())
         .env("PGUSER", &settings.user)
         .env("PGDATABASE", &settings.dbname)
         .env("PGSSLMODE", settings.sslmode.as_str())
         .env("PGAPPNAME", "sage-db")
         .env("PGCONNECT_TIMEOUT", settings.connect_timeout.as_secs().max(1).to_string())
-        .env_remove("PGPASSFILE");
+        // Everything the tool needs is set above; a service named in the environment
+        // would otherwise take precedence over these variables in libpq.
+        .env_remove("PGPASSFILE")
+        .env_remove("PGSERVICE");
     match &settings.password {
         Some(p) => c.env("PGPASSWORD", p.expose()),
         None => c.env_remove("PGPASSWORD"),

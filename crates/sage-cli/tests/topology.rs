@@ -1,0 +1,129 @@
+//! Connection settings as PostgreSQL's own tools read them, against a real server: a
+//! multi-host URL whose first host is down, `key=value` strings, the `PG*` variables, a
+//! service file and the password file.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{run, sage_db, stderr, stdout};
+
+struct Place {
+    user: String,
+    password: String,
+    port: u16,
+    dbname: String,
+}
+
+fn place(db: &sage_testkit::TestDatabase) -> Place {
+    let s = db.settings();
+    Place {
+        user: s.user.clone(),
+        password: s.password.as_ref().expect("the test server asks for a password").expose().to_string(),
+        port: s.port,
+        dbname: s.dbname.clone(),
+    }
+}
+
+/// A home directory holding a password file (0600) for the test database.
+fn home_with_pgpass(p: &Place) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join(".pgpass");
+    let escaped = p.password.replace('\\', "\\\\").replace(':', "\\:");
+    std::fs::write(&file, format!("# test server\n127.0.0.1:{}:{}:{}:{escaped}\n", p.port, p.dbname, p.user)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_of_connection_settings_reaches_the_server() {
+    let db = sage_testkit::database().await.unwrap();
+    let p = place(&db);
+    let cwd = tempfile::tempdir().unwrap();
+    let home = home_with_pgpass(&p);
+    let home_dir = home.path().to_str().unwrap();
+    let dead = common::free_port();
+
+    // A multi-host URL whose first host refuses connections; the password comes from the file.
+    let multi = format!(
+        "postgres://{}@127.0.0.1:{dead},127.0.0.1:{}/{}?sslmode=disable&target_session_attrs=read-write",
+        p.user, p.port, p.dbname
+    );
+    let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &multi]).env("HOME", home_dir));
+    assert!(up.status.success(), "{}{}", stdout(&up), stderr(&up));
+    assert!(stdout(&up).contains(&format!("127.0.0.1:{dead},127.0.0.1:{}", p.port)), "{}", stdout(&up));
+
+    // The same as a key=value string, with the password in it.
+    let kv = format!(
+        "host=127.0.0.1,127.0.0.1 port={dead},{} user={} password='{}' dbname={} sslmode=disable",
+        p.port,
+        p.user,
+        p.password.replace('\\', "\\\\").replace('\'', "\\'"),
+        p.dbname
+    );
+    let status = run(sage_db(cwd.path()).args(["migrate", "status", "--database-url", &kv]));
+    assert!(status.status.success(), "{}{}", stdout(&status), stderr(&status));
+    assert!(!stdout(&status).contains(&p.password) && !stderr(&status).contains(&p.password));
+
+    // Only PG* variables, as psql would take them.
+    let status = run(sage_db(cwd.path())
+        .args(["migrate", "status"])
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", p.port.to_string())
+        .env("PGUSER", &p.user)
+        .env("PGPASSWORD", &p.password)
+        .env("PGDATABASE", &p.dbname)
+        .env("PGSSLMODE", "disable"));
+    assert!(status.status.success(), "{}{}", stdout(&status), stderr(&status));
+    assert!(stdout(&status).contains("PG* variables"), "{}", stdout(&status));
+    assert!(stdout(&status).contains("up to date") || stdout(&status).contains("applied"), "{}", stdout(&status));
+
+    // A service from pg_service.conf, the password from the password file.
+    std::fs::write(
+        home.path().join(".pg_service.conf"),
+        format!(
+            "[sage-test]\nhost=127.0.0.1\nport={}\nuser={}\ndbname={}\nsslmode=disable\n",
+            p.port, p.user, p.dbname
+        ),
+    )
+    .unwrap();
+    let status = run(sage_db(cwd.path())
+        .args(["migrate", "status"])
+        .env("HOME", home_dir)
+        .env("PGSYSCONFDIR", home_dir)
+        .env("PGSERVICE", "sage-test"));
+    assert!(status.status.success(), "{}{}", stdout(&status), stderr(&status));
+
+    // Nothing answers on any host: one line that names every host tried.
+    let nowhere =
+        format!("postgres://{}:secret-pw@127.0.0.1:{dead},127.0.0.1:{}/x?sslmode=disable", p.user, common::free_port());
+    let out = run(sage_db(cwd.path()).args(["migrate", "status", "--database-url", &nowhere]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("127.0.0.1:{dead} or 127.0.0.1:")), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("secret-pw"), "{}", stderr(&out));
+}
+
+/// `backup` hands the multi-host list to pg_dump, which finds the server behind the dead host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_follows_a_multi_host_url() {
+    let db = sage_testkit::database().await.unwrap();
+    let p = place(&db);
+    let cwd = tempfile::tempdir().unwrap();
+    let dead = common::free_port();
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{dead},127.0.0.1:{}/{}?sslmode=disable&target_session_attrs=read-write",
+        p.user,
+        utf8_encode(&p.password),
+        p.port,
+        p.dbname
+    );
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+    let out = run(sage_db(cwd.path()).args(["backup", "--database-url", &url, "--dir"]).arg(cwd.path().join("b")));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+fn utf8_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
