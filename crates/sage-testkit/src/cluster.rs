@@ -28,12 +28,12 @@ pub struct ClusterOptions {
 /// the directory.
 #[derive(Debug)]
 pub struct PgCluster {
-    binaries: PgBinaries,
-    dir: tempfile::TempDir,
-    port: u16,
-    password: String,
-    options: ClusterOptions,
-    run_as_postgres: bool,
+    pub(crate) binaries: PgBinaries,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) password: String,
+    pub(crate) options: ClusterOptions,
+    pub(crate) run_as_postgres: bool,
 }
 
 pub(crate) const SUPERUSER: &str = "postgres";
@@ -98,7 +98,7 @@ impl PgCluster {
         check(out, "initdb")
     }
 
-    fn start_server(&self) -> Result<(), Error> {
+    pub(crate) fn start_server(&self) -> Result<(), Error> {
         let mut server_opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
             self.port,
@@ -225,7 +225,7 @@ impl PgCluster {
         &self.binaries.dir
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -233,7 +233,11 @@ impl PgCluster {
         self.dir.path()
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Result<Output, Error> {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> Result<Output, Error> {
+        self.run_with_env(program, args, &[])
+    }
+
+    pub(crate) fn run_with_env(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Output, Error> {
         let program_path = self.binaries.path(program);
         let mut command = if self.run_as_postgres {
             let mut c = Command::new(runuser()?);
@@ -242,7 +246,7 @@ impl PgCluster {
         } else {
             Command::new(&program_path)
         };
-        command.args(args).current_dir(self.dir.path());
+        command.args(args).envs(env.iter().copied()).current_dir(self.dir.path());
         command.output().map_err(|e| Error::new(format!("cannot run {}: {e}", program_path.display())))
     }
 
@@ -270,7 +274,7 @@ impl Drop for PgCluster {
     }
 }
 
-fn check(out: Output, what: &str) -> Result<(), Error> {
+pub(crate) fn check(out: Output, what: &str) -> Result<(), Error> {
     if out.status.success() {
         return Ok(());
     }
@@ -281,20 +285,20 @@ fn check(out: Output, what: &str) -> Result<(), Error> {
     )))
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
 
-fn free_port() -> Result<u16, Error> {
+pub(crate) fn free_port() -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::new(format!("no free port: {e}")))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| Error::new(format!("no free port: {e}")))
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn postgres_ids() -> Result<(u32, u32), Error> {
+pub(crate) fn postgres_ids() -> Result<(u32, u32), Error> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd
         .lines()

@@ -16,13 +16,16 @@
 //! ```
 
 mod binaries;
+mod bouncer;
 mod cluster;
 mod contents;
 mod database;
 mod error;
 mod sqlite;
+mod standby;
 
 pub use binaries::PgBinaries;
+pub use bouncer::PgBouncer;
 pub use cluster::{ClusterOptions, PgCluster};
 pub use contents::pg_contents;
 pub use database::{database, database_created_with, shared_admin, TestDatabase};

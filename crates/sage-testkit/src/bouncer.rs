@@ -1,0 +1,113 @@
+//! A real PgBouncer in front of a test cluster, for tests of the store and of migrations
+//! through a connection pooler.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sage_conn::PgSettings;
+
+use crate::cluster::{free_port, postgres_ids, running_as_root};
+use crate::{Error, PgCluster};
+
+/// A PgBouncer process pooling connections to one cluster; stopped when dropped.
+#[derive(Debug)]
+pub struct PgBouncer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer (`SAGE_PGBOUNCER`, `/usr/sbin/pgbouncer` or `pgbouncer` on `PATH`)
+    /// in front of `cluster`, with `pool_mode` `session`, `transaction` or `statement`.
+    /// Every database of the cluster is reachable through it as the superuser.
+    pub fn start(cluster: &PgCluster, pool_mode: &str) -> Result<PgBouncer, Error> {
+        if !["session", "transaction", "statement"].contains(&pool_mode) {
+            return Err(Error::new(format!("unknown pool_mode {pool_mode:?}")));
+        }
+        let program = find()?;
+        let dir = tempfile::Builder::new()
+            .prefix("sage-pgbouncer-")
+            .tempdir()
+            .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
+        let port = free_port()?;
+        let path = |name: &str| dir.path().join(name);
+        let ini = format!(
+            "[databases]\n* = host=127.0.0.1 port={server}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+             unix_socket_dir =\nauth_type = plain\nauth_file = {users}\npool_mode = {pool_mode}\n\
+             max_client_conn = 1000\ndefault_pool_size = 20\nmax_db_connections = 60\n\
+             ignore_startup_parameters = extra_float_digits,options\nlogfile = {log}\nadmin_users = {user}\n",
+            server = cluster.port(),
+            users = path("userlist.txt").display(),
+            log = path("pgbouncer.log").display(),
+            user = crate::cluster::SUPERUSER,
+        );
+        let userlist = format!("\"{}\" \"{}\"\n", crate::cluster::SUPERUSER, cluster.password);
+        for (name, text) in [("pgbouncer.ini", ini), ("userlist.txt", userlist)] {
+            std::fs::write(path(name), text).map_err(|e| Error::new(format!("cannot write {name}: {e}")))?;
+        }
+        let mut command = Command::new(&program);
+        command.arg(path("pgbouncer.ini")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // PgBouncer refuses to run as root; as root, it runs as the postgres user.
+        if running_as_root() {
+            let (uid, gid) = postgres_ids()?;
+            for entry in [dir.path().to_path_buf(), path("pgbouncer.ini"), path("userlist.txt")] {
+                std::os::unix::fs::chown(&entry, Some(uid), Some(gid))
+                    .map_err(|e| Error::new(format!("cannot hand {} to postgres: {e}", entry.display())))?;
+            }
+            command.uid(uid).gid(gid);
+        }
+        let child = command.spawn().map_err(|e| Error::new(format!("cannot run {}: {e}", program.display())))?;
+        let mut bouncer = PgBouncer { child, dir, port };
+        bouncer.wait_until_listening(Duration::from_secs(20))?;
+        Ok(bouncer)
+    }
+
+    fn wait_until_listening(&mut self, limit: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default();
+                return Err(Error::new(format!("pgbouncer exited ({status}):\n{log}")));
+            }
+            if started.elapsed() > limit {
+                return Err(Error::new("pgbouncer did not start listening"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `settings` (a database of the cluster behind this pooler) reached through the pooler.
+    pub fn settings_for(&self, settings: &PgSettings) -> PgSettings {
+        PgSettings { host: "127.0.0.1".into(), port: self.port, other_hosts: Vec::new(), ..settings.clone() }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find() -> Result<PathBuf, Error> {
+    if let Ok(path) = std::env::var("SAGE_PGBOUNCER") {
+        return Ok(PathBuf::from(path));
+    }
+    let mut candidates = vec![PathBuf::from("/usr/sbin/pgbouncer"), PathBuf::from("/usr/bin/pgbouncer")];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("pgbouncer")));
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::new("pgbouncer was not found (Debian/Ubuntu: apt-get install pgbouncer, or set SAGE_PGBOUNCER)")
+    })
+}
