@@ -127,3 +127,41 @@ fn utf8_encode(text: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+/// `check` and `monitor` show the topology, and on asynchronous replication `check` warns
+/// that acknowledged claims can be lost in a failover; with a synchronous standby it does not.
+#[test]
+fn check_names_the_replay_risk_of_asynchronous_replication() {
+    let cwd = tempfile::tempdir().unwrap();
+    for synchronous in [false, true] {
+        let mut settings = vec![("synchronous_commit".to_string(), "on".to_string())];
+        if synchronous {
+            settings.push(("synchronous_standby_names".into(), "standby1".into()));
+        }
+        let primary =
+            sage_testkit::PgCluster::start(sage_testkit::ClusterOptions { settings, ..Default::default() }).unwrap();
+        let standby = primary.start_standby("standby1").unwrap();
+        let url = primary.admin_settings().url_exposing_password();
+        assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+        let check = run(sage_db(cwd.path()).args(["check", "--database-url", &url]));
+        let text = stdout(&check);
+        assert_eq!(check.status.code(), Some(0), "{text}{}", stderr(&check));
+        let mode = if synchronous { "sync" } else { "async" };
+        assert!(text.contains(&format!("replication: primary, 1 standby(s): standby1 (streaming, {mode}")), "{text}");
+        let warned = text.contains("warning:") && text.contains("asynchronous") && text.contains("replayed");
+        assert_eq!(warned, !synchronous, "{text}");
+        if !synchronous {
+            assert!(text.contains("synchronous_standby_names"), "{text}");
+            let json = run(sage_db(cwd.path()).args(["check", "--json", "--database-url", &url]));
+            let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+            assert_eq!(report["replication"]["standbys"][0]["sync_state"], "async", "{report}");
+            assert_eq!(report["replication"]["warnings"].as_array().unwrap().len(), 1, "{report}");
+        }
+        let monitor = run(sage_db(cwd.path()).args(["monitor", "--database-url", &url]));
+        assert!(stdout(&monitor).contains("standby1"), "{}", stdout(&monitor));
+        // The standby itself says what it is.
+        let on_standby = standby.admin_settings().url_exposing_password();
+        let check = run(sage_db(cwd.path()).args(["check", "--database-url", &on_standby]));
+        assert!(stdout(&check).contains("replication: standby"), "{}{}", stdout(&check), stderr(&check));
+    }
+}

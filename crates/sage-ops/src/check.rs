@@ -21,6 +21,8 @@ pub struct DatabaseFacts {
     pub server_version: String,
     pub database_bytes: Option<i64>,
     pub tables: Vec<TableFacts>,
+    /// PostgreSQL: the server's place in its replication topology.
+    pub replication: Option<crate::topology::Topology>,
 }
 
 /// Reads the facts. Row counts are exact (`count(*)` per table): a check is run by an
@@ -66,7 +68,20 @@ pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
                     index_bytes: Some(r.get(3)),
                 });
             }
-            Ok(DatabaseFacts { server_version: format!("PostgreSQL {version}"), database_bytes: Some(size), tables })
+            // A role that cannot read the replication state still gets the rest of the report.
+            let replication = match crate::topology::inspect(&client).await {
+                Ok(topology) => Some(topology),
+                Err(e) => {
+                    tracing::warn!(error = %e, "replication state not shown");
+                    None
+                }
+            };
+            Ok(DatabaseFacts {
+                server_version: format!("PostgreSQL {version}"),
+                database_bytes: Some(size),
+                tables,
+                replication,
+            })
         }
         Target::Sqlite(location) => {
             let location = location.clone();
@@ -108,5 +123,10 @@ fn sqlite_facts(location: &SqliteLocation) -> Result<DatabaseFacts, Error> {
         let total = sizes.get(&name).copied();
         tables.push(TableFacts { name, rows: count, total_bytes: total, index_bytes: None });
     }
-    Ok(DatabaseFacts { server_version: format!("SQLite {version}"), database_bytes: Some(size), tables })
+    Ok(DatabaseFacts {
+        server_version: format!("SQLite {version}"),
+        database_bytes: Some(size),
+        tables,
+        replication: None,
+    })
 }

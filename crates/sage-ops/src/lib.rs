@@ -22,6 +22,7 @@ pub mod seed;
 pub mod serve;
 mod sink;
 pub mod tools;
+pub mod topology;
 
 pub use age::secrecy::SecretString;
 pub use error::Error;

@@ -205,7 +205,36 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
         )
         .await,
     );
+    out.push(replication(&client).await);
     Ok(out)
+}
+
+/// The server's role, its standbys and what asynchronous replication means for claims.
+async fn replication(client: &tokio_postgres::Client) -> Section {
+    let mut s = section("Replication", &["role", "standby", "state", "sync", "replay lag (s)", "replay lag (bytes)"]);
+    match crate::topology::inspect(client).await {
+        Ok(t) => {
+            let delay = t.standby_replay_delay_seconds.map(|d| format!("{d:.2}")).unwrap_or_default();
+            if t.standbys.is_empty() {
+                s.rows.push(vec![t.role.clone(), String::new(), String::new(), String::new(), delay, String::new()]);
+            }
+            for standby in &t.standbys {
+                s.rows.push(vec![
+                    t.role.clone(),
+                    standby.name.clone(),
+                    standby.state.clone(),
+                    standby.sync_state.clone(),
+                    standby.replay_lag_seconds.map(|l| format!("{l:.3}")).unwrap_or_default(),
+                    standby.replay_lag_bytes.map(|b| b.to_string()).unwrap_or_default(),
+                ]);
+            }
+            if !t.warnings.is_empty() {
+                s.note = Some(t.warnings.join("; "));
+            }
+        }
+        Err(e) => s.note = Some(format!("not available: {e}")),
+    }
+    s
 }
 
 fn sqlite(path: &std::path::Path) -> Result<Vec<Section>, Error> {

@@ -20,6 +20,8 @@ struct Report {
     migrations: sage_migrate::StatusReport,
     schema: SchemaSummary,
     tables: Vec<sage_ops::check::TableFacts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<sage_ops::topology::Topology>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +57,7 @@ pub async fn run(global: &Global, args: &MigrationArgs, snapshot: Option<PathBuf
         },
         migrations,
         tables: facts.tables,
+        replication: facts.replication,
     };
     let attention = report.migrations.pending > 0 || report.migrations.has_errors() || !report.schema.clean;
     if global.json {
@@ -84,6 +87,12 @@ fn print_report(db: &Database, r: &Report) {
         format!("{} error(s), {} warning(s) (details: sage-db schema validate)", r.schema.errors, r.schema.warnings)
     };
     say!("schema:      {schema} against {}", r.schema.expected);
+    if let Some(t) = &r.replication {
+        say!("replication: {}", describe_topology(t));
+        for warning in &t.warnings {
+            say!("warning:     {warning}");
+        }
+    }
     say!();
     let rows: Vec<Vec<String>> = r
         .tables
@@ -98,6 +107,28 @@ fn print_report(db: &Database, r: &Report) {
         })
         .collect();
     output::table(&["TABLE", "ROWS", "SIZE", "INDEXES"], &rows);
+}
+
+/// `primary, 2 standbys: a (streaming, sync, replay lag 0.01 s), b (…)`.
+fn describe_topology(t: &sage_ops::topology::Topology) -> String {
+    if t.role == "standby" {
+        let delay =
+            t.standby_replay_delay_seconds.map(|s| format!(", last replayed commit {s:.2} s ago")).unwrap_or_default();
+        return format!("standby{delay}");
+    }
+    if t.standbys.is_empty() {
+        return "primary, no standbys".to_string();
+    }
+    let standbys: Vec<String> = t
+        .standbys
+        .iter()
+        .map(|s| {
+            let name = if s.name.is_empty() { "(unnamed)" } else { &s.name };
+            let lag = s.replay_lag_seconds.map(|l| format!(", replay lag {l:.2} s")).unwrap_or_default();
+            format!("{name} ({}, {}{lag})", s.state, s.sync_state)
+        })
+        .collect();
+    format!("primary, {} standby(s): {}", t.standbys.len(), standbys.join(", "))
 }
 
 pub fn human_bytes(bytes: i64) -> String {
