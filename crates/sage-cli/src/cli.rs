@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "sage-db",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SAGE_DB_REVISION"), ")"),
     about = "The database lifecycle for agent-identity services: migrate, validate, check, seed, back up, restore, clean up, monitor"
 )]
 pub struct Cli {
@@ -49,8 +49,12 @@ pub struct Global {
     pub json: bool,
 
     /// Log what happens (set SAGE_LOG=debug for more).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
+
+    /// Print nothing but errors (and JSON with --json); the exit code tells the outcome.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +191,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
     },
+    /// Print a shell completion script (e.g. `sage-db completions bash > /etc/bash_completion.d/sage-db`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `sage-db man > sage-db.1; man ./sage-db.1`).
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose);
+    output::set_quiet(cli.global.quiet);
     let mut builder = match cli.runtime_threads() {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -116,7 +117,15 @@ fn init_tracing(verbose: bool) {
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only for a person at a terminal: never into a pipe or a file, never with NO_COLOR.
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .init();
 }
 
 #[cfg(test)]

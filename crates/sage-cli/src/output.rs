@@ -3,9 +3,23 @@
 
 use serde::Serialize;
 
-/// Writes to stdout like `print!`, but a closed pipe (`sage-db … | head`) ends the program
-/// quietly instead of panicking.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--quiet`: human-readable output is dropped; JSON and errors still appear.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes to stdout like `print!` (nothing under `--quiet`), but a closed pipe
+/// (`sage-db … | head`) ends the program quietly instead of panicking.
 pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    write_stdout_always(args);
+}
+
+fn write_stdout_always(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
@@ -31,7 +45,7 @@ macro_rules! say_raw {
 }
 
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    say!("{}", serde_json::to_string_pretty(value)?);
+    write_stdout_always(format_args!("{}\n", serde_json::to_string_pretty(value)?));
     Ok(())
 }
 

@@ -25,6 +25,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Schema(command) => schema::run(&cli.global, command).await,
         Command::Check { args, snapshot } => check::run(&cli.global, &args, snapshot).await,
+        Command::Completions { shell } => {
+            let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "sage-db", &mut script);
+            say_raw!("{}", String::from_utf8_lossy(&script));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            say_raw!("{}", String::from_utf8_lossy(&page));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Backup(args) => ops::backup(&cli.global, args).await,
         Command::Restore { file, identity, replace_schema, yes } => {
             ops::restore(&cli.global, &file, identity, replace_schema, yes).await
