@@ -35,6 +35,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// Migrations only: connect here instead, directly to the server, when the database
+    /// URL goes through a connection pooler in transaction mode (default: DIRECT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub direct_url: Option<String>,
+
     /// Read variables from FILE before the environment (default: ./.env when present).
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,

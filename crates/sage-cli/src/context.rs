@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use sage_conn::{DurationField, Environment, Settings, Target};
+use sage_conn::{DurationField, Environment, Origin, Settings, Target};
 use sage_migrate::{Dialect, MigrationSet, RunOptions};
 
 use crate::cli::{Global, MigrationArgs};
@@ -12,6 +12,9 @@ use crate::cli::{Global, MigrationArgs};
 pub struct Database {
     pub settings: Settings,
     pub env: Environment,
+    /// `--direct-url` or `DIRECT_URL`: where migrations connect when the database URL goes
+    /// through a pooler.
+    pub direct: Option<Settings>,
 }
 
 impl Database {
@@ -24,7 +27,17 @@ impl Database {
             .or_else(|| env_names_file.then(|| global.env.clone().map(std::path::PathBuf::from)).flatten());
         let env = Environment::from_process(file.as_deref())?;
         let settings = Settings::resolve(global.database_url.as_deref(), &env)?;
-        Ok(Database { settings, env })
+        let direct = match (&global.direct_url, env.get("DIRECT_URL")) {
+            (Some(url), _) => Some(Settings::parse_with("--direct-url", url, Origin::Flag, &env)?),
+            (None, Some(url)) => Some(Settings::parse_with("DIRECT_URL", url, Origin::Flag, &env)?),
+            (None, None) => None,
+        };
+        Ok(Database { settings, env, direct })
+    }
+
+    /// Where migrations run: the direct URL when one is given, else the database URL.
+    pub fn migration_target(&self) -> &Target {
+        self.direct.as_ref().map_or(&self.settings.target, |d| &d.target)
     }
 
     pub fn dialect(&self) -> anyhow::Result<Dialect> {

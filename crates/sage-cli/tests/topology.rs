@@ -165,3 +165,67 @@ fn check_names_the_replay_risk_of_asynchronous_replication() {
         assert!(stdout(&check).contains("replication: standby"), "{}{}", stdout(&check), stderr(&check));
     }
 }
+
+/// Five `migrate up` runs at once through PgBouncer in transaction mode: session locks do not
+/// hold there, so each run either refuses, saying so, or every migration is applied once.
+#[test]
+fn concurrent_migrations_through_a_transaction_pooler_apply_once_or_refuse() {
+    let cluster = sage_testkit::PgCluster::start(Default::default()).unwrap();
+    let bouncer = sage_testkit::PgBouncer::start(&cluster, "transaction").unwrap();
+    let admin = cluster.admin_settings();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = sage_conn::connect(&admin).await.unwrap();
+        client.batch_execute("CREATE DATABASE app").await.unwrap();
+    });
+    let dir = common::write_dir(&[
+        ("000001_events.up.sql", "CREATE TABLE events (id serial PRIMARY KEY, what text NOT NULL);"),
+        ("000002_seed.up.sql", "INSERT INTO events (what) VALUES ('seeded');"),
+        ("000003_more.up.sql", "INSERT INTO events (what) VALUES ('more');"),
+    ]);
+    let through_pooler = bouncer.settings_for(&admin.with_dbname("app")).url_exposing_password();
+    let cwd = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            sage_db(cwd.path())
+                .args(["migrate", "up", "--database-url", &through_pooler, "--source"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = runs.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for out in &outputs {
+        eprintln!("pooled run: {:?} {}", out.status.code(), stderr(out).trim());
+        if !out.status.success() {
+            let message = stderr(out);
+            assert!(message.contains("pooler") && message.contains("direct"), "an unclear refusal: {message}");
+        }
+    }
+    let rows: Vec<String> = runtime.block_on(async {
+        let client = sage_conn::connect(&admin.with_dbname("app")).await.unwrap();
+        match client.query("SELECT what FROM events ORDER BY id", &[]).await {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(_) => Vec::new(),
+        }
+    });
+    assert!(rows.is_empty() || rows == ["seeded", "more"], "a migration ran twice or half: {rows:?}");
+    // Whatever happened, --direct-url finishes the job while the database URL stays the pooler's.
+    let direct = admin.with_dbname("app").url_exposing_password();
+    let up = run(sage_db(cwd.path())
+        .args(["migrate", "up", "--database-url", &through_pooler, "--direct-url", &direct, "--source"])
+        .arg(dir.path()));
+    assert!(up.status.success(), "{}", stderr(&up));
+    let status = run(sage_db(cwd.path())
+        .args(["migrate", "status", "--database-url", &through_pooler, "--source"])
+        .arg(dir.path())
+        .env("DIRECT_URL", &direct));
+    assert!(stdout(&status).contains("0 pending"), "{}{}", stdout(&status), stderr(&status));
+    let rows: Vec<String> = runtime.block_on(async {
+        let client = sage_conn::connect(&admin.with_dbname("app")).await.unwrap();
+        client.query("SELECT what FROM events ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    });
+    assert_eq!(rows, ["seeded", "more"]);
+}

@@ -267,7 +267,10 @@ impl Settings {
         Settings::parse_with(source, url, origin, &Environment::default())
     }
 
-    fn parse_with(source: &str, url: &str, origin: Origin, env: &Environment) -> Result<Settings, Error> {
+    /// Parses one database URL or `key=value` string, filling what it leaves open from the
+    /// service it names, the `PG*` variables in `env` and the password file, as
+    /// [`Settings::resolve`] does.
+    pub fn parse_with(source: &str, url: &str, origin: Origin, env: &Environment) -> Result<Settings, Error> {
         let url = url.trim();
         let target = parse_target(source, url, env)?;
         Ok(Settings { target, origin })

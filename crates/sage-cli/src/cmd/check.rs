@@ -37,7 +37,7 @@ pub async fn run(global: &Global, args: &MigrationArgs, snapshot: Option<PathBuf
     let db = Database::resolve(global, true)?;
     let facts = sage_ops::check::inspect(&db.settings.target).await?;
     let set = context::migration_set(args, db.dialect()?)?;
-    let mut migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
+    let mut migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
     let migrations = migrator.status().await?;
     let expected_args = ExpectedArgs { source: args.source.clone(), snapshot, dev_url: None, replay: false };
     let (expected, label) = expected::resolve(&db, &expected_args).await?;

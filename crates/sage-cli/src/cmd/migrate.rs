@@ -126,7 +126,7 @@ impl Session {
         let db = Database::resolve(global, true)?;
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
-        let migrator = Migrator::connect(&db.settings.target, set, context::run_options(args)?).await?;
+        let migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
         Ok(Session { db, set_label, migrator, missing: false })
     }
 
@@ -162,7 +162,7 @@ impl Session {
         let mut options = context::run_options(args)?;
         options.dry_run = true;
         let set = self.migrator.set().clone();
-        let mut preview = Migrator::connect(&self.db.settings.target, set, options).await?;
+        let mut preview = Migrator::connect(self.db.migration_target(), set, options).await?;
         let report = plan(&mut preview).await?;
         if report.reverted.is_empty() {
             return Ok(());

@@ -76,10 +76,24 @@ pub(crate) fn statement_error(
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> Error {
     let text = match (&e as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) if through_transaction_pooler(pg) => POOLER_ADVICE.to_string(),
         Some(pg) => sage_conn::describe_pg_error(pg, statement),
         None => e.to_string(),
     };
     Error::with_source(crate::ErrorKind::Database, format!("{what}: {text}"), e)
+}
+
+/// What to do when migrations reach the server through a transaction-mode pooler.
+pub(crate) const POOLER_ADVICE: &str = "the connection goes through a connection pooler in transaction mode \
+    (such as PgBouncer with pool_mode = transaction), where prepared statements and the migration lock do not \
+    hold from one transaction to the next; run migrations over a direct connection to the server \
+    (--direct-url URL or DIRECT_URL)";
+
+/// A prepared statement that vanished or was already there: the server session changed
+/// under the connection, which only a pooler in transaction or statement mode does.
+fn through_transaction_pooler(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| *c == SqlState::DUPLICATE_PSTATEMENT || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
 }
 
 /// The lock key for a history table: stable across processes and versions, distinct per

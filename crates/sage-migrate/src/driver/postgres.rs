@@ -21,6 +21,9 @@ pub(crate) struct PgDriver {
     table: String,
     user: String,
     locked: bool,
+    /// Set in the server session that holds the migration lock; every transaction checks
+    /// that it runs in that session (see `begin`).
+    session_token: String,
     /// How long a statement of a transactional migration waits for a table lock.
     lock_timeout: Duration,
 }
@@ -54,6 +57,7 @@ impl PgDriver {
             table,
             user: row.get(1),
             locked: false,
+            session_token: session_token(),
             lock_timeout,
         })
     }
@@ -111,6 +115,49 @@ impl PgDriver {
     }
 }
 
+/// Whether this server session holds the advisory lock with key `$1`.
+const HELD_HERE: &str = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+     AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1";
+
+/// [`HELD_HERE`] with the key in `$3`.
+const HELD_HERE_3: &str = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+     AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $3";
+
+/// Releases the lock in the server session marked with `token`. Directly connected, that
+/// is this connection's session, the first try. Behind a pooler in transaction mode each
+/// try may land in another server session; only the marked one releases anything, so a
+/// few tries give the lock back instead of leaving it with the pooler's server connection.
+async fn release(client: &Client, key: i64, token: &str) -> Result<bool, tokio_postgres::Error> {
+    const TRIES: usize = 20;
+    // The simple protocol, with the key (a number) and the token (hex this process made)
+    // written into the text: a named prepared statement would not survive the pooler.
+    debug_assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    let sql = format!(
+        "SELECT CASE WHEN current_setting('sage.migration_session', true) = '{token}' \
+                     THEN pg_advisory_unlock({key}) AND set_config('sage.migration_session', '', false) = '' \
+                     ELSE false END"
+    );
+    for _ in 0..TRIES {
+        let released = client
+            .simple_query(&sql)
+            .await?
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")));
+        if released {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A value no other process uses, to mark the server session that holds our lock.
+fn session_token() -> String {
+    use sha2::{Digest, Sha256};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let seed = format!("{}\0{nanos}\0{:p}", std::process::id(), &nanos);
+    Sha256::digest(seed.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
 #[async_trait]
 impl Driver for PgDriver {
     fn dialect(&self) -> Dialect {
@@ -129,14 +176,33 @@ impl Driver for PgDriver {
         // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
         // forever.
         loop {
+            // A fresh server session never holds our lock already; one that does is another
+            // client's, handed to us by a pooler. Taking the lock and marking the session
+            // as ours happen in one statement.
             let row = self
                 .client()?
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .query_one(
+                    &format!(
+                        "SELECT CASE WHEN EXISTS ({HELD_HERE}) THEN 'held' \
+                                     WHEN pg_try_advisory_lock($1) THEN set_config('sage.migration_session', $2, false) \
+                                     ELSE 'busy' END"
+                    ),
+                    &[&key, &self.session_token],
+                )
                 .await
                 .map_err(|e| db_error("cannot take the migration lock", e))?;
-            if row.get::<_, bool>(0) {
-                self.locked = true;
-                return Ok(());
+            match row.get::<_, String>(0).as_str() {
+                "held" => {
+                    return Err(Error::new(
+                        ErrorKind::Database,
+                        format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
+                    ))
+                }
+                "busy" => {}
+                _ => {
+                    self.locked = true;
+                    return Ok(());
+                }
             }
             if started.elapsed() >= timeout {
                 let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
@@ -161,9 +227,7 @@ impl Driver for PgDriver {
         self.locked = false;
         let key = lock_key(&self.schema, &self.table);
         let released = match &self.client {
-            Some(client) => {
-                client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await.map(|r| r.get::<_, bool>(0))
-            }
+            Some(client) => release(client, key, &self.session_token).await,
             None => return Ok(()),
         };
         match released {
@@ -278,11 +342,28 @@ impl Driver for PgDriver {
         // application needs: waiting is bounded, and the migration then fails whole.
         // lock_timeout is a 32-bit count of milliseconds, and 0 would mean "no limit".
         let timeout = format!("{}ms", self.lock_timeout.as_millis().clamp(1, i32::MAX as u128));
-        client
-            .execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])
+        // Every transaction checks that it runs in the server session that holds the lock:
+        // behind a pooler in transaction mode it may not, and then nothing must change.
+        let key = lock_key(&self.schema, &self.table);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT set_config('lock_timeout', $1, true), \
+                            NOT $4 OR (coalesce(current_setting('sage.migration_session', true) = $2, false) \
+                                       AND EXISTS ({HELD_HERE_3}))"
+                ),
+                &[&timeout, &self.session_token, &key, &self.locked],
+            )
             .await
-            .map(drop)
-            .map_err(|e| db_error("cannot set the lock timeout", e))
+            .map_err(|e| db_error("cannot set the lock timeout", e))?;
+        if !row.get::<_, bool>(1) {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(Error::new(
+                ErrorKind::Database,
+                format!("the migration lock was lost: {}", super::POOLER_ADVICE),
+            ));
+        }
+        Ok(())
     }
 
     async fn commit(&mut self) -> Result<(), Error> {
