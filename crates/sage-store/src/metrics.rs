@@ -20,6 +20,7 @@ pub enum Operation {
     NonceClaim,
     NonceClaimMany,
     NonceIsUsed,
+    Accept,
     DidCreate,
     DidUpsert,
     DidGet,
@@ -31,7 +32,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::SessionCreate,
         Operation::SessionGet,
         Operation::SessionUpdate,
@@ -41,6 +42,7 @@ impl Operation {
         Operation::NonceClaim,
         Operation::NonceClaimMany,
         Operation::NonceIsUsed,
+        Operation::Accept,
         Operation::DidCreate,
         Operation::DidUpsert,
         Operation::DidGet,
@@ -62,6 +64,7 @@ impl Operation {
             Operation::NonceClaim => "nonce_claim",
             Operation::NonceClaimMany => "nonce_claim_many",
             Operation::NonceIsUsed => "nonce_is_used",
+            Operation::Accept => "accept",
             Operation::DidCreate => "did_create",
             Operation::DidUpsert => "did_upsert",
             Operation::DidGet => "did_get",

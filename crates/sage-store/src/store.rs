@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backend::{
-    memory::MemoryBackend, postgres::PgBackend, sqlite::SqliteBackend, Backend, Conditional, Party, SessionRow,
+    memory::MemoryBackend, postgres::PgBackend, runtime::OnOwnRuntime, sqlite::SqliteBackend, Accepted, Backend,
+    Conditional, Party, SessionRow,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::contract::{DidStore, NonceStore, SessionStore};
@@ -113,8 +114,17 @@ impl Store {
         let backend: Box<dyn Backend> = match target {
             sage_conn::Target::Memory => Box::new(MemoryBackend::new()),
             sage_conn::Target::Postgres(pg) => {
-                check_schema(target, options.migrate, &mut notices).await?;
-                Box::new(PgBackend::open(pg).await?)
+                // Everything a PostgreSQL store runs in the background lives on its own
+                // runtime (see `backend/runtime.rs`), so the store works from any runtime.
+                let (target, pg, migrate) = (target.clone(), pg.clone(), options.migrate);
+                let (backend, schema_notices) = OnOwnRuntime::open("sage-store-pg", 2, async move {
+                    let mut notices = Vec::new();
+                    check_schema(&target, migrate, &mut notices).await?;
+                    Ok((PgBackend::open(&pg).await?, notices))
+                })
+                .await?;
+                notices.extend(schema_notices);
+                Box::new(backend)
             }
             sage_conn::Target::Sqlite(location) => {
                 let backend = SqliteBackend::open(location)?;
@@ -174,6 +184,38 @@ impl Store {
             elapsed,
             if ok { Ok(()) } else { Err(ErrorKind::Unavailable) },
         );
+    }
+
+    /// Accepts one message of a session: claims its `nonce` (bound to the session, used
+    /// until `nonce_expires_at`) and counts the message on the session (message count, last
+    /// activity), in one atomic step on every backend. Either both happen or neither: a
+    /// session that is missing (`NotFound`) or no longer live (`Expired`: past its expiry,
+    /// idle timeout or message budget) leaves the nonce unclaimed, so the client may retry
+    /// it on a fresh session, and a replayed nonce (`Replayed`) leaves the session as it
+    /// was. Of any number of concurrent accepts of one nonce exactly one succeeds. A
+    /// session's problem is reported before a replay. Returns the session as it is now.
+    ///
+    /// Messages of one session serialise on its row; see `docs/PERFORMANCE.md` for what a
+    /// hot session costs and how to avoid it.
+    pub async fn accept(&self, session_id: &str, nonce: &str, nonce_expires_at: DateTime<Utc>) -> Result<Session> {
+        let inner = &self.sessions.0;
+        observed(inner, Operation::Accept, async move {
+            let now = inner.now();
+            validate::token("session_id", session_id)?;
+            validate::token("nonce", nonce)?;
+            validate::expiry("nonce_expires_at", nonce_expires_at, now)?;
+            match inner.backend.accept(session_id, nonce, micros(nonce_expires_at), now).await? {
+                Accepted::Done(row) => inner.session_from_row(row),
+                Accepted::NotFound => Err(StoreError::not_found("session", session_id)),
+                Accepted::NotLive => {
+                    Err(StoreError::new(ErrorKind::Expired, format!("session {session_id:?} has expired")))
+                }
+                Accepted::Replayed => {
+                    Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used")))
+                }
+            }
+        })
+        .await
     }
 
     pub async fn ping(&self) -> Result<()> {
