@@ -80,23 +80,25 @@ impl Operation {
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
-/// Outcomes an operation is counted under: `ok`, or the error kind (a replayed nonce is an
-/// answer, not a failure, and is counted as `replayed`).
-pub const OUTCOMES: [&str; 9] = [
+/// Outcomes an operation is counted under: `ok`, or the error kind's
+/// [`ErrorKind::as_str`] (a replayed nonce is an answer, not a failure, and is counted as
+/// `replayed`). None contains a space, so each is a valid Prometheus label value as is.
+pub const OUTCOMES: [&str; 10] = [
     "ok",
-    "not found",
-    "already exists",
+    "not_found",
+    "already_exists",
     "expired",
     "replayed",
-    "invalid input",
+    "invalid_input",
     "unavailable",
+    "configuration",
     "integrity",
     "internal",
 ];
 
 #[derive(Default)]
 struct Stats {
-    outcomes: [AtomicU64; 9],
+    outcomes: [AtomicU64; OUTCOMES.len()],
     buckets: [AtomicU64; 12],
     sum_micros: AtomicU64,
 }

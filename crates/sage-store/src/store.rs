@@ -127,7 +127,11 @@ impl Store {
                 Box::new(backend)
             }
             sage_conn::Target::Sqlite(location) => {
-                let backend = SqliteBackend::open(location)?;
+                // Opening reads and may create the file: off the async runtime's threads.
+                let backend = {
+                    let location = location.clone();
+                    blocking(move || SqliteBackend::open(&location)).await?
+                };
                 if matches!(location, sage_conn::SqliteLocation::InMemory) {
                     // A private in-memory database exists only on the store's connection.
                     backend.migrate_in_place().await?;
@@ -269,6 +273,18 @@ impl Store {
     }
 }
 
+/// Runs blocking work on the current Tokio runtime's blocking threads, or in place when
+/// there is no Tokio runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("a blocking store task failed: {e}")))?,
+        Err(_) => work(),
+    }
+}
+
 /// Opens SAGE's migrations on the database, applies them when asked, and refuses unless the
 /// database is at exactly the version this build reads and writes.
 async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut Vec<String>) -> Result<()> {
@@ -296,16 +312,16 @@ async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut V
     match status.version {
         Some(v) if v == expected => crate::fingerprint::validate_once(target, dialect, v, status.migrations.len()).await,
         Some(v) if v > expected => Err(StoreError::new(
-            ErrorKind::Unavailable,
+            ErrorKind::Configuration,
             format!("the database schema is at version {v}, newer than this build understands ({expected}); upgrade sage-db"),
         )),
         Some(v) => Err(StoreError::new(
-            ErrorKind::Unavailable,
-            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up`"),
+            ErrorKind::Configuration,
+            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up` or open the store with migrate enabled"),
         )),
         None => Err(StoreError::new(
-            ErrorKind::Unavailable,
-            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`)".to_string(),
+            ErrorKind::Configuration,
+            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`), or open the store with migrate enabled".to_string(),
         )),
     }
 }

@@ -201,12 +201,21 @@ impl SqliteBackend {
     {
         let pool = self.pool.clone();
         let label = self.label.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.lease()?;
-            f(&mut conn).map_err(|e| e.on_file(&label))
-        })
-        .await
-        .map_err(|e| StoreError::new(ErrorKind::Internal, format!("sqlite task failed: {e}")))?
+        // Any Tokio runtime will do, the caller's; without one there are no blocking threads
+        // to run on, which is said rather than panicked.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::new(
+                ErrorKind::Internal,
+                "a SQLite store must be called from within a Tokio runtime (any runtime will do)",
+            )
+        })?;
+        runtime
+            .spawn_blocking(move || {
+                let mut conn = pool.lease()?;
+                f(&mut conn).map_err(|e| e.on_file(&label))
+            })
+            .await
+            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("sqlite task failed: {e}")))?
     }
 }
 
