@@ -31,16 +31,8 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const NAMES: [&'static str; 8] = [
-        "nonce-claim",
-        "session-get",
-        "session-touch",
-        "session-create",
-        "did-get",
-        "mixed",
-        "claim-touch",
-        "accept",
-    ];
+    pub const NAMES: [&'static str; 8] =
+        ["nonce-claim", "session-get", "session-touch", "session-create", "did-get", "mixed", "claim-touch", "accept"];
 
     pub fn parse(name: &str) -> Option<Workload> {
         Some(match name {
@@ -363,15 +355,13 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                                     Err(e) => Err(e.to_string()),
                                 }
                             }
-                            (Some(expires_at), session) => match store
-                                .nonces()
-                                .claim(&nonce, session.as_deref(), expires_at)
-                                .await
-                            {
-                                Ok(()) => Ok(false),
-                                Err(e) if e.is_replayed() => Ok(true),
-                                Err(e) => Err(e.to_string()),
-                            },
+                            (Some(expires_at), session) => {
+                                match store.nonces().claim(&nonce, session.as_deref(), expires_at).await {
+                                    Ok(()) => Ok(false),
+                                    Err(e) if e.is_replayed() => Ok(true),
+                                    Err(e) => Err(e.to_string()),
+                                }
+                            }
                             (None, _) => Err("the nonce's expiry is outside the supported dates".to_string()),
                         };
                         let claimed = match (&session, claimed) {

@@ -267,8 +267,8 @@ fn check_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where a store's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a store's keys come from. `Debug` never shows inline keys, only how many.
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// Base64 keys from `SAGE_SESSION_KEY` (comma-separated, last current).
     Inline(Vec<String>),
@@ -280,6 +280,18 @@ pub enum KeySource {
     Ephemeral,
     /// Nothing configured.
     None,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Inline(keys) => write!(f, "Inline({} key(s))", keys.len()),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+            KeySource::FileCreatedOnFirstUse(path) => f.debug_tuple("FileCreatedOnFirstUse").field(path).finish(),
+            KeySource::Ephemeral => f.write_str("Ephemeral"),
+            KeySource::None => f.write_str("None"),
+        }
+    }
 }
 
 impl KeySource {

@@ -105,6 +105,32 @@ pub struct RotationReport {
 }
 
 impl Store {
+    /// Opens the store at `url` (`postgres://…`, `sqlite://path.db`, `sqlite::memory:` or
+    /// `memory://`) with the defaults of its backend; see [`StoreBuilder`](crate::StoreBuilder)
+    /// for them and for what can be changed. Reads nothing from the environment.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sage_store::StoreError> {
+    /// // A SQLite file, migrated on open, its key file created beside it on first use.
+    /// let store = sage_store::Store::open_url("sqlite://sage.db").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_url(url: &str) -> Result<Store> {
+        Store::builder(url).open().await
+    }
+
+    /// A builder for a store at `url`: keys, migration, clock and pool limits.
+    pub fn builder(url: impl Into<String>) -> crate::StoreBuilder {
+        crate::StoreBuilder::new(url)
+    }
+
+    /// The store's current time, from its clock. Compute expiries from this, not from
+    /// `Utc::now()`: a store running on a [`ManualClock`](crate::ManualClock) decides
+    /// expiry by its own time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.sessions.0.now()
+    }
+
     /// Opens the store for `target`: PostgreSQL (pooled), a SQLite file or in-memory
     /// database, or `memory://`. Checks the schema version first (after migrating, when
     /// `options.migrate` is set) and refuses a database this build does not understand.
