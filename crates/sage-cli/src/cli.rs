@@ -158,7 +158,8 @@ pub enum Command {
     },
     /// Measure the store: throughput and latency percentiles of a workload.
     Bench {
-        /// nonce-claim, session-get, session-touch, session-create, did-get or mixed.
+        /// nonce-claim, session-get, session-touch, session-create, did-get, mixed, claim-touch
+        /// (claim a nonce, then touch its session) or accept (the same in one atomic call).
         #[arg(long, default_value = "nonce-claim")]
         workload: String,
         /// Concurrent clients (1 to 10000; each keeps state for the whole run).

@@ -24,11 +24,15 @@ pub enum Workload {
     DidGet,
     /// Per message: claim its nonce, read its session, touch the session.
     Mixed,
+    /// Per message: claim its nonce and touch its session, as two calls.
+    ClaimTouch,
+    /// Per message: `Store::accept`, the same work in one atomic call.
+    Accept,
 }
 
 impl Workload {
-    pub const NAMES: [&'static str; 6] =
-        ["nonce-claim", "session-get", "session-touch", "session-create", "did-get", "mixed"];
+    pub const NAMES: [&'static str; 8] =
+        ["nonce-claim", "session-get", "session-touch", "session-create", "did-get", "mixed", "claim-touch", "accept"];
 
     pub fn parse(name: &str) -> Option<Workload> {
         Some(match name {
@@ -38,6 +42,8 @@ impl Workload {
             "session-create" => Workload::SessionCreate,
             "did-get" => Workload::DidGet,
             "mixed" => Workload::Mixed,
+            "claim-touch" => Workload::ClaimTouch,
+            "accept" => Workload::Accept,
             _ => return None,
         })
     }
@@ -190,7 +196,10 @@ const SESSION_PREFIX: &str = "bench-session-";
 const DID_PREFIX: &str = "did:sage:bench:";
 
 async fn prepare(store: &Store, options: &BenchOptions) -> Result<u64, Error> {
-    let needs_sessions = matches!(options.workload, Workload::SessionGet | Workload::SessionTouch | Workload::Mixed);
+    let needs_sessions = matches!(
+        options.workload,
+        Workload::SessionGet | Workload::SessionTouch | Workload::Mixed | Workload::ClaimTouch | Workload::Accept
+    );
     let needs_dids = options.workload == Workload::DidGet;
     let keys = options.keys.unwrap_or(1000).max(1);
     let expires = Utc::now() + chrono::Duration::days(1);
@@ -321,7 +330,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                 }
                 seq += 1;
                 let outcome: Result<bool, String> = match options.workload {
-                    Workload::NonceClaim | Workload::Mixed => {
+                    Workload::NonceClaim | Workload::Mixed | Workload::ClaimTouch | Workload::Accept => {
                         nonce.clear();
                         let _ = match options.keys {
                             Some(space) if options.workload == Workload::NonceClaim => {
@@ -335,13 +344,31 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                         // The expiry comes from the reading that started this operation.
                         let elapsed = chrono::Duration::from_std(op_start - anchor.1).unwrap_or_default();
                         let expires_at = elapsed.checked_add(&ttl).and_then(|d| anchor.0.checked_add_signed(d));
-                        let claimed = match expires_at {
-                            Some(expires_at) => match store.nonces().claim(&nonce, None, expires_at).await {
-                                Ok(()) => Ok(false),
-                                Err(e) if e.is_replayed() => Ok(true),
-                                Err(e) => Err(e.to_string()),
-                            },
-                            None => Err("the nonce's expiry is outside the supported dates".to_string()),
+                        // The session of this message, for the workloads that have one.
+                        let session = matches!(options.workload, Workload::ClaimTouch | Workload::Accept)
+                            .then(|| format!("{SESSION_PREFIX}{}", rng.next(keys)));
+                        let claimed = match (expires_at, &session) {
+                            (Some(expires_at), Some(id)) if options.workload == Workload::Accept => {
+                                match store.accept(id, &nonce, expires_at).await {
+                                    Ok(_) => Ok(false),
+                                    Err(e) if e.is_replayed() => Ok(true),
+                                    Err(e) => Err(e.to_string()),
+                                }
+                            }
+                            (Some(expires_at), session) => {
+                                match store.nonces().claim(&nonce, session.as_deref(), expires_at).await {
+                                    Ok(()) => Ok(false),
+                                    Err(e) if e.is_replayed() => Ok(true),
+                                    Err(e) => Err(e.to_string()),
+                                }
+                            }
+                            (None, _) => Err("the nonce's expiry is outside the supported dates".to_string()),
+                        };
+                        let claimed = match (&session, claimed) {
+                            (Some(id), Ok(false)) if options.workload == Workload::ClaimTouch => {
+                                store.sessions().touch(id).await.map(|_| false).map_err(|e| e.to_string())
+                            }
+                            (_, claimed) => claimed,
                         };
                         if options.workload == Workload::Mixed && claimed.is_ok() {
                             let id = format!("{SESSION_PREFIX}{}", rng.next(keys));

@@ -1,10 +1,14 @@
 use std::fmt;
 
-/// The kinds of failure every backend reports the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of failure every backend reports the same way. Decide what to do from the
+/// kind, not from the message: see [`ErrorKind::http_status`] for how a service answers
+/// each, and [`StoreError::is_retryable`] for which are worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
+    /// The session, nonce or DID does not exist.
     NotFound,
+    /// An entry with that id or DID already exists.
     AlreadyExists,
     /// The entry exists but has expired (by time, idle timeout or message budget).
     Expired,
@@ -12,41 +16,121 @@ pub enum ErrorKind {
     Replayed,
     /// The caller's input was rejected; [`StoreError::field`] names the field.
     InvalidInput,
-    /// The database could not be reached; retrying may succeed.
+    /// The database could not be reached or is overloaded; retrying may succeed.
     Unavailable,
+    /// The store or its database is not set up for this build: no SAGE schema yet, a schema
+    /// newer or older than this build, a schema that differs from the expected one, a
+    /// missing or unreadable session-key file, bad connection settings. Retrying will not
+    /// help until an operator acts on the message.
+    Configuration,
     /// Stored key material failed authentication (tampered, moved to another session, or
     /// sealed with a key this store does not have).
     Integrity,
+    /// A bug or an unexpected answer from the database.
     Internal,
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::Expired,
+        ErrorKind::Replayed,
+        ErrorKind::InvalidInput,
+        ErrorKind::Unavailable,
+        ErrorKind::Configuration,
+        ErrorKind::Integrity,
+        ErrorKind::Internal,
+    ];
+
+    /// A stable identifier in snake case (`not_found`, `invalid_input`, …), fit for metric
+    /// labels, JSON and logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Expired => "expired",
+            ErrorKind::Replayed => "replayed",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status a service answers a client with for this kind:
+    ///
+    /// | kind | status | why |
+    /// |---|---|---|
+    /// | `NotFound` | 404 | the session or DID the client named does not exist |
+    /// | `AlreadyExists` | 409 | the id is taken |
+    /// | `Expired` | 401 | the session is over; the client must start a new handshake |
+    /// | `Replayed` | 409 | the nonce was used; the message is refused |
+    /// | `InvalidInput` | 400 | the request is malformed; [`StoreError::field`] says where |
+    /// | `Unavailable` | 503 | the database is unreachable or overloaded; retry later |
+    /// | `Configuration` | 500 | the operator must fix the deployment; retrying will not help |
+    /// | `Integrity` | 500 | stored key material failed authentication |
+    /// | `Internal` | 500 | a bug or an unexpected database answer |
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::AlreadyExists | ErrorKind::Replayed => 409,
+            ErrorKind::Expired => 401,
+            ErrorKind::InvalidInput => 400,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Configuration | ErrorKind::Integrity | ErrorKind::Internal => 500,
+        }
+    }
+
+    /// Whether the failure is the client's to fix (a 4xx status): then the error's message
+    /// names only what the client sent and may be shown to it.
+    pub fn is_client_error(self) -> bool {
+        self.http_status() < 500
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             ErrorKind::NotFound => "not found",
             ErrorKind::AlreadyExists => "already exists",
             ErrorKind::Expired => "expired",
             ErrorKind::Replayed => "replayed",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Integrity => "integrity",
-            ErrorKind::Internal => "internal",
-        }
+            ErrorKind::Configuration => "configuration problem",
+            ErrorKind::Integrity => "integrity failure",
+            ErrorKind::Internal => "internal error",
+        })
     }
 }
 
 /// An error from a store. The database's own error stays reachable through `source()`.
-#[derive(Debug)]
+///
+/// Cloning is cheap and keeps the source: one failed statement can answer every caller
+/// whose claims it carried.
+///
+/// # What to show clients
+/// Messages are written for the operator. Those of client errors
+/// ([`ErrorKind::is_client_error`]) name only what the client sent (an id, a nonce, a
+/// field) and may be passed on. The others must not reach clients: an outage names the
+/// database's host and port, a configuration problem names files and settings. Answer
+/// them with [`StoreError::client_message`] and log the full error.
+#[derive(Debug, Clone)]
 pub struct StoreError {
     kind: ErrorKind,
     field: Option<&'static str>,
     message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
+/// A result with [`StoreError`] as its error.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// An error of `kind` with an operator-facing message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> StoreError {
         StoreError { kind, field: None, message: message.into(), source: None }
     }
@@ -65,10 +149,11 @@ impl StoreError {
     }
 
     pub(crate) fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-        self.source = Some(Box::new(source));
+        self.source = Some(std::sync::Arc::new(source));
         self
     }
 
+    /// What kind of failure this is; the same on every backend.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -78,21 +163,40 @@ impl StoreError {
         self.field
     }
 
+    /// Whether the session, nonce or DID does not exist.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
     }
 
+    /// Whether the session is past its expiry, idle timeout or message budget.
     pub fn is_expired(&self) -> bool {
         self.kind == ErrorKind::Expired
     }
 
+    /// Whether the nonce was already used.
     pub fn is_replayed(&self) -> bool {
         self.kind == ErrorKind::Replayed
     }
 
-    /// Whether retrying the same call later may succeed.
+    /// Whether retrying the same call later may succeed: only for
+    /// [`ErrorKind::Unavailable`]. A configuration problem is not retryable.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable
+    }
+
+    /// The HTTP status to answer a client with; see [`ErrorKind::http_status`].
+    pub fn http_status(&self) -> u16 {
+        self.kind.http_status()
+    }
+
+    /// A message safe to show a client: this error's own message for client errors, a
+    /// fixed phrase naming nothing of the deployment for the others.
+    pub fn client_message(&self) -> String {
+        match self.kind {
+            kind if kind.is_client_error() => self.message.clone(),
+            ErrorKind::Unavailable => "the service is temporarily unavailable; retry later".to_string(),
+            _ => "internal server error".to_string(),
+        }
     }
 }
 
@@ -111,7 +215,7 @@ impl std::error::Error for StoreError {
 impl From<sage_conn::Error> for StoreError {
     fn from(e: sage_conn::Error) -> StoreError {
         let kind = match e.kind() {
-            sage_conn::ErrorKind::InvalidSettings => ErrorKind::InvalidInput,
+            sage_conn::ErrorKind::InvalidSettings => ErrorKind::Configuration,
             _ => ErrorKind::Unavailable,
         };
         StoreError::new(kind, e.to_string()).with_source(e)

@@ -25,7 +25,7 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
         findings.iter().filter(|f| f.severity == sage_schema::Severity::Error).map(|f| f.to_string()).collect();
     if !errors.is_empty() {
         return Err(StoreError::new(
-            ErrorKind::Unavailable,
+            ErrorKind::Configuration,
             format!(
                 "the database schema differs from what this build expects ({} problem(s), first: {}); see `sage-db schema validate`",
                 errors.len(),

@@ -60,13 +60,13 @@ fn key_id(key: &[u8; 32]) -> [u8; 4] {
 fn decode_key(text: &str, origin: &str) -> Result<Zeroizing<[u8; 32]>> {
     let bytes = Zeroizing::new(BASE64.decode(text.trim()).map_err(|_| {
         StoreError::new(
-            ErrorKind::InvalidInput,
+            ErrorKind::Configuration,
             format!("{origin}: a key is not valid base64 (generate one with `sage-db keys generate`)"),
         )
     })?);
     let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
         StoreError::new(
-            ErrorKind::InvalidInput,
+            ErrorKind::Configuration,
             format!("{origin}: a key must be 32 bytes, this one is {}", bytes.len()),
         )
     })?;
@@ -77,7 +77,7 @@ impl KeyRing {
     /// A ring from base64 keys, oldest first; the last one seals.
     pub fn from_base64(keys: &[&str], origin: &str) -> Result<KeyRing> {
         if keys.is_empty() {
-            return Err(StoreError::new(ErrorKind::InvalidInput, format!("{origin} holds no key")));
+            return Err(StoreError::new(ErrorKind::Configuration, format!("{origin} holds no key")));
         }
         let keys = keys
             .iter()
@@ -100,7 +100,7 @@ impl KeyRing {
     pub fn load_file(path: &Path) -> Result<KeyRing> {
         check_private(path)?;
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            StoreError::new(ErrorKind::InvalidInput, format!("cannot read key file {}: {e}", path.display()))
+            StoreError::new(ErrorKind::Configuration, format!("cannot read key file {}: {e}", path.display()))
         })?);
         let keys: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
         KeyRing::from_base64(&keys, &format!("key file {}", path.display()))
@@ -213,7 +213,7 @@ pub fn append_key(path: &Path, create: bool) -> Result<String> {
                 format!("cannot write key file: {}", sage_conn::describe_io_error(&e, path)),
             );
         }
-        StoreError::new(ErrorKind::InvalidInput, format!("cannot write key file {}: {e}", path.display()))
+        StoreError::new(ErrorKind::Configuration, format!("cannot write key file {}: {e}", path.display()))
     };
     let key = generate_key();
     let id = hex_id(&key_id(&*decode_key(&key, "new key")?));
@@ -251,12 +251,12 @@ pub fn append_key(path: &Path, create: bool) -> Result<String> {
 fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
-        StoreError::new(ErrorKind::InvalidInput, format!("cannot read key file {}: {e}", path.display()))
+        StoreError::new(ErrorKind::Configuration, format!("cannot read key file {}: {e}", path.display()))
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(StoreError::new(
-            ErrorKind::InvalidInput,
+            ErrorKind::Configuration,
             format!(
                 "key file {} is readable by others (mode {mode:o}); run: chmod 600 {}",
                 path.display(),
@@ -267,8 +267,8 @@ fn check_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where a store's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a store's keys come from. `Debug` never shows inline keys, only how many.
+#[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// Base64 keys from `SAGE_SESSION_KEY` (comma-separated, last current).
     Inline(Vec<String>),
@@ -280,6 +280,18 @@ pub enum KeySource {
     Ephemeral,
     /// Nothing configured.
     None,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Inline(keys) => write!(f, "Inline({} key(s))", keys.len()),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+            KeySource::FileCreatedOnFirstUse(path) => f.debug_tuple("FileCreatedOnFirstUse").field(path).finish(),
+            KeySource::Ephemeral => f.write_str("Ephemeral"),
+            KeySource::None => f.write_str("None"),
+        }
+    }
 }
 
 impl KeySource {
@@ -329,7 +341,7 @@ impl KeySource {
             }
             KeySource::Ephemeral => Ok((KeyRing::ephemeral(), None)),
             KeySource::None => Err(StoreError::new(
-                ErrorKind::InvalidInput,
+                ErrorKind::Configuration,
                 format!(
                     "no session-key encryption key is configured; generate one with `sage-db keys generate --key-file /etc/sage/session.keys` \
                      and set {KEY_FILE_VAR} to that file (or put the key in {KEY_VAR})"

@@ -20,6 +20,7 @@ pub enum Operation {
     NonceClaim,
     NonceClaimMany,
     NonceIsUsed,
+    Accept,
     DidCreate,
     DidUpsert,
     DidGet,
@@ -31,7 +32,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Operation::SessionCreate,
         Operation::SessionGet,
         Operation::SessionUpdate,
@@ -41,6 +42,7 @@ impl Operation {
         Operation::NonceClaim,
         Operation::NonceClaimMany,
         Operation::NonceIsUsed,
+        Operation::Accept,
         Operation::DidCreate,
         Operation::DidUpsert,
         Operation::DidGet,
@@ -62,6 +64,7 @@ impl Operation {
             Operation::NonceClaim => "nonce_claim",
             Operation::NonceClaimMany => "nonce_claim_many",
             Operation::NonceIsUsed => "nonce_is_used",
+            Operation::Accept => "accept",
             Operation::DidCreate => "did_create",
             Operation::DidUpsert => "did_upsert",
             Operation::DidGet => "did_get",
@@ -77,23 +80,25 @@ impl Operation {
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
-/// Outcomes an operation is counted under: `ok`, or the error kind (a replayed nonce is an
-/// answer, not a failure, and is counted as `replayed`).
-pub const OUTCOMES: [&str; 9] = [
+/// Outcomes an operation is counted under: `ok`, or the error kind's
+/// [`ErrorKind::as_str`] (a replayed nonce is an answer, not a failure, and is counted as
+/// `replayed`). None contains a space, so each is a valid Prometheus label value as is.
+pub const OUTCOMES: [&str; 10] = [
     "ok",
-    "not found",
-    "already exists",
+    "not_found",
+    "already_exists",
     "expired",
     "replayed",
-    "invalid input",
+    "invalid_input",
     "unavailable",
+    "configuration",
     "integrity",
     "internal",
 ];
 
 #[derive(Default)]
 struct Stats {
-    outcomes: [AtomicU64; 9],
+    outcomes: [AtomicU64; OUTCOMES.len()],
     buckets: [AtomicU64; 12],
     sum_micros: AtomicU64,
 }

@@ -37,20 +37,27 @@ impl fmt::Debug for SessionKey {
     }
 }
 
-/// A secure session between a client and a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A secure session between a client and a server. Serializes without its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
     /// A UUID or SAGE's 22-character base64url id.
     pub id: String,
+    /// The DID of the client that opened the session.
     pub client_did: String,
+    /// The DID of the server the session is with.
     pub server_did: String,
+    /// The session's key material; never serialized, never printed.
+    #[serde(skip)]
     pub key: SessionKey,
+    /// Set by the store when the session is created.
     pub created_at: DateTime<Utc>,
+    /// After this the session counts as expired.
     pub expires_at: DateTime<Utc>,
+    /// The last message recorded (`touch`, `accept`), or the creation time.
     pub last_activity: DateTime<Utc>,
     /// A JSON object, or `None`.
     pub metadata: Option<serde_json::Value>,
-    /// Messages recorded with `touch`.
+    /// Messages recorded with `touch` or `accept`.
     pub message_count: u64,
     /// After this many messages the session counts as expired.
     pub max_messages: Option<u64>,
@@ -77,14 +84,68 @@ impl Session {
 /// What `create` needs; the store fills in the rest.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// The session's id: a UUID or SAGE's 22-character base64url id.
     pub id: String,
+    /// The client's DID.
     pub client_did: String,
+    /// The server's DID.
     pub server_did: String,
+    /// The key material agreed in the handshake; sealed before it is stored.
     pub key: SessionKey,
+    /// When the session ends; take it from [`Store::now`](crate::Store::now).
     pub expires_at: DateTime<Utc>,
+    /// A JSON object, or `None`.
     pub metadata: Option<serde_json::Value>,
+    /// After this many messages the session counts as expired.
     pub max_messages: Option<u64>,
+    /// Without activity for this long the session counts as expired.
     pub idle_timeout: Option<Duration>,
+}
+
+impl NewSession {
+    /// A session with a new random id (SAGE's 22-character base64url form of 128 random
+    /// bits), no metadata and no limits besides `expires_at`.
+    pub fn new(
+        client_did: impl Into<String>,
+        server_did: impl Into<String>,
+        key: SessionKey,
+        expires_at: DateTime<Utc>,
+    ) -> NewSession {
+        NewSession {
+            id: new_session_id(),
+            client_did: client_did.into(),
+            server_did: server_did.into(),
+            key,
+            expires_at,
+            metadata: None,
+            max_messages: None,
+            idle_timeout: None,
+        }
+    }
+
+    /// Ends the session after `max` messages.
+    pub fn with_max_messages(mut self, max: u64) -> NewSession {
+        self.max_messages = Some(max);
+        self
+    }
+
+    /// Ends the session after `idle` without messages.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> NewSession {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Attaches a JSON object.
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> NewSession {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// A new session id: 128 random bits in unpadded base64url, 22 characters.
+pub fn new_session_id() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
 /// Changes to an existing, live session. `None` leaves a field as it is.
@@ -135,7 +196,8 @@ pub enum Claim {
     Replayed,
 }
 
-/// Public-key algorithms a cached DID may use.
+/// Public-key algorithms a cached DID may use. Deserializes from any spelling
+/// [`KeyType::parse`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum KeyType {
     Ed25519,
@@ -167,6 +229,18 @@ impl KeyType {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for KeyType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<KeyType, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        KeyType::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown key type {text:?} (expected one of {})",
+                KeyType::ALL.map(KeyType::as_str).join(", ")
+            ))
+        })
+    }
+}
+
 impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -174,7 +248,7 @@ impl fmt::Display for KeyType {
 }
 
 /// A cached DID and what SAGE's application resolves for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DidRecord {
     pub did: String,
     pub public_key: Vec<u8>,

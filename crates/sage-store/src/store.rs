@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backend::{
-    memory::MemoryBackend, postgres::PgBackend, sqlite::SqliteBackend, Backend, Conditional, Party, SessionRow,
+    memory::MemoryBackend, postgres::PgBackend, runtime::OnOwnRuntime, sqlite::SqliteBackend, Accepted, Backend,
+    Conditional, Party, SessionRow,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::contract::{DidStore, NonceStore, SessionStore};
@@ -104,6 +105,32 @@ pub struct RotationReport {
 }
 
 impl Store {
+    /// Opens the store at `url` (`postgres://…`, `sqlite://path.db`, `sqlite::memory:` or
+    /// `memory://`) with the defaults of its backend; see [`StoreBuilder`](crate::StoreBuilder)
+    /// for them and for what can be changed. Reads nothing from the environment.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sage_store::StoreError> {
+    /// // A SQLite file, migrated on open, its key file created beside it on first use.
+    /// let store = sage_store::Store::open_url("sqlite://sage.db").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_url(url: &str) -> Result<Store> {
+        Store::builder(url).open().await
+    }
+
+    /// A builder for a store at `url`: keys, migration, clock and pool limits.
+    pub fn builder(url: impl Into<String>) -> crate::StoreBuilder {
+        crate::StoreBuilder::new(url)
+    }
+
+    /// The store's current time, from its clock. Compute expiries from this, not from
+    /// `Utc::now()`: a store running on a [`ManualClock`](crate::ManualClock) decides
+    /// expiry by its own time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.sessions.0.now()
+    }
+
     /// Opens the store for `target`: PostgreSQL (pooled), a SQLite file or in-memory
     /// database, or `memory://`. Checks the schema version first (after migrating, when
     /// `options.migrate` is set) and refuses a database this build does not understand.
@@ -113,11 +140,24 @@ impl Store {
         let backend: Box<dyn Backend> = match target {
             sage_conn::Target::Memory => Box::new(MemoryBackend::new()),
             sage_conn::Target::Postgres(pg) => {
-                check_schema(target, options.migrate, &mut notices).await?;
-                Box::new(PgBackend::open(pg).await?)
+                // Everything a PostgreSQL store runs in the background lives on its own
+                // runtime (see `backend/runtime.rs`), so the store works from any runtime.
+                let (target, pg, migrate) = (target.clone(), pg.clone(), options.migrate);
+                let (backend, schema_notices) = OnOwnRuntime::open("sage-store-pg", 2, async move {
+                    let mut notices = Vec::new();
+                    check_schema(&target, migrate, &mut notices).await?;
+                    Ok((PgBackend::open(&pg).await?, notices))
+                })
+                .await?;
+                notices.extend(schema_notices);
+                Box::new(backend)
             }
             sage_conn::Target::Sqlite(location) => {
-                let backend = SqliteBackend::open(location)?;
+                // Opening reads and may create the file: off the async runtime's threads.
+                let backend = {
+                    let location = location.clone();
+                    blocking(move || SqliteBackend::open(&location)).await?
+                };
                 if matches!(location, sage_conn::SqliteLocation::InMemory) {
                     // A private in-memory database exists only on the store's connection.
                     backend.migrate_in_place().await?;
@@ -176,6 +216,38 @@ impl Store {
         );
     }
 
+    /// Accepts one message of a session: claims its `nonce` (bound to the session, used
+    /// until `nonce_expires_at`) and counts the message on the session (message count, last
+    /// activity), in one atomic step on every backend. Either both happen or neither: a
+    /// session that is missing (`NotFound`) or no longer live (`Expired`: past its expiry,
+    /// idle timeout or message budget) leaves the nonce unclaimed, so the client may retry
+    /// it on a fresh session, and a replayed nonce (`Replayed`) leaves the session as it
+    /// was. Of any number of concurrent accepts of one nonce exactly one succeeds. A
+    /// session's problem is reported before a replay. Returns the session as it is now.
+    ///
+    /// Messages of one session serialise on its row; see `docs/PERFORMANCE.md` for what a
+    /// hot session costs and how to avoid it.
+    pub async fn accept(&self, session_id: &str, nonce: &str, nonce_expires_at: DateTime<Utc>) -> Result<Session> {
+        let inner = &self.sessions.0;
+        observed(inner, Operation::Accept, async move {
+            let now = inner.now();
+            validate::token("session_id", session_id)?;
+            validate::token("nonce", nonce)?;
+            validate::expiry("nonce_expires_at", nonce_expires_at, now)?;
+            match inner.backend.accept(session_id, nonce, micros(nonce_expires_at), now).await? {
+                Accepted::Done(row) => inner.session_from_row(row),
+                Accepted::NotFound => Err(StoreError::not_found("session", session_id)),
+                Accepted::NotLive => {
+                    Err(StoreError::new(ErrorKind::Expired, format!("session {session_id:?} has expired")))
+                }
+                Accepted::Replayed => {
+                    Err(StoreError::new(ErrorKind::Replayed, format!("nonce {nonce:?} was already used")))
+                }
+            }
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<()> {
         self.sessions.0.backend.ping().await
     }
@@ -227,6 +299,18 @@ impl Store {
     }
 }
 
+/// Runs blocking work on the current Tokio runtime's blocking threads, or in place when
+/// there is no Tokio runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("a blocking store task failed: {e}")))?,
+        Err(_) => work(),
+    }
+}
+
 /// Opens SAGE's migrations on the database, applies them when asked, and refuses unless the
 /// database is at exactly the version this build reads and writes.
 async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut Vec<String>) -> Result<()> {
@@ -254,16 +338,16 @@ async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut V
     match status.version {
         Some(v) if v == expected => crate::fingerprint::validate_once(target, dialect, v, status.migrations.len()).await,
         Some(v) if v > expected => Err(StoreError::new(
-            ErrorKind::Unavailable,
+            ErrorKind::Configuration,
             format!("the database schema is at version {v}, newer than this build understands ({expected}); upgrade sage-db"),
         )),
         Some(v) => Err(StoreError::new(
-            ErrorKind::Unavailable,
-            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up`"),
+            ErrorKind::Configuration,
+            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up` or open the store with migrate enabled"),
         )),
         None => Err(StoreError::new(
-            ErrorKind::Unavailable,
-            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`)".to_string(),
+            ErrorKind::Configuration,
+            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`), or open the store with migrate enabled".to_string(),
         )),
     }
 }

@@ -166,7 +166,8 @@ async fn postgres_without_a_key_refuses_and_says_how_to_set_one() {
     let target = sage_conn::Target::Postgres(db.settings().clone());
     let env = sage_conn::Environment::from_pairs(Vec::new());
     let err = Store::open(&target, OpenOptions::defaults_for(&target, &env)).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+    assert!(!err.is_retryable(), "a missing key does not appear by retrying");
     let text = err.to_string();
     assert!(text.contains("SAGE_SESSION_KEY_FILE") && text.contains("sage-db keys generate"), "{text}");
 }

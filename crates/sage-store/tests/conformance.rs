@@ -84,6 +84,11 @@ conformance!(
     did_upsert_keeps_creation_time,
     invalid_input_names_the_field_and_writes_nothing,
     cleanup_removes_only_what_expired,
+    accept_claims_and_touches_together,
+    accept_that_fails_leaves_everything_as_it_was,
+    concurrent_accepts_of_one_nonce_have_exactly_one_winner,
+    concurrent_accepts_never_overspend_a_budget,
+    accept_racing_a_delete_burns_no_nonce,
 );
 
 fn new_session(id: &str, client: &str, server: &str, expires_at: DateTime<Utc>) -> NewSession {
@@ -460,4 +465,162 @@ async fn cleanup_removes_only_what_expired(h: Harness) {
     assert_eq!(nonces.delete_expired().await.unwrap(), 0);
     assert_eq!(sessions.delete_expired().await.unwrap(), 1);
     sessions.get("kept").await.unwrap();
+}
+
+async fn accept_claims_and_touches_together(h: Harness) {
+    let id = "accept-session-1";
+    let later = h.now() + chrono::Duration::minutes(5);
+    h.store.sessions().create(&new_session(id, ALICE, BOB, h.now() + chrono::Duration::hours(1))).await.unwrap();
+    h.advance(chrono::Duration::seconds(3));
+    let session = h.store.accept(id, "accept-n1", later).await.unwrap();
+    assert_eq!((session.message_count, session.last_activity), (1, h.now()));
+    assert!(h.store.nonces().is_used("accept-n1").await.unwrap());
+    assert_eq!(h.store.sessions().get(id).await.unwrap(), session, "the answer is what is stored");
+
+    let replay = h.store.accept(id, "accept-n1", later).await.unwrap_err();
+    assert_eq!(replay.kind(), ErrorKind::Replayed, "{replay}");
+    assert_eq!(h.store.sessions().get(id).await.unwrap().message_count, 1, "a replay counts no message");
+    // A nonce claimed on its own is a replay for accept too, and the other way round.
+    h.store.nonces().claim("accept-n2", None, later).await.unwrap();
+    assert!(h.store.accept(id, "accept-n2", later).await.unwrap_err().is_replayed());
+    h.store.accept(id, "accept-n3", later).await.unwrap();
+    assert!(h.store.nonces().claim("accept-n3", None, later).await.unwrap_err().is_replayed());
+    assert_eq!(h.store.sessions().get(id).await.unwrap().message_count, 2);
+    let invalid = h.store.accept(id, "", later).await.unwrap_err();
+    assert_eq!((invalid.kind(), invalid.field()), (ErrorKind::InvalidInput, Some("nonce")));
+}
+
+async fn accept_that_fails_leaves_everything_as_it_was(h: Harness) {
+    let later = h.now() + chrono::Duration::hours(2);
+    let sessions = h.store.sessions();
+    // Unknown session: the nonce stays unclaimed, so the client's retry on a new session works.
+    assert!(h.store.accept("no-such-session", "fail-n1", later).await.unwrap_err().is_not_found());
+    assert!(!h.store.nonces().is_used("fail-n1").await.unwrap());
+
+    // Over budget.
+    let mut budget = new_session("fail-budget", ALICE, BOB, h.now() + chrono::Duration::hours(1));
+    budget.max_messages = Some(2);
+    sessions.create(&budget).await.unwrap();
+    h.store.accept("fail-budget", "fail-b1", later).await.unwrap();
+    h.store.accept("fail-budget", "fail-b2", later).await.unwrap();
+    assert!(h.store.accept("fail-budget", "fail-b3", later).await.unwrap_err().is_expired());
+    assert!(!h.store.nonces().is_used("fail-b3").await.unwrap(), "a refused message burns no nonce");
+    // A replay on a spent session is reported as the session's problem.
+    assert!(h.store.accept("fail-budget", "fail-b1", later).await.unwrap_err().is_expired());
+
+    // Idle and past expiry.
+    let mut idle = new_session("fail-idle", ALICE, BOB, h.now() + chrono::Duration::hours(1));
+    idle.idle_timeout = Some(Duration::from_secs(60));
+    sessions.create(&idle).await.unwrap();
+    sessions.create(&new_session("fail-expiry", ALICE, BOB, h.now() + chrono::Duration::minutes(30))).await.unwrap();
+    h.advance(chrono::Duration::seconds(59));
+    h.store.accept("fail-idle", "fail-i1", later).await.unwrap();
+    h.advance(chrono::Duration::seconds(60));
+    assert!(h.store.accept("fail-idle", "fail-i2", later).await.unwrap_err().is_expired());
+    assert!(!h.store.nonces().is_used("fail-i2").await.unwrap());
+    h.advance(chrono::Duration::minutes(30));
+    assert!(h.store.accept("fail-expiry", "fail-e1", later).await.unwrap_err().is_expired());
+    assert!(!h.store.nonces().is_used("fail-e1").await.unwrap());
+    let untouched = sessions.list_by_client(ALICE, Page::default()).await.unwrap();
+    assert!(untouched.is_empty(), "every session is expired now");
+    // The refused nonces are still free for a live session.
+    sessions.create(&new_session("fail-fresh", ALICE, BOB, h.now() + chrono::Duration::minutes(30))).await.unwrap();
+    for nonce in ["fail-n1", "fail-b3", "fail-i2", "fail-e1"] {
+        h.store.accept("fail-fresh", nonce, later).await.unwrap();
+    }
+    assert_eq!(sessions.get("fail-fresh").await.unwrap().message_count, 4);
+}
+
+async fn concurrent_accepts_of_one_nonce_have_exactly_one_winner(h: Harness) {
+    const TASKS: usize = 16;
+    let later = h.now() + chrono::Duration::minutes(5);
+    h.store.sessions().create(&new_session("race-accept", ALICE, BOB, later)).await.unwrap();
+    for round in 0..5 {
+        let nonce = format!("accept-race-{round}");
+        let handles: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (store, nonce) = (h.store.clone(), nonce.clone());
+                tokio::spawn(async move { store.accept("race-accept", &nonce, later).await })
+            })
+            .collect();
+        let mut wins = 0;
+        for handle in handles {
+            match handle.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(e) => assert!(e.is_replayed(), "{e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+    assert_eq!(h.store.sessions().get("race-accept").await.unwrap().message_count, 5);
+}
+
+async fn concurrent_accepts_never_overspend_a_budget(h: Harness) {
+    const TASKS: usize = 24;
+    const BUDGET: u64 = 7;
+    let later = h.now() + chrono::Duration::minutes(5);
+    let mut session = new_session("budget-race", ALICE, BOB, later);
+    session.max_messages = Some(BUDGET);
+    h.store.sessions().create(&session).await.unwrap();
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move { (i, store.accept("budget-race", &format!("budget-n{i}"), later).await) })
+        })
+        .collect();
+    let mut accepted = 0;
+    for handle in handles {
+        let (i, result) = handle.await.unwrap();
+        let used = h.store.nonces().is_used(&format!("budget-n{i}")).await.unwrap();
+        match result {
+            Ok(_) => {
+                accepted += 1;
+                assert!(used, "accepted message {i} has its nonce claimed");
+            }
+            Err(e) => {
+                assert!(e.is_expired(), "{e}");
+                assert!(!used, "refused message {i} left its nonce unclaimed");
+            }
+        }
+    }
+    assert_eq!(accepted, BUDGET);
+    let stored = h.store.sessions().get("budget-race").await.unwrap_err();
+    assert!(stored.is_expired(), "the budget is spent");
+    assert_eq!(h.store.nonces().count_active().await.unwrap(), BUDGET);
+}
+
+async fn accept_racing_a_delete_burns_no_nonce(h: Harness) {
+    const MESSAGES: usize = 60;
+    let later = h.now() + chrono::Duration::minutes(5);
+    h.store.sessions().create(&new_session("doomed", ALICE, BOB, later)).await.unwrap();
+    let handles: Vec<_> = (0..MESSAGES)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                if i == MESSAGES / 3 {
+                    store.sessions().delete("doomed").await.unwrap();
+                }
+                (i, store.accept("doomed", &format!("doomed-n{i}"), later).await)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for handle in handles {
+        let (i, result) = handle.await.unwrap();
+        let used = h.store.nonces().is_used(&format!("doomed-n{i}")).await.unwrap();
+        match result {
+            Ok(_) => {
+                accepted += 1;
+                assert!(used, "accepted message {i} has its nonce claimed");
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(e.is_not_found(), "{e}");
+                assert!(!used, "message {i}, refused because its session was deleted, left its nonce unclaimed");
+            }
+        }
+    }
+    assert_eq!(accepted + refused, MESSAGES);
+    assert!(refused > 0, "the delete landed before some accepts");
+    assert_eq!(h.store.nonces().count_active().await.unwrap(), accepted as u64);
 }

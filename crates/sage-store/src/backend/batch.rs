@@ -141,7 +141,8 @@ fn distribute(batch: Vec<Pending>, routes: Routes, result: Result<Vec<Claim>>) {
     for (pending, route) in batch.into_iter().zip(routes) {
         let answer = match &result {
             Ok(answers) => Ok(route.iter().map(|r| r.map_or(Claim::Replayed, |i| answers[i])).collect()),
-            Err(e) => Err(StoreError::new(e.kind(), e.to_string())),
+            // Every caller gets the whole error: kind, field, message and source.
+            Err(e) => Err(e.clone()),
         };
         let _ = pending.reply.send(answer);
     }

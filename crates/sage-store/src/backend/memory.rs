@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::nonce_table::{NonceTable, SHARDS};
-use super::{Backend, Conditional, Party, SessionRow};
+use super::{Accepted, Backend, Conditional, Party, SessionRow};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, NonceClaim, Page};
 
@@ -79,6 +79,31 @@ impl Backend for MemoryBackend {
         stored.message_count += 1;
         stored.last_activity = now;
         Ok(Conditional::Done(stored.clone()))
+    }
+
+    async fn accept(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted> {
+        // The session's write lock is held across the claim: nobody can expire, spend or
+        // delete the session between the check and the touch, so a claimed nonce always
+        // comes with its counted message.
+        let mut map = self.sessions.write().map_err(|_| poisoned())?;
+        let Some(stored) = map.get_mut(session_id) else { return Ok(Accepted::NotFound) };
+        if !stored.is_live(now) {
+            return Ok(Accepted::NotLive);
+        }
+        match self.nonces.claim(nonce, expires_at.timestamp_micros(), now.timestamp_micros())? {
+            Claim::Replayed => Ok(Accepted::Replayed),
+            Claim::Fresh => {
+                stored.message_count += 1;
+                stored.last_activity = now;
+                Ok(Accepted::Done(stored.clone()))
+            }
+        }
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool> {

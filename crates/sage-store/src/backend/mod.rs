@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod memory;
 pub(crate) mod nonce_table;
 pub(crate) mod postgres;
+pub(crate) mod runtime;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
@@ -59,6 +60,18 @@ pub(crate) enum Conditional<T> {
     NotLive,
 }
 
+/// The result of accepting a message: its nonce claimed and its session touched, both or
+/// neither.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// Both happened; the session as it is now.
+    Done(SessionRow),
+    NotFound,
+    NotLive,
+    /// The session is live but the nonce was already used; nothing changed.
+    Replayed,
+}
+
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
@@ -76,6 +89,15 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     async fn update_session(&self, row: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>>;
     /// Counts one message and records activity, if the session is live.
     async fn touch_session(&self, id: &str, now: DateTime<Utc>) -> Result<Conditional<SessionRow>>;
+    /// Claims `nonce` for the session and counts one message on it, in one atomic step:
+    /// both or neither. A session that is missing or not live is reported before a replay.
+    async fn accept(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted>;
     async fn delete_session(&self, id: &str) -> Result<bool>;
     /// Live sessions of one party, newest first.
     async fn list_sessions(&self, party: Party, did: &str, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>>;

@@ -13,7 +13,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::batch::ClaimBatcher;
-use super::{Backend, Conditional, Party, SessionRow};
+use super::{Accepted, Backend, Conditional, Party, SessionRow};
 use crate::error::{from_pg, ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
 
@@ -130,7 +130,7 @@ impl PgBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))?;
+        let statement = prepare(&client, what, sql).await?;
         client.execute(&statement, params).await.map_err(|e| from_pg(what, sql, e))
     }
 
@@ -232,8 +232,14 @@ async fn query_on(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<Row>> {
-    let statement = client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))?;
+    let statement = prepare(client, what, sql).await?;
     client.query(&statement, params).await.map_err(|e| from_pg(what, sql, e))
+}
+
+/// The one place statements are prepared: once per connection, then taken from the
+/// connection's cache. A pooler that cannot keep prepared statements would be served here.
+async fn prepare(client: &Object, what: &str, sql: &str) -> Result<tokio_postgres::Statement> {
+    client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))
 }
 
 /// Claims per statement, at most.
@@ -264,7 +270,7 @@ async fn claim_statement(
     let mut attempt = 0;
     let rows = loop {
         let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-        let statement = client.prepare_cached(SQL).await.map_err(|e| from_pg("cannot claim nonces", SQL, e))?;
+        let statement = prepare(&client, "cannot claim nonces", SQL).await?;
         match client.query(&statement, &[&nonces, &sessions, &expiries, &now]).await {
             Ok(rows) => break rows,
             // Another writer (not a claim batch) can still close a lock cycle; the statement
@@ -365,6 +371,45 @@ impl Backend for PgBackend {
         let exists =
             !self.query("cannot read session", "SELECT 1 FROM sessions WHERE id = $1", &[&id]).await?.is_empty();
         Ok(if exists { Conditional::NotLive } else { Conditional::NotFound })
+    }
+
+    async fn accept(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted> {
+        // One statement, so one transaction. `s` locks the session row if it is live in its
+        // latest version (READ COMMITTED re-checks the condition after waiting for a
+        // concurrent writer); while it is locked nobody can expire, spend or delete it. The
+        // nonce is claimed only for a locked session, and the message counted only for a
+        // fresh nonce: both or neither.
+        let sql = format!(
+            "WITH s AS (SELECT id FROM sessions WHERE id = $1 AND {} FOR UPDATE), \
+             n AS (INSERT INTO nonces (nonce, session_id, used_at, expires_at) SELECT $2, s.id, $3, $4 FROM s \
+                   ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
+                   WHERE nonces.expires_at <= EXCLUDED.used_at RETURNING nonce), \
+             t AS (UPDATE sessions SET message_count = message_count + 1, last_activity = $3 FROM n WHERE sessions.id = $1 \
+                   RETURNING {SESSION_COLUMNS}) \
+             SELECT t.*, EXISTS (SELECT 1 FROM s) FROM (VALUES (1)) AS one LEFT JOIN t ON true",
+            live(3)
+        );
+        let rows = self.query("cannot accept message", &sql, &[&session_id, &nonce, &now, &expires_at]).await?;
+        let Some(row) = rows.first() else {
+            return Err(StoreError::new(ErrorKind::Internal, "accepting a message returned no row"));
+        };
+        if column::<Option<String>>(row, 0, "session")?.is_some() {
+            return Ok(Accepted::Done(session_row(row)?));
+        }
+        if column::<bool>(row, 11, "session")? {
+            return Ok(Accepted::Replayed);
+        }
+        let exists = !self
+            .query("cannot read session", "SELECT 1 FROM sessions WHERE id = $1", &[&session_id])
+            .await?
+            .is_empty();
+        Ok(if exists { Accepted::NotLive } else { Accepted::NotFound })
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool> {

@@ -10,7 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use sage_conn::SqliteLocation;
 
 use super::batch::ClaimBatcher;
-use super::{Backend, Conditional, Party, SessionRow};
+use super::{Accepted, Backend, Conditional, Party, SessionRow};
 use crate::error::{from_sqlite, ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
 
@@ -201,12 +201,21 @@ impl SqliteBackend {
     {
         let pool = self.pool.clone();
         let label = self.label.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.lease()?;
-            f(&mut conn).map_err(|e| e.on_file(&label))
-        })
-        .await
-        .map_err(|e| StoreError::new(ErrorKind::Internal, format!("sqlite task failed: {e}")))?
+        // Any Tokio runtime will do, the caller's; without one there are no blocking threads
+        // to run on, which is said rather than panicked.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::new(
+                ErrorKind::Internal,
+                "a SQLite store must be called from within a Tokio runtime (any runtime will do)",
+            )
+        })?;
+        runtime
+            .spawn_blocking(move || {
+                let mut conn = pool.lease()?;
+                f(&mut conn).map_err(|e| e.on_file(&label))
+            })
+            .await
+            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("sqlite task failed: {e}")))?
     }
 }
 
@@ -296,6 +305,11 @@ fn did_values(r: &DidRecord) -> [Value; 12] {
     ]
 }
 
+/// Claims one nonce; returns a row when it was fresh (unused, or its use expired).
+const CLAIM: &str = "INSERT INTO nonces (nonce, session_id, used_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (nonce) DO UPDATE SET session_id = excluded.session_id, used_at = excluded.used_at, expires_at = excluded.expires_at \
+     WHERE nonces.expires_at <= excluded.used_at RETURNING 1";
+
 /// Claims distinct nonces in one immediate transaction: SQLite has one writer, so the
 /// batch is atomic and costs one commit.
 fn claim_transaction(conn: &mut Connection, claims: &[NonceClaim], now: DateTime<Utc>) -> Result<Vec<Claim>> {
@@ -304,13 +318,7 @@ fn claim_transaction(conn: &mut Connection, claims: &[NonceClaim], now: DateTime
         .map_err(|e| from_sqlite("cannot claim nonces", e))?;
     let mut answers = Vec::with_capacity(claims.len());
     {
-        let mut stmt = tx
-            .prepare_cached(
-                "INSERT INTO nonces (nonce, session_id, used_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (nonce) DO UPDATE SET session_id = excluded.session_id, used_at = excluded.used_at, expires_at = excluded.expires_at \
-                 WHERE nonces.expires_at <= excluded.used_at RETURNING 1",
-            )
-            .map_err(|e| from_sqlite("cannot claim nonces", e))?;
+        let mut stmt = tx.prepare_cached(CLAIM).map_err(|e| from_sqlite("cannot claim nonces", e))?;
         for claim in claims {
             let fresh = stmt
                 .exists(params![claim.nonce, claim.session_id, us(now), us(claim.expires_at)])
@@ -415,6 +423,48 @@ impl Backend for SqliteBackend {
                 .and_then(|mut s| s.exists([&id]))
                 .map_err(|e| from_sqlite("cannot read session", e))?;
             Ok(if exists { Conditional::NotLive } else { Conditional::NotFound })
+        })
+        .await
+    }
+
+    async fn accept(
+        &self,
+        session_id: &str,
+        nonce: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted> {
+        let (id, nonce) = (session_id.to_string(), nonce.to_string());
+        self.run(move |c| {
+            // One immediate transaction: the touch and the claim commit together, and a
+            // transaction dropped before its commit rolls both back.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| from_sqlite("cannot accept message", e))?;
+            let sql = format!(
+                "UPDATE sessions SET message_count = message_count + 1, last_activity = ?2 WHERE id = ?1 AND {} RETURNING {SESSION_COLUMNS}",
+                live(2)
+            );
+            let row = tx
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params![id, us(now)], session_row).optional())
+                .map_err(|e| from_sqlite("cannot touch session", e))?;
+            let Some(row) = row else {
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")
+                    .and_then(|mut s| s.exists([&id]))
+                    .map_err(|e| from_sqlite("cannot read session", e))?;
+                return Ok(if exists { Accepted::NotLive } else { Accepted::NotFound });
+            };
+            let fresh = tx
+                .prepare_cached(CLAIM)
+                .and_then(|mut s| s.exists(params![nonce, id, us(now), us(expires_at)]))
+                .map_err(|e| from_sqlite("cannot claim nonce", e))?;
+            if !fresh {
+                return Ok(Accepted::Replayed);
+            }
+            tx.commit().map_err(|e| from_sqlite("cannot commit accepted message", e))?;
+            Ok(Accepted::Done(row))
         })
         .await
     }
