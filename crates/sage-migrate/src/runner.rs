@@ -427,21 +427,22 @@ impl Migrator {
         legacy: &[LegacyTable],
     ) -> Result<(), Error> {
         for (index, statement) in statements.iter().enumerate() {
-            if let Err(e) = self.driver.execute(statement.sql).await {
+            if let Err(e) = self.driver.run_statement(statement).await {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\nnothing of this migration was kept; {}",
+                        "{} failed at statement {} of {} ({}): {}\nnothing of this migration was kept; {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
-                        statement.line,
+                        position(statement),
                         e.message,
                         e.advice()
                     ),
                 ));
             }
         }
+        self.reset_session_after(migration, statements).await?;
         row.execution_ms = started.elapsed().as_millis() as i64;
         self.driver.write_row(row).await?;
         let elapsed_ns = started.elapsed().as_nanos() as i64;
@@ -449,6 +450,20 @@ impl Migrator {
             self.driver.sync_legacy(&change).await?;
         }
         self.driver.commit().await
+    }
+
+    /// After a script that changed session settings, the next one runs in a session as
+    /// fresh as the first: pg_dump's `SET search_path = ''` must not follow it.
+    async fn reset_session_after(&mut self, migration: &Migration, statements: &[Statement<'_>]) -> Result<(), Error> {
+        if !statements.iter().any(|s| s.changes_session) {
+            return Ok(());
+        }
+        self.driver.reset_session().await.map_err(|e| {
+            Error::new(
+                ErrorKind::MigrationFailed,
+                format!("{}: cannot reset the session: {}", migration.up.origin, e.message),
+            )
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -474,9 +489,9 @@ impl Migrator {
             }
         }
         for (index, statement) in statements.iter().enumerate().skip(resume_at) {
-            if let Err(e) = self.driver.execute(statement.sql).await {
+            if let Err(e) = self.driver.run_statement(statement).await {
                 row.state = RowState::Failed;
-                row.error = Some(format!("statement {} (line {}): {}", index + 1, statement.line, e.message));
+                row.error = Some(format!("statement {} ({}): {}", index + 1, position(statement), e.message));
                 let _ = self.driver.write_row(row).await;
                 let kept = if index == 0 {
                     "no statement of it had run".to_string()
@@ -486,11 +501,11 @@ impl Migrator {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\n{kept}; {} to resume at statement {}",
+                        "{} failed at statement {} of {} ({}): {}\n{kept}; {} to resume at statement {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
-                        statement.line,
+                        position(statement),
                         e.message,
                         e.advice(),
                         index + 1
@@ -500,6 +515,7 @@ impl Migrator {
             row.statements_done = index as i32 + 1;
             self.driver.write_row(row).await?;
         }
+        self.reset_session_after(migration, statements).await?;
         row.state = RowState::Applied;
         row.error = None;
         row.execution_ms = started.elapsed().as_millis() as i64;
@@ -550,7 +566,7 @@ impl Migrator {
                 self.driver.begin().await?;
             }
             for (index, statement) in statements.iter().enumerate() {
-                if let Err(e) = self.driver.execute(statement.sql).await {
+                if let Err(e) = self.driver.run_statement(statement).await {
                     let kept = if script.transactional || index == 0 {
                         "nothing of it was kept".to_string()
                     } else {
@@ -559,15 +575,20 @@ impl Migrator {
                     return Err(Error::new(
                         ErrorKind::MigrationFailed,
                         format!(
-                            "{} failed at statement {} of {} (line {}): {}\n{kept}",
+                            "{} failed at statement {} of {} ({}): {}\n{kept}",
                             script.origin,
                             index + 1,
                             statements.len(),
-                            statement.line,
+                            position(statement),
                             e.message
                         ),
                     ));
                 }
+            }
+            if statements.iter().any(|s| s.changes_session) {
+                self.driver.reset_session().await.map_err(|e| {
+                    Error::new(ErrorKind::MigrationFailed, format!("{}: cannot reset the session: {}", script.origin, e.message))
+                })?;
             }
             if !script.transactional {
                 self.driver.begin().await?;
@@ -729,9 +750,16 @@ fn refuse_problems(set: &MigrationSet) -> Result<(), Error> {
 /// The statements of a script, without a `BEGIN; … COMMIT;` wrapper (the engine supplies
 /// its own transaction).
 fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>, Error> {
+    let offset = script.first_line - 1;
     let mut statements = split(&script.sql, dialect).map_err(|e| {
-        Error::new(ErrorKind::Source, format!("{}: line {}: unterminated {}", script.origin, e.line, e.what))
+        Error::new(
+            ErrorKind::Source,
+            format!("{}: line {}, column {}: {}", script.origin, e.line + offset, e.column, e.message),
+        )
     })?;
+    for statement in &mut statements {
+        statement.line += offset;
+    }
     let wrapped = statements.len() >= 2
         && statements[0].transaction_control() == Some(TransactionControl::Begin)
         && statements[statements.len() - 1].transaction_control() == Some(TransactionControl::Commit);
@@ -740,6 +768,11 @@ fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>
         statements.remove(0);
     }
     Ok(statements)
+}
+
+/// Where a statement starts in its file, for messages.
+fn position(statement: &Statement<'_>) -> String {
+    format!("line {}, column {}", statement.line, statement.column)
 }
 
 fn render_dry_run(script: &Script, statements: &[Statement<'_>], resume_at: usize, bookkeeping: &str) -> String {
@@ -752,6 +785,10 @@ fn render_dry_run(script: &Script, statements: &[Statement<'_>], resume_at: usiz
     for statement in statements.iter().skip(resume_at) {
         out.push_str(statement.sql);
         out.push_str(";\n");
+        if let Some(rows) = statement.copy_data {
+            out.push_str(rows);
+            out.push_str("\\.\n");
+        }
     }
     out.push_str(&format!("-- then {bookkeeping}\n"));
     if script.transactional {

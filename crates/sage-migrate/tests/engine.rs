@@ -44,7 +44,7 @@ both_dialects!(failed_migration_leaves_no_trace, |db: Db| async move {
     assert_eq!(err.kind(), ErrorKind::MigrationFailed);
     let text = err.to_string();
     assert!(text.contains("000002_bad.up.sql"), "{text}");
-    assert!(text.contains("statement 3 of 3 (line 4)"), "{text}");
+    assert!(text.contains("statement 3 of 3 (line 4, column 1)"), "{text}");
     assert!(text.contains("missing_table"), "{text}");
     assert!(text.contains("fix the file"), "a fault in the file is called one: {text}");
     // Migration 1 committed on its own; nothing of migration 2 exists, no dirty marker.
@@ -132,7 +132,10 @@ both_dialects!(failed_no_transaction_migration_resumes_where_it_stopped, |db: Db
     ]);
     let err = db.migrator(d.path()).await.up(Target::Latest).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("statement 2 of 3 (line 3)") && text.contains("statements 1 to 1 completed"), "{text}");
+    assert!(
+        text.contains("statement 2 of 3 (line 3, column 1)") && text.contains("statements 1 to 1 completed"),
+        "{text}"
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM t").await, 1);
     let status = db.migrator(d.path()).await.status().await.unwrap();
     assert_eq!(status.migrations[1].state, MigrationState::Partial);

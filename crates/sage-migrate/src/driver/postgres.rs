@@ -298,6 +298,33 @@ impl Driver for PgDriver {
         client.batch_execute(sql).await.map_err(|e| StatementError::from_pg(&e))
     }
 
+    async fn copy_in(&mut self, sql: &str, rows: &str) -> Result<(), StatementError> {
+        use futures_util::SinkExt;
+        let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
+        let sink = client.copy_in::<_, bytes::Bytes>(sql).await.map_err(|e| StatementError::from_pg(&e))?;
+        futures_util::pin_mut!(sink);
+        if !rows.is_empty() {
+            sink.send(bytes::Bytes::copy_from_slice(rows.as_bytes())).await.map_err(|e| StatementError::from_pg(&e))?;
+        }
+        sink.as_mut().finish().await.map(drop).map_err(|e| StatementError::from_pg(&e))
+    }
+
+    async fn reset_session(&mut self) -> Result<(), StatementError> {
+        let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
+        // RESET ALL goes back to the values the session started with, including those
+        // given at connection time; the one setting of our own is set again.
+        client.batch_execute("RESET ALL").await.map_err(|e| StatementError::from_pg(&e))?;
+        // Within the migration's transaction a failed SET would abort it: set only where the
+        // setting exists (PostgreSQL 14 and later).
+        client
+            .batch_execute(
+                "SELECT set_config('client_connection_check_interval', '1s', false) \
+                 WHERE current_setting('server_version_num')::int >= 140000",
+            )
+            .await
+            .map_err(|e| StatementError::from_pg(&e))
+    }
+
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
         let sql = format!(
             "INSERT INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)

@@ -265,6 +265,14 @@ impl Driver for SqliteDriver {
         self.conn.execute_batch(sql).map_err(|e| StatementError::from_sqlite(&e))
     }
 
+    async fn copy_in(&mut self, _sql: &str, _rows: &str) -> Result<(), StatementError> {
+        Err(StatementError::new("COPY … FROM stdin is PostgreSQL's; SQLite has no COPY"))
+    }
+
+    async fn reset_session(&mut self) -> Result<(), StatementError> {
+        Ok(())
+    }
+
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
         let sql = format!(
             "INSERT OR REPLACE INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
