@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::driver::{Driver, PgDriver, SqliteDriver};
-use crate::legacy::{self, LegacyTable};
+use crate::legacy::{self, LegacyTable, Peer};
 use crate::plan::{self, Finding, Severity, StatusEntry, Step, Target};
 use crate::split::{split, Statement, TransactionControl};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowState, Script, DEFAULT_HISTORY_TABLE};
@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The history table, optionally schema-qualified (`schema.table`).
     pub history_table: String,
+    /// Create this tool's bookkeeping table when it is missing, and keep it in step, so the
+    /// tool works on this database from its first run.
+    pub keep_in_step: Option<Peer>,
 }
 
 impl Default for RunOptions {
@@ -35,6 +38,7 @@ impl Default for RunOptions {
             allow_out_of_order: false,
             dry_run: false,
             history_table: DEFAULT_HISTORY_TABLE.to_string(),
+            keep_in_step: None,
         }
     }
 }
@@ -179,19 +183,13 @@ impl Migrator {
     pub async fn status(&mut self) -> Result<StatusReport, Error> {
         let legacy = self.driver.legacy().await?;
         let mut history = self.driver.history().await?;
-        if history.is_empty() {
-            // Show what adoption would record, so `status` on a golang-migrate database
-            // already tells the truth.
-            for table in &legacy {
-                if let Ok(rows) = legacy::adopt(table, &self.set, &self.driver.applied_by()) {
-                    history.extend(rows);
-                }
-            }
-            history.sort_by_key(|r| r.version);
-            history.dedup_by_key(|r| r.version);
-        }
+        // Show the merged truth: what the other tools applied or reverted since the last
+        // run, as the next run will record it, and their dirty or failed states.
+        let reconciled = legacy::reconcile(&legacy, &self.set, &history);
+        reconciled.apply_to(&mut history);
         let migrations = plan::status(&self.set, &history);
-        let findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
+        let mut findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
+        findings.extend(reconciled.findings);
         let pending = migrations
             .iter()
             .filter(|e| {
@@ -267,12 +265,12 @@ impl Migrator {
             self.driver.ensure_history().await?;
         }
         // Read under the lock: another process may have migrated while we waited.
-        let legacy = self.driver.legacy().await?;
+        let mut legacy = self.driver.legacy().await?;
         let mut history = self.driver.history().await?;
         let forcing = matches!(operation, Operation::Force(_) | Operation::Baseline(_));
-        if history.is_empty() && !forcing {
-            history = self.adopt(&legacy, &mut report).await?;
-        }
+        self.keep_in_step(&mut legacy, &history, &mut report).await?;
+        // `force` is how an operator settles a dirty or failed state; it follows the rest.
+        self.reconcile(&legacy, &mut history, &mut report, forcing).await?;
         report.version_before = plan::current_version(&history);
         let steps = match operation {
             Operation::Up(target) => {
@@ -324,39 +322,104 @@ impl Migrator {
         Ok(report)
     }
 
-    /// Takes over another tool's bookkeeping the first time SAGE DB sees a database.
-    async fn adopt(&mut self, legacy: &[LegacyTable], report: &mut Report) -> Result<Vec<HistoryRow>, Error> {
-        let mut rows: Vec<HistoryRow> = Vec::new();
-        let mut sources = Vec::new();
-        for table in legacy {
-            let adopted = legacy::adopt(table, &self.set, &self.driver.applied_by())?;
-            if !adopted.is_empty() {
-                sources.push(format!("{} ({}, {} migrations)", table.tool(), table.table(), adopted.len()));
-            }
-            for row in adopted {
-                if !rows.iter().any(|r| r.version == row.version) {
-                    rows.push(row);
-                }
-            }
+    /// Follows what other tools did since the last run: their applied migrations are
+    /// recorded as applied (by that tool), their reverts as reverted. A dirty or failed
+    /// state stops the run: nothing may run until an operator has looked.
+    async fn reconcile(
+        &mut self,
+        legacy: &[LegacyTable],
+        history: &mut Vec<HistoryRow>,
+        report: &mut Report,
+        forcing: bool,
+    ) -> Result<(), Error> {
+        let reconciled = legacy::reconcile(legacy, &self.set, history);
+        if let Some(finding) = reconciled.blocking().filter(|_| !forcing) {
+            return Err(Error::new(ErrorKind::State, finding.message.clone()));
         }
-        if rows.is_empty() {
-            return Ok(rows);
+        if let Some(conflict) = reconciled.findings.first() {
+            report.notices.push(conflict.message.clone());
         }
-        rows.sort_by_key(|r| r.version);
+        if reconciled.add.is_empty() && reconciled.remove.is_empty() {
+            return Ok(());
+        }
         if !self.options.dry_run {
             self.driver.begin().await?;
-            for row in &rows {
-                if let Err(e) = self.driver.write_row(row).await {
-                    let _ = self.driver.rollback().await;
-                    return Err(e);
+            let write = async {
+                for row in &reconciled.add {
+                    self.driver.write_row(row).await?;
                 }
+                for version in &reconciled.remove {
+                    self.driver.delete_row(*version).await?;
+                }
+                self.driver.commit().await
             }
-            self.driver.commit().await?;
+            .await;
+            if let Err(e) = write {
+                let _ = self.driver.rollback().await;
+                return Err(e);
+            }
         }
-        report
-            .notices
-            .push(format!("adopted the history of {}; that table is kept in step from now on", sources.join(" and ")));
-        Ok(rows)
+        reconciled.apply_to(history);
+        report.notices.extend(reconciled.notices);
+        Ok(())
+    }
+
+    /// Creates the table of the tool named by `--keep-in-step` when it is missing, filled
+    /// with what is applied, so that tool sees the truth from its first run.
+    async fn keep_in_step(
+        &mut self,
+        legacy: &mut Vec<LegacyTable>,
+        history: &[HistoryRow],
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        let Some(peer) = self.options.keep_in_step else { return Ok(()) };
+        if legacy.iter().any(|t| t.peer() == peer) {
+            return Ok(());
+        }
+        if let Some(other) = legacy.iter().find(|t| t.table() == peer.table()) {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!(
+                    "--keep-in-step {}: its table {} already exists as {}'s",
+                    peer.name(),
+                    peer.table(),
+                    other.tool()
+                ),
+            ));
+        }
+        let table = LegacyTable::empty(peer);
+        let complete = complete_versions(history);
+        let mut changes = vec![legacy::LegacySync::Create(peer)];
+        let mut so_far = Vec::new();
+        for version in &complete {
+            so_far.push(*version);
+            changes.extend(legacy::sync_for(std::slice::from_ref(&table), &self.set, *version, true, &so_far, 0));
+        }
+        report.notices.push(format!(
+            "created {}'s table {} with {} applied migration(s), so {} sees the same state",
+            peer.name(),
+            peer.table(),
+            complete.len(),
+            peer.name()
+        ));
+        legacy.push(table);
+        if self.options.dry_run {
+            return Ok(());
+        }
+        self.driver.begin().await?;
+        let write = async {
+            for change in &changes {
+                self.driver.sync_legacy(change).await?;
+            }
+            self.driver.commit().await
+        }
+        .await;
+        if write.is_err() {
+            let _ = self.driver.rollback().await;
+        }
+        // Read back, so the table's state is as the driver sees it.
+        *legacy = self.driver.legacy().await?;
+        write
     }
 
     async fn apply(
@@ -647,6 +710,40 @@ impl Migrator {
                     version: (version > 0).then_some(version),
                     dirty: false,
                 }),
+                LegacyTable::Sqlx { rows } => {
+                    // sqlx's own advice for a failed row is to fix the schema and remove the
+                    // row; force marks it successful when the forced version covers it.
+                    for failed in rows.iter().filter(|r| !r.success) {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            failed.version,
+                            failed.version <= version,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                    for row in &writes {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            row.version,
+                            true,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                    for v in &deletes {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            *v,
+                            false,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                }
                 _ => {
                     for row in &writes {
                         changes.extend(legacy::sync_for(

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use super::{db_error, lock_key, statement_error, Driver};
 use crate::error::StatementError;
-use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
+use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
 
 /// Runs migrations over one dedicated connection, which also holds the session-level
@@ -240,8 +240,9 @@ impl Driver for PgDriver {
                 .query_opt(&sql, &[])
                 .await
                 .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
+            // golang-migrate writes -1 for "no version" when it leaves that dirty.
             found.push(LegacyTable::GolangMigrate {
-                version: row.as_ref().map(|r| r.get(0)),
+                version: row.as_ref().map(|r| r.get::<_, i64>(0)).filter(|v| *v >= 0),
                 dirty: row.map(|r| r.get(1)).unwrap_or(false),
             });
         } else if columns.iter().any(|c| c == "version") {
@@ -251,7 +252,7 @@ impl Driver for PgDriver {
                 .query(&sql, &[])
                 .await
                 .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
-            let versions = rows.iter().filter_map(|r| r.get::<_, String>(0).parse().ok()).collect();
+            let versions = rows.iter().map(|r| r.get::<_, String>(0)).collect();
             found.push(LegacyTable::Dbmate { versions });
         }
         if !self.table_columns("_sqlx_migrations").await?.is_empty() {
@@ -382,7 +383,8 @@ impl Driver for PgDriver {
             LegacySync::SqlxInsert { version, description, checksum, execution_ns } => client
                 .execute(
                     &format!(
-                        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4) ON CONFLICT (version) DO NOTHING",
+                        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4) \
+                         ON CONFLICT (version) DO UPDATE SET success = TRUE, checksum = EXCLUDED.checksum, description = EXCLUDED.description",
                         self.qualified("_sqlx_migrations")
                     ),
                     &[version, description, checksum, execution_ns],
@@ -396,14 +398,35 @@ impl Driver for PgDriver {
             LegacySync::DbmateInsert { version } => client
                 .execute(
                     &format!("INSERT INTO {} (version) VALUES ($1) ON CONFLICT DO NOTHING", self.qualified("schema_migrations")),
-                    &[&version.to_string()],
+                    &[version],
                 )
                 .await
                 .map(drop),
             LegacySync::DbmateDelete { version } => client
-                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("schema_migrations")), &[&version.to_string()])
+                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("schema_migrations")), &[version])
                 .await
                 .map(drop),
+            // Each as the tool itself creates it, in the history table's schema.
+            LegacySync::Create(Peer::GolangMigrate) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version bigint not null primary key, dirty boolean not null)",
+                    self.qualified("schema_migrations")
+                ))
+                .await,
+            LegacySync::Create(Peer::Sqlx) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                     installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+                     execution_time BIGINT NOT NULL)",
+                    self.qualified("_sqlx_migrations")
+                ))
+                .await,
+            LegacySync::Create(Peer::Dbmate) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version varchar(128) primary key)",
+                    self.qualified("schema_migrations")
+                ))
+                .await,
         };
         result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
     }
