@@ -418,6 +418,11 @@ pub struct MigrationArgs {
     #[arg(long)]
     pub allow_out_of_order: bool,
 
+    /// Create this tool's bookkeeping table when it is missing (golang-migrate, sqlx or
+    /// dbmate) and keep it in step, so the tool works on this database from its first run.
+    #[arg(long, value_name = "TOOL")]
+    pub keep_in_step: Option<sage_migrate::Peer>,
+
     /// Show the SQL that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,

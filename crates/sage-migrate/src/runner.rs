@@ -85,6 +85,11 @@ impl StatusReport {
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
+
+    /// Another tool's dirty or failed state, which stops every change until `force`.
+    pub fn peer_dirty(&self) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.kind == plan::FindingKind::PeerDirty)
+    }
 }
 
 enum Operation {

@@ -80,8 +80,17 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
+            let dirty = status.peer_dirty();
             if global.json {
-                output::json(&serde_json::json!({ "version": status.version, "partial": partial }))?;
+                output::json(&serde_json::json!({
+                    "version": status.version,
+                    "partial": partial,
+                    "dirty": dirty.is_some(),
+                    "dirty_reason": dirty.map(|f| f.message.clone()),
+                }))?;
+            } else if let Some(f) = dirty {
+                let v = status.version.map_or("none".to_string(), |v| v.to_string());
+                say!("{v} (dirty: {})", f.message);
             } else {
                 match status.version {
                     Some(v) if partial => {
@@ -91,7 +100,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                     None => say!("none"),
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if dirty.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Validate { args } => {
             let mut m = Session::open_read_only(global, &args).await?;

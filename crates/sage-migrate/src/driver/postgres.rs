@@ -21,6 +21,8 @@ pub(crate) struct PgDriver {
     table: String,
     user: String,
     locked: bool,
+    /// The peers' advisory locks held beside ours (golang-migrate's, sqlx's).
+    peer_locks: Vec<i64>,
     /// How long a statement of a transactional migration waits for a table lock.
     lock_timeout: Duration,
 }
@@ -54,6 +56,7 @@ impl PgDriver {
             table,
             user: row.get(1),
             locked: false,
+            peer_locks: Vec::new(),
             lock_timeout,
         })
     }
@@ -91,6 +94,57 @@ impl PgDriver {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Polls for the session-level advisory lock `key` until `timeout` after `started`.
+    async fn take_lock(&self, key: i64, started: Instant, timeout: Duration, what: &str) -> Result<(), Error> {
+        let mut pause = Duration::from_millis(50);
+        // Poll instead of blocking in pg_advisory_lock: a session waiting inside that call
+        // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
+        // forever.
+        loop {
+            let row = self
+                .client()?
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| db_error("cannot take the migration lock", e))?;
+            if row.get::<_, bool>(0) {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
+                return Err(Error::new(
+                    ErrorKind::LockTimeout,
+                    format!(
+                        "{what} on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
+                        self.settings.redacted_url(),
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The advisory lock keys of the peers whose tables are here: golang-migrate's
+    /// (CRC-32 of schema, table and database, times its salt, in 32 bits) and sqlx's (its
+    /// factor times the CRC-32 of the database name). dbmate takes no lock.
+    async fn peer_lock_keys(&self) -> Result<Vec<(&'static str, i64)>, Error> {
+        let mut keys = Vec::new();
+        let database: String = self
+            .client()?
+            .query_one("SELECT current_database()::text", &[])
+            .await
+            .map_err(|e| db_error("cannot read the database name", e))?
+            .get(0);
+        if self.table_columns("schema_migrations").await?.iter().any(|c| c == "dirty") {
+            keys.push(("golang-migrate", golang_migrate_lock_key(&self.schema, "schema_migrations", &database)));
+        }
+        if !self.table_columns("_sqlx_migrations").await?.is_empty() {
+            keys.push(("sqlx", sqlx_lock_key(&database)));
+        }
+        Ok(keys)
+    }
+
     /// Who holds our lock, for the timeout message.
     async fn lock_holder(&self, key: i64) -> Option<String> {
         let row = self
@@ -122,36 +176,21 @@ impl Driver for PgDriver {
     }
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
-        let key = lock_key(&self.schema, &self.table);
         let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        // Poll instead of blocking in pg_advisory_lock: a session waiting inside that call
-        // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
-        // forever.
-        loop {
-            let row = self
-                .client()?
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .await
-                .map_err(|e| db_error("cannot take the migration lock", e))?;
-            if row.get::<_, bool>(0) {
-                self.locked = true;
-                return Ok(());
+        let key = lock_key(&self.schema, &self.table);
+        self.take_lock(key, started, timeout, "another migration is running").await?;
+        self.locked = true;
+        // The peers' own locks too, computed as they compute them, so golang-migrate or an
+        // sqlx migrator started at the same moment waits for us instead of racing.
+        for (tool, key) in self.peer_lock_keys().await? {
+            let what = format!("{tool} is migrating this database");
+            if let Err(e) = self.take_lock(key, started, timeout, &what).await {
+                let _ = self.unlock().await;
+                return Err(e);
             }
-            if started.elapsed() >= timeout {
-                let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
-                return Err(Error::new(
-                    ErrorKind::LockTimeout,
-                    format!(
-                        "another migration is running on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
-                        self.settings.redacted_url(),
-                        timeout.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+            self.peer_locks.push(key);
         }
+        Ok(())
     }
 
     async fn unlock(&mut self) -> Result<(), Error> {
@@ -159,6 +198,11 @@ impl Driver for PgDriver {
             return Ok(());
         }
         self.locked = false;
+        for key in std::mem::take(&mut self.peer_locks) {
+            if let Some(client) = &self.client {
+                let _ = client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await;
+            }
+        }
         let key = lock_key(&self.schema, &self.table);
         let released = match &self.client {
             Some(client) => {
@@ -429,5 +473,47 @@ impl Driver for PgDriver {
                 .await,
         };
         result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
+    }
+}
+
+/// golang-migrate's advisory lock key for its table in `schema` of `database`.
+pub(crate) fn golang_migrate_lock_key(schema: &str, table: &str, database: &str) -> i64 {
+    let text = format!("{schema}\0{table}\0{database}");
+    i64::from(crc32_ieee(text.as_bytes()).wrapping_mul(1_486_364_155))
+}
+
+/// sqlx's advisory lock key for `database`.
+pub(crate) fn sqlx_lock_key(database: &str) -> i64 {
+    0x3d32_ad9e * i64::from(crc32_ieee(database.as_bytes()))
+}
+
+/// CRC-32 (IEEE 802.3, as Go's `crc32.ChecksumIEEE` and the `crc` crate's ISO-HDLC).
+fn crc32_ieee(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_the_ieee_one() {
+        // The check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32_ieee(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn peer_lock_keys_are_the_peers_own() {
+        let golang = golang_migrate_lock_key("public", "schema_migrations", "app");
+        assert!((0..=i64::from(u32::MAX)).contains(&golang), "golang-migrate's key is a uint32");
+        assert_ne!(golang, golang_migrate_lock_key("other", "schema_migrations", "app"));
+        assert!(sqlx_lock_key("app") > i64::from(u32::MAX), "sqlx's key is a product in 64 bits");
     }
 }
