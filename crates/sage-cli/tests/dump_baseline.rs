@@ -59,7 +59,10 @@ fn dump(db: &TestDatabase, extra: &[&str]) -> String {
 
 /// A dump without its random guard keys, to compare two databases.
 fn comparable(dump: &str) -> String {
-    dump.lines().filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")).collect::<Vec<_>>().join("\n")
+    dump.lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn fixture() -> TestDatabase {
@@ -87,8 +90,11 @@ async fn apply_as_baseline(dump_args: &[&str]) {
     let out = migrate_up(dir.path(), &target);
     assert!(out.status.success(), "migrate up failed:\n{}\n{}", stdout(&out), stderr(&out));
     let client = sage_conn::connect(target.settings()).await.unwrap();
-    let schema: String =
-        client.query_one("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'after_baseline'", &[]).await.unwrap().get(0);
+    let schema: String = client
+        .query_one("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'after_baseline'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(schema, "public");
     let exclude = ["--exclude-table", "sage_schema_history", "--exclude-table", "after_baseline"];
     let args: Vec<&str> = dump_args.iter().copied().chain(exclude).collect();

@@ -137,6 +137,10 @@ impl PgDriver {
             .map_err(|e| db_error("cannot read the database name", e))?
             .get(0);
         if self.table_columns("schema_migrations").await?.iter().any(|c| c == "dirty") {
+            // The migrate CLI names the database by its URL's path (`/app`); a program that
+            // hands golang-migrate an open connection, by current_database() (`app`).
+            let cli = format!("/{database}");
+            keys.push(("golang-migrate", golang_migrate_lock_key(&self.schema, "schema_migrations", &cli)));
             keys.push(("golang-migrate", golang_migrate_lock_key(&self.schema, "schema_migrations", &database)));
         }
         if !self.table_columns("_sqlx_migrations").await?.is_empty() {
@@ -514,6 +518,9 @@ mod tests {
         let golang = golang_migrate_lock_key("public", "schema_migrations", "app");
         assert!((0..=i64::from(u32::MAX)).contains(&golang), "golang-migrate's key is a uint32");
         assert_ne!(golang, golang_migrate_lock_key("other", "schema_migrations", "app"));
+        // The key the migrate CLI (v4.18.3) held in pg_locks while migrating database
+        // "lockprobe" with its table in "public": it names the database by the URL's path.
+        assert_eq!(golang_migrate_lock_key("public", "schema_migrations", "/lockprobe"), 1_048_348_955);
         assert!(sqlx_lock_key("app") > i64::from(u32::MAX), "sqlx's key is a product in 64 bits");
     }
 }
