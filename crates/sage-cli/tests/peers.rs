@@ -55,6 +55,7 @@ impl Tool {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Db {
     Postgres(TestDatabase),
     Sqlite(SqliteFile),

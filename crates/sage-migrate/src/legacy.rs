@@ -179,6 +179,9 @@ pub(crate) fn reconcile(legacy: &[LegacyTable], set: &MigrationSet, history: &[H
             message,
         };
         let peer: BTreeSet<i64> = match table {
+            // SAGE DB marks golang-migrate's row dirty while it runs a no-transaction
+            // migration; its own `running` or `failed` row says how to resume that one.
+            LegacyTable::GolangMigrate { version: Some(v), dirty: true } if unsettled.contains(v) => continue,
             LegacyTable::GolangMigrate { version: Some(v), dirty: true } => {
                 let before = set.migrations.iter().map(|m| m.version).filter(|x| x < v).max().unwrap_or(0);
                 out.findings.push(finding(
@@ -417,6 +420,15 @@ mod tests {
         let r = reconcile(&[LegacyTable::GolangMigrate { version: Some(2), dirty: true }], &set(), &[]);
         let f = r.blocking().unwrap();
         assert!(f.message.contains("force 2") && f.message.contains("force 1"), "{}", f.message);
+    }
+
+    #[test]
+    fn golang_dirty_row_of_our_own_interrupted_run_does_not_block_its_resumption() {
+        let mut ours = history(&[1]);
+        ours.push(HistoryRow { version: 2, state: RowState::Running, ..ours[0].clone() });
+        let r = reconcile(&[LegacyTable::GolangMigrate { version: Some(2), dirty: true }], &set(), &ours);
+        assert!(r.blocking().is_none());
+        assert!(r.add.is_empty() && r.remove.is_empty());
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl<'a> Splitter<'a> {
             return Ok(statement);
         }
         statement.changes_session =
-            matches!(words.first(), Some(&("SET" | "RESET" | "DISCARD"))) || words.iter().any(|w| *w == "SET_CONFIG");
+            matches!(words.first(), Some(&("SET" | "RESET" | "DISCARD"))) || words.contains(&"SET_CONFIG");
         self.follow_string_setting(&words, sql, start)?;
         if words.first() == Some(&"COPY") {
             let from_stdin = words.windows(2).any(|w| w == ["FROM", "STDIN"]);
