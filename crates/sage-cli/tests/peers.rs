@@ -81,7 +81,7 @@ impl Db {
         match (self, tool) {
             (Db::Postgres(db), _) => db.url(),
             (Db::Sqlite(file), Tool::GolangMigrate) => format!("sqlite3://{}", file.path().display()),
-            (Db::Sqlite(file), Tool::Sqlx) => format!("sqlite://{}", file.path().display()),
+            (Db::Sqlite(file), Tool::Sqlx) => format!("sqlite://{}?mode=rwc", file.path().display()),
             (Db::Sqlite(file), Tool::Dbmate) => format!("sqlite:{}", file.path().display()),
         }
     }
