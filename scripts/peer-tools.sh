@@ -1,4 +1,4 @@
-# Sourced by scripts/test and scripts/bench-peers; expects a `say` function.
+# Sourced by scripts/test and bench/migrate_peers.sh; expects a `say` function.
 # --- Peer migration tools -------------------------------------------------------------
 # The drop-in tests (crates/sage-cli/tests/peers.rs) run the real golang-migrate, sqlx-cli
 # and dbmate beside SAGE DB. Each is installed once, by its own package client, into

@@ -3,11 +3,11 @@
 # side by side on one PostgreSQL server, each on a fresh database, three rounds each.
 # Needs a quiet machine: run it alone. The tools are installed as scripts/test installs them.
 #
-#   scripts/bench-peers [N]
+#   bench/migrate_peers.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf 'bench-peers: %s\n' "$*" >&2; }
+say() { printf 'migrate_peers: %s\n' "$*" >&2; }
 source scripts/peer-tools.sh
 install_peer_tools
 
