@@ -493,6 +493,17 @@ pub enum MigrateCommand {
         args: MigrationArgs,
         name: String,
     },
+    /// Take over a database whose schema exists but was made without a migration tool (an
+    /// ORM's create_all, a hand-run script): finds the newest migration prefix whose replayed
+    /// schema equals the live one and records it as applied; changes nothing if none does.
+    Adopt {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// A scratch PostgreSQL server to replay the migrations on (default: a scratch
+        /// database beside the target).
+        #[arg(long, value_name = "URL")]
+        dev_url: Option<String>,
+    },
     /// Record migrations through V as already present, for a schema created by hand.
     Baseline {
         #[command(flatten)]
