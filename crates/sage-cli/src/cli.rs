@@ -437,6 +437,11 @@ pub struct MigrationArgs {
     #[arg(long)]
     pub allow_out_of_order: bool,
 
+    /// Create this tool's bookkeeping table when it is missing (golang-migrate, sqlx or
+    /// dbmate) and keep it in step, so the tool works on this database from its first run.
+    #[arg(long, value_name = "TOOL")]
+    pub keep_in_step: Option<sage_migrate::Peer>,
+
     /// Show the SQL that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -506,6 +511,17 @@ pub enum MigrateCommand {
         #[command(flatten)]
         args: MigrationArgs,
         name: String,
+    },
+    /// Take over a database whose schema exists but was made without a migration tool (an
+    /// ORM's create_all, a hand-run script): finds the newest migration prefix whose replayed
+    /// schema equals the live one and records it as applied; changes nothing if none does.
+    Adopt {
+        #[command(flatten)]
+        args: MigrationArgs,
+        /// A scratch PostgreSQL server to replay the migrations on (default: a scratch
+        /// database beside the target).
+        #[arg(long, value_name = "URL")]
+        dev_url: Option<String>,
     },
     /// Record migrations through V as already present, for a schema created by hand.
     Baseline {

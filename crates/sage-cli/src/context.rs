@@ -93,5 +93,6 @@ pub fn run_options(args: &MigrationArgs) -> anyhow::Result<RunOptions> {
         allow_out_of_order: args.allow_out_of_order,
         dry_run: args.dry_run,
         history_table: args.history_table.clone(),
+        keep_in_step: args.keep_in_step,
     })
 }

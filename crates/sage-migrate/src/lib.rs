@@ -37,7 +37,7 @@ pub mod split;
 pub use driver::Driver;
 pub use error::{Error, ErrorKind};
 pub use history::{HistoryRow, RowState, DEFAULT_HISTORY_TABLE};
-pub use legacy::LegacyTable;
+pub use legacy::{LegacyTable, Peer};
 pub use migration::{checksum, Migration, Script};
 pub use plan::{Finding, FindingKind, MigrationState, Severity, StatusEntry, Target};
 pub use runner::{check_history_table, Migrator, Report, RunOptions, StatusReport, StepReport};

@@ -24,6 +24,9 @@ pub struct Script {
     /// Run inside one transaction together with the history row (the default), or
     /// statement by statement outside a transaction (`-- sage:no-transaction`).
     pub transactional: bool,
+    /// The line of the file on which `sql` starts: 1 for a whole file, the line after
+    /// `-- migrate:up` for a dbmate section. Positions in messages are the file's.
+    pub first_line: usize,
 }
 
 impl Migration {

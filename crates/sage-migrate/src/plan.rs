@@ -43,6 +43,12 @@ pub enum FindingKind {
     OutOfOrder,
     /// A no-transaction migration stopped part-way; `up` resumes it.
     Partial,
+    /// Another tool (golang-migrate, sqlx) left a migration dirty or failed; nothing runs
+    /// until an operator has looked and used `force`.
+    PeerDirty,
+    /// Another tool's table records something none of its commands could have left beside
+    /// our history (a gap, a version without a file); neither record is changed.
+    PeerConflict,
 }
 
 /// One problem found by validation. Findings are data: validation reports all of them.

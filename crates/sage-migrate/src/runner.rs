@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::driver::{Driver, PgDriver, SqliteDriver};
-use crate::legacy::{self, LegacyTable};
+use crate::legacy::{self, LegacyTable, Peer};
 use crate::plan::{self, Finding, Severity, StatusEntry, Step, Target};
 use crate::split::{split, Statement, TransactionControl};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowState, Script, DEFAULT_HISTORY_TABLE};
@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The history table, optionally schema-qualified (`schema.table`).
     pub history_table: String,
+    /// Create this tool's bookkeeping table when it is missing, and keep it in step, so the
+    /// tool works on this database from its first run.
+    pub keep_in_step: Option<Peer>,
 }
 
 impl Default for RunOptions {
@@ -35,6 +38,7 @@ impl Default for RunOptions {
             allow_out_of_order: false,
             dry_run: false,
             history_table: DEFAULT_HISTORY_TABLE.to_string(),
+            keep_in_step: None,
         }
     }
 }
@@ -80,6 +84,11 @@ pub struct StatusReport {
 impl StatusReport {
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    /// Another tool's dirty or failed state, which stops every change until `force`.
+    pub fn peer_dirty(&self) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.kind == plan::FindingKind::PeerDirty)
     }
 }
 
@@ -179,19 +188,13 @@ impl Migrator {
     pub async fn status(&mut self) -> Result<StatusReport, Error> {
         let legacy = self.driver.legacy().await?;
         let mut history = self.driver.history().await?;
-        if history.is_empty() {
-            // Show what adoption would record, so `status` on a golang-migrate database
-            // already tells the truth.
-            for table in &legacy {
-                if let Ok(rows) = legacy::adopt(table, &self.set, &self.driver.applied_by()) {
-                    history.extend(rows);
-                }
-            }
-            history.sort_by_key(|r| r.version);
-            history.dedup_by_key(|r| r.version);
-        }
+        // Show the merged truth: what the other tools applied or reverted since the last
+        // run, as the next run will record it, and their dirty or failed states.
+        let reconciled = legacy::reconcile(&legacy, &self.set, &history);
+        reconciled.apply_to(&mut history);
         let migrations = plan::status(&self.set, &history);
-        let findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
+        let mut findings = plan::findings(&self.set, &history, self.options.allow_out_of_order);
+        findings.extend(reconciled.findings);
         let pending = migrations
             .iter()
             .filter(|e| {
@@ -267,12 +270,12 @@ impl Migrator {
             self.driver.ensure_history().await?;
         }
         // Read under the lock: another process may have migrated while we waited.
-        let legacy = self.driver.legacy().await?;
+        let mut legacy = self.driver.legacy().await?;
         let mut history = self.driver.history().await?;
         let forcing = matches!(operation, Operation::Force(_) | Operation::Baseline(_));
-        if history.is_empty() && !forcing {
-            history = self.adopt(&legacy, &mut report).await?;
-        }
+        self.keep_in_step(&mut legacy, &history, &mut report).await?;
+        // `force` is how an operator settles a dirty or failed state; it follows the rest.
+        self.reconcile(&legacy, &mut history, &mut report, forcing).await?;
         report.version_before = plan::current_version(&history);
         let steps = match operation {
             Operation::Up(target) => {
@@ -324,39 +327,104 @@ impl Migrator {
         Ok(report)
     }
 
-    /// Takes over another tool's bookkeeping the first time SAGE DB sees a database.
-    async fn adopt(&mut self, legacy: &[LegacyTable], report: &mut Report) -> Result<Vec<HistoryRow>, Error> {
-        let mut rows: Vec<HistoryRow> = Vec::new();
-        let mut sources = Vec::new();
-        for table in legacy {
-            let adopted = legacy::adopt(table, &self.set, &self.driver.applied_by())?;
-            if !adopted.is_empty() {
-                sources.push(format!("{} ({}, {} migrations)", table.tool(), table.table(), adopted.len()));
-            }
-            for row in adopted {
-                if !rows.iter().any(|r| r.version == row.version) {
-                    rows.push(row);
-                }
-            }
+    /// Follows what other tools did since the last run: their applied migrations are
+    /// recorded as applied (by that tool), their reverts as reverted. A dirty or failed
+    /// state stops the run: nothing may run until an operator has looked.
+    async fn reconcile(
+        &mut self,
+        legacy: &[LegacyTable],
+        history: &mut Vec<HistoryRow>,
+        report: &mut Report,
+        forcing: bool,
+    ) -> Result<(), Error> {
+        let reconciled = legacy::reconcile(legacy, &self.set, history);
+        if let Some(finding) = reconciled.blocking().filter(|_| !forcing) {
+            return Err(Error::new(ErrorKind::State, finding.message.clone()));
         }
-        if rows.is_empty() {
-            return Ok(rows);
+        if let Some(conflict) = reconciled.findings.first() {
+            report.notices.push(conflict.message.clone());
         }
-        rows.sort_by_key(|r| r.version);
+        if reconciled.add.is_empty() && reconciled.remove.is_empty() {
+            return Ok(());
+        }
         if !self.options.dry_run {
             self.driver.begin().await?;
-            for row in &rows {
-                if let Err(e) = self.driver.write_row(row).await {
-                    let _ = self.driver.rollback().await;
-                    return Err(e);
+            let write = async {
+                for row in &reconciled.add {
+                    self.driver.write_row(row).await?;
                 }
+                for version in &reconciled.remove {
+                    self.driver.delete_row(*version).await?;
+                }
+                self.driver.commit().await
             }
-            self.driver.commit().await?;
+            .await;
+            if let Err(e) = write {
+                let _ = self.driver.rollback().await;
+                return Err(e);
+            }
         }
-        report
-            .notices
-            .push(format!("adopted the history of {}; that table is kept in step from now on", sources.join(" and ")));
-        Ok(rows)
+        reconciled.apply_to(history);
+        report.notices.extend(reconciled.notices);
+        Ok(())
+    }
+
+    /// Creates the table of the tool named by `--keep-in-step` when it is missing, filled
+    /// with what is applied, so that tool sees the truth from its first run.
+    async fn keep_in_step(
+        &mut self,
+        legacy: &mut Vec<LegacyTable>,
+        history: &[HistoryRow],
+        report: &mut Report,
+    ) -> Result<(), Error> {
+        let Some(peer) = self.options.keep_in_step else { return Ok(()) };
+        if legacy.iter().any(|t| t.peer() == peer) {
+            return Ok(());
+        }
+        if let Some(other) = legacy.iter().find(|t| t.table() == peer.table()) {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!(
+                    "--keep-in-step {}: its table {} already exists as {}'s",
+                    peer.name(),
+                    peer.table(),
+                    other.tool()
+                ),
+            ));
+        }
+        let table = LegacyTable::empty(peer);
+        let complete = complete_versions(history);
+        let mut changes = vec![legacy::LegacySync::Create(peer)];
+        let mut so_far = Vec::new();
+        for version in &complete {
+            so_far.push(*version);
+            changes.extend(legacy::sync_for(std::slice::from_ref(&table), &self.set, *version, true, &so_far, 0));
+        }
+        report.notices.push(format!(
+            "created {}'s table {} with {} applied migration(s), so {} sees the same state",
+            peer.name(),
+            peer.table(),
+            complete.len(),
+            peer.name()
+        ));
+        legacy.push(table);
+        if self.options.dry_run {
+            return Ok(());
+        }
+        self.driver.begin().await?;
+        let write = async {
+            for change in &changes {
+                self.driver.sync_legacy(change).await?;
+            }
+            self.driver.commit().await
+        }
+        .await;
+        if write.is_err() {
+            let _ = self.driver.rollback().await;
+        }
+        // Read back, so the table's state is as the driver sees it.
+        *legacy = self.driver.legacy().await?;
+        write
     }
 
     async fn apply(
@@ -427,21 +495,22 @@ impl Migrator {
         legacy: &[LegacyTable],
     ) -> Result<(), Error> {
         for (index, statement) in statements.iter().enumerate() {
-            if let Err(e) = self.driver.execute(statement.sql).await {
+            if let Err(e) = self.driver.run_statement(statement).await {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\nnothing of this migration was kept; {}",
+                        "{} failed at statement {} of {} ({}): {}\nnothing of this migration was kept; {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
-                        statement.line,
+                        position(statement),
                         e.message,
                         e.advice()
                     ),
                 ));
             }
         }
+        self.reset_session_after(migration, statements).await?;
         row.execution_ms = started.elapsed().as_millis() as i64;
         self.driver.write_row(row).await?;
         let elapsed_ns = started.elapsed().as_nanos() as i64;
@@ -449,6 +518,20 @@ impl Migrator {
             self.driver.sync_legacy(&change).await?;
         }
         self.driver.commit().await
+    }
+
+    /// After a script that changed session settings, the next one runs in a session as
+    /// fresh as the first: pg_dump's `SET search_path = ''` must not follow it.
+    async fn reset_session_after(&mut self, migration: &Migration, statements: &[Statement<'_>]) -> Result<(), Error> {
+        if !statements.iter().any(|s| s.changes_session) {
+            return Ok(());
+        }
+        self.driver.reset_session().await.map_err(|e| {
+            Error::new(
+                ErrorKind::MigrationFailed,
+                format!("{}: cannot reset the session: {}", migration.up.origin, e.message),
+            )
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -474,9 +557,9 @@ impl Migrator {
             }
         }
         for (index, statement) in statements.iter().enumerate().skip(resume_at) {
-            if let Err(e) = self.driver.execute(statement.sql).await {
+            if let Err(e) = self.driver.run_statement(statement).await {
                 row.state = RowState::Failed;
-                row.error = Some(format!("statement {} (line {}): {}", index + 1, statement.line, e.message));
+                row.error = Some(format!("statement {} ({}): {}", index + 1, position(statement), e.message));
                 let _ = self.driver.write_row(row).await;
                 let kept = if index == 0 {
                     "no statement of it had run".to_string()
@@ -486,11 +569,11 @@ impl Migrator {
                 return Err(Error::new(
                     ErrorKind::MigrationFailed,
                     format!(
-                        "{} failed at statement {} of {} (line {}): {}\n{kept}; {} to resume at statement {}",
+                        "{} failed at statement {} of {} ({}): {}\n{kept}; {} to resume at statement {}",
                         migration.up.origin,
                         index + 1,
                         statements.len(),
-                        statement.line,
+                        position(statement),
                         e.message,
                         e.advice(),
                         index + 1
@@ -500,6 +583,7 @@ impl Migrator {
             row.statements_done = index as i32 + 1;
             self.driver.write_row(row).await?;
         }
+        self.reset_session_after(migration, statements).await?;
         row.state = RowState::Applied;
         row.error = None;
         row.execution_ms = started.elapsed().as_millis() as i64;
@@ -550,7 +634,7 @@ impl Migrator {
                 self.driver.begin_migration(statements.first().map(|s| s.sql)).await?;
             }
             for (index, statement) in statements.iter().enumerate() {
-                if let Err(e) = self.driver.execute(statement.sql).await {
+                if let Err(e) = self.driver.run_statement(statement).await {
                     let kept = if script.transactional || index == 0 {
                         "nothing of it was kept".to_string()
                     } else {
@@ -559,15 +643,20 @@ impl Migrator {
                     return Err(Error::new(
                         ErrorKind::MigrationFailed,
                         format!(
-                            "{} failed at statement {} of {} (line {}): {}\n{kept}",
+                            "{} failed at statement {} of {} ({}): {}\n{kept}",
                             script.origin,
                             index + 1,
                             statements.len(),
-                            statement.line,
+                            position(statement),
                             e.message
                         ),
                     ));
                 }
+            }
+            if statements.iter().any(|s| s.changes_session) {
+                self.driver.reset_session().await.map_err(|e| {
+                    Error::new(ErrorKind::MigrationFailed, format!("{}: cannot reset the session: {}", script.origin, e.message))
+                })?;
             }
             if !script.transactional {
                 self.driver.begin().await?;
@@ -626,6 +715,40 @@ impl Migrator {
                     version: (version > 0).then_some(version),
                     dirty: false,
                 }),
+                LegacyTable::Sqlx { rows } => {
+                    // sqlx's own advice for a failed row is to fix the schema and remove the
+                    // row; force marks it successful when the forced version covers it.
+                    for failed in rows.iter().filter(|r| !r.success) {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            failed.version,
+                            failed.version <= version,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                    for row in &writes {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            row.version,
+                            true,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                    for v in &deletes {
+                        changes.extend(legacy::sync_for(
+                            std::slice::from_ref(table),
+                            &self.set,
+                            *v,
+                            false,
+                            &complete_after,
+                            0,
+                        ));
+                    }
+                }
                 _ => {
                     for row in &writes {
                         changes.extend(legacy::sync_for(
@@ -729,9 +852,16 @@ fn refuse_problems(set: &MigrationSet) -> Result<(), Error> {
 /// The statements of a script, without a `BEGIN; … COMMIT;` wrapper (the engine supplies
 /// its own transaction).
 fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>, Error> {
+    let offset = script.first_line - 1;
     let mut statements = split(&script.sql, dialect).map_err(|e| {
-        Error::new(ErrorKind::Source, format!("{}: line {}: unterminated {}", script.origin, e.line, e.what))
+        Error::new(
+            ErrorKind::Source,
+            format!("{}: line {}, column {}: {}", script.origin, e.line + offset, e.column, e.message),
+        )
     })?;
+    for statement in &mut statements {
+        statement.line += offset;
+    }
     let wrapped = statements.len() >= 2
         && statements[0].transaction_control() == Some(TransactionControl::Begin)
         && statements[statements.len() - 1].transaction_control() == Some(TransactionControl::Commit);
@@ -740,6 +870,11 @@ fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>
         statements.remove(0);
     }
     Ok(statements)
+}
+
+/// Where a statement starts in its file, for messages.
+fn position(statement: &Statement<'_>) -> String {
+    format!("line {}, column {}", statement.line, statement.column)
 }
 
 fn render_dry_run(script: &Script, statements: &[Statement<'_>], resume_at: usize, bookkeeping: &str) -> String {
@@ -752,6 +887,10 @@ fn render_dry_run(script: &Script, statements: &[Statement<'_>], resume_at: usiz
     for statement in statements.iter().skip(resume_at) {
         out.push_str(statement.sql);
         out.push_str(";\n");
+        if let Some(rows) = statement.copy_data {
+            out.push_str(rows);
+            out.push_str("\\.\n");
+        }
     }
     out.push_str(&format!("-- then {bookkeeping}\n"));
     if script.transactional {

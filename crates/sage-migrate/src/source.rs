@@ -287,22 +287,29 @@ struct Parts {
 struct ScriptText {
     sql: String,
     no_transaction: bool,
+    first_line: usize,
 }
 
 impl ScriptText {
     fn plain(text: &str) -> ScriptText {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let first = lines(text).map(|(_, l)| l.trim()).find(|l| !l.is_empty()).unwrap_or("");
         let no_transaction = first.starts_with("-- sage:no-transaction") || first.starts_with("-- no-transaction");
-        ScriptText { sql: text.to_string(), no_transaction }
+        ScriptText { sql: text.to_string(), no_transaction, first_line: 1 }
     }
 }
 
 fn make_script(origin: String, text: ScriptText, dialect: Dialect) -> Result<Script, Finding> {
+    let offset = text.first_line - 1;
     let statements = split(&text.sql, dialect).map_err(|e| {
-        Finding::file(FindingKind::Unparsable, &origin, format!("line {}: unterminated {}", e.line, e.what))
+        Finding::file(
+            FindingKind::Unparsable,
+            &origin,
+            format!("line {}, column {}: {}", e.line + offset, e.column, e.message),
+        )
     })?;
-    let controls: Vec<_> = statements.iter().filter_map(|s| Some((s.line, s.transaction_control()?))).collect();
+    let controls: Vec<_> =
+        statements.iter().filter_map(|s| Some((s.line + offset, s.transaction_control()?))).collect();
     let wrapped = statements.len() >= 2
         && statements.first().and_then(|s| s.transaction_control()) == Some(TransactionControl::Begin)
         && statements.last().and_then(|s| s.transaction_control()) == Some(TransactionControl::Commit)
@@ -323,7 +330,7 @@ fn make_script(origin: String, text: ScriptText, dialect: Dialect) -> Result<Scr
             format!("line {line}: BEGIN/COMMIT/ROLLBACK inside a migration that already runs in a transaction; remove it, or put `-- sage:no-transaction` on the first line"),
         ));
     }
-    Ok(Script { origin, sql: text.sql, transactional: !text.no_transaction })
+    Ok(Script { origin, sql: text.sql, transactional: !text.no_transaction, first_line: text.first_line })
 }
 
 /// Files whose names start with a digit are meant to be migrations and must parse; other
@@ -392,45 +399,70 @@ fn parse_name(file: &str) -> Result<ParsedName, String> {
 }
 
 fn is_dbmate(text: &str) -> bool {
-    text.lines().any(|l| l.trim_start().starts_with("-- migrate:up"))
+    lines(text).any(|(_, l)| l.trim_start().starts_with("-- migrate:up"))
+}
+
+/// The lines of a text with their line endings, ended by LF, CRLF or a lone CR (as the
+/// splitter counts them), each with its 1-based number.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\n', '\r']) {
+            Some(i) if rest[i..].starts_with("\r\n") => i + 2,
+            Some(i) => i + 1,
+            None => rest.len(),
+        };
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
+    .enumerate()
+    .map(|(i, line)| (i + 1, line))
 }
 
 /// Splits a dbmate file into its up and down sections.
 fn split_dbmate(text: &str) -> Result<(ScriptText, Option<ScriptText>), String> {
-    let mut up: Option<(bool, String)> = None;
-    let mut down: Option<(bool, String)> = None;
-    let mut current: Option<&mut (bool, String)> = None;
-    for (index, line) in text.strip_prefix('\u{feff}').unwrap_or(text).split_inclusive('\n').enumerate() {
+    let mut up: Option<ScriptText> = None;
+    let mut down: Option<ScriptText> = None;
+    let mut current: Option<&mut ScriptText> = None;
+    for (number, line) in lines(text.strip_prefix('\u{feff}').unwrap_or(text)) {
         let trimmed = line.trim();
+        let section = |options: &str| ScriptText {
+            sql: String::new(),
+            no_transaction: no_tx_option(options),
+            first_line: number + 1,
+        };
         if let Some(options) = trimmed.strip_prefix("-- migrate:up") {
             if up.is_some() {
-                return Err(format!("line {}: a second -- migrate:up section is not supported", index + 1));
+                return Err(format!("line {number}: a second -- migrate:up section is not supported"));
             }
-            up = Some((no_tx_option(options), String::new()));
+            up = Some(section(options));
             current = up.as_mut();
             continue;
         }
         if let Some(options) = trimmed.strip_prefix("-- migrate:down") {
             if up.is_none() {
-                return Err(format!("line {}: -- migrate:down before -- migrate:up", index + 1));
+                return Err(format!("line {number}: -- migrate:down before -- migrate:up"));
             }
             if down.is_some() {
-                return Err(format!("line {}: a second -- migrate:down section is not supported", index + 1));
+                return Err(format!("line {number}: a second -- migrate:down section is not supported"));
             }
-            down = Some((no_tx_option(options), String::new()));
+            down = Some(section(options));
             current = down.as_mut();
             continue;
         }
         match current.as_deref_mut() {
-            Some((_, body)) => body.push_str(line),
+            Some(script) => script.sql.push_str(line),
             None if trimmed.is_empty() || trimmed.starts_with("--") => {}
-            None => return Err(format!("line {}: statements before -- migrate:up", index + 1)),
+            None => return Err(format!("line {number}: statements before -- migrate:up")),
         }
     }
-    let (up_no_tx, up_sql) = up.ok_or("no -- migrate:up section")?;
-    let down =
-        down.filter(|(_, sql)| !sql.trim().is_empty()).map(|(no_tx, sql)| ScriptText { sql, no_transaction: no_tx });
-    Ok((ScriptText { sql: up_sql, no_transaction: up_no_tx }, down))
+    let up = up.ok_or("no -- migrate:up section")?;
+    let down = down.filter(|d| !d.sql.trim().is_empty());
+    Ok((up, down))
 }
 
 fn no_tx_option(options: &str) -> bool {

@@ -44,7 +44,7 @@ both_dialects!(failed_migration_leaves_no_trace, |db: Db| async move {
     assert_eq!(err.kind(), ErrorKind::MigrationFailed);
     let text = err.to_string();
     assert!(text.contains("000002_bad.up.sql"), "{text}");
-    assert!(text.contains("statement 3 of 3 (line 4)"), "{text}");
+    assert!(text.contains("statement 3 of 3 (line 4, column 1)"), "{text}");
     assert!(text.contains("missing_table"), "{text}");
     assert!(text.contains("fix the file"), "a fault in the file is called one: {text}");
     // Migration 1 committed on its own; nothing of migration 2 exists, no dirty marker.
@@ -132,7 +132,10 @@ both_dialects!(failed_no_transaction_migration_resumes_where_it_stopped, |db: Db
     ]);
     let err = db.migrator(d.path()).await.up(Target::Latest).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("statement 2 of 3 (line 3)") && text.contains("statements 1 to 1 completed"), "{text}");
+    assert!(
+        text.contains("statement 2 of 3 (line 3, column 1)") && text.contains("statements 1 to 1 completed"),
+        "{text}"
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM t").await, 1);
     let status = db.migrator(d.path()).await.status().await.unwrap();
     assert_eq!(status.migrations[1].state, MigrationState::Partial);
@@ -262,3 +265,27 @@ async fn a_statement_waits_for_a_table_lock_no_longer_than_the_lock_timeout() {
     db.migrator_with(d.path(), options).await.up(Target::Latest).await.unwrap();
     assert_eq!(db.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't'").await, 2);
 }
+
+// Before, a `--` comment ran to the next LF: in a CR-only file everything after the first
+// comment was comment, nothing ran, and the migration was recorded as applied.
+both_dialects!(regression_files_with_any_line_endings_run_every_statement, |db: Db| async move {
+    let d = dir(&[
+        ("1_cr.up.sql", "-- first\rCREATE TABLE a (id integer);\r-- second\rCREATE TABLE b (id integer);\r"),
+        ("2_crlf.up.sql", "-- third\r\nCREATE TABLE c (id integer);\r\n-- fourth\r\nCREATE TABLE d (id integer);\r\n"),
+    ]);
+    db.migrator(d.path()).await.up(Target::Latest).await.unwrap();
+    assert_eq!(db.tables().await, ["a", "b", "c", "d", "sage_schema_history"]);
+});
+
+both_dialects!(regression_dbmate_errors_name_the_line_in_the_file, |db: Db| async move {
+    let d = dir(&[(
+        "001_a.sql",
+        "-- migrate:up\n-- why\nCREATE TABLE a (id integer);\n\n  INSERT INTO missing VALUES (1);\n\n-- migrate:down\nDROP TABLE a;\n",
+    )]);
+    let err = db.migrator(d.path()).await.up(Target::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("statement 2 of 2 (line 5, column 3)"), "{err}");
+    let d = dir(&[("001_a.sql", "-- migrate:up\nSELECT 1;\n\nSELECT 'open;\n-- migrate:down\n")]);
+    let set = sage_migrate::MigrationSet::from_dir(d.path(), db.dialect()).unwrap();
+    let problem = set.problems[0].to_string();
+    assert!(problem.contains("line 4, column 8") && problem.contains("unterminated string literal"), "{problem}");
+});

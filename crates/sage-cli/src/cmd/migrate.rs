@@ -54,6 +54,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let report = m.migrator.force(version).await?;
             m.finish(global, &report)
         }
+        MigrateCommand::Adopt { args, dev_url } => adopt(global, &args, dev_url.as_deref()).await,
         MigrateCommand::Baseline { args, version } => {
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.baseline(version).await?;
@@ -80,8 +81,17 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
+            let dirty = status.peer_dirty();
             if global.json {
-                output::json(&serde_json::json!({ "version": status.version, "partial": partial }))?;
+                output::json(&serde_json::json!({
+                    "version": status.version,
+                    "partial": partial,
+                    "dirty": dirty.is_some(),
+                    "dirty_reason": dirty.map(|f| f.message.clone()),
+                }))?;
+            } else if let Some(f) = dirty {
+                let v = status.version.map_or("none".to_string(), |v| v.to_string());
+                say!("{v} (dirty: {})", f.message);
             } else {
                 match status.version {
                     Some(v) if partial => {
@@ -91,7 +101,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                     None => say!("none"),
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if dirty.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Validate { args } => {
             let mut m = Session::open_read_only(global, &args).await?;
@@ -369,5 +379,65 @@ pub async fn provision(global: &Global, args: &MigrationArgs, recreate: bool) ->
         report.reverted = down.reverted;
         report.version_before = down.version_before;
     }
+    m.finish(global, &report)
+}
+
+/// The bookkeeping tables of SAGE DB and the tools it keeps in step: not part of the
+/// schema the migrations make.
+fn bookkeeping(object: &str, history_table: &str) -> bool {
+    let table = object.split('.').nth(1).unwrap_or(object);
+    let history = history_table.rsplit('.').next().unwrap_or(history_table);
+    [history, "schema_migrations", "_sqlx_migrations"].contains(&table)
+}
+
+/// `migrate adopt`: the newest prefix of the migrations whose replay is exactly the live
+/// schema is recorded as applied (as a baseline); with no such prefix, the differences to
+/// the closest one are shown and nothing changes.
+async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global, true)?;
+    let set = context::migration_set(args, db.dialect()?)?;
+    if !set.problems.is_empty() {
+        let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
+        bail!("the migration files have problems:\n  {}", lines.join("\n  "));
+    }
+    let dev = crate::expected::dev_target(dev_url)?;
+    let live = sage_schema::live(&db.settings.target).await?;
+    let strict = sage_schema::ValidateOptions { strict: true };
+    let mut closest: Option<(usize, i64, Vec<sage_schema::Finding>)> = None;
+    let mut matched = None;
+    for k in (0..=set.migrations.len()).rev() {
+        let mut prefix = set.clone();
+        prefix.migrations.truncate(k);
+        let replayed = sage_schema::from_migrations(prefix, Some(&db.settings.target), dev.as_ref()).await?;
+        let findings: Vec<sage_schema::Finding> = sage_schema::validate(&replayed, &live, strict)
+            .into_iter()
+            .filter(|f| !bookkeeping(&f.object, &args.history_table))
+            .collect();
+        let version = if k == 0 { 0 } else { set.migrations[k - 1].version };
+        if sage_schema::is_clean(&findings) {
+            matched = Some((k, version));
+            break;
+        }
+        let errors = findings.iter().filter(|f| f.severity == sage_schema::Severity::Error).count();
+        if closest.as_ref().is_none_or(|(best, ..)| errors < *best) {
+            closest = Some((errors, version, findings));
+        }
+    }
+    let Some((count, version)) = matched else {
+        let (_, version, findings) = closest.expect("at least the empty prefix was compared");
+        say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
+        say!("closest: the migrations through version {version}, which differ in:");
+        for f in findings.iter().filter(|f| f.severity == sage_schema::Severity::Error) {
+            say!("  {f}");
+        }
+        return Ok(ExitCode::from(1));
+    };
+    if count == 0 {
+        say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("the live schema is exactly what migrations 1 to {count} (through version {version}) make");
+    let mut m = Session::open(global, args).await?;
+    let report = m.migrator.baseline(version).await?;
     m.finish(global, &report)
 }

@@ -13,6 +13,7 @@ pub(crate) use self::postgres::PgDriver;
 pub(crate) use self::sqlite::SqliteDriver;
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable};
+use crate::split::Statement;
 use crate::{Dialect, Error, HistoryRow};
 
 #[async_trait]
@@ -53,6 +54,22 @@ pub trait Driver: Send {
 
     /// Runs one statement of a migration.
     async fn execute(&mut self, sql: &str) -> Result<(), StatementError>;
+
+    /// Runs a `COPY … FROM stdin` with the rows that followed it in the file.
+    async fn copy_in(&mut self, sql: &str, rows: &str) -> Result<(), StatementError>;
+
+    /// Runs one statement as the splitter found it: with its rows for a COPY.
+    async fn run_statement(&mut self, statement: &Statement<'_>) -> Result<(), StatementError> {
+        match statement.copy_data {
+            Some(rows) => self.copy_in(statement.sql, rows).await,
+            None => self.execute(statement.sql).await,
+        }
+    }
+
+    /// Puts back the session settings a script changed (`SET search_path`, `SET
+    /// standard_conforming_strings`, …), so the next script runs, and is read, as in a
+    /// fresh session.
+    async fn reset_session(&mut self) -> Result<(), StatementError>;
 
     /// Inserts or replaces the history row for `row.version`.
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error>;

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use super::{db_error, lock_key, statement_error, Driver};
 use crate::error::StatementError;
-use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
+use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
 
 /// Runs migrations over one dedicated connection, which also holds the session-level
@@ -24,6 +24,8 @@ pub(crate) struct PgDriver {
     /// Set in the server session that holds the migration lock; every transaction checks
     /// that it runs in that session (see `begin`).
     session_token: String,
+    /// The peers' advisory locks held beside ours (golang-migrate's, sqlx's).
+    peer_locks: Vec<i64>,
     /// How long a statement of a transactional migration waits for a table lock.
     lock_timeout: Duration,
 }
@@ -58,6 +60,7 @@ impl PgDriver {
             user: row.get(1),
             locked: false,
             session_token: session_token(),
+            peer_locks: Vec::new(),
             lock_timeout,
         })
     }
@@ -93,6 +96,90 @@ impl PgDriver {
             .await
             .map_err(|e| db_error("cannot inspect bookkeeping tables", e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Polls for the session-level advisory lock `key` until `timeout` after `started`.
+    /// Takes the advisory lock `key`, waiting at most until `timeout` after `started`. For
+    /// our own lock (`ours`), the server session is also marked with this run's token, and
+    /// a session that holds the lock already is recognised as another client's, handed to
+    /// us by a pooler in transaction mode (a fresh session never holds it).
+    async fn take_lock(
+        &self,
+        key: i64,
+        started: Instant,
+        timeout: Duration,
+        what: &str,
+        ours: bool,
+    ) -> Result<(), Error> {
+        let mut pause = Duration::from_millis(50);
+        let sql = if ours {
+            format!(
+                "SELECT CASE WHEN EXISTS ({HELD_HERE}) THEN 'held' \
+                             WHEN pg_try_advisory_lock($1) THEN set_config('sage.migration_session', $2, false) \
+                             ELSE 'busy' END"
+            )
+        } else {
+            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN 'taken' ELSE 'busy' END".to_string()
+        };
+        let with_token: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&key, &self.session_token];
+        let params = if ours { &with_token[..] } else { &with_token[..1] };
+        // Poll instead of blocking in pg_advisory_lock: a session waiting inside that call
+        // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
+        // forever.
+        loop {
+            let row = self
+                .client()?
+                .query_one(&sql, params)
+                .await
+                .map_err(|e| db_error("cannot take the migration lock", e))?;
+            match row.get::<_, String>(0).as_str() {
+                "held" => {
+                    return Err(Error::new(
+                        ErrorKind::Database,
+                        format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
+                    ))
+                }
+                "busy" => {}
+                _ => return Ok(()),
+            }
+            if started.elapsed() >= timeout {
+                let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
+                return Err(Error::new(
+                    ErrorKind::LockTimeout,
+                    format!(
+                        "{what} on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
+                        self.settings.redacted_url(),
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The advisory lock keys of the peers whose tables are here: golang-migrate's
+    /// (CRC-32 of schema, table and database, times its salt, in 32 bits) and sqlx's (its
+    /// factor times the CRC-32 of the database name). dbmate takes no lock.
+    async fn peer_lock_keys(&self) -> Result<Vec<(&'static str, i64)>, Error> {
+        let mut keys = Vec::new();
+        let database: String = self
+            .client()?
+            .query_one("SELECT current_database()::text", &[])
+            .await
+            .map_err(|e| db_error("cannot read the database name", e))?
+            .get(0);
+        if self.table_columns("schema_migrations").await?.iter().any(|c| c == "dirty") {
+            // The migrate CLI names the database by its URL's path (`/app`); a program that
+            // hands golang-migrate an open connection, by current_database() (`app`).
+            let cli = format!("/{database}");
+            keys.push(("golang-migrate", golang_migrate_lock_key(&self.schema, "schema_migrations", &cli)));
+            keys.push(("golang-migrate", golang_migrate_lock_key(&self.schema, "schema_migrations", &database)));
+        }
+        if !self.table_columns("_sqlx_migrations").await?.is_empty() {
+            keys.push(("sqlx", sqlx_lock_key(&database)));
+        }
+        Ok(keys)
     }
 
     /// Who holds our lock, for the timeout message.
@@ -169,55 +256,21 @@ impl Driver for PgDriver {
     }
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
-        let key = lock_key(&self.schema, &self.table);
         let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        // Poll instead of blocking in pg_advisory_lock: a session waiting inside that call
-        // holds a snapshot, which makes a peer's CREATE INDEX CONCURRENTLY wait for it
-        // forever.
-        loop {
-            // A fresh server session never holds our lock already; one that does is another
-            // client's, handed to us by a pooler. Taking the lock and marking the session
-            // as ours happen in one statement.
-            let row = self
-                .client()?
-                .query_one(
-                    &format!(
-                        "SELECT CASE WHEN EXISTS ({HELD_HERE}) THEN 'held' \
-                                     WHEN pg_try_advisory_lock($1) THEN set_config('sage.migration_session', $2, false) \
-                                     ELSE 'busy' END"
-                    ),
-                    &[&key, &self.session_token],
-                )
-                .await
-                .map_err(|e| db_error("cannot take the migration lock", e))?;
-            match row.get::<_, String>(0).as_str() {
-                "held" => {
-                    return Err(Error::new(
-                        ErrorKind::Database,
-                        format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
-                    ))
-                }
-                "busy" => {}
-                _ => {
-                    self.locked = true;
-                    return Ok(());
-                }
+        let key = lock_key(&self.schema, &self.table);
+        self.take_lock(key, started, timeout, "another migration is running", true).await?;
+        self.locked = true;
+        // The peers' own locks too, computed as they compute them, so golang-migrate or an
+        // sqlx migrator started at the same moment waits for us instead of racing.
+        for (tool, key) in self.peer_lock_keys().await? {
+            let what = format!("{tool} is migrating this database");
+            if let Err(e) = self.take_lock(key, started, timeout, &what, false).await {
+                let _ = self.unlock().await;
+                return Err(e);
             }
-            if started.elapsed() >= timeout {
-                let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
-                return Err(Error::new(
-                    ErrorKind::LockTimeout,
-                    format!(
-                        "another migration is running on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
-                        self.settings.redacted_url(),
-                        timeout.as_secs()
-                    ),
-                ));
-            }
-            tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+            self.peer_locks.push(key);
         }
+        Ok(())
     }
 
     async fn unlock(&mut self) -> Result<(), Error> {
@@ -225,6 +278,11 @@ impl Driver for PgDriver {
             return Ok(());
         }
         self.locked = false;
+        for key in std::mem::take(&mut self.peer_locks) {
+            if let Some(client) = &self.client {
+                let _ = client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await;
+            }
+        }
         let key = lock_key(&self.schema, &self.table);
         let released = match &self.client {
             Some(client) => release(client, key, &self.session_token).await,
@@ -304,8 +362,9 @@ impl Driver for PgDriver {
                 .query_opt(&sql, &[])
                 .await
                 .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
+            // golang-migrate writes -1 for "no version" when it leaves that dirty.
             found.push(LegacyTable::GolangMigrate {
-                version: row.as_ref().map(|r| r.get(0)),
+                version: row.as_ref().map(|r| r.get::<_, i64>(0)).filter(|v| *v >= 0),
                 dirty: row.map(|r| r.get(1)).unwrap_or(false),
             });
         } else if columns.iter().any(|c| c == "version") {
@@ -315,7 +374,7 @@ impl Driver for PgDriver {
                 .query(&sql, &[])
                 .await
                 .map_err(|e| statement_error("cannot read schema_migrations", Some(&sql), e))?;
-            let versions = rows.iter().filter_map(|r| r.get::<_, String>(0).parse().ok()).collect();
+            let versions = rows.iter().map(|r| r.get::<_, String>(0)).collect();
             found.push(LegacyTable::Dbmate { versions });
         }
         if !self.table_columns("_sqlx_migrations").await?.is_empty() {
@@ -379,6 +438,33 @@ impl Driver for PgDriver {
         client.batch_execute(sql).await.map_err(|e| StatementError::from_pg(&e))
     }
 
+    async fn copy_in(&mut self, sql: &str, rows: &str) -> Result<(), StatementError> {
+        use futures_util::SinkExt;
+        let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
+        let sink = client.copy_in::<_, bytes::Bytes>(sql).await.map_err(|e| StatementError::from_pg(&e))?;
+        futures_util::pin_mut!(sink);
+        if !rows.is_empty() {
+            sink.send(bytes::Bytes::copy_from_slice(rows.as_bytes())).await.map_err(|e| StatementError::from_pg(&e))?;
+        }
+        sink.as_mut().finish().await.map(drop).map_err(|e| StatementError::from_pg(&e))
+    }
+
+    async fn reset_session(&mut self) -> Result<(), StatementError> {
+        let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
+        // RESET ALL goes back to the values the session started with, including those
+        // given at connection time; the one setting of our own is set again.
+        client.batch_execute("RESET ALL").await.map_err(|e| StatementError::from_pg(&e))?;
+        // Within the migration's transaction a failed SET would abort it: set only where the
+        // setting exists (PostgreSQL 14 and later).
+        client
+            .batch_execute(
+                "SELECT set_config('client_connection_check_interval', '1s', false) \
+                 WHERE current_setting('server_version_num')::int >= 140000",
+            )
+            .await
+            .map_err(|e| StatementError::from_pg(&e))
+    }
+
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
         let sql = format!(
             "INSERT INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
@@ -436,7 +522,8 @@ impl Driver for PgDriver {
             LegacySync::SqlxInsert { version, description, checksum, execution_ns } => client
                 .execute(
                     &format!(
-                        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4) ON CONFLICT (version) DO NOTHING",
+                        "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4) \
+                         ON CONFLICT (version) DO UPDATE SET success = TRUE, checksum = EXCLUDED.checksum, description = EXCLUDED.description",
                         self.qualified("_sqlx_migrations")
                     ),
                     &[version, description, checksum, execution_ns],
@@ -450,15 +537,81 @@ impl Driver for PgDriver {
             LegacySync::DbmateInsert { version } => client
                 .execute(
                     &format!("INSERT INTO {} (version) VALUES ($1) ON CONFLICT DO NOTHING", self.qualified("schema_migrations")),
-                    &[&version.to_string()],
+                    &[version],
                 )
                 .await
                 .map(drop),
             LegacySync::DbmateDelete { version } => client
-                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("schema_migrations")), &[&version.to_string()])
+                .execute(&format!("DELETE FROM {} WHERE version = $1", self.qualified("schema_migrations")), &[version])
                 .await
                 .map(drop),
+            // Each as the tool itself creates it, in the history table's schema.
+            LegacySync::Create(Peer::GolangMigrate) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version bigint not null primary key, dirty boolean not null)",
+                    self.qualified("schema_migrations")
+                ))
+                .await,
+            LegacySync::Create(Peer::Sqlx) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                     installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+                     execution_time BIGINT NOT NULL)",
+                    self.qualified("_sqlx_migrations")
+                ))
+                .await,
+            LegacySync::Create(Peer::Dbmate) => client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (version varchar(128) primary key)",
+                    self.qualified("schema_migrations")
+                ))
+                .await,
         };
         result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
+    }
+}
+
+/// golang-migrate's advisory lock key for its table in `schema` of `database`.
+pub(crate) fn golang_migrate_lock_key(schema: &str, table: &str, database: &str) -> i64 {
+    let text = format!("{schema}\0{table}\0{database}");
+    i64::from(crc32_ieee(text.as_bytes()).wrapping_mul(1_486_364_155))
+}
+
+/// sqlx's advisory lock key for `database`.
+pub(crate) fn sqlx_lock_key(database: &str) -> i64 {
+    0x3d32_ad9e * i64::from(crc32_ieee(database.as_bytes()))
+}
+
+/// CRC-32 (IEEE 802.3, as Go's `crc32.ChecksumIEEE` and the `crc` crate's ISO-HDLC).
+fn crc32_ieee(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_is_the_ieee_one() {
+        // The check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32_ieee(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn peer_lock_keys_are_the_peers_own() {
+        let golang = golang_migrate_lock_key("public", "schema_migrations", "app");
+        assert!((0..=i64::from(u32::MAX)).contains(&golang), "golang-migrate's key is a uint32");
+        assert_ne!(golang, golang_migrate_lock_key("other", "schema_migrations", "app"));
+        // The key the migrate CLI (v4.18.3) held in pg_locks while migrating database
+        // "lockprobe" with its table in "public": it names the database by the URL's path.
+        assert_eq!(golang_migrate_lock_key("public", "schema_migrations", "/lockprobe"), 1_048_348_955);
+        assert!(sqlx_lock_key("app") > i64::from(u32::MAX), "sqlx's key is a product in 64 bits");
     }
 }

@@ -9,7 +9,7 @@ use sage_conn::{quote_ident, SqliteLocation};
 
 use super::Driver;
 use crate::error::StatementError;
-use crate::legacy::{LegacySync, LegacyTable, SqlxRow};
+use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
 use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
 
 /// Runs migrations on a SQLite database. Concurrent `sage-db` processes are kept apart by
@@ -253,20 +253,19 @@ impl Driver for SqliteDriver {
                 })
                 .optional()
                 .map_err(|e| db_error("cannot read schema_migrations", e))?;
-            found.push(LegacyTable::GolangMigrate { version: row.map(|r| r.0), dirty: row.is_some_and(|r| r.1) });
+            found.push(LegacyTable::GolangMigrate {
+                version: row.map(|r| r.0).filter(|v| *v >= 0),
+                dirty: row.is_some_and(|r| r.1),
+            });
         } else if columns.iter().any(|c| c == "version") {
             let mut stmt = self
                 .conn
                 .prepare("SELECT CAST(version AS TEXT) FROM schema_migrations")
                 .map_err(|e| db_error("cannot read schema_migrations", e))?;
-            let mut versions: Vec<i64> = stmt
+            let versions: Vec<String> = stmt
                 .query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| db_error("cannot read schema_migrations", e))?
-                .iter()
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            versions.sort_unstable();
+                .map_err(|e| db_error("cannot read schema_migrations", e))?;
             found.push(LegacyTable::Dbmate { versions });
         }
         if !self.table_columns("_sqlx_migrations")?.is_empty() {
@@ -329,6 +328,14 @@ impl Driver for SqliteDriver {
         self.conn.execute_batch(sql).map_err(|e| StatementError::from_sqlite(&e))
     }
 
+    async fn copy_in(&mut self, _sql: &str, _rows: &str) -> Result<(), StatementError> {
+        Err(StatementError::new("COPY … FROM stdin is PostgreSQL's; SQLite has no COPY"))
+    }
+
+    async fn reset_session(&mut self) -> Result<(), StatementError> {
+        Ok(())
+    }
+
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
         let sql = format!(
             "INSERT OR REPLACE INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
@@ -368,19 +375,31 @@ impl Driver for SqliteDriver {
             LegacySync::SqlxInsert { version, description, checksum, execution_ns } => self
                 .conn
                 .execute(
-                    "INSERT OR IGNORE INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, TRUE, ?3, ?4)",
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, TRUE, ?3, ?4) \
+                     ON CONFLICT (version) DO UPDATE SET success = TRUE, checksum = excluded.checksum, description = excluded.description",
                     params![version, description, checksum, execution_ns],
                 )
                 .map(drop),
             LegacySync::SqlxDelete { version } => self.conn.execute("DELETE FROM _sqlx_migrations WHERE version = ?1", [version]).map(drop),
-            LegacySync::DbmateInsert { version } => self
-                .conn
-                .execute("INSERT OR IGNORE INTO schema_migrations (version) VALUES (?1)", [version.to_string()])
-                .map(drop),
-            LegacySync::DbmateDelete { version } => self
-                .conn
-                .execute("DELETE FROM schema_migrations WHERE CAST(version AS TEXT) = ?1", [version.to_string()])
-                .map(drop),
+            LegacySync::DbmateInsert { version } => {
+                self.conn.execute("INSERT OR IGNORE INTO schema_migrations (version) VALUES (?1)", [version]).map(drop)
+            }
+            LegacySync::DbmateDelete { version } => {
+                self.conn.execute("DELETE FROM schema_migrations WHERE CAST(version AS TEXT) = ?1", [version]).map(drop)
+            }
+            // Each as the tool itself creates it.
+            LegacySync::Create(Peer::GolangMigrate) => self.conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version uint64,dirty bool);
+                 CREATE UNIQUE INDEX IF NOT EXISTS version_unique ON schema_migrations (version);",
+            ),
+            LegacySync::Create(Peer::Sqlx) => self.conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, checksum BLOB NOT NULL, \
+                 execution_time BIGINT NOT NULL)",
+            ),
+            LegacySync::Create(Peer::Dbmate) => {
+                self.conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) primary key)")
+            }
         };
         result.map_err(|e| db_error("cannot update the legacy bookkeeping table", e))
     }

@@ -1,0 +1,78 @@
+//! `sage-db migrate adopt` on databases whose schema was made without a migration tool (an
+//! ORM's create_all at start-up): the newest migration prefix that makes exactly the live
+//! schema is recorded, the rest is applied by `up`, and a schema that matches no prefix
+//! changes nothing.
+
+mod common;
+
+use common::{run, sage_db, stderr, stdout, write_dir};
+
+const FILES: &[(&str, &str)] = &[
+    ("000001_items.up.sql", "CREATE TABLE items (id integer PRIMARY KEY, label text NOT NULL);"),
+    ("000002_index.up.sql", "CREATE INDEX items_label ON items (label);"),
+    ("000003_tags.up.sql", "CREATE TABLE tags (id integer PRIMARY KEY, name text NOT NULL);"),
+];
+
+/// What the application's start-up made: the objects of migrations 1 and 2, with data.
+const CREATED_AT_STARTUP: &str = "CREATE TABLE items (id integer PRIMARY KEY, label text NOT NULL);
+CREATE INDEX items_label ON items (label);
+INSERT INTO items VALUES (1, 'kept');";
+
+fn migrate(url: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let cwd = tempfile::tempdir().unwrap();
+    run(sage_db(cwd.path()).arg("migrate").args(args).arg("--source").arg(dir).args(["--database-url", url]))
+}
+
+fn adopt_then_up(url: &str, count: impl Fn(&str) -> i64) {
+    let dir = write_dir(FILES);
+    let out = migrate(url, dir.path(), &["adopt"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("migrations 1 to 2"), "{}", stdout(&out));
+    let out = migrate(url, dir.path(), &["up"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(count("SELECT count(*) FROM items"), 1, "the data is kept");
+    assert_eq!(count("SELECT count(*) FROM tags"), 0, "migration 3 ran");
+    assert_eq!(count("SELECT count(*) FROM sage_schema_history"), 3);
+}
+
+#[test]
+fn a_create_all_sqlite_database_is_adopted_without_loss() {
+    let file = sage_testkit::SqliteFile::new();
+    rusqlite::Connection::open(file.path()).unwrap().execute_batch(CREATED_AT_STARTUP).unwrap();
+    adopt_then_up(&file.url(), |sql| {
+        rusqlite::Connection::open(file.path()).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_all_postgres_database_is_adopted_without_loss() {
+    let db = sage_testkit::database().await.unwrap();
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client.batch_execute(CREATED_AT_STARTUP).await.unwrap();
+    let url = db.url();
+    let settings = db.settings().clone();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        adopt_then_up(&url, |sql| rt.block_on(common::pg_scalar(&settings, sql)));
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_schema_no_prefix_makes_is_shown_and_nothing_is_recorded() {
+    let file = sage_testkit::SqliteFile::new();
+    rusqlite::Connection::open(file.path())
+        .unwrap()
+        .execute_batch("CREATE TABLE items (id integer PRIMARY KEY, label integer);")
+        .unwrap();
+    let dir = write_dir(FILES);
+    let out = migrate(&file.url(), dir.path(), &["adopt"]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("closest") && stdout(&out).contains("label"), "{}", stdout(&out));
+    let conn = rusqlite::Connection::open(file.path()).unwrap();
+    let history: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'sage_schema_history'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(history, 0, "nothing was recorded");
+}
