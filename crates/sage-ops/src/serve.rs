@@ -202,25 +202,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "# HELP sage_db_database_up Whether the database answered a ping.\n# TYPE sage_db_database_up gauge"
     );
     let _ = writeln!(out, "sage_db_database_up {}", u8::from(up));
-    if let Some(pool) = state.store.pool_status() {
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_connections Pool connections by state.\n# TYPE sage_db_pool_connections gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"open\"}} {}", pool.open);
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"in_use\"}} {}", pool.open.saturating_sub(pool.idle));
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_waiting Callers waiting for a connection.\n# TYPE sage_db_pool_waiting gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_waiting {}", pool.waiting);
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_max_connections Pool size limit.\n# TYPE sage_db_pool_max_connections gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_max_connections {}", pool.max);
-    }
     if up {
         if let Ok(n) = state.store.sessions().count_active().await {
             let _ = writeln!(out, "# HELP sage_db_active_sessions Sessions not yet expired.\n# TYPE sage_db_active_sessions gauge\nsage_db_active_sessions {n}");
@@ -237,47 +218,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let _ = writeln!(out, "# HELP sage_db_cleanup_rows_removed_total Rows removed by background cleanup.\n# TYPE sage_db_cleanup_rows_removed_total counter");
     let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"sessions\"}} {}", cleanup.sessions_removed);
     let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"nonces\"}} {}", cleanup.nonces_removed);
-    let _ = writeln!(out, "# HELP sage_db_store_operations_total Store operations by outcome.\n# TYPE sage_db_store_operations_total counter");
-    let ops = state.store.metrics();
-    for op in &ops {
-        for (outcome, count) in &op.outcomes {
-            if *count > 0 || *outcome == "ok" {
-                let _ = writeln!(
-                    out,
-                    "sage_db_store_operations_total{{operation=\"{}\",outcome=\"{}\"}} {count}",
-                    op.operation,
-                    outcome.replace(' ', "_")
-                );
-            }
-        }
-    }
-    let _ = writeln!(out, "# HELP sage_db_store_operation_duration_seconds Store operation latency.\n# TYPE sage_db_store_operation_duration_seconds histogram");
-    for op in &ops {
-        for (bound, count) in &op.cumulative_buckets {
-            let _ = writeln!(
-                out,
-                "sage_db_store_operation_duration_seconds_bucket{{operation=\"{}\",le=\"{bound}\"}} {count}",
-                op.operation
-            );
-        }
-        let _ = writeln!(
-            out,
-            "sage_db_store_operation_duration_seconds_bucket{{operation=\"{}\",le=\"+Inf\"}} {}",
-            op.operation,
-            op.count()
-        );
-        let _ = writeln!(
-            out,
-            "sage_db_store_operation_duration_seconds_sum{{operation=\"{}\"}} {}",
-            op.operation, op.sum_seconds
-        );
-        let _ = writeln!(
-            out,
-            "sage_db_store_operation_duration_seconds_count{{operation=\"{}\"}} {}",
-            op.operation,
-            op.count()
-        );
-    }
+    // Operations, latencies and the pool: the same text any service on sage-store serves.
+    sage_store::metrics::render_prometheus(&mut out, &state.store.metrics(), state.store.pool_status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

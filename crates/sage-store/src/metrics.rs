@@ -1,6 +1,9 @@
 //! Operation counts and latency histograms of a store, for `/metrics`. Lock-free: a few
 //! atomic adds per operation, into counters of the calling thread's shard.
+//! [`render_prometheus`] (or [`crate::Store::render_metrics`]) writes them in the
+//! Prometheus text format, ready to serve.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -17,9 +20,13 @@ pub enum Operation {
     SessionTouch,
     SessionDelete,
     SessionList,
+    SessionCount,
+    SessionDeleteExpired,
     NonceClaim,
     NonceClaimMany,
     NonceIsUsed,
+    NonceCount,
+    NonceDeleteExpired,
     Accept,
     DidCreate,
     DidUpsert,
@@ -32,16 +39,20 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 22] = [
         Operation::SessionCreate,
         Operation::SessionGet,
         Operation::SessionUpdate,
         Operation::SessionTouch,
         Operation::SessionDelete,
         Operation::SessionList,
+        Operation::SessionCount,
+        Operation::SessionDeleteExpired,
         Operation::NonceClaim,
         Operation::NonceClaimMany,
         Operation::NonceIsUsed,
+        Operation::NonceCount,
+        Operation::NonceDeleteExpired,
         Operation::Accept,
         Operation::DidCreate,
         Operation::DidUpsert,
@@ -61,9 +72,13 @@ impl Operation {
             Operation::SessionTouch => "session_touch",
             Operation::SessionDelete => "session_delete",
             Operation::SessionList => "session_list",
+            Operation::SessionCount => "session_count_active",
+            Operation::SessionDeleteExpired => "session_delete_expired",
             Operation::NonceClaim => "nonce_claim",
             Operation::NonceClaimMany => "nonce_claim_many",
             Operation::NonceIsUsed => "nonce_is_used",
+            Operation::NonceCount => "nonce_count_active",
+            Operation::NonceDeleteExpired => "nonce_delete_expired",
             Operation::Accept => "accept",
             Operation::DidCreate => "did_create",
             Operation::DidUpsert => "did_upsert",
@@ -208,6 +223,70 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
+/// Writes operation counts, latency histograms and (for pooled stores) the pool's state in
+/// the Prometheus text exposition format (version 0.0.4; serve it as `text/plain;
+/// version=0.0.4`). Names start with `sage_db_`:
+///
+/// - `sage_db_store_operations_total{operation, outcome}`: a counter per operation and
+///   outcome (`ok` or an [`ErrorKind::as_str`]); an operation's `ok` line is always there,
+///   other outcomes once they occurred;
+/// - `sage_db_store_operation_duration_seconds{operation}`: a latency histogram;
+/// - `sage_db_pool_connections{state}`, `sage_db_pool_waiting`, `sage_db_pool_max_connections`.
+///
+/// Every label value is one of this crate's fixed names: none contains a space, a quote or
+/// a backslash.
+pub fn render_prometheus(out: &mut String, operations: &[OperationMetrics], pool: Option<PoolStatus>) {
+    if let Some(pool) = pool {
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_connections Pool connections by state.\n# TYPE sage_db_pool_connections gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"open\"}} {}", pool.open);
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
+        let _ = writeln!(out, "sage_db_pool_connections{{state=\"in_use\"}} {}", pool.open.saturating_sub(pool.idle));
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_waiting Callers waiting for a connection.\n# TYPE sage_db_pool_waiting gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_waiting {}", pool.waiting);
+        let _ = writeln!(
+            out,
+            "# HELP sage_db_pool_max_connections Pool size limit.\n# TYPE sage_db_pool_max_connections gauge"
+        );
+        let _ = writeln!(out, "sage_db_pool_max_connections {}", pool.max);
+    }
+    let _ = writeln!(out, "# HELP sage_db_store_operations_total Store operations by outcome.\n# TYPE sage_db_store_operations_total counter");
+    for op in operations {
+        for (outcome, count) in &op.outcomes {
+            if *count > 0 || *outcome == "ok" {
+                let _ = writeln!(
+                    out,
+                    "sage_db_store_operations_total{{operation=\"{}\",outcome=\"{outcome}\"}} {count}",
+                    op.operation
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP sage_db_store_operation_duration_seconds Store operation latency.\n# TYPE sage_db_store_operation_duration_seconds histogram");
+    for op in operations {
+        let name = op.operation;
+        for (bound, count) in &op.cumulative_buckets {
+            let _ = writeln!(
+                out,
+                "sage_db_store_operation_duration_seconds_bucket{{operation=\"{name}\",le=\"{bound}\"}} {count}"
+            );
+        }
+        let count = op.count();
+        let _ = writeln!(
+            out,
+            "sage_db_store_operation_duration_seconds_bucket{{operation=\"{name}\",le=\"+Inf\"}} {count}"
+        );
+        let _ =
+            writeln!(out, "sage_db_store_operation_duration_seconds_sum{{operation=\"{name}\"}} {}", op.sum_seconds);
+        let _ = writeln!(out, "sage_db_store_operation_duration_seconds_count{{operation=\"{name}\"}} {count}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +323,28 @@ mod tests {
         assert_eq!(get.cumulative_buckets.iter().find(|(b, _)| *b == 0.00025).unwrap().1, threads * 1000);
         let expected_sum: u64 = (0..threads).map(|t| (200 + t) * 1000).sum();
         assert!((get.sum_seconds - expected_sum as f64 / 1e6).abs() < 1e-6, "{}", get.sum_seconds);
+    }
+
+    #[test]
+    fn prometheus_text_has_labels_without_spaces_and_a_line_per_operation() {
+        let m = Metrics::new();
+        m.record(Operation::NonceClaim, Duration::from_micros(50), Err(ErrorKind::NotFound));
+        let mut out = String::new();
+        render_prometheus(&mut out, &m.snapshot(), Some(PoolStatus { max: 4, open: 2, idle: 1, waiting: 0 }));
+        assert!(
+            out.contains("sage_db_store_operations_total{operation=\"nonce_claim\",outcome=\"not_found\"} 1"),
+            "{out}"
+        );
+        for op in Operation::ALL {
+            let ok = format!("sage_db_store_operations_total{{operation=\"{}\",outcome=\"ok\"}} ", op.name());
+            assert!(out.contains(&ok), "{ok}");
+        }
+        assert!(out.contains("sage_db_pool_connections{state=\"in_use\"} 1"));
+        for line in out.lines().filter(|l| !l.starts_with('#')) {
+            let labels = line.split_once('{').map_or("", |(_, rest)| rest.split_once('}').map_or("", |(l, _)| l));
+            for value in labels.split(',').filter_map(|pair| pair.split_once('=')).map(|(_, v)| v) {
+                assert!(!value.contains(' '), "label value with a space: {line}");
+            }
+        }
     }
 }

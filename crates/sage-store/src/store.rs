@@ -202,6 +202,15 @@ impl Store {
         self.sessions.0.metrics.snapshot()
     }
 
+    /// The store's metrics (operation counts, latency histograms, the pool's state) in the
+    /// Prometheus text format, to serve as `/metrics` with content type `text/plain;
+    /// version=0.0.4`. See [`crate::metrics::render_prometheus`] for the names.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        crate::metrics::render_prometheus(&mut out, &self.metrics(), self.pool_status());
+        out
+    }
+
     /// The connection pool's state, for pooled backends.
     pub fn pool_status(&self) -> Option<PoolStatus> {
         self.sessions.0.backend.pool_status()
@@ -526,12 +535,17 @@ impl SessionStore for Sessions {
     }
 
     async fn count_active(&self) -> Result<u64> {
-        self.0.backend.count_sessions(self.0.now()).await
+        observed(&self.0, Operation::SessionCount, self.0.backend.count_sessions(self.0.now())).await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
         let now = self.0.now();
-        in_batches(|| self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH)).await
+        observed(
+            &self.0,
+            Operation::SessionDeleteExpired,
+            in_batches(|| self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH)),
+        )
+        .await
     }
 }
 
@@ -614,12 +628,17 @@ impl NonceStore for Nonces {
     }
 
     async fn count_active(&self) -> Result<u64> {
-        self.0.backend.count_nonces(self.0.now()).await
+        observed(&self.0, Operation::NonceCount, self.0.backend.count_nonces(self.0.now())).await
     }
 
     async fn delete_expired(&self) -> Result<u64> {
         let now = self.0.now();
-        in_batches(|| self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH)).await
+        observed(
+            &self.0,
+            Operation::NonceDeleteExpired,
+            in_batches(|| self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH)),
+        )
+        .await
     }
 }
 

@@ -1,0 +1,86 @@
+//! `accept` under faults on a real PostgreSQL server: connections killed while messages are
+//! accepted. Whatever each caller is told, a claimed nonce always comes with its counted
+//! message and a counted message with its claimed nonce.
+
+use sage_store::prelude::*;
+use sage_store::{keys, KeySource, NewSession, OpenOptions, SessionKey, Store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_never_split_a_nonce_from_its_message() {
+    const MESSAGES: usize = 400;
+    let db = sage_testkit::database().await.unwrap();
+    let mut options = OpenOptions::new(KeySource::Inline(vec![keys::generate_key().to_string()]));
+    options.migrate = true;
+    let store = Store::open(&sage_conn::Target::Postgres(db.settings().clone()), options).await.unwrap();
+    let expires_at = store.now() + chrono::Duration::hours(1);
+    let session = NewSession::new("did:sage:test:a", "did:sage:test:b", SessionKey::new(vec![3u8; 32]), expires_at);
+    let session = store.sessions().create(&session).await.unwrap();
+
+    // Kills every other connection to the test database, again and again, while 8 tasks
+    // accept messages.
+    let killer = {
+        let (admin, name) = (db.admin_settings().clone(), db.name().to_string());
+        tokio::spawn(async move {
+            let client = sage_conn::connect(&admin).await.unwrap();
+            let mut kills = 0u64;
+            for _ in 0..40 {
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                let rows = client
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap();
+                kills += rows.len() as u64;
+            }
+            kills
+        })
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, id) = (store.clone(), session.id.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                for i in (t..MESSAGES).step_by(8) {
+                    match store.accept(&id, &format!("fault-{i}"), expires_at).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => {
+                            assert!(e.is_retryable() || e.is_replayed(), "{e}");
+                            failed += 1;
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut failed = 0;
+    for task in tasks {
+        let (o, f) = task.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    let kills = killer.await.unwrap();
+    assert!(kills > 0 && failed > 0, "the faults landed: {kills} kills, {failed} failed accepts");
+
+    // Retry until the database answers again, then compare the two sides.
+    let mut count = None;
+    for _ in 0..50 {
+        if let Ok(s) = store.sessions().get(&session.id).await {
+            count = Some(s.message_count);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let count = count.expect("the store recovers");
+    let mut used = 0;
+    for i in 0..MESSAGES {
+        if store.nonces().is_used(&format!("fault-{i}")).await.unwrap() {
+            used += 1;
+        }
+    }
+    assert_eq!(count, used, "every claimed nonce has its message counted, and the other way round");
+    assert!(used >= ok, "every accepted message is stored ({ok} accepted, {used} stored)");
+}
