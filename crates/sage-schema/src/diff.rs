@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use crate::model::*;
 use crate::render::{
-    add_foreign_key, column_sql, create_enum, create_sequence, create_table_pg, create_view, literal, qualified,
-    statement,
+    add_foreign_key, column_sql, create_enum, create_sequence, create_view, literal, qualified, statement,
 };
 use crate::validate::canonical_expression as canon;
 
@@ -72,7 +71,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
-    for v in from.views.iter().rev() {
+    for v in from.views_in_order().into_iter().rev() {
         if find(&to.views, &view_key(v), view_key).is_none_or(|n| n != v) {
             let kind = if v.materialized { "MATERIALIZED VIEW" } else { "VIEW" };
             first.push(change(
@@ -209,7 +208,9 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
     }
     for t in &to.tables {
         let Some(old) = find(&from.tables, &tkey(t), tkey) else {
-            middle.push(change(format!("create table {}", tkey(t)), create_table_pg(t), false));
+            let mut sql = vec![crate::render_objects::create_table(to, t)];
+            sql.extend(crate::render::constraints_after_create(t));
+            middle.push(change(format!("create table {}", tkey(t)), sql.join("\n"), false));
             continue;
         };
         let table = qualified(&t.schema, &t.name);
@@ -299,17 +300,8 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
         if let (Some(owner), true) =
             (&s.owned_by, !from.sequences.iter().any(|x| x.name == s.name && x.owned_by == s.owned_by))
         {
-            if let Some((table, column)) = owner.split_once('.') {
-                middle.push(change(
-                    format!("sequence {} owned by {owner}", s.name),
-                    format!(
-                        "ALTER SEQUENCE {} OWNED BY {}.{};",
-                        qualified(&s.schema, &s.name),
-                        qualified(&s.schema, table),
-                        quote_ident(column)
-                    ),
-                    false,
-                ));
+            if let Some(sql) = crate::render::owned_by(s) {
+                middle.push(change(format!("sequence {} owned by {owner}", s.name), sql, false));
             }
         }
     }
@@ -327,11 +319,11 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                     .find(|i| i.name == ix.name)
                     .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
             }) {
-                middle.push(change(format!("create index {}", ix.name), statement(&ix.definition), false));
+                middle.push(change(format!("create index {}", ix.name), crate::render::create_index(ix), false));
             }
         }
     }
-    for v in &to.views {
+    for v in to.views_in_order() {
         if find(&from.views, &view_key(v), view_key).is_none_or(|o| o != v) {
             middle.push(change(format!("create view {}", view_key(v)), create_view(v), false));
         }
