@@ -79,6 +79,7 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// A schema without objects (of every kind: see `recorded`).
     pub fn empty(dialect: Dialect) -> Schema {
         Schema {
             dialect,
@@ -90,7 +91,12 @@ impl Schema {
             tables: Vec::new(),
             views: Vec::new(),
             triggers: Vec::new(),
-            recorded: Vec::new(),
+            // A model built in code knows it has none of these; only snapshots written before
+            // they were recorded (which deserialise with an empty list) do not know.
+            recorded: match dialect {
+                Dialect::Postgres => RECORDED_KINDS.iter().map(|k| k.to_string()).collect(),
+                Dialect::Sqlite => Vec::new(),
+            },
             types: Vec::new(),
             collations: Vec::new(),
             order: Vec::new(),

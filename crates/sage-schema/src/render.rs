@@ -64,10 +64,6 @@ pub(crate) fn column_sql_with(c: &Column, identity: Option<&Identity>) -> String
     out
 }
 
-pub(crate) fn create_table_pg(t: &Table) -> String {
-    create_table_with(t, &[])
-}
-
 /// `CREATE TABLE` with the options of its identity columns from `identities`.
 pub(crate) fn create_table_with(t: &Table, identities: &[Identity]) -> String {
     let identity =
@@ -96,7 +92,7 @@ fn not_valid(c: &Check) -> bool {
     c.definition.ends_with(" NOT VALID")
 }
 
-/// The `ALTER TABLE … ADD CONSTRAINT` statements for what `create_table_pg` leaves out.
+/// The `ALTER TABLE … ADD CONSTRAINT` statements for what `create_table_with` leaves out.
 pub(crate) fn constraints_after_create(t: &Table) -> Vec<String> {
     let add = |name: &str, definition: &str| {
         format!("ALTER TABLE {} ADD CONSTRAINT {} {definition};", qualified(&t.schema, &t.name), quote_ident(name))

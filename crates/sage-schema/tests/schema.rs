@@ -68,7 +68,7 @@ async fn every_object_kind_round_trips_on_postgres() {
     assert_eq!(schema.enums[0].values, ["sad", "ok", "happy"]);
     assert!(schema.sequences.iter().any(|s| s.name == "invoice_numbers" && s.start == 1000 && s.increment == 10));
     assert!(
-        schema.sequences.iter().any(|s| s.owned_by.as_deref() == Some("invoices.id")),
+        schema.sequences.iter().any(|s| s.owned_by.as_deref() == Some("public.invoices.id")),
         "serial sequences are owned"
     );
     let accounts = schema.table("public", "accounts").unwrap();
