@@ -156,6 +156,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
+    middle.extend(crate::diff_objects::creates(from, to));
     for e in &to.enums {
         match from.enums.iter().find(|x| x.schema == e.schema && x.name == e.name) {
             None => middle.push(change(format!("create type {}", e.name), create_enum(e), false)),
@@ -201,9 +202,22 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             Some(_) => {}
         }
     }
+    // A SQL-standard body that reads tables comes after them in `order`; such functions
+    // are created once tables exist, before views (which may call them).
+    let first_table = to.order.iter().position(|k| k.starts_with("table:")).unwrap_or(usize::MAX);
+    let reads_tables = |f: &Function| {
+        let key = format!("function:{}.{}({})", f.schema, f.name, f.arguments);
+        to.order.iter().position(|k| *k == key).is_some_and(|p| p > first_table)
+    };
+    let mut late_functions = Vec::new();
     for f in &to.functions {
         if find(&from.functions, &fn_key(f), fn_key).is_none_or(|old| old.definition != f.definition) {
-            middle.push(change(format!("create or replace function {}", fn_key(f)), statement(&f.definition), false));
+            let c = change(format!("create or replace function {}", fn_key(f)), statement(&f.definition), false);
+            if reads_tables(f) {
+                late_functions.push(c);
+            } else {
+                middle.push(c);
+            }
         }
     }
     for t in &to.tables {
@@ -323,6 +337,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             }
         }
     }
+    middle.extend(late_functions);
     for v in to.views_in_order() {
         if find(&from.views, &view_key(v), view_key).is_none_or(|o| o != v) {
             middle.push(change(format!("create view {}", view_key(v)), create_view(v), false));
@@ -334,8 +349,13 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
         }
     }
 
+    let (objects, dropped_types) = crate::diff_objects::diff(from, to);
+    middle.extend(objects);
     for t in &from.tables {
-        if find(&to.tables, &tkey(t), tkey).is_none() {
+        // A table that becomes a partition is attached, not dropped.
+        let becomes_partition =
+            to.relations.iter().any(|r| r.schema == t.schema && r.name == t.name && r.partition_of.is_some());
+        if find(&to.tables, &tkey(t), tkey).is_none() && !becomes_partition {
             last.push(change(
                 format!("drop table {}", tkey(t)),
                 format!("DROP TABLE {};", qualified(&t.schema, &t.name)),
@@ -379,6 +399,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
+    last.extend(dropped_types);
     for ns in &from.namespaces {
         if !to.namespaces.contains(ns) {
             last.push(change(format!("drop schema {ns}"), format!("DROP SCHEMA {};", quote_ident(ns)), true));

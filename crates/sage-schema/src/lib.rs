@@ -18,6 +18,7 @@
 
 mod compare_objects;
 mod diff;
+mod diff_objects;
 mod error;
 mod expected;
 pub mod introspect;
@@ -35,4 +36,6 @@ pub use expected::{
 pub use model::*;
 pub use objects::*;
 pub use render::render;
-pub use validate::{finding_kinds, ignore_kinds, is_clean, validate, Drift, Finding, Severity, ValidateOptions};
+pub use validate::{
+    canonical_expression, finding_kinds, ignore_kinds, is_clean, validate, Drift, Finding, Severity, ValidateOptions,
+};
