@@ -17,7 +17,7 @@ fn fixture_sql(name: &str) -> String {
 }
 
 fn dir_sql(dir: &Path) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(".up.sql"))
