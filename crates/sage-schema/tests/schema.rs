@@ -244,3 +244,9 @@ async fn committed_snapshots_of_sage_migrations_are_current() {
         assert_eq!(std::fs::read_to_string(&sql).unwrap_or_default(), render(&fresh), "{} is stale", sql.display());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_schema_round_trips_on_sqlite() {
+    let webvh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/webvh/migrations/sqlite");
+    round_trip(webvh, Dialect::Sqlite).await;
+}
