@@ -216,13 +216,17 @@ fn owners(f: &mut Findings, e: &Schema, a: &Schema) {
 }
 
 fn grants(f: &mut Findings, e: &Schema, a: &Schema, eo: &Objects, ao: &Objects) {
-    let key = |g: &Grant| (g.kind.clone(), g.object.clone(), g.grantee.clone());
+    let key = |g: &Grant| -> (String, String, String) { (g.kind.clone(), g.object.clone(), g.grantee.clone()) };
+    let index = |s: &'_ Schema| -> std::collections::HashMap<(String, String, String), usize> {
+        s.grants.iter().enumerate().map(|(i, g)| (key(g), i)).collect()
+    };
+    let (ei, ai) = (index(e), index(a));
     for x in &e.grants {
         if !ao.has(&x.kind, &x.object) {
             continue;
         }
         let object = format!("{} {} to {}", x.kind, x.object, x.grantee);
-        match a.grants.iter().find(|y| key(y) == key(x)) {
+        match ai.get(&key(x)).map(|i| &a.grants[*i]) {
             Some(y) if y.privileges != x.privileges => f.error(
                 Drift::Changed,
                 "grant",
@@ -234,7 +238,7 @@ fn grants(f: &mut Findings, e: &Schema, a: &Schema, eo: &Objects, ao: &Objects) 
         }
     }
     for y in &a.grants {
-        if eo.has(&y.kind, &y.object) && !e.grants.iter().any(|x| key(x) == key(y)) {
+        if eo.has(&y.kind, &y.object) && !ei.contains_key(&key(y)) {
             f.error(
                 Drift::Extra,
                 "grant",

@@ -281,15 +281,20 @@ pub(crate) fn by_key<T>(
     key: impl Fn(&T) -> String,
     mut compare: impl FnMut(&mut Findings, &T, &T),
 ) {
+    // Keys are computed once per entry: schemas with thousands of objects stay linear.
+    let actual_by_key: std::collections::HashMap<String, &T> = actual.iter().map(|a| (key(a), a)).collect();
+    let expected_keys: std::collections::HashSet<String> = expected.iter().map(&key).collect();
     for e in expected {
-        match actual.iter().find(|a| key(a) == key(e)) {
+        let k = key(e);
+        match actual_by_key.get(&k) {
             Some(a) => compare(f, e, a),
-            None => f.error(Drift::Missing, kind, key(e), "is missing".into()),
+            None => f.error(Drift::Missing, kind, k, "is missing".into()),
         }
     }
     for a in actual {
-        if !expected.iter().any(|e| key(e) == key(a)) {
-            f.extra(kind, key(a));
+        let k = key(a);
+        if !expected_keys.contains(&k) {
+            f.extra(kind, k);
         }
     }
 }
