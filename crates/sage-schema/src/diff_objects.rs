@@ -435,3 +435,56 @@ fn comments(from: &Schema, to: &Schema, out: &mut Vec<Change>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_partitioned(key: &str) -> Schema {
+        let table = Table {
+            schema: "public".into(),
+            name: "events".into(),
+            columns: vec![],
+            primary_key: None,
+            uniques: vec![],
+            foreign_keys: vec![],
+            checks: vec![],
+            indexes: vec![],
+            sql: None,
+        };
+        let relation = Relation {
+            schema: "public".into(),
+            name: "events".into(),
+            partition_key: Some(key.into()),
+            ..Relation::default()
+        };
+        Schema { tables: vec![table], relations: vec![relation], ..Schema::empty(Dialect::Postgres) }
+    }
+
+    #[test]
+    fn a_changed_partition_key_is_named_as_not_generated() {
+        let changes = crate::diff(&with_partitioned("RANGE (at)"), &with_partitioned("LIST (at)"));
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert!(changes[0].sql.starts_with("-- not generated: partition key of public.events"), "{}", changes[0].sql);
+        assert!(!changes[0].destructive);
+    }
+
+    #[test]
+    fn a_changed_domain_is_named_as_not_generated_and_a_dropped_one_is_destructive() {
+        let domain = |check: &str| TypeDef {
+            schema: "public".into(),
+            name: "email".into(),
+            kind: "domain".into(),
+            definition: format!("CREATE DOMAIN public.email AS text CHECK ({check})"),
+        };
+        let from = Schema { types: vec![domain("VALUE ~ '@'")], ..Schema::empty(Dialect::Postgres) };
+        let to = Schema { types: vec![domain("VALUE ~ '@.'")], ..Schema::empty(Dialect::Postgres) };
+        let changes = crate::diff(&from, &to);
+        assert!(
+            changes.iter().any(|c| c.sql.starts_with("-- not generated: domain public.email changed")),
+            "{changes:#?}"
+        );
+        let dropped = crate::diff(&from, &Schema::empty(Dialect::Postgres));
+        assert!(dropped.iter().any(|c| c.sql == "DROP DOMAIN \"public\".\"email\";" && c.destructive), "{dropped:#?}");
+    }
+}
