@@ -196,6 +196,10 @@ pub enum Command {
         /// Where the expected schema comes from (default: the migrations' snapshot).
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
+        /// Leave findings of KIND out of the schema report (repeatable), e.g. `grant` when
+        /// grants are managed elsewhere; the report names each ignored kind as not checked.
+        #[arg(long, value_name = "KIND")]
+        ignore: Vec<String>,
     },
     /// Print a shell completion script (e.g. `sage-db completions bash > /etc/bash_completion.d/sage-db`).
     Completions {
@@ -282,6 +286,10 @@ pub enum SchemaCommand {
         /// Extra objects are errors, not warnings.
         #[arg(long)]
         strict: bool,
+        /// Leave findings of KIND out (repeatable), e.g. `grant` or `owner` when they are
+        /// managed elsewhere; the report names each ignored kind as not checked.
+        #[arg(long, value_name = "KIND")]
+        ignore: Vec<String>,
     },
     /// Print the DDL that recreates the expected schema (or, with --live, the database's).
     Sql {

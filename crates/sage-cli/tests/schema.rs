@@ -268,3 +268,70 @@ impl FromRow for (i64, String, String) {
         Ok((row.get(0)?, row.get(1)?, row.get(2)?))
     }
 }
+
+/// Disabling row-level security is an error; `--ignore` leaves a kind out and says so; a
+/// kind that does not exist is refused; a snapshot that predates a kind says it was not
+/// checked instead of reporting drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_drift_is_an_error_and_ignored_kinds_are_named() {
+    let db = sage_testkit::database().await.unwrap();
+    let url = db.url();
+    let source = write_dir(&[(
+        "000001_rls.up.sql",
+        "CREATE TABLE notes (id int PRIMARY KEY, owner text NOT NULL, body text); \
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY own_notes ON notes USING (owner = current_user); \
+         COMMENT ON TABLE notes IS 'Private notes';",
+    )]);
+    let cwd = tempfile::tempdir().unwrap();
+    let up = run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url, "--source"]).arg(source.path()));
+    assert!(up.status.success(), "{}", stderr(&up));
+    let validate = |extra: &[&str]| {
+        run(sage_db(cwd.path())
+            .args(["schema", "validate", "--replay", "--database-url", &url])
+            .args(extra)
+            .arg("--source")
+            .arg(source.path()))
+    };
+    assert_eq!(validate(&[]).status.code(), Some(0), "{}", stdout(&validate(&[])));
+
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute("ALTER TABLE notes DISABLE ROW LEVEL SECURITY; COMMENT ON TABLE notes IS 'Notes'")
+        .await
+        .unwrap();
+    let drift = validate(&[]);
+    assert_eq!(drift.status.code(), Some(1));
+    let text = stdout(&drift);
+    assert!(text.contains("error: row level security public.notes: is disabled, expected enabled"), "{text}");
+    assert!(text.contains("info: comment table public.notes: is \"Notes\", expected \"Private notes\""), "{text}");
+    assert!(text.contains("1 error(s), 0 warning(s)"), "{text}");
+
+    let ignored = validate(&["--ignore", "row-level-security"]);
+    assert_eq!(ignored.status.code(), Some(0), "{}", stdout(&ignored));
+    assert!(stdout(&ignored).contains("info: not checked row level security: ignored on request (--ignore)"));
+
+    let typo = validate(&["--ignore", "grants"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(stderr(&typo).contains("--ignore \"grants\": not a kind of finding"), "{}", stderr(&typo));
+
+    // A snapshot written before row-level security was recorded.
+    let old = write_dir(&[]);
+    let dumped = run(sage_db(cwd.path())
+        .args(["schema", "dump", "--database-url", &url, "--source"])
+        .arg(source.path())
+        .arg("--out")
+        .arg(old.path()));
+    assert!(dumped.status.success(), "{}", stderr(&dumped));
+    let json = old.path().join("schema.json");
+    let mut snapshot: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for field in ["recorded", "row_security", "policies", "comments", "owners", "grants", "order"] {
+        snapshot.as_object_mut().unwrap().remove(field);
+    }
+    std::fs::write(&json, snapshot.to_string()).unwrap();
+    let against_old =
+        run(sage_db(cwd.path()).args(["schema", "validate", "--database-url", &url, "--snapshot"]).arg(&json));
+    assert_eq!(against_old.status.code(), Some(0), "{}", stdout(&against_old));
+    assert!(stdout(&against_old)
+        .contains("info: not checked row level security: the expected schema does not record this kind"));
+}

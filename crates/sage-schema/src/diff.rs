@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use crate::model::*;
 use crate::render::{
-    add_foreign_key, column_sql, create_enum, create_sequence, create_table_pg, create_view, literal, qualified,
-    statement,
+    add_foreign_key, column_sql, create_enum, create_sequence, create_view, literal, qualified, statement,
 };
 use crate::validate::canonical_expression as canon;
 
@@ -72,7 +71,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
-    for v in from.views.iter().rev() {
+    for v in from.views_in_order().into_iter().rev() {
         if find(&to.views, &view_key(v), view_key).is_none_or(|n| n != v) {
             let kind = if v.materialized { "MATERIALIZED VIEW" } else { "VIEW" };
             first.push(change(
@@ -157,6 +156,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
+    middle.extend(crate::diff_objects::creates(from, to));
     for e in &to.enums {
         match from.enums.iter().find(|x| x.schema == e.schema && x.name == e.name) {
             None => middle.push(change(format!("create type {}", e.name), create_enum(e), false)),
@@ -202,14 +202,29 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             Some(_) => {}
         }
     }
+    // A SQL-standard body that reads tables comes after them in `order`; such functions
+    // are created once tables exist, before views (which may call them).
+    let first_table = to.order.iter().position(|k| k.starts_with("table:")).unwrap_or(usize::MAX);
+    let reads_tables = |f: &Function| {
+        let key = format!("function:{}.{}({})", f.schema, f.name, f.arguments);
+        to.order.iter().position(|k| *k == key).is_some_and(|p| p > first_table)
+    };
+    let mut late_functions = Vec::new();
     for f in &to.functions {
         if find(&from.functions, &fn_key(f), fn_key).is_none_or(|old| old.definition != f.definition) {
-            middle.push(change(format!("create or replace function {}", fn_key(f)), statement(&f.definition), false));
+            let c = change(format!("create or replace function {}", fn_key(f)), statement(&f.definition), false);
+            if reads_tables(f) {
+                late_functions.push(c);
+            } else {
+                middle.push(c);
+            }
         }
     }
     for t in &to.tables {
         let Some(old) = find(&from.tables, &tkey(t), tkey) else {
-            middle.push(change(format!("create table {}", tkey(t)), create_table_pg(t), false));
+            let mut sql = vec![crate::render_objects::create_table(to, t)];
+            sql.extend(crate::render::constraints_after_create(t));
+            middle.push(change(format!("create table {}", tkey(t)), sql.join("\n"), false));
             continue;
         };
         let table = qualified(&t.schema, &t.name);
@@ -299,17 +314,8 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
         if let (Some(owner), true) =
             (&s.owned_by, !from.sequences.iter().any(|x| x.name == s.name && x.owned_by == s.owned_by))
         {
-            if let Some((table, column)) = owner.split_once('.') {
-                middle.push(change(
-                    format!("sequence {} owned by {owner}", s.name),
-                    format!(
-                        "ALTER SEQUENCE {} OWNED BY {}.{};",
-                        qualified(&s.schema, &s.name),
-                        qualified(&s.schema, table),
-                        quote_ident(column)
-                    ),
-                    false,
-                ));
+            if let Some(sql) = crate::render::owned_by(s) {
+                middle.push(change(format!("sequence {} owned by {owner}", s.name), sql, false));
             }
         }
     }
@@ -327,11 +333,12 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
                     .find(|i| i.name == ix.name)
                     .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
             }) {
-                middle.push(change(format!("create index {}", ix.name), statement(&ix.definition), false));
+                middle.push(change(format!("create index {}", ix.name), crate::render::create_index(ix), false));
             }
         }
     }
-    for v in &to.views {
+    middle.extend(late_functions);
+    for v in to.views_in_order() {
         if find(&from.views, &view_key(v), view_key).is_none_or(|o| o != v) {
             middle.push(change(format!("create view {}", view_key(v)), create_view(v), false));
         }
@@ -342,8 +349,13 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
         }
     }
 
+    let (objects, dropped_types) = crate::diff_objects::diff(from, to);
+    middle.extend(objects);
     for t in &from.tables {
-        if find(&to.tables, &tkey(t), tkey).is_none() {
+        // A table that becomes a partition is attached, not dropped.
+        let becomes_partition =
+            to.relations.iter().any(|r| r.schema == t.schema && r.name == t.name && r.partition_of.is_some());
+        if find(&to.tables, &tkey(t), tkey).is_none() && !becomes_partition {
             last.push(change(
                 format!("drop table {}", tkey(t)),
                 format!("DROP TABLE {};", qualified(&t.schema, &t.name)),
@@ -387,6 +399,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
+    last.extend(dropped_types);
     for ns in &from.namespaces {
         if !to.namespaces.contains(ns) {
             last.push(change(format!("drop schema {ns}"), format!("DROP SCHEMA {};", quote_ident(ns)), true));

@@ -16,12 +16,16 @@
 //! # Ok(()) }
 //! ```
 
+mod compare_objects;
 mod diff;
+mod diff_objects;
 mod error;
 mod expected;
 pub mod introspect;
 mod model;
+mod objects;
 mod render;
+mod render_objects;
 mod validate;
 
 pub use diff::{diff, Change, DiffOptions};
@@ -30,5 +34,8 @@ pub use expected::{
     apply, from_migrations, live, parse_snapshot, read_snapshot, snapshot_json, snapshot_paths, write_snapshot, Scratch,
 };
 pub use model::*;
+pub use objects::*;
 pub use render::render;
-pub use validate::{is_clean, validate, Drift, Finding, Severity, ValidateOptions};
+pub use validate::{
+    canonical_expression, finding_kinds, ignore_kinds, is_clean, validate, Drift, Finding, Severity, ValidateOptions,
+};

@@ -3,7 +3,11 @@
 //! rendering (`pg_get_*def` on PostgreSQL, the normalised `sqlite_schema.sql` on SQLite), so
 //! two spellings of the same thing compare equal and any real change does not.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::objects::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,9 +43,43 @@ pub struct Schema {
     pub views: Vec<View>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
+    /// The kinds of [`RECORDED_KINDS`] this model recorded. Empty in snapshots written
+    /// before they existed, which therefore say nothing about them (not: that there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recorded: Vec<String>,
+    /// Domains, composite and range types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<TypeDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collations: Vec<TypeDef>,
+    /// The order in which types, functions, tables and views are created, dependencies
+    /// first (keys such as `table:public.accounts`); empty when not known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Owner>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_privileges: Vec<DefaultPrivilege>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_security: Vec<RowSecurity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<Comment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<Relation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<Identity>,
+    /// Object kinds present in the database that the model does not describe, with their
+    /// numbers (e.g. `rule: 2`), so that validation can say what it did not check.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_modelled: BTreeMap<String, i64>,
 }
 
 impl Schema {
+    /// A schema without objects (of every kind: see `recorded`).
     pub fn empty(dialect: Dialect) -> Schema {
         Schema {
             dialect,
@@ -53,7 +91,40 @@ impl Schema {
             tables: Vec::new(),
             views: Vec::new(),
             triggers: Vec::new(),
+            // A model built in code knows it has none of these; only snapshots written before
+            // they were recorded (which deserialise with an empty list) do not know.
+            recorded: match dialect {
+                Dialect::Postgres => RECORDED_KINDS.iter().map(|k| k.to_string()).collect(),
+                Dialect::Sqlite => Vec::new(),
+            },
+            types: Vec::new(),
+            collations: Vec::new(),
+            order: Vec::new(),
+            owners: Vec::new(),
+            grants: Vec::new(),
+            default_privileges: Vec::new(),
+            row_security: Vec::new(),
+            policies: Vec::new(),
+            comments: Vec::new(),
+            relations: Vec::new(),
+            identities: Vec::new(),
+            not_modelled: BTreeMap::new(),
         }
+    }
+
+    /// Whether this model recorded `kind` (one of [`RECORDED_KINDS`]).
+    pub fn records(&self, kind: &str) -> bool {
+        self.recorded.iter().any(|k| k == kind)
+    }
+
+    /// The views in an order that creates each after the views it reads.
+    pub fn views_in_order(&self) -> Vec<&View> {
+        let position = |v: &View| self.order.iter().position(|k| *k == format!("view:{}.{}", v.schema, v.name));
+        let mut views: Vec<&View> = self.views.iter().collect();
+        if !self.order.is_empty() {
+            views.sort_by_key(|v| position(v).unwrap_or(usize::MAX));
+        }
+        views
     }
 
     pub fn table(&self, schema: &str, name: &str) -> Option<&Table> {
@@ -61,7 +132,9 @@ impl Schema {
     }
 
     /// Sorts every list by name so two introspections of equal schemas are equal values.
-    /// Views keep their creation order, which is a valid dependency order.
+    /// Views keep the order they were read in: by name on PostgreSQL, where `order` says
+    /// in which order to create them, creation order on SQLite (and in PostgreSQL
+    /// snapshots written before `order` existed), which is a valid dependency order.
     pub fn normalise(&mut self) {
         self.namespaces.sort();
         self.extensions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -70,6 +143,18 @@ impl Schema {
         self.functions.sort_by(|a, b| (&a.schema, &a.name, &a.arguments).cmp(&(&b.schema, &b.name, &b.arguments)));
         self.tables.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
         self.triggers.sort_by(|a, b| (&a.schema, &a.table, &a.name).cmp(&(&b.schema, &b.table, &b.name)));
+        self.types.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        self.collations.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        self.owners.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
+        self.grants.sort_by(|a, b| (&a.kind, &a.object, &a.grantee).cmp(&(&b.kind, &b.object, &b.grantee)));
+        self.default_privileges.sort_by(|a, b| {
+            (&a.role, &a.schema, &a.objects, &a.grantee).cmp(&(&b.role, &b.schema, &b.objects, &b.grantee))
+        });
+        self.row_security.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        self.policies.sort_by_key(|p| p.key());
+        self.comments.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
+        self.relations.sort_by_key(|r| r.key());
+        self.identities.sort_by(|a, b| (&a.schema, &a.table, &a.column).cmp(&(&b.schema, &b.table, &b.column)));
         for t in &mut self.tables {
             t.uniques.sort_by(|a, b| a.name.cmp(&b.name));
             t.checks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -109,7 +194,11 @@ pub struct Sequence {
     pub min: i64,
     pub max: i64,
     pub cycle: bool,
-    /// `table.column` of a serial column that owns it.
+    /// Absent in snapshots written before the cache size was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<i64>,
+    /// `schema.table.column`, quoted, of a serial column that owns it (`table.column` in
+    /// snapshots written before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned_by: Option<String>,
 }
@@ -122,6 +211,11 @@ pub struct Function {
     pub arguments: String,
     /// The complete `CREATE OR REPLACE FUNCTION` statement.
     pub definition: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security_definer: bool,
+    /// `SET` clauses (`proconfig`), e.g. `search_path=pg_catalog, public`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

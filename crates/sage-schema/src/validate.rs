@@ -8,6 +8,8 @@ use crate::model::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing, never drift that fails a check (comments, what was not checked).
+    Info,
     Warning,
     Error,
 }
@@ -23,6 +25,10 @@ pub enum Drift {
     Changed,
     /// Present as expected, but under another name.
     Renamed,
+    /// Not compared: the expected schema does not record the kind, the model does not
+    /// describe it, or the caller chose to ignore it.
+    #[serde(rename = "not checked")]
+    NotChecked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,17 +54,28 @@ pub struct ValidateOptions {
     pub strict: bool,
 }
 
-struct Findings {
-    list: Vec<Finding>,
+pub(crate) struct Findings {
+    pub(crate) list: Vec<Finding>,
     strict: bool,
 }
 
 impl Findings {
-    fn error(&mut self, drift: Drift, kind: &'static str, object: String, message: String) {
+    pub(crate) fn push(
+        &mut self,
+        severity: Severity,
+        drift: Drift,
+        kind: &'static str,
+        object: String,
+        message: String,
+    ) {
+        self.list.push(Finding { severity, drift, kind, object, message });
+    }
+
+    pub(crate) fn error(&mut self, drift: Drift, kind: &'static str, object: String, message: String) {
         self.list.push(Finding { severity: Severity::Error, drift, kind, object, message });
     }
 
-    fn extra(&mut self, kind: &'static str, object: String) {
+    pub(crate) fn extra(&mut self, kind: &'static str, object: String) {
         let severity = if self.strict { Severity::Error } else { Severity::Warning };
         self.list.push(Finding {
             severity,
@@ -80,7 +97,7 @@ impl Findings {
     }
 }
 
-fn name(schema: &str, name: &str) -> String {
+pub(crate) fn name(schema: &str, name: &str) -> String {
     if schema.is_empty() {
         name.to_string()
     } else {
@@ -117,14 +134,25 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
         &actual.sequences,
         |s| name(&s.schema, &s.name),
         |f, e, a| {
-            if (e.data_type.as_str(), e.increment, e.min, e.max, e.cycle)
-                != (a.data_type.as_str(), a.increment, a.min, a.max, a.cycle)
-            {
+            let cache = |s: &Sequence| if e.cache.is_some() { s.cache } else { None };
+            let options = |s: &Sequence| {
+                format!(
+                    "AS {} START {} INCREMENT {} MINVALUE {} MAXVALUE {}{}{}",
+                    s.data_type,
+                    s.start,
+                    s.increment,
+                    s.min,
+                    s.max,
+                    cache(s).map(|c| format!(" CACHE {c}")).unwrap_or_default(),
+                    if s.cycle { " CYCLE" } else { " NO CYCLE" }
+                )
+            };
+            if options(e) != options(a) {
                 f.error(
                     Drift::Changed,
                     "sequence",
                     name(&e.schema, &e.name),
-                    "type, increment, bounds or cycling differ".into(),
+                    format!("is {}, expected {}", options(a), options(e)),
                 );
             }
         },
@@ -136,7 +164,9 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
         &actual.functions,
         |x| format!("{}({})", name(&x.schema, &x.name), x.arguments),
         |f, e, a| {
-            if e.definition != a.definition {
+            crate::compare_objects::function_security(f, expected, e, a);
+            let body = |x: &Function| crate::compare_objects::function_body(expected, &x.definition);
+            if body(e) != body(a) {
                 f.error(
                     Drift::Changed,
                     "function",
@@ -146,7 +176,15 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
             }
         },
     );
-    by_key(&mut f, "table", &expected.tables, &actual.tables, |t| name(&t.schema, &t.name), compare_table);
+    // A detached partition is a table of its own now; the partition finding says so.
+    let detached: Vec<Table> = actual
+        .tables
+        .iter()
+        .filter(|t| crate::compare_objects::is_expected_partition(expected, &t.schema, &t.name))
+        .cloned()
+        .collect();
+    let tables: Vec<Table> = actual.tables.iter().filter(|t| !detached.contains(t)).cloned().collect();
+    by_key(&mut f, "table", &expected.tables, &tables, |t| name(&t.schema, &t.name), compare_table);
     by_key(
         &mut f,
         "view",
@@ -176,11 +214,66 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
             }
         },
     );
+    crate::compare_objects::compare(&mut f, expected, actual);
     f.list
 }
 
+/// Every kind a finding can have, for `--ignore`.
+pub fn finding_kinds() -> Vec<&'static str> {
+    let mut kinds = vec![
+        "schema",
+        "extension",
+        "enum type",
+        "sequence",
+        "function",
+        "table",
+        "column",
+        "primary key",
+        "unique constraint",
+        "check",
+        "index",
+        "foreign key",
+        "view",
+        "trigger",
+    ];
+    kinds.extend(crate::objects::RECORDED_KINDS);
+    kinds
+}
+
+/// `findings` without those of the `ignored` kinds, each of which is named once as not
+/// checked instead. A kind that no finding can have is an error (a typo would otherwise
+/// check nothing less and say so nowhere).
+pub fn ignore_kinds(findings: Vec<Finding>, ignored: &[String]) -> Result<Vec<Finding>, crate::Error> {
+    let known = finding_kinds();
+    let mut kinds: Vec<&'static str> = Vec::new();
+    for text in ignored {
+        let wanted = text.trim().replace(['-', '_'], " ").to_lowercase();
+        let wanted = if wanted == "rls" { "row level security".to_string() } else { wanted };
+        match known.iter().find(|k| **k == wanted) {
+            Some(k) => kinds.push(k),
+            None => {
+                return Err(crate::Error::new(format!(
+                    "--ignore {text:?}: not a kind of finding (one of: {})",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+    let mut kept: Vec<Finding> = findings.into_iter().filter(|f| !kinds.contains(&f.kind)).collect();
+    for kind in kinds {
+        kept.push(Finding {
+            severity: Severity::Info,
+            drift: Drift::NotChecked,
+            kind: "not checked",
+            object: kind.to_string(),
+            message: "ignored on request (--ignore)".into(),
+        });
+    }
+    Ok(kept)
+}
+
 /// Matches two lists by key, reporting missing and extra entries and comparing matches.
-fn by_key<T>(
+pub(crate) fn by_key<T>(
     f: &mut Findings,
     kind: &'static str,
     expected: &[T],
@@ -188,15 +281,20 @@ fn by_key<T>(
     key: impl Fn(&T) -> String,
     mut compare: impl FnMut(&mut Findings, &T, &T),
 ) {
+    // Keys are computed once per entry: schemas with thousands of objects stay linear.
+    let actual_by_key: std::collections::HashMap<String, &T> = actual.iter().map(|a| (key(a), a)).collect();
+    let expected_keys: std::collections::HashSet<String> = expected.iter().map(&key).collect();
     for e in expected {
-        match actual.iter().find(|a| key(a) == key(e)) {
+        let k = key(e);
+        match actual_by_key.get(&k) {
             Some(a) => compare(f, e, a),
-            None => f.error(Drift::Missing, kind, key(e), "is missing".into()),
+            None => f.error(Drift::Missing, kind, k, "is missing".into()),
         }
     }
     for a in actual {
-        if !expected.iter().any(|e| key(e) == key(a)) {
-            f.extra(kind, key(a));
+        let k = key(a);
+        if !expected_keys.contains(&k) {
+            f.extra(kind, k);
         }
     }
 }
@@ -294,6 +392,13 @@ fn compare_table(f: &mut Findings, e: &Table, a: &Table) {
                 }
                 if ek.deferrable != ak.deferrable {
                     differences.push("deferrability differs".into());
+                }
+                // MATCH, ON DELETE SET NULL (columns), INITIALLY DEFERRED and NOT VALID
+                // show only in the definition.
+                if differences.is_empty()
+                    && canonical_expression(&ek.definition) != canonical_expression(&ak.definition)
+                {
+                    differences.push(format!("is {}, expected {}", ak.definition, ek.definition));
                 }
                 if !differences.is_empty() {
                     f.error(Drift::Changed, "foreign key", object, differences.join("; "));

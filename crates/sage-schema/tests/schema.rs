@@ -68,7 +68,7 @@ async fn every_object_kind_round_trips_on_postgres() {
     assert_eq!(schema.enums[0].values, ["sad", "ok", "happy"]);
     assert!(schema.sequences.iter().any(|s| s.name == "invoice_numbers" && s.start == 1000 && s.increment == 10));
     assert!(
-        schema.sequences.iter().any(|s| s.owned_by.as_deref() == Some("invoices.id")),
+        schema.sequences.iter().any(|s| s.owned_by.as_deref() == Some("public.invoices.id")),
         "serial sequences are owned"
     );
     let accounts = schema.table("public", "accounts").unwrap();
@@ -243,4 +243,10 @@ async fn committed_snapshots_of_sage_migrations_are_current() {
         assert_eq!(committed, snapshot_json(&fresh), "{} is stale: run `sage-db schema dump`", json.display());
         assert_eq!(std::fs::read_to_string(&sql).unwrap_or_default(), render(&fresh), "{} is stale", sql.display());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_schema_round_trips_on_sqlite() {
+    let webvh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/webvh/migrations/sqlite");
+    round_trip(webvh, Dialect::Sqlite).await;
 }

@@ -4,9 +4,9 @@ SET check_function_bodies = false;
 
 CREATE EXTENSION IF NOT EXISTS "pgcrypto" WITH SCHEMA "public";
 
-CREATE SEQUENCE "public"."trigger_actions_id_seq" AS integer START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 NO CYCLE;
+CREATE SEQUENCE "public"."trigger_actions_id_seq" AS integer START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 CACHE 1 NO CYCLE;
 
-CREATE SEQUENCE "public"."trigger_conditions_id_seq" AS integer START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 NO CYCLE;
+CREATE SEQUENCE "public"."trigger_conditions_id_seq" AS integer START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 2147483647 CACHE 1 NO CYCLE;
 
 CREATE OR REPLACE FUNCTION public.notify_new_event()
  RETURNS trigger
@@ -156,9 +156,9 @@ CREATE TABLE "public"."users" (
     CONSTRAINT "users_username_key" UNIQUE (username)
 );
 
-ALTER SEQUENCE "public"."trigger_actions_id_seq" OWNED BY "public"."trigger_actions"."id";
+ALTER SEQUENCE "public"."trigger_actions_id_seq" OWNED BY public.trigger_actions.id;
 
-ALTER SEQUENCE "public"."trigger_conditions_id_seq" OWNED BY "public"."trigger_conditions"."id";
+ALTER SEQUENCE "public"."trigger_conditions_id_seq" OWNED BY public.trigger_conditions.id;
 
 ALTER TABLE "public"."action_results" ADD CONSTRAINT "fk_trigger" FOREIGN KEY (trigger_id) REFERENCES triggers(id) ON DELETE SET NULL;
 

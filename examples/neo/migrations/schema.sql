@@ -225,16 +225,6 @@ CREATE TABLE "voting"."voting_proposals" (
     CONSTRAINT "voting_proposals_period_check" CHECK (ends_at > starts_at)
 );
 
-ALTER TABLE "auth"."authentication_sessions" ADD CONSTRAINT "authentication_sessions_user_id_fkey" FOREIGN KEY (user_id) REFERENCES core.users(id) ON DELETE CASCADE;
-
-ALTER TABLE "voting"."voting_proposals" ADD CONSTRAINT "voting_proposals_created_by_fkey" FOREIGN KEY (created_by) REFERENCES core.users(id);
-
-CREATE INDEX idx_auth_sessions_expires_at ON auth.authentication_sessions USING btree (expires_at);
-
-CREATE INDEX idx_audit_logs_service_action_time ON monitoring.audit_logs USING btree (service_name, action, "timestamp");
-
-CREATE INDEX idx_sealed_data_expires_at ON sgx.sealed_data_items USING btree (expires_at) WHERE (expires_at IS NOT NULL);
-
 CREATE VIEW "monitoring"."database_performance" AS
 SELECT pg_stats.schemaname,
     pg_stats.tablename,
@@ -276,6 +266,16 @@ SELECT pg_stat_user_tables.schemaname,
     pg_stat_user_tables.last_analyze,
     pg_stat_user_tables.last_autoanalyze
    FROM pg_stat_user_tables;
+
+ALTER TABLE "auth"."authentication_sessions" ADD CONSTRAINT "authentication_sessions_user_id_fkey" FOREIGN KEY (user_id) REFERENCES core.users(id) ON DELETE CASCADE;
+
+ALTER TABLE "voting"."voting_proposals" ADD CONSTRAINT "voting_proposals_created_by_fkey" FOREIGN KEY (created_by) REFERENCES core.users(id);
+
+CREATE INDEX idx_auth_sessions_expires_at ON auth.authentication_sessions USING btree (expires_at);
+
+CREATE INDEX idx_audit_logs_service_action_time ON monitoring.audit_logs USING btree (service_name, action, "timestamp");
+
+CREATE INDEX idx_sealed_data_expires_at ON sgx.sealed_data_items USING btree (expires_at) WHERE (expires_at IS NOT NULL);
 
 CREATE TRIGGER update_system_configuration_updated_at BEFORE UPDATE ON core.system_configuration FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
 

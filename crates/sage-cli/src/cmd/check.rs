@@ -33,7 +33,12 @@ struct SchemaSummary {
     findings: Vec<sage_schema::Finding>,
 }
 
-pub async fn run(global: &Global, args: &MigrationArgs, snapshot: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    args: &MigrationArgs,
+    snapshot: Option<PathBuf>,
+    ignore: &[String],
+) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global, true)?;
     let facts = sage_ops::check::inspect(&db.settings.target).await?;
     let set = context::migration_set(args, db.dialect()?)?;
@@ -43,18 +48,14 @@ pub async fn run(global: &Global, args: &MigrationArgs, snapshot: Option<PathBuf
     let (expected, label) = expected::resolve(&db, &expected_args).await?;
     let live = sage_schema::live(&db.settings.target).await?;
     let findings = sage_schema::validate(&expected, &live, sage_schema::ValidateOptions::default());
+    let findings = sage_schema::ignore_kinds(findings, ignore)?;
     let errors = findings.iter().filter(|f| f.severity == sage_schema::Severity::Error).count();
+    let warnings = findings.iter().filter(|f| f.severity == sage_schema::Severity::Warning).count();
     let report = Report {
         database: db.settings.to_string(),
         server: facts.server_version.clone(),
         database_bytes: facts.database_bytes,
-        schema: SchemaSummary {
-            expected: label,
-            clean: errors == 0,
-            errors,
-            warnings: findings.len() - errors,
-            findings,
-        },
+        schema: SchemaSummary { expected: label, clean: errors == 0, errors, warnings, findings },
         migrations,
         tables: facts.tables,
         replication: facts.replication,

@@ -349,7 +349,9 @@ pub async fn post_migrate_validation(
 pub fn print_validation(findings: Option<&[sage_schema::Finding]>) {
     match findings {
         None => {}
-        Some([]) => say!("schema:     matches the snapshot"),
+        Some(f) if f.iter().all(|x| x.severity == sage_schema::Severity::Info) => {
+            say!("schema:     matches the snapshot")
+        }
         Some(f) => {
             say!("schema:     differs from the snapshot of the migrations:");
             crate::cmd::schema::print_findings(f);

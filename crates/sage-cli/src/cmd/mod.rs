@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Did(command) => did::run(&cli.global, command).await,
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Schema(command) => schema::run(&cli.global, command).await,
-        Command::Check { args, snapshot } => check::run(&cli.global, &args, snapshot).await,
+        Command::Check { args, snapshot, ignore } => check::run(&cli.global, &args, snapshot, &ignore).await,
         Command::Completions { shell } => {
             let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

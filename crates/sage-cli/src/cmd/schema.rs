@@ -15,11 +15,12 @@ use crate::{expected, output};
 pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<ExitCode> {
     match command {
         SchemaCommand::Dump { expected: args, out, check } => dump(global, &args, out, check).await,
-        SchemaCommand::Validate { expected: args, strict } => {
+        SchemaCommand::Validate { expected: args, strict, ignore } => {
             let db = Database::resolve(global, true)?;
             let (expected, label) = expected::resolve(&db, &args).await?;
             let actual = sage_schema::live(&db.settings.target).await.context("reading the live schema")?;
             let findings = sage_schema::validate(&expected, &actual, sage_schema::ValidateOptions { strict });
+            let findings = sage_schema::ignore_kinds(findings, &ignore)?;
             let clean = sage_schema::is_clean(&findings);
             if global.json {
                 output::json(
@@ -48,17 +49,25 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
     }
 }
 
+/// Errors and warnings first, then what is worth knowing (comments, kinds not checked).
 pub fn print_findings(findings: &[Finding]) {
-    if findings.is_empty() {
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    for severity in [Severity::Error, Severity::Warning, Severity::Info] {
+        for f in findings.iter().filter(|f| f.severity == severity) {
+            let level = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            say!("{level}: {f}");
+        }
+    }
+    if errors + warnings == 0 {
         say!("clean: the database matches the expected schema");
-        return;
+    } else {
+        say!("{errors} error(s), {warnings} warning(s)");
     }
-    let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
-    for f in findings {
-        let level = if f.severity == Severity::Error { "error" } else { "warning" };
-        say!("{level}: {f}");
-    }
-    say!("{errors} error(s), {} warning(s)", findings.len() - errors);
 }
 
 async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {

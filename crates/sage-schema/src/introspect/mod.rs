@@ -1,6 +1,8 @@
 //! Reading a live database into the [`Schema`](crate::Schema) model.
 
 pub(crate) mod postgres;
+pub(crate) mod postgres_objects;
+pub(crate) mod postgres_types;
 pub(crate) mod sqlite;
 
 /// Tables that hold migration bookkeeping rather than schema; never part of a model.

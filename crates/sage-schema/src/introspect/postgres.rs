@@ -11,14 +11,23 @@ use crate::model::*;
 use crate::Error;
 
 /// Schemas that are the system's, never the user's.
-const USER_NAMESPACES: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+pub(crate) const USER_NAMESPACES: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
      AND n.nspname NOT LIKE 'pg_temp_%' AND n.nspname NOT LIKE 'pg_toast_temp_%'";
 
-fn not_extension_member(class: &str, oid: &str) -> String {
+pub(crate) fn not_extension_member(class: &str, oid: &str) -> String {
     format!("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{class}'::regclass AND d.objid = {oid} AND d.deptype = 'e')")
 }
 
-fn q(e: tokio_postgres::Error, what: &str) -> Error {
+/// Functions that are the user's own: not an extension's, nor made with a type (a range
+/// type's constructors).
+pub(crate) fn user_function(p: &str) -> String {
+    format!(
+        "{} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = {p}.oid AND d.deptype = 'i')",
+        not_extension_member("pg_proc", &format!("{p}.oid"))
+    )
+}
+
+pub(crate) fn q(e: tokio_postgres::Error, what: &str) -> Error {
     Error::database(format!("cannot read {what}"), e)
 }
 
@@ -65,8 +74,8 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
     let rows = client
         .query(
             &format!(
-                "SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, \
-                        (SELECT t.relname || '.' || a.attname FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid \
+                "SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle, s.seqcache, \
+                        (SELECT quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || '.' || quote_ident(a.attname) FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
                            JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a' LIMIT 1) \
                  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -89,17 +98,19 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             min: r.get(5),
             max: r.get(6),
             cycle: r.get(7),
-            owned_by: r.get(8),
+            cache: Some(r.get(8)),
+            owned_by: r.get(9),
         })
         .collect();
 
     let rows = client
         .query(
             &format!(
-                "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid) \
+                "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid), \
+                        p.prosecdef, coalesce(p.proconfig, '{{}}') \
                  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                  WHERE {USER_NAMESPACES} AND p.prokind IN ('f', 'p') AND {}",
-                not_extension_member("pg_proc", "p.oid")
+                user_function("p")
             ),
             &[],
         )
@@ -107,7 +118,14 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         .map_err(|e| q(e, "functions"))?;
     schema.functions = rows
         .iter()
-        .map(|r| Function { schema: r.get(0), name: r.get(1), arguments: r.get(2), definition: r.get(3) })
+        .map(|r| Function {
+            schema: r.get(0),
+            name: r.get(1),
+            arguments: r.get(2),
+            definition: r.get(3),
+            security_definer: r.get(4),
+            settings: r.get(5),
+        })
         .collect();
 
     let rows = client
@@ -273,7 +291,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         .query(
             &format!(
                 "SELECT n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid, true) FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {USER_NAMESPACES} AND {} ORDER BY c.oid",
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND {USER_NAMESPACES} AND {} ORDER BY n.nspname, c.relname",
                 not_extension_member("pg_class", "c.oid")
             ),
             &[],
@@ -290,7 +308,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             &format!(
                 "SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid, true) FROM pg_trigger t \
                  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE NOT t.tgisinternal AND {USER_NAMESPACES} AND NOT (c.relname = ANY($1))"
+                 WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {USER_NAMESPACES} AND NOT (c.relname = ANY($1))"
             ),
             &[&excluded],
         )
@@ -302,6 +320,9 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         .collect();
 
     schema.tables = tables.into_values().collect();
+    super::postgres_objects::introspect(client, &mut schema, &excluded).await?;
+    schema.normalise();
+    super::postgres_types::introspect(client, &mut schema).await?;
     schema.normalise();
     Ok(schema)
 }
