@@ -95,14 +95,16 @@ fn samples_report_throughput_and_memory_during_the_run() {
     let args = ["--workload", "mixed", "--clients", "2", "--duration", "1200ms", "--sample-every", "250ms"];
     let report = bench_json(cwd.path(), "memory://", &args);
     let samples = report["samples"].as_array().unwrap();
-    assert!((3..=5).contains(&samples.len()), "{report:#}");
+    // A sample every 250 ms of a 1.2 s run: never more than four or five, and on a loaded
+    // machine, whose timers fire late, still several.
+    assert!((2..=5).contains(&samples.len()), "{report:#}");
     for pair in samples.windows(2) {
         assert!(pair[1]["seconds"].as_f64() > pair[0]["seconds"].as_f64());
     }
     assert!(samples.iter().all(|s| s["ops_per_second"].as_f64().unwrap() > 0.0 && s["rss_kib"].as_u64().unwrap() > 0));
 
     let out = run(sage_db(cwd.path())
-        .args(["bench", "--database-url", "memory://", "--duration", "600ms"])
+        .args(["bench", "--database-url", "memory://", "--duration", "1000ms"])
         .args(["--sample-every", "200ms"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
