@@ -688,6 +688,22 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                     return Err(Error::new(e.to_string()));
                 }
             };
+            // Before PostgreSQL 15 the public schema belongs to the bootstrap superuser, not
+            // to the database's owner: hand it to the restricted role, which replaces it.
+            if let Some(role) = &run_as {
+                let handed = async {
+                    let client = sage_conn::connect(&scratch.settings).await.map_err(|e| Error::new(e.to_string()))?;
+                    client
+                        .batch_execute(&format!("ALTER SCHEMA public OWNER TO {}", quote_ident(role)))
+                        .await
+                        .map_err(|e| Error::with("cannot prepare the scratch database", e))
+                }
+                .await;
+                if let Err(e) = handed {
+                    scratch.drop().await;
+                    return Err(e);
+                }
+            }
             let options = RestoreOptions { replace_schema: true, run_as };
             let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
