@@ -152,3 +152,39 @@ async fn roles_that_read_everything_work_on_every_major() {
     .await;
     assert!(tables > 0 && reads == tables, "PostgreSQL {major}: neo_backup reads {reads} of {tables} tables");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_creates_a_missing_postgres_database_and_says_what_to_ask_for_when_it_may_not() {
+    let db = sage_testkit::database().await.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let admin = sage_conn::connect(db.admin_settings()).await.unwrap();
+    let suffix = db.name().to_string();
+    let (missing, role) = (format!("{suffix}_new"), format!("{suffix}_nocreate"));
+    admin
+        .batch_execute(&format!("CREATE ROLE {} LOGIN PASSWORD 'not-a-secret'", sage_conn::quote_ident(&role)))
+        .await
+        .unwrap();
+
+    let mut settings = db.settings().with_dbname(&missing);
+    let up = run(sage_db(cwd.path()).args(["up", "--database-url", &settings.url_exposing_password()]));
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert!(stdout(&up).contains(&format!("created the PostgreSQL database {missing:?}")), "{}", stdout(&up));
+    let again = run(sage_db(cwd.path()).args(["up", "--database-url", &settings.url_exposing_password()]));
+    assert!(again.status.success() && !stdout(&again).contains("created"), "{}", stdout(&again));
+
+    settings = settings.with_dbname(&format!("{suffix}_refused"));
+    settings.user = role.clone();
+    settings.password = Some(sage_conn::Secret::new("not-a-secret".to_string()));
+    let refused = run(sage_db(cwd.path()).args(["up", "--database-url", &settings.url_exposing_password()]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    let err = stderr(&refused);
+    assert!(err.contains("may not create databases") && err.contains("CREATEDB"), "{err}");
+    assert!(!err.contains("not-a-secret"), "{err}");
+
+    // DROP DATABASE cannot share a batch (an implicit transaction) with anything else.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sage_conn::quote_ident(&missing)))
+        .await
+        .unwrap();
+    admin.batch_execute(&format!("DROP ROLE {}", sage_conn::quote_ident(&role))).await.unwrap();
+}
