@@ -76,7 +76,7 @@ async fn snapshots_taken_on_15_validate_clean_here_and_report_planted_drift_the_
 
         // The planted drift: a check constraint gone and a column added, on one table.
         let (table, check) = victim(&snapshot);
-        let (_drifted_db, drifted) = migrated(&dir).await;
+        let drifted = target;
         let (schema_name, table_name) = table.split_once('.').unwrap();
         let sql = format!(
             "ALTER TABLE {t} DROP CONSTRAINT {c}; ALTER TABLE {t} ADD COLUMN planted_drift integer",
@@ -84,7 +84,6 @@ async fn snapshots_taken_on_15_validate_clean_here_and_report_planted_drift_the_
             c = sage_conn::quote_ident(&check)
         );
         apply(&drifted, &sql).await.unwrap();
-        let expected = in_server_rendering(snapshot, &drifted).await.unwrap();
         let findings = validate(&expected, &live_of(&drifted).await, ValidateOptions::default());
         assert_eq!(
             seen(&findings),
