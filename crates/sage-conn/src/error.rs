@@ -48,6 +48,15 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         self.kind == ErrorKind::Unreachable
     }
+
+    /// The server answered that the database named in the settings does not exist.
+    pub fn is_missing_database(&self) -> bool {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+            .and_then(tokio_postgres::Error::code)
+            .is_some_and(|code| *code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+    }
 }
 
 impl fmt::Display for Error {

@@ -50,6 +50,9 @@ pub struct BackupReport {
     pub manifest: Manifest,
     /// Older backups removed by retention.
     pub pruned: Vec<PathBuf>,
+    /// PostgreSQL: the pg_dump that wrote it and why that one, e.g. `pg_dump 16.14
+    /// (/usr/lib/postgresql/16/bin/pg_dump): the server's own major version`.
+    pub client: Option<String>,
 }
 
 /// Called with the number of bytes dumped so far.
@@ -63,8 +66,13 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
     let _lock = DirLock::take(&options.dir)?;
     let leftovers = remove_partials(&options.dir)?;
     let now = Utc::now();
+    let mut client = None;
     let manifest = match target {
-        Target::Postgres(pg) => backup_postgres(pg, options, now, progress).await?,
+        Target::Postgres(pg) => {
+            let (manifest, tool) = backup_postgres(pg, options, now, progress).await?;
+            client = Some(tool);
+            manifest
+        }
         Target::Sqlite(SqliteLocation::File(path)) => {
             let (path, options) = (path.clone(), options.clone());
             tokio::task::spawn_blocking(move || backup_sqlite(&path, &options, now, progress))
@@ -78,7 +86,7 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
     let file = options.dir.join(&manifest.file);
     let mut pruned = prune(&options.dir, options.keep, options.max_age, now, &file)?;
     pruned.extend(leftovers);
-    Ok(BackupReport { file, manifest, pruned })
+    Ok(BackupReport { file, manifest, pruned, client })
 }
 
 /// An exclusive lock on `DIR/.sage-backup.lock` for the duration of a backup.
@@ -160,10 +168,11 @@ async fn backup_postgres(
     options: &BackupOptions,
     now: DateTime<Utc>,
     progress: Progress,
-) -> Result<Manifest, Error> {
+) -> Result<(Manifest, String), Error> {
     let client = sage_conn::connect(pg).await?;
     let major = tools::server_major(&client).await?;
-    let pg_dump = tools::find("pg_dump", major)?;
+    let pg_dump = tools::find("pg_dump", tools::Purpose::Dump { server: major })?;
+    tracing::info!(client = %pg_dump.describe(), "dumping with");
     let q = |e: tokio_postgres::Error| Error::with("cannot read the database for the backup", e);
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
     let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(q)?.get(0);
@@ -215,7 +224,7 @@ async fn backup_postgres(
     };
     manifest.seal(&options.encryption)?;
     write_manifest(&file, &manifest)?;
-    Ok(manifest)
+    Ok((manifest, pg_dump.describe()))
 }
 
 fn run_into_sink(

@@ -47,6 +47,8 @@ pub struct RestoreReport {
     /// Owner and grant statements of the backup that could not apply here (a role the
     /// target server does not have), one line each.
     pub skipped: Vec<String>,
+    /// The pg_restore that read a custom-format backup and why that one.
+    pub client: Option<String>,
 }
 
 /// A backup's manifest after the checks that need no database.
@@ -99,8 +101,13 @@ pub async fn restore(
             manifest.dialect
         )));
     }
+    let mut client = None;
     let skipped = match target {
-        Target::Postgres(pg) => restore_postgres(pg, backup, file, &manifest, keys, options).await?,
+        Target::Postgres(pg) => {
+            let (skipped, tool) = restore_postgres(pg, backup, file, &manifest, keys, options).await?;
+            client = tool;
+            skipped
+        }
         Target::Sqlite(location) => {
             let (location, backup, manifest, keys, options) =
                 (location.clone(), backup.to_path_buf(), manifest.clone(), keys.clone(), options.clone());
@@ -118,6 +125,7 @@ pub async fn restore(
         authenticity,
         encryption: manifest.encryption,
         skipped,
+        client,
     })
 }
 
@@ -287,14 +295,25 @@ async fn restore_postgres(
     manifest: &Manifest,
     keys: &Decryption,
     options: &RestoreOptions,
-) -> Result<Vec<String>, Error> {
+) -> Result<(Vec<String>, Option<String>), Error> {
     let mut client = sage_conn::connect(pg).await?;
     let major = tools::server_major(&client).await?;
     if !options.replace_schema {
         let identity = pg_identity(&client).await?;
         check_same_schema(manifest, &identity).map_err(|why| schema_refusal(backup, why))?;
     }
-    let pg_restore = if manifest.kind == "custom" { Some(tools::find("pg_restore", major)?) } else { None };
+    let pg_restore = if manifest.kind == "custom" {
+        let writer = manifest.client_version.as_deref().and_then(tools::major_of);
+        let tool = tools::find("pg_restore", tools::Purpose::Read { server: major, writer })?;
+        tracing::info!(client = %tool.describe(), "reading the archive with");
+        if manifest.encryption == "none" {
+            check_readable(&tool, backup, &file)?;
+        }
+        Some(tool)
+    } else {
+        None
+    };
+    let described = pg_restore.as_ref().map(tools::Tool::describe);
 
     // The reading side runs on a thread of its own (files, decryption, pg_restore), handing
     // statements and rows over a small channel; this side runs them in one transaction.
@@ -394,7 +413,34 @@ async fn restore_postgres(
     let restored = crate::backup::pg_row_counts(&tx).await.map_err(rolled_back)?;
     compare_counts(&manifest.tables, &restored).map_err(|e| rolled_back(Error::new(e)))?;
     tx.commit().await.map_err(|e| rolled_back(Error::with("the commit failed", e)))?;
-    Ok(skipped)
+    Ok((skipped, described))
+}
+
+/// Lists an unencrypted archive's contents with the pg_restore that will read it, before
+/// anything is touched: an archive this pg_restore cannot read is refused up front. (An
+/// encrypted one is read as it is decrypted; the manifest's pg_dump version chose a
+/// pg_restore that reads it, and a failure there rolls the restore back.)
+fn check_readable(tool: &tools::Tool, backup: &Path, file: &std::fs::File) -> Result<(), Error> {
+    use std::io::Seek;
+    let unreadable = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", backup.display()));
+    // The very file that was checked, not whatever the name points to now.
+    let mut input = file.try_clone().map_err(unreadable)?;
+    input.rewind().map_err(unreadable)?;
+    let out = std::process::Command::new(&tool.path)
+        .arg("--list")
+        .stdin(input)
+        .output()
+        .map_err(|e| Error::new(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?;
+    file.try_clone().and_then(|mut f| f.rewind()).map_err(unreadable)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "{} cannot read {} ({}); nothing was restored",
+        tool.describe(),
+        backup.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
 }
 
 async fn bootstrap_superuser(tx: &tokio_postgres::Transaction<'_>) -> Result<String, Error> {
@@ -615,6 +661,8 @@ pub struct VerifyReport {
     pub authenticity: Authenticity,
     pub encryption: String,
     pub skipped: Vec<String>,
+    /// The pg_restore that read a custom-format backup and why that one.
+    pub client: Option<String>,
 }
 
 /// Restores the backup into a scratch database (a temporary database on the server of
@@ -622,6 +670,7 @@ pub struct VerifyReport {
 pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<VerifyReport, Error> {
     let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
     let mut skipped = Vec::new();
+    let mut client = None;
     match manifest.dialect.as_str() {
         "postgres" => {
             let Target::Postgres(pg) = near else {
@@ -639,10 +688,28 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                     return Err(Error::new(e.to_string()));
                 }
             };
+            // Before PostgreSQL 15 the public schema belongs to the bootstrap superuser, not
+            // to the database's owner: hand it to the restricted role, which replaces it.
+            if let Some(role) = &run_as {
+                let handed = async {
+                    let client = sage_conn::connect(&scratch.settings).await.map_err(|e| Error::new(e.to_string()))?;
+                    client
+                        .batch_execute(&format!("ALTER SCHEMA public OWNER TO {}", quote_ident(role)))
+                        .await
+                        .map_err(|e| Error::with("cannot prepare the scratch database", e))
+                }
+                .await;
+                if let Err(e) = handed {
+                    scratch.drop().await;
+                    return Err(e);
+                }
+            }
             let options = RestoreOptions { replace_schema: true, run_as };
             let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
-            skipped = result?.skipped;
+            let report = result?;
+            skipped = report.skipped;
+            client = report.client;
         }
         _ => {
             let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
@@ -658,6 +725,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
         authenticity,
         encryption: manifest.encryption,
         skipped,
+        client,
     })
 }
 

@@ -125,21 +125,102 @@ async fn owner_defaults(
     Ok(out)
 }
 
-/// Every statement `apply` would run on this database, for a dry run.
-pub async fn plan(pg: &PgSettings, config: &RolesConfig) -> Result<Vec<String>, Error> {
+/// PostgreSQL's predefined roles that not every supported version has, with the major
+/// version that brought each.
+const PREDEFINED_SINCE: [(&str, u32); 8] = [
+    ("pg_read_all_data", 14),
+    ("pg_write_all_data", 14),
+    ("pg_database_owner", 14),
+    ("pg_checkpoint", 15),
+    ("pg_use_reserved_connections", 16),
+    ("pg_create_subscription", 16),
+    ("pg_maintain", 17),
+    ("pg_signal_autovacuum_worker", 18),
+];
+
+/// What the roles become on this server: before 14, which lacks `pg_read_all_data`, a role
+/// that is to be a member of it reads every schema instead (`select_in_schemas` gets every
+/// user schema: SELECT on their tables and sequences, and on those created in them later).
+/// Any other predefined role the server lacks is refused before anything changes. Returns
+/// the config to apply and a note for the operator per replaced membership.
+async fn for_server(
+    client: &impl tokio_postgres::GenericClient,
+    config: &RolesConfig,
+) -> Result<(RolesConfig, Vec<String>), Error> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::with("cannot read the server version", e))?;
+    let major = u32::try_from(row.get::<_, i32>(0) / 10000).unwrap_or(0);
+    let mut config = config.clone();
+    let mut notes = Vec::new();
+    for role in &mut config.role {
+        if let Some((group, since)) =
+            role.member_of.iter().find_map(|g| PREDEFINED_SINCE.iter().find(|(p, since)| p == g && major < *since))
+        {
+            if *group != "pg_read_all_data" {
+                return Err(Error::new(format!(
+                    "role {:?}: {group} exists from PostgreSQL {since} on and this server is PostgreSQL {major}; \
+                     remove it from member_of or upgrade the server; nothing was changed",
+                    role.name
+                )));
+            }
+        }
+        if major < 14 && role.member_of.iter().any(|g| g == "pg_read_all_data") {
+            let schemas: Vec<String> = client
+                .query(
+                    "SELECT n.nspname::text FROM pg_namespace n WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND n.nspname !~ '^pg_' ORDER BY 1",
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::with("cannot list schemas", e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            role.member_of.retain(|g| g != "pg_read_all_data");
+            for schema in &schemas {
+                if !role.select_in_schemas.contains(schema) {
+                    role.select_in_schemas.push(schema.clone());
+                }
+            }
+            notes.push(format!(
+                "PostgreSQL {major} has no pg_read_all_data (it came in 14): {} gets SELECT on the tables and sequences of \
+                 every schema instead ({}), including tables created there later; run roles apply again after adding a schema",
+                role.name,
+                schemas.join(", ")
+            ));
+        }
+    }
+    Ok((config, notes))
+}
+
+/// What `apply` would do on this database, for a dry run: every statement, and the notes
+/// on memberships this server's version replaces.
+pub async fn plan(pg: &PgSettings, config: &RolesConfig) -> Result<(Vec<String>, Vec<String>), Error> {
     let client = sage_conn::connect(pg).await?;
+    let (config, notes) = for_server(&client, config).await?;
     let mut statements = config.statements();
-    statements.extend(owner_defaults(&client, config).await?);
-    Ok(statements)
+    statements.extend(owner_defaults(&client, &config).await?);
+    Ok((statements, notes))
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub statements: usize,
+    /// Memberships this server's version lacks and what was granted instead.
+    pub notes: Vec<String>,
 }
 
 /// Applies every statement in one transaction: either all roles end up as configured, or
 /// nothing changes.
-pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<usize, Error> {
+pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<Applied, Error> {
     let mut client = sage_conn::connect(pg).await?;
     let tx = client.transaction().await.map_err(|e| Error::with("cannot begin", e))?;
+    let (config, notes) = for_server(&tx, config).await?;
     let mut statements = config.statements();
-    statements.extend(owner_defaults(&tx, config).await?);
+    statements.extend(owner_defaults(&tx, &config).await?);
     for sql in &statements {
         tx.batch_execute(sql).await.map_err(|e| {
             let detail = sage_conn::describe_pg_error(&e, Some(sql));
@@ -147,7 +228,7 @@ pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<usize, Error
         })?;
     }
     tx.commit().await.map_err(|e| Error::with("cannot commit", e))?;
-    Ok(statements.len())
+    Ok(Applied { statements: statements.len(), notes })
 }
 
 #[cfg(test)]

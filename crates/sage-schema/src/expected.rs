@@ -204,6 +204,70 @@ async fn drop_abandoned(client: &tokio_postgres::Client) {
     }
 }
 
+/// `expected` in the rendering of the PostgreSQL server `target` names, for comparing
+/// with that server's live schema: PostgreSQL prints views, checks, defaults and indexes
+/// differently from one major version to the next (16 drops column qualifications in views
+/// that 13-15 print; 13 prints `TRIM` as `btrim`), so a snapshot taken on another major is
+/// created in a scratch database on this server and read back. The same major (or SQLite)
+/// returns it unchanged. When no scratch database can be made (no CREATEDB) or the server
+/// cannot create something in it, the snapshot is compared as it is, with a warning.
+pub async fn in_server_rendering(expected: Schema, target: &Target) -> Result<Schema, Error> {
+    let Target::Postgres(pg) = target else { return Ok(expected) };
+    if expected.dialect != crate::Dialect::Postgres {
+        return Ok(expected);
+    }
+    let client = sage_conn::connect(pg).await?;
+    let version: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .map_err(|e| Error::database("cannot read the server version", e))?
+        .get(0);
+    let major = version.parse::<u32>().unwrap_or(0) / 10000;
+    drop(client);
+    if expected.server_major == Some(major) {
+        return Ok(expected);
+    }
+    let scratch = match Scratch::create(pg).await {
+        Ok(scratch) => scratch,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot re-render the snapshot on this server; comparing it as recorded");
+            return Ok(expected);
+        }
+    };
+    let result = render_in(&scratch, &expected).await;
+    scratch.drop().await;
+    match result {
+        Ok(mut rendered) => {
+            rendered.server_major = Some(major);
+            Ok(rendered)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot re-render the snapshot on this server; comparing it as recorded");
+            Ok(expected)
+        }
+    }
+}
+
+/// Creates `schema` in the scratch database, as its restricted role when there is one (the
+/// snapshot's definitions cannot reach the server's files from there), and reads it back.
+async fn render_in(scratch: &Scratch, schema: &Schema) -> Result<Schema, Error> {
+    let role = scratch.restricted_role().await?;
+    let client = sage_conn::connect(&scratch.settings).await?;
+    if let Some(role) = &role {
+        client
+            .batch_execute(&format!("SET ROLE {}", quote_ident(role)))
+            .await
+            .map_err(|e| Error::database("cannot take the scratch role", e))?;
+    }
+    client.batch_execute(&render(schema)).await.map_err(|e| {
+        Error::new(format!(
+            "this server cannot create the snapshot's schema: {}",
+            e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+        ))
+    })?;
+    introspect::postgres::introspect(&client).await
+}
+
 /// `schema.json` and `schema.sql` in `dir`.
 pub fn snapshot_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("schema.json"), dir.join("schema.sql"))

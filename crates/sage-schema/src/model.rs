@@ -28,6 +28,12 @@ impl From<sage_migrate::Dialect> for Dialect {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     pub dialect: Dialect,
+    /// PostgreSQL: the major version of the server whose rendering the definitions are in
+    /// (views, checks, defaults and indexes print differently from one major to the next).
+    /// Comparing with a server of another major re-renders them there first
+    /// ([`crate::in_server_rendering`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_major: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -83,6 +89,7 @@ impl Schema {
     pub fn empty(dialect: Dialect) -> Schema {
         Schema {
             dialect,
+            server_major: None,
             namespaces: Vec::new(),
             extensions: Vec::new(),
             enums: Vec::new(),

@@ -38,6 +38,9 @@ pub struct PgCluster {
 
 pub(crate) const SUPERUSER: &str = "postgres";
 
+/// The file in a kept cluster's directory that names its binaries' directory.
+const BIN_DIR_FILE: &str = "bin-dir";
+
 impl PgCluster {
     pub fn start(options: ClusterOptions) -> Result<PgCluster, Error> {
         let binaries = PgBinaries::find()?;
@@ -146,12 +149,18 @@ impl PgCluster {
         // Neither our Drop (which stops the server) nor the TempDir's (which removes the
         // directory) may run, so the whole value is deliberately leaked.
         let this = std::mem::ManuallyDrop::new(self);
+        // Which binaries run it, so that `stop_kept` uses this major's pg_ctl whatever
+        // SAGE_PG_BIN says by then.
+        let _ = std::fs::write(this.dir.path().join(BIN_DIR_FILE), this.binaries.dir.as_os_str().as_encoded_bytes());
         this.dir.path().to_path_buf()
     }
 
     /// Stops a server left running by [`PgCluster::into_kept_dir`] and removes its directory.
     pub fn stop_kept(dir: &Path) -> Result<(), Error> {
-        let binaries = PgBinaries::find()?;
+        let binaries = match std::fs::read_to_string(dir.join(BIN_DIR_FILE)) {
+            Ok(bin) => PgBinaries { dir: PathBuf::from(bin) },
+            Err(_) => PgBinaries::find()?,
+        };
         let data = dir.join("data");
         let mut command = if running_as_root() {
             let mut c = Command::new(runuser()?);

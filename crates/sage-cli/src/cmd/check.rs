@@ -46,6 +46,7 @@ pub async fn run(
     let migrations = migrator.status().await?;
     let expected_args = ExpectedArgs { source: args.source.clone(), snapshot, dev_url: None, replay: false };
     let (expected, label) = expected::resolve(&db, &expected_args).await?;
+    let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
     let live = sage_schema::live(&db.settings.target).await?;
     let findings = sage_schema::validate(&expected, &live, sage_schema::ValidateOptions::default());
     let findings = sage_schema::ignore_kinds(findings, ignore)?;

@@ -342,6 +342,7 @@ pub async fn post_migrate_validation(
     let Some(expected) = crate::expected::snapshot_for(args.source.as_deref(), db.dialect()?)? else {
         return Ok(None);
     };
+    let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
     let live = sage_schema::live(&db.settings.target).await?;
     Ok(Some(sage_schema::validate(&expected, &live, sage_schema::ValidateOptions::default())))
 }

@@ -54,6 +54,9 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
                 report.tables.len()
             );
             say!("{}", authenticity_note(report.authenticity, &report.encryption));
+            if let Some(client) = &report.client {
+                say!("read with {client}");
+            }
             if !report.skipped.is_empty() {
                 // The scratch copy runs as a role that owns nothing else, so owners and
                 // grants for other roles are expected not to apply there (--json lists them).
@@ -108,6 +111,9 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
             m.tables.values().fold(0i64, |sum, n| sum.saturating_add(*n)),
             m.migration_version.map_or("none".into(), |v| v.to_string())
         );
+        if let Some(client) = &report.client {
+            say!("      dumped with {client}");
+        }
         for old in &report.pruned {
             say!("removed {} (retention)", old.display());
         }
@@ -161,6 +167,9 @@ pub async fn restore(
         let rows: Vec<Vec<String>> = report.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
         output::table(&["TABLE", "ROWS"], &rows);
         say!("{}", authenticity_note(report.authenticity, &report.encryption));
+        if let Some(client) = &report.client {
+            say!("read with {client}");
+        }
         for line in &report.skipped {
             say!("not applied here: {line}");
         }
@@ -316,18 +325,27 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
     };
     let config = sage_ops::roles::RolesConfig::load(config)?;
     if dry_run {
-        for sql in sage_ops::roles::plan(pg, &config).await? {
+        let (statements, notes) = sage_ops::roles::plan(pg, &config).await?;
+        for note in notes {
+            say!("-- {note}");
+        }
+        for sql in statements {
             say!("{sql};");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let applied = sage_ops::roles::apply(pg, &config).await?;
     if global.json {
-        output::json(
-            &serde_json::json!({ "roles": config.role.iter().map(|r| &r.name).collect::<Vec<_>>(), "statements": applied }),
-        )?;
+        output::json(&serde_json::json!({
+            "roles": config.role.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            "statements": applied.statements,
+            "notes": applied.notes,
+        }))?;
     } else {
-        say!("applied {} role(s) with {applied} statement(s) in one transaction", config.role.len());
+        for note in &applied.notes {
+            say!("note: {note}");
+        }
+        say!("applied {} role(s) with {} statement(s) in one transaction", config.role.len(), applied.statements);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
         SchemaCommand::Validate { expected: args, strict, ignore } => {
             let db = Database::resolve(global, true)?;
             let (expected, label) = expected::resolve(&db, &args).await?;
+            let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
             let actual = sage_schema::live(&db.settings.target).await.context("reading the live schema")?;
             let findings = sage_schema::validate(&expected, &actual, sage_schema::ValidateOptions { strict });
             let findings = sage_schema::ignore_kinds(findings, &ignore)?;
@@ -85,8 +86,20 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     };
     let (json, sql) = sage_schema::snapshot_paths(&dir);
     if check {
-        let current = std::fs::read_to_string(&json).unwrap_or_default() == sage_schema::snapshot_json(&schema)
-            && std::fs::read_to_string(&sql).unwrap_or_default() == sage_schema::render(&schema);
+        let recorded = std::fs::read_to_string(&json).ok().and_then(|text| sage_schema::parse_snapshot(&text).ok());
+        let current = match recorded {
+            // Taken on another PostgreSQL major: current when it is the same schema in this
+            // server's rendering (the files are rewritten only by a dump on their own major).
+            Some(recorded) if recorded.server_major.is_some() && recorded.server_major != schema.server_major => {
+                let mut rendered = sage_schema::in_server_rendering(recorded, &db.settings.target).await?;
+                rendered.server_major = schema.server_major;
+                rendered == schema
+            }
+            _ => {
+                std::fs::read_to_string(&json).unwrap_or_default() == sage_schema::snapshot_json(&schema)
+                    && std::fs::read_to_string(&sql).unwrap_or_default() == sage_schema::render(&schema)
+            }
+        };
         if global.json {
             output::json(&serde_json::json!({ "snapshot": json, "current": current }))?;
         } else if current {
@@ -96,6 +109,7 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
         }
         return Ok(if current { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (json, sql) = sage_schema::write_snapshot(&dir, &schema)?;
     if global.json {
         output::json(

@@ -33,6 +33,12 @@ pub(crate) fn q(e: tokio_postgres::Error, what: &str) -> Error {
 
 pub async fn introspect(client: &Client) -> Result<Schema, Error> {
     let mut schema = Schema::empty(Dialect::Postgres);
+    let version: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .map_err(|e| q(e, "the server version"))?
+        .get(0);
+    schema.server_major = version.parse::<u32>().ok().map(|n| n / 10000);
     let excluded: Vec<&str> = BOOKKEEPING_TABLES.to_vec();
 
     let rows = client
