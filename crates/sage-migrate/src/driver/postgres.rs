@@ -462,7 +462,17 @@ impl Driver for PgDriver {
                  WHERE current_setting('server_version_num')::int >= 140000",
             )
             .await
-            .map_err(|e| StatementError::from_pg(&e))
+            .map_err(|e| StatementError::from_pg(&e))?;
+        // RESET ALL clears the mark of the session that holds the lock too; it is this
+        // run's own hex token, so it goes into the text as it is.
+        if self.locked {
+            debug_assert!(self.session_token.chars().all(|c| c.is_ascii_hexdigit()));
+            client
+                .batch_execute(&format!("SELECT set_config('sage.migration_session', '{}', false)", self.session_token))
+                .await
+                .map_err(|e| StatementError::from_pg(&e))?;
+        }
+        Ok(())
     }
 
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
