@@ -262,7 +262,14 @@ impl Driver for PgDriver {
         self.locked = true;
         // The peers' own locks too, computed as they compute them, so golang-migrate or an
         // sqlx migrator started at the same moment waits for us instead of racing.
-        for (tool, key) in self.peer_lock_keys().await? {
+        let peers = match self.peer_lock_keys().await {
+            Ok(peers) => peers,
+            Err(e) => {
+                let _ = self.unlock().await;
+                return Err(e);
+            }
+        };
+        for (tool, key) in peers {
             let what = format!("{tool} is migrating this database");
             if let Err(e) = self.take_lock(key, started, timeout, &what, false).await {
                 let _ = self.unlock().await;
