@@ -11,6 +11,24 @@ use crate::error::{ErrorKind, Result, StoreError};
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS sage_schema_validation (fingerprint TEXT PRIMARY KEY, validated_at TEXT NOT NULL)";
 
+/// The kinds of finding that decide whether this build can use the database.
+const STRUCTURE: &[&str] = &[
+    "schema",
+    "extension",
+    "enum type",
+    "sequence",
+    "function",
+    "table",
+    "column",
+    "primary key",
+    "unique constraint",
+    "check",
+    "index",
+    "foreign key",
+    "view",
+    "trigger",
+];
+
 pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i64, migrations: usize) -> Result<()> {
     let Some(text) = crate::schema::snapshot(dialect) else { return Ok(()) };
     let expected =
@@ -21,8 +39,14 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
     }
     let live = sage_schema::live(target).await.map_err(|e| StoreError::new(ErrorKind::Unavailable, e.to_string()))?;
     let findings = sage_schema::validate(&expected, &live, sage_schema::ValidateOptions::default());
-    let errors: Vec<String> =
-        findings.iter().filter(|f| f.severity == sage_schema::Severity::Error).map(|f| f.to_string()).collect();
+    // The store needs its tables, columns, keys, indexes and functions as built; who may
+    // use them (grants, owners, row-level security, policies) and comments are the
+    // operator's to set, and `sage-db schema validate` reports them.
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == sage_schema::Severity::Error && STRUCTURE.contains(&f.kind))
+        .map(|f| f.to_string())
+        .collect();
     if !errors.is_empty() {
         return Err(StoreError::new(
             ErrorKind::Configuration,
