@@ -39,4 +39,5 @@ pub use objects::*;
 pub use render::render;
 pub use validate::{
     canonical_expression, finding_kinds, ignore_kinds, is_clean, validate, Drift, Finding, Severity, ValidateOptions,
+    STRUCTURAL_KINDS,
 };

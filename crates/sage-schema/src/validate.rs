@@ -219,23 +219,28 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
 }
 
 /// Every kind a finding can have, for `--ignore`.
+/// The kinds of finding about structure: the tables, columns, keys, indexes, functions
+/// and the like that code using the database depends on. The other kinds (owners, grants,
+/// row-level security, comments, …) are about who may use it and how it is described.
+pub const STRUCTURAL_KINDS: &[&str] = &[
+    "schema",
+    "extension",
+    "enum type",
+    "sequence",
+    "function",
+    "table",
+    "column",
+    "primary key",
+    "unique constraint",
+    "check",
+    "index",
+    "foreign key",
+    "view",
+    "trigger",
+];
+
 pub fn finding_kinds() -> Vec<&'static str> {
-    let mut kinds = vec![
-        "schema",
-        "extension",
-        "enum type",
-        "sequence",
-        "function",
-        "table",
-        "column",
-        "primary key",
-        "unique constraint",
-        "check",
-        "index",
-        "foreign key",
-        "view",
-        "trigger",
-    ];
+    let mut kinds = STRUCTURAL_KINDS.to_vec();
     kinds.extend(crate::objects::RECORDED_KINDS);
     kinds
 }

@@ -11,24 +11,6 @@ use crate::error::{ErrorKind, Result, StoreError};
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS sage_schema_validation (fingerprint TEXT PRIMARY KEY, validated_at TEXT NOT NULL)";
 
-/// The kinds of finding that decide whether this build can use the database.
-const STRUCTURE: &[&str] = &[
-    "schema",
-    "extension",
-    "enum type",
-    "sequence",
-    "function",
-    "table",
-    "column",
-    "primary key",
-    "unique constraint",
-    "check",
-    "index",
-    "foreign key",
-    "view",
-    "trigger",
-];
-
 pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i64, migrations: usize) -> Result<()> {
     let Some(text) = crate::schema::snapshot(dialect) else { return Ok(()) };
     let expected =
@@ -44,7 +26,7 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
     // operator's to set, and `sage-db schema validate` reports them.
     let errors: Vec<String> = findings
         .iter()
-        .filter(|f| f.severity == sage_schema::Severity::Error && STRUCTURE.contains(&f.kind))
+        .filter(|f| f.severity == sage_schema::Severity::Error && sage_schema::STRUCTURAL_KINDS.contains(&f.kind))
         .map(|f| f.to_string())
         .collect();
     if !errors.is_empty() {
