@@ -6,9 +6,18 @@ use crate::Error;
 /// The variables settings are read from: the process environment laid over a `.env` file.
 /// A variable set in the process wins over the same name in the file, so an operator can
 /// override one value without editing the file.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Environment {
     vars: HashMap<String, String>,
+}
+
+/// Lists the variable names only: values include passwords and key material.
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Environment").field("names", &names).finish_non_exhaustive()
+    }
 }
 
 impl Environment {
@@ -50,47 +59,46 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Error> {
     parse_env_file(&text).map_err(|(line, reason)| Error::invalid(format!("{}:{line}: {reason}", path.display())))
 }
 
-/// Parses `KEY=value` lines. Blank lines and `#` comments are skipped, an `export ` prefix
-/// is allowed, and values may be wrapped in single or double quotes.
+/// Parses a `.env` file the way `dotenvy` (and docker compose) read one: `KEY=value` lines,
+/// `#` comments, an optional `export ` prefix, single quotes taken literally, double quotes
+/// with `\"`-style escapes, and `$VAR`/`${VAR}` expanded outside single quotes. A malformed
+/// line is reported by number and reason only: the line itself may hold a password.
 fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
     let mut out = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line_no = index + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => out.push(pair),
+            Err(dotenvy::Error::LineParse(line, column)) => {
+                return Err((line_number_of(text, &line), describe_parse_error(&line, column)));
+            }
+            Err(e) => return Err((0, e.to_string())),
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err((line_no, "expected KEY=value".into()));
-        };
-        let key = key.trim();
-        let valid_key = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !key.starts_with(|c: char| c.is_ascii_digit());
-        if !valid_key {
-            return Err((line_no, format!("{key:?} is not a valid variable name")));
-        }
-        out.push((key.to_string(), unquote(value.trim()).map_err(|r| (line_no, r))?));
     }
     Ok(out)
 }
 
-fn unquote(value: &str) -> Result<String, String> {
-    for quote in ['"', '\''] {
-        if let Some(rest) = value.strip_prefix(quote) {
-            let Some(end) = rest.find(quote) else {
-                return Err(format!("unterminated {quote} quote"));
-            };
-            return Ok(rest[..end].to_string());
+/// The 1-based number of the line that starts `fragment` (the parser hands back the text of
+/// the statement it could not read, which may span lines).
+fn line_number_of(text: &str, fragment: &str) -> usize {
+    let first = fragment.lines().next().unwrap_or("").trim();
+    text.lines().position(|l| l.trim() == first || (!first.is_empty() && l.contains(first))).map_or(0, |i| i + 1)
+}
+
+/// Why a line could not be read, without repeating its value.
+fn describe_parse_error(line: &str, column: usize) -> String {
+    let key_end = line.find('=').unwrap_or(line.len());
+    if column <= key_end || !line.contains('=') {
+        let key = line[..key_end].trim().trim_start_matches("export ").trim();
+        if line.contains('=') {
+            format!("{key:?} is not a valid variable name")
+        } else {
+            "expected KEY=value".into()
         }
+    } else if line.matches('"').count() % 2 == 1 || line.matches('\'').count() % 2 == 1 {
+        "unterminated quote in the value".into()
+    } else {
+        format!("malformed value at column {}", column + 1)
     }
-    // An unquoted value ends at a ` #` comment.
-    let value = match value.find(" #") {
-        Some(i) => value[..i].trim_end(),
-        None => value,
-    };
-    Ok(value.to_string())
 }
 
 #[cfg(test)]
@@ -114,6 +122,31 @@ mod tests {
         let err = parse_env_file("A=\"open\n").unwrap_err();
         assert_eq!(err.0, 1);
         assert!(err.1.contains("unterminated"));
+    }
+
+    #[test]
+    fn quotes_escapes_and_expansion_follow_dotenv_rules() {
+        let text = "A=\"say \\\"hi\\\"\"\nB='$HOME \\n literal'\nC=${A}-x\nD=\"line\\nbreak\"\n";
+        let vars = parse_env_file(text).unwrap();
+        assert_eq!(vars[0].1, "say \"hi\"");
+        assert_eq!(vars[1].1, "$HOME \\n literal");
+        assert_eq!(vars[2].1, "say \"hi\"-x");
+        assert_eq!(vars[3].1, "line\nbreak");
+    }
+
+    #[test]
+    fn a_malformed_value_is_named_by_line_without_its_text() {
+        let (line, reason) = parse_env_file("OK=1\nDB_PASSWORD=\"hunter2-secret\n").unwrap_err();
+        assert_eq!(line, 2);
+        assert!(!reason.contains("hunter2"), "{reason}");
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let env = Environment::from_pairs([("DATABASE_URL".to_string(), "postgres://u:hunter2@h/db".to_string())]);
+        let shown = format!("{env:?}");
+        assert!(shown.contains("DATABASE_URL"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
