@@ -71,20 +71,25 @@ fn read_table(conn: &Connection, name: &str, sql: String) -> Result<Table, Error
         .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .and_then(|rows| rows.collect())
         .map_err(|e| q(e, "columns"))?;
+    let clauses = column_clauses(&sql);
     let mut pk: Vec<(i64, String)> = cols.iter().filter(|c| c.4 > 0).map(|c| (c.4, c.0.clone())).collect();
     pk.sort();
     let columns = cols
         .iter()
-        .map(|(col, ty, notnull, default, pk, hidden)| Column {
-            name: col.clone(),
-            data_type: ty.to_ascii_uppercase(),
-            // A PRIMARY KEY column of a rowid table may hold NULL only for INTEGER keys; the
-            // declared NOT NULL is what the table says.
-            nullable: !*notnull && *pk == 0,
-            collation: None,
-            default: default.clone(),
-            identity: None,
-            generated: (*hidden >= 2).then(|| "generated".to_string()),
+        .map(|(col, ty, notnull, default, pk, hidden)| {
+            let clause = clauses.get(&col.to_lowercase());
+            Column {
+                name: col.clone(),
+                data_type: ty.to_ascii_uppercase(),
+                // A PRIMARY KEY column of a rowid table may hold NULL only for INTEGER keys; the
+                // declared NOT NULL is what the table says.
+                nullable: !*notnull && *pk == 0,
+                collation: clause.and_then(|c| c.collation.clone()),
+                default: default.clone(),
+                identity: None,
+                generated: (*hidden >= 2)
+                    .then(|| clause.and_then(|c| c.generated.clone()).unwrap_or_else(|| "generated".to_string())),
+            }
         })
         .collect();
     let primary_key = (!pk.is_empty()).then(|| {
@@ -213,6 +218,109 @@ pub(crate) fn checks_of(table: &str, sql: &str) -> Vec<Check> {
     checks
 }
 
+/// What `pragma_table_xinfo` does not say about a column: its `COLLATE` and the expression
+/// and storage of a generated column, read from the `CREATE TABLE` text.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct ColumnClause {
+    pub collation: Option<String>,
+    pub generated: Option<String>,
+}
+
+/// The column definitions of a `CREATE TABLE` statement by lower-cased column name. Table
+/// constraints (`CONSTRAINT`, `PRIMARY KEY`, `UNIQUE`, `CHECK`, `FOREIGN KEY`) are skipped.
+pub(crate) fn column_clauses(sql: &str) -> BTreeMap<String, ColumnClause> {
+    let mut out = BTreeMap::new();
+    let bytes = sql.as_bytes();
+    let Some(open) = sql.find('(') else { return out };
+    let close = matching_paren(bytes, open);
+    for piece in split_top_level(&sql[open + 1..close.max(open + 1)]) {
+        let words = tokens(piece);
+        let Some(first) = words.first() else { continue };
+        let upper = first.to_ascii_uppercase();
+        if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"].contains(&upper.as_str()) {
+            continue;
+        }
+        let mut clause = ColumnClause::default();
+        for (i, word) in words.iter().enumerate().skip(1) {
+            let w = word.to_ascii_uppercase();
+            if w == "COLLATE" {
+                clause.collation = words.get(i + 1).map(|c| unquote(c).to_ascii_uppercase());
+            } else if w == "AS" && words.get(i + 1).is_some_and(|e| e.starts_with('(')) {
+                let storage = match words.get(i + 2).map(|s| s.to_ascii_uppercase()) {
+                    Some(s) if s == "STORED" => "STORED",
+                    _ => "VIRTUAL",
+                };
+                clause.generated = Some(format!("{} {storage}", words[i + 1]));
+            }
+        }
+        out.insert(unquote(first).to_lowercase(), clause);
+    }
+    out
+}
+
+/// `text` split at commas outside parentheses and quotes.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0usize, None::<u8>, 0);
+    for (i, b) in text.bytes().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"' | b'`' | b'[') => quote = Some(if b == b'[' { b']' } else { b }),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth = depth.saturating_sub(1),
+            (None, b',') if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// The words of a column definition; a quoted name or a parenthesised expression is one word.
+fn tokens(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if b == b'(' {
+            i = matching_paren(bytes, i) + 1;
+        } else if matches!(b, b'\'' | b'"' | b'`' | b'[') {
+            let end = if b == b'[' { b']' } else { b };
+            i += 1;
+            while i < bytes.len() && bytes[i] != end {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'(' {
+                i += 1;
+            }
+        }
+        words.push(&text[start..i.min(bytes.len())]);
+    }
+    words
+}
+
+fn unquote(word: &str) -> &str {
+    let w = word.trim();
+    for (open, close) in [('"', '"'), ('`', '`'), ('[', ']'), ('\'', '\'')] {
+        if let Some(inner) = w.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    w
+}
+
 fn is_word(b: Option<&u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
@@ -307,6 +415,20 @@ mod tests {
             (checks[1].name.as_str(), checks[1].definition.as_str()),
             ("b_len", "CHECK (length(b) < 10 AND (b <> 'x'))")
         );
+    }
+
+    #[test]
+    fn collations_and_generated_expressions_are_read_from_the_definition() {
+        let sql = "CREATE TABLE t (\"Mixed Name\" TEXT COLLATE nocase UNIQUE, n NUMERIC(12, 2) DEFAULT 0, \
+                   g TEXT GENERATED ALWAYS AS (lower(\"Mixed Name\")) STORED, v AS (n * 2), [b] TEXT COLLATE \"RTRIM\", \
+                   CONSTRAINT c CHECK (n > 0), UNIQUE (n, g))";
+        let clauses = column_clauses(sql);
+        assert_eq!(clauses.len(), 5, "{clauses:?}");
+        assert_eq!(clauses["mixed name"].collation.as_deref(), Some("NOCASE"));
+        assert_eq!(clauses["n"], ColumnClause::default());
+        assert_eq!(clauses["g"].generated.as_deref(), Some("(lower(\"Mixed Name\")) STORED"));
+        assert_eq!(clauses["v"].generated.as_deref(), Some("(n * 2) VIRTUAL"));
+        assert_eq!(clauses["b"].collation.as_deref(), Some("RTRIM"));
     }
 
     /// SQLite accepts unquoted non-ASCII identifiers; scanning one used to panic.
