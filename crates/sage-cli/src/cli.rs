@@ -60,6 +60,11 @@ pub struct Global {
     /// Print nothing but errors (and JSON with --json); the exit code tells the outcome.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Wait up to DURATION (default 60s) for a PostgreSQL server that is not accepting
+    /// connections yet, retrying with backoff, before running the command.
+    #[arg(long, global = true, value_name = "DURATION", num_args = 0..=1, default_missing_value = "60s", require_equals = true)]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -65,6 +65,57 @@ impl Database {
     }
 }
 
+/// `--wait`: how long to wait for a server that is not accepting connections yet.
+const WAIT: DurationField<'static> = DurationField::new("--wait").zero_allowed().at_most(Duration::from_secs(86_400));
+
+/// Waits, with backoff, until the PostgreSQL server behind `global`'s settings accepts a
+/// connection or answers with anything but "not reachable" / "starting up" (a missing
+/// database, say, is for the command to handle). SQLite and memory targets do not wait.
+pub async fn wait_for_server(global: &Global, env_names_file: bool) -> anyhow::Result<()> {
+    let Some(wait) = &global.wait else { return Ok(()) };
+    let limit = WAIT.parse(wait)?;
+    let db = Database::resolve(global, env_names_file)?;
+    let Target::Postgres(pg) = db.migration_target() else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        let attempt = Duration::from_secs(5).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let error = match sage_conn::connect_with_timeout(pg, attempt.max(Duration::from_millis(100))).await {
+            Ok(_) => return Ok(()),
+            Err(e) if !still_starting(&e) => return Ok(()),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(
+                anyhow::Error::new(error).context(format!("the server did not accept connections within {wait}"))
+            );
+        }
+        if !told {
+            crate::output::note(&format!("waiting up to {wait} for {}", db.describe()));
+            told = true;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// An error that waiting can cure: nothing listens yet, or the server is starting, shutting
+/// down or recovering (SQLSTATE 57P03).
+fn still_starting(error: &sage_conn::Error) -> bool {
+    if error.kind() == sage_conn::ErrorKind::Unreachable {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(db) = e.downcast_ref::<tokio_postgres::Error>().and_then(|p| p.as_db_error()) {
+            return db.code() == &tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The migrations a command works on: `--source DIR`, or SAGE's own.
 pub fn migration_set(args: &MigrationArgs, dialect: Dialect) -> anyhow::Result<MigrationSet> {
     match &args.source {

@@ -30,8 +30,11 @@ fn main() -> ExitCode {
             let text = e.to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| l.starts_with("error:") || l.starts_with("tip:"));
             let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error:").trim();
-            let tips: Vec<&str> = lines.collect();
-            if tips.is_empty() {
+            let tips: Vec<&str> = lines.map(|t| t.trim_start_matches("tip:").trim()).collect();
+            if std::env::args().any(|a| a == "--json") {
+                let hint = (!tips.is_empty()).then(|| tips.join("; "));
+                print_json_error("usage", first, &[], hint.as_deref());
+            } else if tips.is_empty() {
                 eprintln!("error: {first}");
             } else {
                 eprintln!("error: {first} ({})", tips.join("; "));
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let json = cli.global.json;
     init_tracing(cli.global.verbose);
     output::set_quiet(cli.global.quiet);
     let mut builder = match cli.runtime_threads() {
@@ -60,10 +64,101 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            let (kind, hint) = classify(&e);
+            if json {
+                let causes = causes(&e);
+                let message = flatten(&e.to_string());
+                print_json_error(kind, &message, &causes, hint);
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// Under `--json` an error is a JSON object on stdout, so a script reads one stream:
+/// `{"error": {"kind", "message", "causes", "hint"}}`. The exit code is the same as without.
+fn print_json_error(kind: &str, message: &str, causes: &[String], hint: Option<&str>) {
+    let value = serde_json::json!({
+        "error": { "kind": kind, "message": message, "causes": causes, "hint": hint }
+    });
+    println!("{value}");
+}
+
+/// The causes below the top message, each once (see [`one_line`]).
+fn causes(error: &anyhow::Error) -> Vec<String> {
+    let mut seen = flatten(&error.to_string());
+    let mut out = Vec::new();
+    for cause in error.chain().skip(1) {
+        let text = flatten(&cause.to_string());
+        if text.is_empty() || seen.contains(&text) || already_worded(cause, &seen) {
+            continue;
+        }
+        seen.push_str(": ");
+        seen.push_str(&text);
+        out.push(text);
+    }
+    out
+}
+
+/// A stable, machine-readable kind for the error (the first library error in the chain
+/// decides) and, for `--json`, advice the command line adds for it.
+fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
+            use sage_store::ErrorKind as K;
+            return match e.kind() {
+                K::NotFound => ("not_found", None),
+                K::AlreadyExists => ("already_exists", None),
+                K::Expired => ("expired", None),
+                K::Replayed => ("replayed", None),
+                K::InvalidInput => ("invalid_input", None),
+                K::Unavailable => {
+                    ("unavailable", Some("check that the database is running and reachable; `--wait` waits for it"))
+                }
+                K::Configuration => (
+                    "configuration",
+                    Some("`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"),
+                ),
+                K::Integrity => ("integrity", None),
+                K::Internal => ("internal", None),
+                _ => ("error", None),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<sage_migrate::Error>() {
+            use sage_migrate::ErrorKind as K;
+            return match e.kind() {
+                K::Source => ("migration_source", None),
+                K::Usage => ("usage", None),
+                K::State => (
+                    "migration_state",
+                    Some("`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it"),
+                ),
+                K::LockTimeout => {
+                    ("lock_timeout", Some("another migration holds the lock; wait, or raise `--lock-timeout`"))
+                }
+                K::MigrationFailed => ("migration_failed", None),
+                K::Database => ("database", None),
+                _ => ("error", None),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<sage_conn::Error>() {
+            use sage_conn::ErrorKind as K;
+            return match e.kind() {
+                K::InvalidSettings => ("invalid_settings", None),
+                K::Unreachable => (
+                    "unreachable",
+                    Some("check the host and port and that the server is running; `--wait` waits for it"),
+                ),
+                K::Authentication => ("authentication", None),
+                K::Tls => ("tls", None),
+                K::Server => ("server", None),
+                _ => ("error", None),
+            };
+        }
+    }
+    ("error", None)
 }
 
 /// The whole cause chain on one line, `outer: inner: innermost`. Many library errors

@@ -10,6 +10,13 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// A diagnostic line on stderr (`note: …`), dropped under `--quiet`.
+pub fn note(text: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("note: {text}");
+    }
+}
+
 /// Writes to stdout like `print!` (nothing under `--quiet`), but a closed pipe
 /// (`sage-db … | head`) ends the program quietly instead of panicking.
 pub fn write_stdout(args: std::fmt::Arguments<'_>) {

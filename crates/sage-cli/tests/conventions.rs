@@ -65,3 +65,52 @@ fn verbose_logs_into_a_pipe_carry_no_colour_codes() {
     assert!(log.contains("INFO"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a pipe: {log:?}");
 }
+
+#[test]
+fn errors_under_json_are_one_json_object_on_stdout() {
+    let cwd = tempfile::tempdir().unwrap();
+    // A usage error (clap), a bad value and a failure from the library, each with exit 2.
+    for args in [
+        &["migrate", "up", "--no-such-flag", "--json"][..],
+        &["session", "list", "--json", "--database-url", "mysql://x/y"][..],
+        &["session", "get", "x", "--json", "--database-url", "sqlite://missing/x.db"][..],
+    ] {
+        let out = run(sage_db(cwd.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {}", stdout(&out)));
+        let error = &json["error"];
+        assert!(error["kind"].is_string() && error["message"].is_string(), "{args:?}: {json}");
+        assert!(error["causes"].is_array(), "{args:?}: {json}");
+        assert!(error.get("hint").is_some(), "{args:?}: {json}");
+        assert_eq!(stderr(&out), "", "{args:?}: under --json the error is on stdout only");
+    }
+    let out = run(sage_db(cwd.path()).args(["migrate", "up", "--no-such-flag", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["error"]["kind"], "usage", "{json}");
+}
+
+#[test]
+fn wait_waits_for_a_server_that_starts_late() {
+    let cluster = sage_testkit::PgCluster::start(Default::default()).unwrap();
+    let url = cluster.admin_settings().url_exposing_password();
+    cluster.stop().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    // Nothing listens: a short wait gives up with a clear error.
+    let started = std::time::Instant::now();
+    let out = run(sage_db(cwd.path()).args(["migrate", "status", "--wait=1s", "--database-url", &url]));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("did not accept connections within 1s"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // The server comes up two seconds after the command started: the command succeeds.
+    let mut command = sage_db(cwd.path());
+    command.args(["migrate", "status", "--json", "--wait", "--database-url", &url]);
+    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    cluster.resume().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("waiting up to 60s"), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("version").is_some(), "the status of the database that came up: {json}");
+}

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let seeding = matches!(cli.command, Command::Seed { .. });
+    crate::context::wait_for_server(&cli.global, !seeding).await?;
     match cli.command {
         Command::Up(args) => up::run(&cli.global, &args).await,
         Command::Migrate(command) => migrate::run(&cli.global, command).await,
