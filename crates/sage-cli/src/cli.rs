@@ -151,6 +151,9 @@ pub enum Command {
         #[arg(long)]
         recreate: bool,
     },
+    /// Create or drop the database itself (PostgreSQL database or SQLite file).
+    #[command(subcommand)]
+    Database(DatabaseCommand),
     /// Database roles from a config file.
     #[command(subcommand)]
     Roles(RolesCommand),
@@ -399,6 +402,23 @@ pub enum DidCommand {
     List {
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatabaseCommand {
+    /// Create the database when it does not exist (PostgreSQL: from the maintenance
+    /// database "postgres", as the same role; SQLite: an empty file). Exits 0 either way.
+    Create,
+    /// Drop the database and everything in it (asks first). Exits 0 when it does not exist.
+    Drop {
+        /// Do not ask; drop.
+        #[arg(long)]
+        yes: bool,
+        /// PostgreSQL 13+: end other sessions on the database first (`WITH (FORCE)`);
+        /// without it the drop fails while anyone is connected.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -114,3 +114,67 @@ fn wait_waits_for_a_server_that_starts_late() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json.get("version").is_some(), "the status of the database that came up: {json}");
 }
+
+#[test]
+fn database_create_and_drop_on_sqlite() {
+    let cwd = tempfile::tempdir().unwrap();
+    let url = "sqlite://data/app.db";
+    let create = run(sage_db(cwd.path()).args(["database", "create", "--database-url", url]));
+    assert!(create.status.success(), "{}", stderr(&create));
+    assert!(stdout(&create).contains("created"), "{}", stdout(&create));
+    let file = cwd.path().join("data/app.db");
+    assert!(file.is_file());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(file.metadata().unwrap().permissions().mode() & 0o077, 0, "only the owner may read it");
+    let again = run(sage_db(cwd.path()).args(["database", "create", "--database-url", url]));
+    assert!(again.status.success() && stdout(&again).contains("already exists"), "{}", stdout(&again));
+    // Migrated and holding data: drop refuses without a terminal or --yes, and keeps it.
+    assert!(run(sage_db(cwd.path()).args(["up", "-q", "--database-url", url])).status.success());
+    let refused = run(sage_db(cwd.path()).args(["database", "drop", "--database-url", url]));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    assert!(file.is_file());
+    let dropped = run(sage_db(cwd.path()).args(["database", "drop", "--yes", "--json", "--database-url", url]));
+    assert!(dropped.status.success(), "{}", stderr(&dropped));
+    let json: serde_json::Value = serde_json::from_slice(&dropped.stdout).unwrap();
+    assert_eq!((json["action"].as_str(), json["changed"].as_bool()), (Some("drop"), Some(true)), "{json}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path().join("data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the database and its side files are gone: {left:?}");
+    let gone = run(sage_db(cwd.path()).args(["database", "drop", "--database-url", url]));
+    assert!(gone.status.success() && stdout(&gone).contains("does not exist"), "{}", stdout(&gone));
+}
+
+#[test]
+fn database_create_and_drop_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let admin = sage_testkit::shared_admin().unwrap();
+    let name = format!("Created.By-{}", std::process::id());
+    let url = admin.with_dbname(&name).url_exposing_password();
+    let exists = |name: &str| {
+        runtime.block_on(async {
+            let client = sage_conn::connect(&admin).await.unwrap();
+            client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().is_some()
+        })
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let create = run(sage_db(cwd.path()).args(["database", "create", "--database-url", &url]));
+    assert!(create.status.success(), "{}", stderr(&create));
+    assert!(exists(&name), "a name with a dot, a dash and upper case is created as written");
+    let again = run(sage_db(cwd.path()).args(["database", "create", "--database-url", &url]));
+    assert!(again.status.success() && stdout(&again).contains("already exists"), "{}", stdout(&again));
+    // Someone is connected: a plain drop fails and says how to proceed; --force ends them.
+    let holder = runtime.block_on(sage_conn::connect(&admin.with_dbname(&name))).unwrap();
+    let busy = run(sage_db(cwd.path()).args(["database", "drop", "--yes", "--database-url", &url]));
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(stderr(&busy).contains("--force"), "{}", stderr(&busy));
+    assert!(exists(&name));
+    let refused = run(sage_db(cwd.path()).args(["database", "drop", "--force", "--database-url", &url]));
+    assert_eq!(refused.status.code(), Some(2), "no terminal, no --yes: nothing dropped");
+    assert!(exists(&name));
+    let dropped = run(sage_db(cwd.path()).args(["database", "drop", "--yes", "--force", "--database-url", &url]));
+    assert!(dropped.status.success(), "{}", stderr(&dropped));
+    assert!(!exists(&name));
+    drop(holder);
+    let gone = run(sage_db(cwd.path()).args(["database", "drop", "--database-url", &url]));
+    assert!(gone.status.success() && stdout(&gone).contains("does not exist"), "{}", stdout(&gone));
+}

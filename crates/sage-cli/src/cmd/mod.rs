@@ -1,5 +1,6 @@
 mod bench;
 mod check;
+mod database;
 mod did;
 mod keys;
 mod listen;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(&cli.global, bind, port, &cleanup_every, migrate).await
         }
         Command::Provision { args, recreate } => migrate::provision(&cli.global, &args, recreate).await,
+        Command::Database(command) => database::run(&cli.global, command).await,
         Command::Roles(crate::cli::RolesCommand::Apply { config, dry_run }) => {
             ops::roles_apply(&cli.global, &config, dry_run).await
         }

@@ -55,7 +55,7 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
 /// Creates the PostgreSQL database `pg` names when the server says it does not exist,
 /// connecting to the maintenance database `postgres` as the same role. Returns whether it
 /// created it; a role without CREATEDB gets a message that says what to do.
-async fn create_missing_database(pg: &sage_conn::PgSettings) -> anyhow::Result<bool> {
+pub(crate) async fn create_missing_database(pg: &sage_conn::PgSettings) -> anyhow::Result<bool> {
     match sage_conn::connect(pg).await {
         Ok(_) => return Ok(false),
         Err(e) if e.is_missing_database() => {}
