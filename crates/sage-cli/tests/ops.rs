@@ -199,6 +199,44 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
         sections.iter().all(|s| s["note"].as_str().is_none_or(|n| !n.starts_with("not available"))),
         "every query ran: {report:#}"
     );
+    assert_counts_and_sizes_are_numbers(sections);
+    let text = run(sage_db(cwd.path()).args(["monitor", "--database-url", &url]));
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains(" KiB") || stdout(&text).contains(" MiB"), "sizes for people: {}", stdout(&text));
+}
+
+/// Counts and sizes in `monitor --json` are JSON numbers (sizes in bytes), never text.
+fn assert_counts_and_sizes_are_numbers(sections: &[serde_json::Value]) {
+    let mut checked = 0;
+    for s in sections {
+        let columns: Vec<&str> = s["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        for row in s["rows"].as_array().unwrap() {
+            for (column, value) in columns.iter().zip(row.as_array().unwrap()) {
+                let numeric = column.ends_with("(bytes)")
+                    || column.contains("sessions")
+                    || column.contains("nonces")
+                    || *column == "rows";
+                if numeric && !value.is_null() {
+                    assert!(value.is_number(), "{}: {column} = {value}", s["title"]);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 5, "numbers were found and checked: {checked}");
+}
+
+#[test]
+fn monitor_on_sqlite_gives_numbers_as_numbers() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["up", "-q"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["nonce", "claim", "n-1"])).status.success());
+    let out = run(sage_db(cwd.path()).args(["monitor", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_counts_and_sizes_are_numbers(report["sections"].as_array().unwrap());
+    let nonces = &report["sections"][0]["rows"][0][2];
+    assert_eq!(nonces.as_i64(), Some(1), "one active nonce: {report:#}");
 }
 
 #[test]

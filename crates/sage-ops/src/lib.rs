@@ -23,7 +23,9 @@ pub mod serve;
 mod sink;
 pub mod tools;
 pub mod topology;
+mod units;
 
 pub use age::secrecy::SecretString;
 pub use error::Error;
 pub use sink::{Decryption, Encryption};
+pub use units::format_bytes;

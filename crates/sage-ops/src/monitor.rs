@@ -6,14 +6,17 @@
 
 use sage_conn::{quote_ident, SqliteLocation, Target};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::Error;
 
+/// One titled table. Cells are JSON values: counts, sizes and durations are numbers (sizes
+/// in bytes, in columns whose name ends in `(bytes)`), text is text, and unknown is `null`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Section {
     pub title: String,
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+    pub rows: Vec<Vec<Value>>,
     /// Why a section is empty or what to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -48,15 +51,10 @@ pub async fn monitor(target: &Target) -> Result<MonitorReport, Error> {
     Ok(MonitorReport { taken_at: chrono::Utc::now().to_rfc3339(), sections })
 }
 
-/// Runs a query whose columns are all text, into a section.
+/// Runs a query into a section, each cell as a JSON value of its column's type.
 async fn fill(client: &tokio_postgres::Client, mut s: Section, sql: &str) -> Section {
     match client.query(sql, &[]).await {
-        Ok(rows) => {
-            s.rows = rows
-                .iter()
-                .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect())
-                .collect();
-        }
+        Ok(rows) => s.rows = rows.iter().map(|r| (0..r.len()).map(|i| cell(r, i)).collect()).collect(),
         Err(e) => {
             s.note = Some(format!(
                 "not available: {}",
@@ -65,6 +63,25 @@ async fn fill(client: &tokio_postgres::Client, mut s: Section, sql: &str) -> Sec
         }
     }
     s
+}
+
+fn cell(row: &tokio_postgres::Row, i: usize) -> Value {
+    use tokio_postgres::types::Type;
+    let ty = row.columns()[i].type_().clone();
+    let value = if ty == Type::INT8 {
+        row.get::<_, Option<i64>>(i).map(Value::from)
+    } else if ty == Type::INT4 {
+        row.get::<_, Option<i32>>(i).map(Value::from)
+    } else if ty == Type::INT2 {
+        row.get::<_, Option<i16>>(i).map(Value::from)
+    } else if ty == Type::FLOAT8 {
+        row.get::<_, Option<f64>>(i).map(Value::from)
+    } else if ty == Type::BOOL {
+        row.get::<_, Option<bool>>(i).map(Value::from)
+    } else {
+        row.get::<_, Option<String>>(i).map(Value::from)
+    };
+    value.unwrap_or(Value::Null)
 }
 
 async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
@@ -85,8 +102,8 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
             fill(
                 &client,
                 section("SAGE", &["active sessions", "expired sessions", "active nonces", "expired nonces"]),
-                "SELECT (SELECT count(*) FROM sessions WHERE expires_at > now())::text, (SELECT count(*) FROM sessions WHERE expires_at <= now())::text, \
-                        (SELECT count(*) FROM nonces WHERE expires_at > now())::text, (SELECT count(*) FROM nonces WHERE expires_at <= now())::text",
+                "SELECT (SELECT count(*) FROM sessions WHERE expires_at > now()), (SELECT count(*) FROM sessions WHERE expires_at <= now()), \
+                        (SELECT count(*) FROM nonces WHERE expires_at > now()), (SELECT count(*) FROM nonces WHERE expires_at <= now())",
             )
             .await,
         );
@@ -94,7 +111,7 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
             fill(
                 &client,
                 section("Sessions by client", &["client", "active sessions"]),
-                "SELECT client_did, count(*)::text FROM sessions WHERE expires_at > now() GROUP BY client_did ORDER BY count(*) DESC LIMIT 10",
+                "SELECT client_did, count(*) FROM sessions WHERE expires_at > now() GROUP BY client_did ORDER BY count(*) DESC LIMIT 10",
             )
             .await,
         );
@@ -102,18 +119,18 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
     out.push(
         fill(
             &client,
-            section("Database", &["name", "size", "server", "connections", "max connections"]),
-            "SELECT current_database()::text, pg_size_pretty(pg_database_size(current_database())), version(), \
-                    (SELECT count(*) FROM pg_stat_activity)::text, current_setting('max_connections')",
+            section("Database", &["name", "size (bytes)", "server", "connections", "max connections"]),
+            "SELECT current_database()::text, pg_database_size(current_database()), version(), \
+                    (SELECT count(*) FROM pg_stat_activity), current_setting('max_connections')::int",
         )
         .await,
     );
     out.push(
         fill(
             &client,
-            section("Tables", &["table", "total", "data", "indexes", "rows (estimate)"]),
-            "SELECT schemaname || '.' || relname, pg_size_pretty(pg_total_relation_size(relid)), pg_size_pretty(pg_relation_size(relid)), \
-                    pg_size_pretty(pg_indexes_size(relid)), n_live_tup::text \
+            section("Tables", &["table", "total (bytes)", "data (bytes)", "indexes (bytes)", "rows (estimate)"]),
+            "SELECT schemaname || '.' || relname, pg_total_relation_size(relid), pg_relation_size(relid), \
+                    pg_indexes_size(relid), n_live_tup \
              FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC LIMIT 20",
         )
         .await,
@@ -121,16 +138,16 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
     out.push(
         fill(
             &client,
-            section("Index usage", &["table", "index", "scans", "size"]),
-            "SELECT schemaname || '.' || relname, indexrelname, idx_scan::text, pg_size_pretty(pg_relation_size(indexrelid)) \
+            section("Index usage", &["table", "index", "scans", "size (bytes)"]),
+            "SELECT schemaname || '.' || relname, indexrelname::text, idx_scan, pg_relation_size(indexrelid) \
              FROM pg_stat_user_indexes ORDER BY idx_scan DESC, indexrelname LIMIT 20",
         )
         .await,
     );
     let mut unused = fill(
         &client,
-        section("Unused indexes", &["table", "index", "size"]),
-        "SELECT s.schemaname || '.' || s.relname, s.indexrelname, pg_size_pretty(pg_relation_size(s.indexrelid)) \
+        section("Unused indexes", &["table", "index", "size (bytes)"]),
+        "SELECT s.schemaname || '.' || s.relname, s.indexrelname::text, pg_relation_size(s.indexrelid) \
          FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid \
          WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary ORDER BY pg_relation_size(s.indexrelid) DESC",
     )
@@ -148,7 +165,7 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
             fill(
                 &client,
                 slow,
-                "SELECT calls::text, round(mean_exec_time::numeric, 2)::text, round(total_exec_time::numeric, 1)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 120) \
+                "SELECT calls, round(mean_exec_time::numeric, 2)::float8, round(total_exec_time::numeric, 1)::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 120) \
                  FROM pg_stat_statements ORDER BY mean_exec_time DESC LIMIT 10",
             )
             .await,
@@ -166,8 +183,8 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
     out.push(
         fill(
             &client,
-            section("Long-running queries (over 5 s)", &["pid", "user", "state", "running for", "query"]),
-            "SELECT pid::text, usename::text, state, (now() - query_start)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) \
+            section("Long-running queries (over 5 s)", &["pid", "user", "state", "running for (s)", "query"]),
+            "SELECT pid, usename::text, state, round(extract(epoch FROM now() - query_start)::numeric, 1)::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) \
              FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query_start < now() - interval '5 seconds' \
              ORDER BY query_start LIMIT 20",
         )
@@ -177,7 +194,7 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
         fill(
             &client,
             section("Connections by state", &["state", "connections"]),
-            "SELECT coalesce(state, backend_type), count(*)::text FROM pg_stat_activity GROUP BY 1 ORDER BY count(*) DESC",
+            "SELECT coalesce(state, backend_type), count(*) FROM pg_stat_activity GROUP BY 1 ORDER BY count(*) DESC",
         )
         .await,
     );
@@ -185,7 +202,7 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
         fill(
             &client,
             section("Blocking locks", &["blocked pid", "blocked query", "blocking pid", "blocking query"]),
-            "SELECT blocked.pid::text, left(blocked.query, 60), blocking.pid::text, left(blocking.query, 60) \
+            "SELECT blocked.pid, left(blocked.query, 60), blocking.pid, left(blocking.query, 60) \
              FROM pg_stat_activity blocked CROSS JOIN LATERAL unnest(pg_blocking_pids(blocked.pid)) AS b(pid) \
              JOIN pg_stat_activity blocking ON blocking.pid = b.pid",
         )
@@ -198,9 +215,10 @@ async fn postgres(pg: &sage_conn::PgSettings) -> Result<Vec<Section>, Error> {
                 "Dead tuples and autovacuum",
                 &["table", "live", "dead", "dead %", "last autovacuum", "last autoanalyze"],
             ),
-            "SELECT schemaname || '.' || relname, n_live_tup::text, n_dead_tup::text, \
-                    round(100.0 * n_dead_tup / greatest(n_live_tup + n_dead_tup, 1), 1)::text, \
-                    coalesce(last_autovacuum::text, 'never'), coalesce(last_autoanalyze::text, 'never') \
+            "SELECT schemaname || '.' || relname, n_live_tup, n_dead_tup, \
+                    round(100.0 * n_dead_tup / greatest(n_live_tup + n_dead_tup, 1), 1)::float8, \
+                    to_char(last_autovacuum AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    to_char(last_autoanalyze AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM pg_stat_user_tables ORDER BY n_dead_tup DESC LIMIT 20",
         )
         .await,
@@ -214,18 +232,18 @@ async fn replication(client: &tokio_postgres::Client) -> Section {
     let mut s = section("Replication", &["role", "standby", "state", "sync", "replay lag (s)", "replay lag (bytes)"]);
     match crate::topology::inspect(client).await {
         Ok(t) => {
-            let delay = t.standby_replay_delay_seconds.map(|d| format!("{d:.2}")).unwrap_or_default();
             if t.standbys.is_empty() {
-                s.rows.push(vec![t.role.clone(), String::new(), String::new(), String::new(), delay, String::new()]);
+                let delay = t.standby_replay_delay_seconds.map_or(Value::Null, Value::from);
+                s.rows.push(vec![t.role.clone().into(), Value::Null, Value::Null, Value::Null, delay, Value::Null]);
             }
             for standby in &t.standbys {
                 s.rows.push(vec![
-                    t.role.clone(),
-                    standby.name.clone(),
-                    standby.state.clone(),
-                    standby.sync_state.clone(),
-                    standby.replay_lag_seconds.map(|l| format!("{l:.3}")).unwrap_or_default(),
-                    standby.replay_lag_bytes.map(|b| b.to_string()).unwrap_or_default(),
+                    t.role.clone().into(),
+                    standby.name.clone().into(),
+                    standby.state.clone().into(),
+                    standby.sync_state.clone().into(),
+                    standby.replay_lag_seconds.map_or(Value::Null, Value::from),
+                    standby.replay_lag_bytes.map_or(Value::Null, Value::from),
                 ]);
             }
             if !t.warnings.is_empty() {
@@ -258,19 +276,22 @@ fn sqlite(path: &std::path::Path) -> Result<Vec<Section>, Error> {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(q)?;
-        s.rows.push(vec![counts.0.to_string(), counts.1.to_string(), counts.2.to_string(), counts.3.to_string()]);
+        s.rows.push(vec![counts.0.into(), counts.1.into(), counts.2.into(), counts.3.into()]);
         out.push(s);
         let mut s = section("Sessions by client", &["client", "active sessions"]);
         let mut stmt = conn
             .prepare("SELECT client_did, count(*) FROM sessions WHERE expires_at > ?1 GROUP BY client_did ORDER BY count(*) DESC LIMIT 10")
             .map_err(q)?;
         s.rows = stmt
-            .query_map([now], |r| Ok(vec![r.get::<_, String>(0)?, r.get::<_, i64>(1)?.to_string()]))
+            .query_map([now], |r| Ok(vec![r.get::<_, String>(0)?.into(), r.get::<_, i64>(1)?.into()]))
             .and_then(|r| r.collect())
             .map_err(q)?;
         out.push(s);
     }
-    let mut s = section("Database", &["file", "size", "pages", "free pages", "journal mode", "WAL file", "SQLite"]);
+    let mut s = section(
+        "Database",
+        &["file", "size (bytes)", "pages", "free pages", "journal mode", "WAL file (bytes)", "SQLite"],
+    );
     let (page_size, pages, free, mode, version): (i64, i64, i64, String, String) = conn
         .query_row(
             "SELECT (SELECT page_size FROM pragma_page_size()), (SELECT page_count FROM pragma_page_count()), \
@@ -281,24 +302,22 @@ fn sqlite(path: &std::path::Path) -> Result<Vec<Section>, Error> {
         .map_err(q)?;
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    let wal_size = std::fs::metadata(std::path::PathBuf::from(wal))
-        .map(|m| format!("{} bytes", m.len()))
-        .unwrap_or_else(|_| "none".into());
+    let wal_size = std::fs::metadata(std::path::PathBuf::from(wal)).map_or(Value::Null, |m| m.len().into());
     s.rows.push(vec![
-        path.display().to_string(),
-        format!("{} bytes", page_size * pages),
-        pages.to_string(),
-        free.to_string(),
-        mode,
+        path.display().to_string().into(),
+        (page_size * pages).into(),
+        pages.into(),
+        free.into(),
+        mode.into(),
         wal_size,
-        version,
+        version.into(),
     ]);
     out.push(s);
     let sizes: std::collections::HashMap<String, i64> = conn
         .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
         .unwrap_or_default();
-    let mut s = section("Tables", &["table", "rows", "size"]);
+    let mut s = section("Tables", &["table", "rows", "size (bytes)"]);
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .map_err(q)?;
@@ -306,28 +325,22 @@ fn sqlite(path: &std::path::Path) -> Result<Vec<Section>, Error> {
     for name in names {
         let rows: i64 =
             conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0)).map_err(q)?;
-        s.rows.push(vec![
-            name.clone(),
-            rows.to_string(),
-            sizes.get(&name).map(|b| format!("{b} bytes")).unwrap_or_else(|| "-".into()),
-        ]);
+        let size = sizes.get(&name).map_or(Value::Null, |b| (*b).into());
+        s.rows.push(vec![name.into(), rows.into(), size]);
     }
     if sizes.is_empty() {
         s.note = Some("this SQLite build has no dbstat table, so per-table sizes are not shown".into());
     }
     out.push(s);
-    let mut s = section("Indexes", &["table", "index", "size"]);
+    let mut s = section("Indexes", &["table", "index", "size (bytes)"]);
     let mut stmt = conn
         .prepare("SELECT tbl_name, name FROM sqlite_schema WHERE type = 'index' ORDER BY tbl_name, name")
         .map_err(q)?;
     s.rows = stmt
         .query_map([], |r| {
             let name: String = r.get(1)?;
-            Ok(vec![
-                r.get::<_, String>(0)?,
-                name.clone(),
-                sizes.get(&name).map(|b| format!("{b} bytes")).unwrap_or_else(|| "-".into()),
-            ])
+            let size = sizes.get(&name).map_or(Value::Null, |b| (*b).into());
+            Ok(vec![r.get::<_, String>(0)?.into(), name.into(), size])
         })
         .and_then(|r| r.collect())
         .map_err(q)?;

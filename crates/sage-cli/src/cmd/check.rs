@@ -74,7 +74,7 @@ fn print_report(db: &Database, r: &Report) {
     say!("database:    {}", db.describe());
     say!("server:      {} (reachable)", r.server);
     if let Some(bytes) = r.database_bytes {
-        say!("size:        {}", human_bytes(bytes));
+        say!("size:        {}", sage_ops::format_bytes(bytes));
     }
     let version = r.migrations.version.map_or("none".into(), |v| v.to_string());
     let state =
@@ -103,8 +103,8 @@ fn print_report(db: &Database, r: &Report) {
             vec![
                 t.name.clone(),
                 t.rows.to_string(),
-                t.total_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
-                t.index_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+                t.total_bytes.map(sage_ops::format_bytes).unwrap_or_else(|| "-".into()),
+                t.index_bytes.map(sage_ops::format_bytes).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -131,19 +131,4 @@ fn describe_topology(t: &sage_ops::topology::Topology) -> String {
         })
         .collect();
     format!("primary, {} standby(s): {}", t.standbys.len(), standbys.join(", "))
-}
-
-pub fn human_bytes(bytes: i64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
 }

@@ -300,8 +300,9 @@ pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<E
             for s in &report.sections {
                 say!("\n{}", s.title);
                 if !s.rows.is_empty() {
-                    let header: Vec<&str> = s.columns.iter().map(String::as_str).collect();
-                    output::table(&header, &s.rows);
+                    let (header, rows) = monitor_table(s);
+                    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+                    output::table(&header, &rows);
                 } else if s.note.is_none() {
                     say!("  (none)");
                 }
@@ -316,6 +317,31 @@ pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<E
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// A monitor section as text: sizes (columns named `… (bytes)`) in binary units, numbers as
+/// they are, unknown as `-`.
+fn monitor_table(s: &sage_ops::monitor::Section) -> (Vec<String>, Vec<Vec<String>>) {
+    let sizes: Vec<bool> = s.columns.iter().map(|c| c.ends_with(" (bytes)")).collect();
+    let header = s.columns.iter().map(|c| c.trim_end_matches(" (bytes)").to_string()).collect();
+    let rows = s
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Number(n) if sizes.get(i) == Some(&true) => {
+                        n.as_i64().map(sage_ops::format_bytes).unwrap_or_else(|| n.to_string())
+                    }
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
 }
 
 pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
