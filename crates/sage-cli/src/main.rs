@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             let tips: Vec<&str> = lines.map(|t| t.trim_start_matches("tip:").trim()).collect();
             if std::env::args().any(|a| a == "--json") {
                 let hint = (!tips.is_empty()).then(|| tips.join("; "));
-                print_json_error("usage", first, &[], hint.as_deref());
+                print_json_error("usage", first, &[], hint.as_deref(), None);
             } else if tips.is_empty() {
                 eprintln!("error: {first}");
             } else {
@@ -65,11 +65,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let (kind, hint) = classify(&e);
+            // Migrations applied (and committed) before the failure are reported with it.
+            let partial = e.chain().find_map(|c| c.downcast_ref::<sage_migrate::Error>()).and_then(|m| m.partial());
             if json {
                 let causes = causes(&e);
                 let message = flatten(&e.to_string());
-                print_json_error(kind, &message, &causes, hint);
+                print_json_error(kind, &message, &causes, hint, partial);
             } else {
+                if let Some(report) = partial {
+                    cmd::migrate::print_report(report);
+                }
                 eprintln!("error: {}", one_line(&e));
             }
             ExitCode::from(2)
@@ -78,11 +83,21 @@ fn main() -> ExitCode {
 }
 
 /// Under `--json` an error is a JSON object on stdout, so a script reads one stream:
-/// `{"error": {"kind", "message", "causes", "hint"}}`. The exit code is the same as without.
-fn print_json_error(kind: &str, message: &str, causes: &[String], hint: Option<&str>) {
-    let value = serde_json::json!({
+/// `{"error": {"kind", "message", "causes", "hint"}}`, with `"report"` beside `"error"` when
+/// migrations were applied before the failure. The exit code is the same as without.
+fn print_json_error(
+    kind: &str,
+    message: &str,
+    causes: &[String],
+    hint: Option<&str>,
+    partial: Option<&sage_migrate::Report>,
+) {
+    let mut value = serde_json::json!({
         "error": { "kind": kind, "message": message, "causes": causes, "hint": hint }
     });
+    if let Some(report) = partial {
+        value["report"] = serde_json::to_value(report).unwrap_or_default();
+    }
     println!("{value}");
 }
 

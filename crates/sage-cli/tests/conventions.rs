@@ -178,3 +178,50 @@ fn database_create_and_drop_on_postgres() {
     let gone = run(sage_db(cwd.path()).args(["database", "drop", "--database-url", &url]));
     assert!(gone.status.success() && stdout(&gone).contains("does not exist"), "{}", stdout(&gone));
 }
+
+#[test]
+fn a_failed_migrate_up_reports_what_it_applied_before_the_failure() {
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = common::write_dir(&[
+        ("000001_a.up.sql", "CREATE TABLE a (id INTEGER);"),
+        ("000002_b.up.sql", "CREATE TABLE b (id INTEGER);"),
+        ("000003_broken.up.sql", "CREATE TABLE c (id INTEGER); INSERT INTO no_such_table VALUES (1);"),
+    ]);
+    let source = dir.path().to_str().unwrap();
+    let text = run(sage_db(cwd.path()).args(["migrate", "up", "--source", source, "--database-url", "sqlite://t.db"]));
+    assert_eq!(text.status.code(), Some(2));
+    assert!(
+        stdout(&text).contains("applied 000001_a.up.sql") && stdout(&text).contains("applied 000002_b.up.sql"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(stderr(&text).contains("000003_broken.up.sql"), "{}", stderr(&text));
+
+    let json = run(sage_db(cwd.path()).args([
+        "migrate",
+        "up",
+        "--json",
+        "--source",
+        source,
+        "--database-url",
+        "sqlite://u.db",
+    ]));
+    assert_eq!(json.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let applied: Vec<i64> =
+        value["report"]["applied"].as_array().unwrap().iter().map(|s| s["version"].as_i64().unwrap()).collect();
+    assert_eq!(applied, [1, 2], "{value:#}");
+    assert_eq!(value["error"]["kind"], "migration_failed", "{value:#}");
+    // Nothing applied, nothing reported: a failure in the first file carries no report.
+    let again = run(sage_db(cwd.path()).args([
+        "migrate",
+        "up",
+        "--json",
+        "--source",
+        source,
+        "--database-url",
+        "sqlite://u.db",
+    ]));
+    let value: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(value.get("report").is_none(), "{value:#}");
+}

@@ -26,11 +26,13 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// What the command had already done, committed, when it failed.
+    partial: Option<Box<crate::Report>>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), source: None }
+        Error { kind, message: message.into(), source: None, partial: None }
     }
 
     pub(crate) fn with_source(
@@ -38,11 +40,24 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
-        Error { kind, message: message.into(), source: Some(Box::new(source)) }
+        Error { kind, message: message.into(), source: Some(Box::new(source)), partial: None }
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// The migrations applied or reverted, and committed, before the failure (none when it
+    /// failed before changing anything).
+    pub fn partial(&self) -> Option<&crate::Report> {
+        self.partial.as_deref()
+    }
+
+    pub(crate) fn after(mut self, report: &crate::Report) -> Error {
+        if !report.applied.is_empty() || !report.reverted.is_empty() {
+            self.partial = Some(Box::new(report.clone()));
+        }
+        self
     }
 
     /// SQLite says "database or disk is full" without naming the file; this names it.
@@ -71,7 +86,7 @@ impl std::error::Error for Error {
 
 impl From<sage_conn::Error> for Error {
     fn from(e: sage_conn::Error) -> Error {
-        Error { kind: ErrorKind::Database, message: e.to_string(), source: Some(Box::new(e)) }
+        Error { kind: ErrorKind::Database, message: e.to_string(), source: Some(Box::new(e)), partial: None }
     }
 }
 

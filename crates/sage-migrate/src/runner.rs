@@ -311,14 +311,20 @@ impl Migrator {
         for step in steps {
             match step {
                 Step::Apply { version, resume_at } => {
-                    let step_report = self.apply(version, resume_at, &mut history, &legacy).await?;
+                    let step_report = match self.apply(version, resume_at, &mut history, &legacy).await {
+                        Ok(step) => step,
+                        Err(e) => return Err(e.after(&report)),
+                    };
                     if let Some(at) = step_report.resumed_at_statement {
                         report.notices.push(format!("resumed {} at statement {}", step_report.file, at + 1));
                     }
                     report.applied.push(step_report);
                 }
                 Step::Revert { version } => {
-                    let step_report = self.revert(version, &mut history, &legacy).await?;
+                    let step_report = match self.revert(version, &mut history, &legacy).await {
+                        Ok(step) => step,
+                        Err(e) => return Err(e.after(&report)),
+                    };
                     report.reverted.push(step_report);
                 }
             }
