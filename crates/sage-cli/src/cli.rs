@@ -93,6 +93,7 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup after checking it; the previous contents stay if anything fails.
     Restore {
+        /// The backup file (its manifest `FILE.manifest.json` sits beside it).
         file: PathBuf,
         /// age identity file for backups encrypted to a recipient.
         #[arg(long, value_name = "FILE")]
@@ -132,6 +133,7 @@ pub enum Command {
         /// Address to listen on (loopback unless told otherwise).
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
+        /// Port to listen on.
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// How often to delete expired sessions and nonces (e.g. 5m), or `off`.
@@ -159,6 +161,7 @@ pub enum Command {
     Roles(RolesCommand),
     /// Print PostgreSQL notifications on CHANNEL as they arrive (JSON lines with --json).
     Listen {
+        /// The channel to LISTEN on.
         channel: String,
         /// Stop after this many notifications.
         #[arg(long, value_name = "N")]
@@ -211,6 +214,7 @@ pub enum Command {
     },
     /// Print a shell completion script (e.g. `sage-db completions bash > /etc/bash_completion.d/sage-db`).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -248,7 +252,9 @@ pub enum BackupAction {
     /// Check a backup's manifest and checksum, restore it into a scratch database and
     /// compare the row counts.
     Verify {
+        /// The backup file (its manifest `FILE.manifest.json` sits beside it).
         file: PathBuf,
+        /// age identity file for backups encrypted to a recipient.
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
     },
@@ -310,7 +316,9 @@ pub enum SchemaCommand {
     /// The DDL from FROM to TO; each is a database URL, a migration directory or a
     /// schema.json file.
     Diff {
+        /// Where to start: a database URL, a migration directory or a schema.json file.
         from: String,
+        /// Where to get to: a database URL, a migration directory or a schema.json file.
         to: String,
         /// Include steps that lose data (dropped tables or columns, type rewrites).
         #[arg(long)]
@@ -319,6 +327,7 @@ pub enum SchemaCommand {
         /// diff as its down script where the format has one).
         #[arg(long, value_name = "NAME", requires = "source")]
         write: Option<String>,
+        /// The migration directory --write adds to.
         #[arg(long, value_name = "DIR")]
         source: Option<PathBuf>,
         /// An empty PostgreSQL database for replaying migration directories.
@@ -331,20 +340,29 @@ pub enum SchemaCommand {
 pub enum SessionCommand {
     /// Live sessions of a client or a server, newest first.
     List {
+        /// Sessions whose client is this DID.
         #[arg(long, value_name = "DID", required_unless_present = "server", conflicts_with = "server")]
         client: Option<String>,
+        /// Sessions whose server is this DID.
         #[arg(long, value_name = "DID")]
         server: Option<String>,
+        /// At most this many sessions.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many first.
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
     /// One session.
-    Get { id: String },
+    Get {
+        /// The session id.
+        id: String,
+    },
     /// Delete a session (its nonces stay used until they expire).
     Delete {
+        /// The session id.
         id: String,
+        /// Do not ask; delete.
         #[arg(long, short = 'y')]
         yes: bool,
     },
@@ -365,26 +383,36 @@ pub enum NonceCommand {
         ttl: String,
     },
     /// Whether NONCE is used and not yet expired.
-    IsUsed { nonce: String },
+    IsUsed {
+        /// The nonce.
+        nonce: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DidCommand {
     /// One cached DID.
-    Get { did: String },
+    Get {
+        /// The DID.
+        did: String,
+    },
     /// Insert or replace a cached DID.
     Put {
+        /// The DID.
         did: String,
         /// Public key, hex (or base64 with a `base64:` prefix).
         #[arg(long, value_name = "KEY")]
         public_key: String,
+        /// The owner's address (e.g. an Ethereum address).
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
+        /// The public key's type.
         #[arg(long, default_value = "Ed25519")]
         key_type: String,
         /// Key-agreement (X25519) public key, hex or `base64:`.
         #[arg(long, value_name = "KEY")]
         key_agreement_key: Option<String>,
+        /// The DID's service endpoint.
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
         /// A capability; repeat for several.
@@ -393,13 +421,18 @@ pub enum DidCommand {
         /// Resolve again after this long (e.g. 10m).
         #[arg(long, value_name = "DURATION")]
         stale_after: Option<String>,
+        /// Store it as revoked.
         #[arg(long)]
         revoked: bool,
     },
     /// Mark a DID revoked.
-    Revoke { did: String },
+    Revoke {
+        /// The DID.
+        did: String,
+    },
     /// DIDs of an owner address, newest first.
     List {
+        /// The owner's address.
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
     },
@@ -426,6 +459,7 @@ pub enum DatabaseCommand {
 pub enum RolesCommand {
     /// Create the roles and grant what the file says, in one transaction (PostgreSQL).
     Apply {
+        /// The roles file (TOML: roles, their grants and options).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print the statements; change nothing.
@@ -543,6 +577,7 @@ pub enum MigrateCommand {
     Create {
         #[command(flatten)]
         args: MigrationArgs,
+        /// What the migration does, as the file name's words (e.g. add_users).
         name: String,
     },
     /// Take over a database whose schema exists but was made without a migration tool (an
@@ -567,4 +602,35 @@ pub enum MigrateCommand {
         #[command(flatten)]
         args: MigrationArgs,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every argument says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("{sub_path} (command)"));
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "sage-db", &mut missing);
+        assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
+    }
 }
