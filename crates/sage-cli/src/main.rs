@@ -158,6 +158,22 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 _ => ("error", None),
             };
         }
+        // A connection failure is named by the connection error below it.
+        if let Some(e) = cause.downcast_ref::<sage_ops::Error>() {
+            match e.kind() {
+                sage_ops::ErrorKind::Connection => continue,
+                sage_ops::ErrorKind::Database => return ("database", None),
+                sage_ops::ErrorKind::Io => return ("io", None),
+                _ => return ("invalid_input", None),
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<sage_schema::Error>() {
+            match e.kind() {
+                sage_schema::ErrorKind::Connection | sage_schema::ErrorKind::Migration => continue,
+                sage_schema::ErrorKind::Database => return ("database", None),
+                _ => return ("invalid_input", None),
+            }
+        }
         if let Some(e) = cause.downcast_ref::<sage_conn::Error>() {
             use sage_conn::ErrorKind as K;
             return match e.kind() {

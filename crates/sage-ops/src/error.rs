@@ -1,5 +1,31 @@
 use std::fmt;
 
+/// What kind of failure, decided by its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request or its input cannot be carried out as given (a malformed file or
+    /// manifest, a refused operation, a wrong target); the message says what to fix.
+    Invalid,
+    /// The database could not be reached or refused the connection.
+    Connection,
+    /// The database failed a statement.
+    Database,
+    /// A file or a program could not be read, written or run.
+    Io,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Database => "database",
+            ErrorKind::Io => "io",
+        })
+    }
+}
+
 /// An operation that could not be carried out; the message says what to fix.
 #[derive(Debug)]
 pub struct Error {
@@ -24,6 +50,24 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The kind of failure: [`ErrorKind::Invalid`] when nothing below it failed, otherwise
+    /// what its cause was.
+    pub fn kind(&self) -> ErrorKind {
+        let Some(source) = self.source.as_deref() else { return ErrorKind::Invalid };
+        let source = source as &(dyn std::error::Error + 'static);
+        if source.is::<sage_conn::Error>() {
+            ErrorKind::Connection
+        } else if source.is::<tokio_postgres::Error>() || source.is::<rusqlite::Error>() {
+            ErrorKind::Database
+        } else if source.is::<std::io::Error>() {
+            ErrorKind::Io
+        } else {
+            ErrorKind::Invalid
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -39,5 +83,18 @@ impl std::error::Error for Error {
 impl From<sage_conn::Error> for Error {
     fn from(e: sage_conn::Error) -> Error {
         Error { message: e.to_string(), source: Some(Box::new(e)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_follows_the_cause() {
+        assert_eq!(Error::new("bad manifest").kind(), ErrorKind::Invalid);
+        assert_eq!(Error::with("cannot write x", std::io::Error::other("disk full")).kind(), ErrorKind::Io);
+        let sqlite = rusqlite::Connection::open_in_memory().unwrap().execute("nonsense", []).unwrap_err();
+        assert_eq!(Error::with("cannot read", sqlite).kind(), ErrorKind::Database);
     }
 }

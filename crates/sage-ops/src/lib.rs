@@ -26,6 +26,6 @@ pub mod topology;
 mod units;
 
 pub use age::secrecy::SecretString;
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use sink::{Decryption, Encryption};
 pub use units::format_bytes;

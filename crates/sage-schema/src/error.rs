@@ -1,5 +1,31 @@
 use std::fmt;
 
+/// What kind of failure, decided by its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input cannot be used as given: a malformed snapshot or migration directory, an
+    /// unknown kind to ignore, an unsupported combination; the message says what to fix.
+    Invalid,
+    /// The database could not be reached or refused the connection.
+    Connection,
+    /// Replaying migrations failed.
+    Migration,
+    /// The database failed a catalog query or a statement.
+    Database,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Migration => "migration",
+            ErrorKind::Database => "database",
+        })
+    }
+}
+
 /// Why a schema could not be read, replayed or compared. Drift is not an error: it is the
 /// list of findings `validate` returns.
 #[derive(Debug)]
@@ -24,6 +50,22 @@ impl Error {
         };
         let message = format!("{}: {text}", message.into());
         Error { message, source: Some(Box::new(source)) }
+    }
+}
+
+impl Error {
+    /// The kind of failure: [`ErrorKind::Invalid`] when nothing below it failed, otherwise
+    /// what its cause was.
+    pub fn kind(&self) -> ErrorKind {
+        let Some(source) = self.source.as_deref() else { return ErrorKind::Invalid };
+        let source = source as &(dyn std::error::Error + 'static);
+        if source.is::<sage_conn::Error>() {
+            ErrorKind::Connection
+        } else if source.is::<sage_migrate::Error>() {
+            ErrorKind::Migration
+        } else {
+            ErrorKind::Database
+        }
     }
 }
 

@@ -29,7 +29,7 @@ mod render_objects;
 mod validate;
 
 pub use diff::{diff, Change, DiffOptions};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use expected::{
     apply, from_migrations, in_server_rendering, live, parse_snapshot, read_snapshot, snapshot_json, snapshot_paths,
     write_snapshot, Scratch,
