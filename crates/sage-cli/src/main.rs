@@ -30,9 +30,10 @@ fn main() -> ExitCode {
             let text = e.to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| l.starts_with("error:") || l.starts_with("tip:"));
             let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error:").trim();
-            let tips: Vec<&str> = lines.map(|t| t.trim_start_matches("tip:").trim()).collect();
+            let tips: Vec<&str> = lines.collect();
             if std::env::args().any(|a| a == "--json") {
-                let hint = (!tips.is_empty()).then(|| tips.join("; "));
+                let hints: Vec<&str> = tips.iter().map(|t| t.trim_start_matches("tip:").trim()).collect();
+                let hint = (!hints.is_empty()).then(|| hints.join("; "));
                 print_json_error("usage", first, &[], hint.as_deref(), None);
             } else if tips.is_empty() {
                 eprintln!("error: {first}");
