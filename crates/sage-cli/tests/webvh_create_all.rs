@@ -206,3 +206,60 @@ async fn a_postgres_database_the_server_made_is_adopted_without_loss() {
     let again = tokio::task::spawn_blocking(move || create_all(&sa_url, false)).await.unwrap();
     assert_eq!(ddl(&again), Vec::<String>::new());
 }
+
+/// Without `migrate adopt`: plain `up` (SQLite) and `provision` (PostgreSQL, the server's
+/// own command) adopt the server's database by themselves, keep every row, and apply the
+/// later migrations.
+#[test]
+fn up_takes_over_a_sqlite_database_the_server_made() {
+    let file = sage_testkit::SqliteFile::new();
+    let url = file.url();
+    create_all(&format!("sqlite:///{}", file.path().display()), true);
+    let before = sqlite_contents(file.path());
+    let src = example().join("migrations/sqlite");
+    let src = src.to_str().unwrap();
+    let up = ok(&url, &["migrate", "up", "--source", src]);
+    assert!(up.contains("adopted") && up.contains("migrations 1 to 2"), "{up}");
+    assert!(up.contains("000003_drop_redundant_indexes"), "{up}");
+    assert_eq!(sqlite_contents(file.path()), before, "no row lost or changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_takes_over_a_postgres_database_the_server_made() {
+    let db = sage_testkit::database().await.unwrap();
+    let url = db.url();
+    let sa_url = sqlalchemy_pg_url(&db);
+    tokio::task::spawn_blocking(move || create_all(&sa_url, true)).await.unwrap();
+    let before = pg_contents(&db).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let src = example().join("migrations/postgres");
+        let src = src.to_str().unwrap();
+        let out = ok(&url, &["provision", "--source", src]);
+        ok(&url, &["schema", "validate", "--strict", "--source", src]);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("adopted") && out.contains("migrations 1 to 2"), "{out}");
+    assert!(out.contains("000004_column_defaults"), "{out}");
+    assert_eq!(pg_contents(&db).await, before, "no row lost or changed");
+}
+
+/// The server was upgraded first: at version 1, its create_all made the 0.5 table
+/// (witness_invitations). `up` records migration 2 as present instead of failing on "already
+/// exists", and applies 3.
+#[test]
+fn a_table_the_server_made_ahead_is_recorded_not_created_again() {
+    let file = sage_testkit::SqliteFile::new();
+    let url = file.url();
+    let src = example().join("migrations/sqlite");
+    let src = src.to_str().unwrap();
+    ok(&url, &["migrate", "up", "--to", "1", "--source", src]);
+    let made = create_all(&format!("sqlite:///{}", file.path().display()), true);
+    assert!(ddl(&made).iter().any(|s| s.starts_with("CREATE TABLE witness_invitations")), "{made}");
+    let before = sqlite_contents(file.path());
+    let up = ok(&url, &["migrate", "up", "--source", src]);
+    assert!(up.contains("already holds exactly what migration 2"), "{up}");
+    assert_eq!(sqlite_contents(file.path()), before);
+    ok(&url, &["schema", "validate", "--strict", "--source", src]);
+}
