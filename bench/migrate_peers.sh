@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Times `migrate up` of N small migrations (default 200) with sage-db, sqlx-cli and dbmate,
-# side by side on one PostgreSQL server, each on a fresh database, three rounds each.
-# Needs a quiet machine: run it alone. The tools are installed as scripts/test installs them.
+# side by side on one PostgreSQL server, each on a fresh database, ROUNDS rounds each
+# (default 5), interleaved (sage-db, sqlx, dbmate, sage-db, …) so that a burst of load on a
+# shared machine hits every tool alike. Prints each tool's median and the ratios of the
+# medians. Needs a quiet machine for figures worth quoting. The tools are installed as
+# scripts/test installs them.
 #
-#   bench/migrate_peers.sh [N]
+#   bench/migrate_peers.sh [N] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,7 @@ source scripts/peer-tools.sh
 install_peer_tools
 
 N="${1:-200}"
+ROUNDS="${2:-5}"
 export SAGE_PG_BIN="${SAGE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -t/ -k4 -rn | head -1)}"
 cargo build --release --quiet -p sage-cli -p sage-testkit
 eval "$(target/release/sage-testkit start)"
@@ -33,9 +37,9 @@ elapsed() {
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f", e - s }'
 }
 
-declare -A best
-for tool in sage-db sqlx dbmate; do
-    for round in 1 2 3; do
+declare -A times
+for round in $(seq 1 "$ROUNDS"); do
+    for tool in sage-db sqlx dbmate; do
         db="bench_${tool//-/_}_$round"; fresh "$db"; url="$(url_for "$db")"
         case "$tool" in
             sage-db) t=$(elapsed target/release/sage-db migrate up --source "$work/plain" --database-url "$url") ;;
@@ -43,10 +47,15 @@ for tool in sage-db sqlx dbmate; do
             dbmate) t=$(elapsed "$SAGE_TEST_DBMATE" --url "$url" --migrations-dir "$work/dbmate" --no-dump-schema migrate) ;;
         esac
         say "$tool round $round: ${t}s for $N migrations"
-        if [[ -z "${best[$tool]:-}" ]] || awk -v t="$t" -v b="${best[$tool]}" 'BEGIN { exit !(t < b) }'; then best[$tool]=$t; fi
+        times[$tool]="${times[$tool]:-} $t"
     done
 done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A med
+for tool in sage-db sqlx dbmate; do
+    med[$tool]="$(median "${times[$tool]}")"
+    printf '%s: median %.3fs of %s rounds (%s)\n' "$tool" "${med[$tool]}" "$ROUNDS" "${times[$tool]# }"
+done
 for tool in sqlx dbmate; do
-    awk -v a="${best[sage-db]}" -v b="${best[$tool]}" -v t="$tool" \
-        'BEGIN { printf "sage-db: best %.3fs, %s: best %.3fs, ratio %.2f\n", a, t, b, a / b }'
+    awk -v a="${med[sage-db]}" -v b="${med[$tool]}" -v t="$tool" 'BEGIN { printf "sage-db / %s: %.2f\n", t, a / b }'
 done

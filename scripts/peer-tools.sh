@@ -1,12 +1,17 @@
 # Sourced by scripts/test and bench/migrate_peers.sh; expects a `say` function.
 # --- Peer migration tools -------------------------------------------------------------
 # The drop-in tests (crates/sage-cli/tests/peers.rs) run the real golang-migrate, sqlx-cli
-# and dbmate beside SAGE DB. Each is installed once, by its own package client, into
+# and dbmate beside SAGE DB, and crates/sage-cli/tests/webvh_create_all.rs runs the did:webvh
+# server's SQLAlchemy create_all. Each is installed once, by its own package client, into
 # $SAGE_TOOLS_DIR (default ~/.cache/sage-db-tools), and found there on later runs. A tool
 # that cannot be installed stops the run here, with the reason: the tests never skip.
 SQLX_CLI_VERSION=0.8.6
 DBMATE_VERSION=2
 GOLANG_MIGRATE_VERSION=v4.18.3
+# The did:webvh server's schema tool: SQLAlchemy as the server pins it, with its PostgreSQL
+# driver, for crates/sage-cli/tests/webvh_create_all.rs.
+SQLALCHEMY_VERSION=2.0.44
+PSYCOPG2_VERSION=2.9.11
 SAGE_TOOLS_DIR="${SAGE_TOOLS_DIR:-$HOME/.cache/sage-db-tools}"
 
 need_client() {
@@ -58,11 +63,28 @@ install_golang_migrate() {
     export SAGE_TEST_GOLANG_MIGRATE="$bin"
 }
 
+install_sqlalchemy() {
+    local venv="$SAGE_TOOLS_DIR/python" want="$SQLALCHEMY_VERSION $PSYCOPG2_VERSION"
+    if [[ -x "$venv/bin/python" ]] && [[ "$("$venv/bin/python" -c 'import sqlalchemy, psycopg2; print(sqlalchemy.__version__, psycopg2.__version__.split()[0])' 2>/dev/null)" == "$want" ]]; then
+        export SAGE_TEST_PYTHON="$venv/bin/python"; return 0
+    fi
+    need_client python3 "SQLAlchemy" "Debian/Ubuntu: apt-get install python3 python3-venv"
+    say "installing SQLAlchemy $SQLALCHEMY_VERSION and psycopg2-binary $PSYCOPG2_VERSION from PyPI (pip, in a virtual environment) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 \
+        || { say "error: python3 -m venv failed (Debian/Ubuntu: apt-get install python3-venv)"; exit 2; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "SQLAlchemy==$SQLALCHEMY_VERSION" "psycopg2-binary==$PSYCOPG2_VERSION" >&2 \
+        || { say "error: pip install SQLAlchemy==$SQLALCHEMY_VERSION psycopg2-binary==$PSYCOPG2_VERSION failed"; exit 2; }
+    export SAGE_TEST_PYTHON="$venv/bin/python"
+}
+
 install_peer_tools() {
     mkdir -p "$SAGE_TOOLS_DIR"
     install_sqlx_cli
     install_dbmate
     install_golang_migrate
-    say "peer tools: $SAGE_TEST_SQLX, $SAGE_TEST_DBMATE, $SAGE_TEST_GOLANG_MIGRATE"
+    install_sqlalchemy
+    say "peer tools: $SAGE_TEST_SQLX, $SAGE_TEST_DBMATE, $SAGE_TEST_GOLANG_MIGRATE, $SAGE_TEST_PYTHON (SQLAlchemy)"
 }
 # --- end of peer migration tools ------------------------------------------------------

@@ -76,3 +76,133 @@ fn a_schema_no_prefix_makes_is_shown_and_nothing_is_recorded() {
         .unwrap();
     assert_eq!(history, 0, "nothing was recorded");
 }
+
+/// `up` itself adopts a database with the migrations' tables and no history: what the
+/// application made is recorded, the rest applied, the data kept.
+fn up_adopts(url: &str, count: impl Fn(&str) -> i64) {
+    let dir = write_dir(FILES);
+    let out = migrate(url, dir.path(), &["up"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("adopted") && stdout(&out).contains("migrations 1 to 2"), "{}", stdout(&out));
+    assert_eq!(count("SELECT count(*) FROM items"), 1, "the data is kept");
+    assert_eq!(count("SELECT count(*) FROM tags"), 0, "migration 3 ran");
+    assert_eq!(count("SELECT count(*) FROM sage_schema_history WHERE state = 'baseline'"), 2);
+    assert_eq!(count("SELECT count(*) FROM sage_schema_history WHERE state = 'applied'"), 1);
+}
+
+#[test]
+fn up_adopts_a_create_all_sqlite_database() {
+    let file = sage_testkit::SqliteFile::new();
+    rusqlite::Connection::open(file.path()).unwrap().execute_batch(CREATED_AT_STARTUP).unwrap();
+    up_adopts(&file.url(), |sql| {
+        rusqlite::Connection::open(file.path()).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_adopts_a_create_all_postgres_database() {
+    let db = sage_testkit::database().await.unwrap();
+    sage_conn::connect(db.settings()).await.unwrap().batch_execute(CREATED_AT_STARTUP).await.unwrap();
+    let (url, settings) = (db.url(), db.settings().clone());
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        up_adopts(&url, |sql| rt.block_on(common::pg_scalar(&settings, sql)));
+    })
+    .await
+    .unwrap();
+}
+
+/// A schema no prefix makes: `up` shows the difference to the closest and changes nothing.
+#[test]
+fn up_on_a_schema_no_prefix_makes_changes_nothing() {
+    let file = sage_testkit::SqliteFile::new();
+    rusqlite::Connection::open(file.path())
+        .unwrap()
+        .execute_batch("CREATE TABLE items (id integer PRIMARY KEY, label integer); INSERT INTO items VALUES (1, 7);")
+        .unwrap();
+    let dir = write_dir(FILES);
+    let out = migrate(&file.url(), dir.path(), &["up"]);
+    assert!(!out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("closest") && said.contains("label") && said.contains("nothing was changed"), "{said}");
+    let conn = rusqlite::Connection::open(file.path()).unwrap();
+    let objects: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(objects, ["items"], "no history, no migration ran");
+}
+
+/// Tables that none of the migrations make are no reason to adopt or refuse: `up` applies
+/// everything beside them.
+#[test]
+fn up_beside_unrelated_tables_applies_everything() {
+    let file = sage_testkit::SqliteFile::new();
+    rusqlite::Connection::open(file.path()).unwrap().execute_batch("CREATE TABLE other (x integer);").unwrap();
+    let dir = write_dir(FILES);
+    let out = migrate(&file.url(), dir.path(), &["up"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("adopted"), "{}", stdout(&out));
+    let applied: i64 = rusqlite::Connection::open(file.path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM sage_schema_history WHERE state = 'applied'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(applied, 3);
+}
+
+/// At version 1, the application made migration 2's index itself (as create_all makes a
+/// new table at start-up): `up` records 2 as present instead of failing on "already
+/// exists", then applies 3.
+fn objects_made_ahead(url: &str, make_index: impl Fn(), count: impl Fn(&str) -> i64) {
+    let dir = write_dir(FILES);
+    let out = migrate(url, dir.path(), &["up", "--to", "1"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    make_index();
+    let out = migrate(url, dir.path(), &["up"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("already holds exactly what migration 2"), "{}", stdout(&out));
+    assert_eq!(count("SELECT count(*) FROM items"), 1, "the data is kept");
+    assert_eq!(count("SELECT count(*) FROM tags"), 0, "migration 3 ran");
+    assert_eq!(count("SELECT count(*) FROM sage_schema_history WHERE version = 2 AND state = 'baseline'"), 1);
+}
+
+#[test]
+fn a_migrations_objects_made_ahead_are_recorded_not_run_on_sqlite() {
+    let file = sage_testkit::SqliteFile::new();
+    let path = file.path().to_path_buf();
+    objects_made_ahead(
+        &file.url(),
+        || {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch("CREATE INDEX items_label ON items (label); INSERT INTO items VALUES (1, 'kept');")
+                .unwrap()
+        },
+        |sql| rusqlite::Connection::open(file.path()).unwrap().query_row(sql, [], |r| r.get(0)).unwrap(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrations_objects_made_ahead_are_recorded_not_run_on_postgres() {
+    let db = sage_testkit::database().await.unwrap();
+    let (url, settings) = (db.url(), db.settings().clone());
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let make = || {
+            rt.block_on(async {
+                sage_conn::connect(&settings)
+                    .await
+                    .unwrap()
+                    .batch_execute("CREATE INDEX items_label ON items (label); INSERT INTO items VALUES (1, 'kept');")
+                    .await
+                    .unwrap()
+            })
+        };
+        objects_made_ahead(&url, make, |sql| rt.block_on(common::pg_scalar(&settings, sql)));
+    })
+    .await
+    .unwrap();
+}

@@ -98,6 +98,7 @@ enum Operation {
     Goto(i64),
     Force(i64),
     Baseline(i64),
+    Present { version: i64, seen: Option<i64> },
     Repair,
 }
 
@@ -238,6 +239,20 @@ impl Migrator {
         self.run(Operation::Baseline(version)).await
     }
 
+    /// Records the migrations up to `version` that have no row yet as present (state
+    /// `baseline`), running nothing: the caller has found that the database already holds
+    /// exactly what they make (a schema made by an ORM's create_all, or a later migration's
+    /// objects made by the application before SAGE DB ran it). Unlike `baseline`, the
+    /// database may have a history; a migration recorded after `version` is refused.
+    ///
+    /// `seen` is the version the caller saw when it compared the schemas: if another run
+    /// has recorded migrations since (under the lock the history says otherwise), nothing
+    /// is recorded and a notice says so, since the comparison may have seen its work half
+    /// done.
+    pub async fn record_present(&mut self, version: i64, seen: Option<i64>) -> Result<Report, Error> {
+        self.run(Operation::Present { version, seen }).await
+    }
+
     /// Accepts the current checksum of applied migrations whose files were edited.
     pub async fn repair(&mut self) -> Result<Report, Error> {
         self.run(Operation::Repair).await
@@ -298,6 +313,26 @@ impl Migrator {
                     return Err(Error::new(
                         ErrorKind::State,
                         "baseline is for a database with no recorded migrations; this one has some (use `sage-db migrate force V` to rewrite the record)",
+                    ));
+                }
+                self.force_to(version, RowState::Baseline, &history, &legacy, &mut report).await?;
+                return Ok(report);
+            }
+            Operation::Present { version, seen } => {
+                if report.version_before != seen {
+                    report.version_after = report.version_before;
+                    report
+                        .notices
+                        .push("another run recorded migrations meanwhile; nothing was recorded as present".to_string());
+                    return Ok(report);
+                }
+                if let Some(later) = history.iter().find(|r| r.state.is_complete() && r.version > version) {
+                    return Err(Error::new(
+                        ErrorKind::State,
+                        format!(
+                            "cannot record the migrations through {version} as present: {} ({}) is recorded after them",
+                            later.version, later.name
+                        ),
                     ));
                 }
                 self.force_to(version, RowState::Baseline, &history, &legacy, &mut report).await?;

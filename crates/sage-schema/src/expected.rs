@@ -39,6 +39,31 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
     }
 }
 
+/// The names of the database's own tables (no system catalogs, no bookkeeping tables): one
+/// catalog query, for deciding cheaply whether a full [`live`] read is worth it.
+pub async fn table_names(target: &Target) -> Result<Vec<String>, Error> {
+    let mut names = match target {
+        Target::Postgres(pg) => {
+            let client = sage_conn::connect(pg).await?;
+            let rows = client
+                .query(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND n.nspname NOT LIKE 'pg\\_%'",
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::new(format!("cannot list the tables: {e}")))?;
+            rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<String>>()
+        }
+        Target::Sqlite(SqliteLocation::File(path)) if !path.exists() => Vec::new(),
+        Target::Sqlite(_) => live(target).await?.tables.into_iter().map(|t| t.name).collect(),
+        Target::Memory => Vec::new(),
+    };
+    names.retain(|n| !introspect::BOOKKEEPING_TABLES.contains(&n.as_str()));
+    Ok(names)
+}
+
 /// The schema `set` produces: replayed into a scratch database and read back. On
 /// PostgreSQL the scratch database is a temporary database on the server of `near` (which
 /// needs the CREATEDB privilege), or the empty database `dev` when given; on SQLite, a
@@ -65,6 +90,52 @@ pub async fn from_migrations(set: MigrationSet, near: Option<&Target>, dev: Opti
             result
         }
     }
+}
+
+/// The schema after each prefix of `set`: element `k` is what the first `k` migrations
+/// make (element 0 the empty database), up to the first migration that fails. One scratch database, the migrations applied one at
+/// a time and the schema read after each, so the cost is one replay, not one per prefix.
+pub async fn prefix_schemas(
+    set: MigrationSet,
+    near: Option<&Target>,
+    dev: Option<&Target>,
+) -> Result<Vec<Schema>, Error> {
+    match set.dialect {
+        sage_migrate::Dialect::Sqlite => {
+            let dir = tempfile_dir()?;
+            let target = Target::Sqlite(SqliteLocation::File(dir.join("replay.db")));
+            let result = replay_each(set, &target).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
+        sage_migrate::Dialect::Postgres => {
+            if let Some(dev) = dev {
+                return replay_each(set, dev).await;
+            }
+            let Some(Target::Postgres(pg)) = near else {
+                return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+            };
+            let scratch = Scratch::create(pg).await?;
+            let result = replay_each(set, &Target::Postgres(scratch.settings.clone())).await;
+            scratch.drop().await;
+            result
+        }
+    }
+}
+
+async fn replay_each(set: MigrationSet, target: &Target) -> Result<Vec<Schema>, Error> {
+    let versions: Vec<i64> = set.migrations.iter().map(|m| m.version).collect();
+    let mut migrator = Migrator::connect(target, set, RunOptions::default()).await?;
+    let mut schemas = vec![live(target).await?];
+    for version in versions {
+        // A migration that fails on an empty database ends the list: no prefix that
+        // includes it can be what a database holds.
+        if migrator.up(sage_migrate::Target::Version(version)).await.is_err() {
+            break;
+        }
+        schemas.push(live(target).await?);
+    }
+    Ok(schemas)
 }
 
 async fn replay_and_read(set: MigrationSet, target: &Target) -> Result<Schema, Error> {

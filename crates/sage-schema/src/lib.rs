@@ -31,8 +31,8 @@ mod validate;
 pub use diff::{diff, Change, DiffOptions};
 pub use error::{Error, ErrorKind};
 pub use expected::{
-    apply, from_migrations, in_server_rendering, live, parse_snapshot, read_snapshot, snapshot_json, snapshot_paths,
-    write_snapshot, Scratch,
+    apply, from_migrations, in_server_rendering, live, parse_snapshot, prefix_schemas, read_snapshot, snapshot_json,
+    snapshot_paths, table_names, write_snapshot, Scratch,
 };
 pub use model::*;
 pub use objects::*;

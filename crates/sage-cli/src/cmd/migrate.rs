@@ -20,7 +20,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                 _ => Goal::Latest,
             };
             let mut m = Session::open(global, &args).await?;
-            let report = m.migrator.up(target).await?;
+            let report = up_adopting(&mut m, &args, target).await?;
             if args.dry_run || target != Goal::Latest {
                 return m.finish(global, &report);
             }
@@ -364,6 +364,9 @@ pub fn print_validation(findings: Option<&[sage_schema::Finding]>) {
 /// migrations, so an upgrade adds what a new version needs instead of skipping it.
 pub async fn provision(global: &Global, args: &MigrationArgs, recreate: bool) -> anyhow::Result<ExitCode> {
     let mut m = Session::open(global, args).await?;
+    // A database the server's create_all made is adopted first, so that --recreate drops
+    // its tables too and a plain provision does not fail on them.
+    let adopted = if args.dry_run { None } else { adopt_unrecorded(&mut m, args).await? };
     let mut reverted = None;
     if recreate {
         if !args.dry_run {
@@ -377,10 +380,13 @@ pub async fn provision(global: &Global, args: &MigrationArgs, recreate: bool) ->
         }
         reverted = Some(m.migrator.down(Goal::Latest).await?);
     }
-    let mut report = m.migrator.up(Goal::Latest).await?;
+    let mut report = up_adopting(&mut m, args, Goal::Latest).await?;
     if let Some(down) = reverted {
         report.reverted = down.reverted;
         report.version_before = down.version_before;
+    }
+    if let Some(adopted) = adopted {
+        report = merge(adopted, report);
     }
     m.finish(global, &report)
 }
@@ -391,6 +397,50 @@ fn bookkeeping(object: &str, history_table: &str) -> bool {
     let table = object.split('.').nth(1).unwrap_or(object);
     let history = history_table.rsplit('.').next().unwrap_or(history_table);
     [history, "schema_migrations", "_sqlx_migrations"].contains(&table)
+}
+
+/// Where the live schema stands among the prefixes of the migrations.
+enum PrefixMatch {
+    /// The live schema is exactly what the first `count` migrations make.
+    Exact { count: usize, version: i64 },
+    /// No prefix of at least the migrations asked for makes it: the closest and how it
+    /// differs (errors only).
+    None { version: i64, findings: Vec<sage_schema::Finding> },
+}
+
+/// The newest prefix of `set`, of at least `from` migrations, whose schema (`schemas[k]`
+/// for the first `k`) is exactly `live`, bookkeeping tables aside.
+fn match_prefix(
+    set: &sage_migrate::MigrationSet,
+    schemas: &[sage_schema::Schema],
+    live: &sage_schema::Schema,
+    history_table: &str,
+    from: usize,
+) -> PrefixMatch {
+    let strict = sage_schema::ValidateOptions { strict: true };
+    let mut closest: Option<(usize, i64, Vec<sage_schema::Finding>)> = None;
+    for k in (from..schemas.len()).rev() {
+        let findings: Vec<sage_schema::Finding> = sage_schema::validate(&schemas[k], live, strict)
+            .into_iter()
+            .filter(|f| !bookkeeping(&f.object, history_table))
+            .filter(|f| f.severity == sage_schema::Severity::Error)
+            .collect();
+        let version = if k == 0 { 0 } else { set.migrations[k - 1].version };
+        if findings.is_empty() {
+            return PrefixMatch::Exact { count: k, version };
+        }
+        if closest.as_ref().is_none_or(|(best, ..)| findings.len() < *best) {
+            closest = Some((findings.len(), version, findings));
+        }
+    }
+    let (_, version, findings) = closest.unwrap_or_default();
+    PrefixMatch::None { version, findings }
+}
+
+fn closest_lines(version: i64, findings: &[sage_schema::Finding]) -> String {
+    let mut lines = vec![format!("closest: the migrations through version {version}, which differ in:")];
+    lines.extend(findings.iter().map(|f| format!("  {f}")));
+    lines.join("\n")
 }
 
 /// `migrate adopt`: the newest prefix of the migrations whose replay is exactly the live
@@ -405,35 +455,14 @@ async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> 
     }
     let dev = crate::expected::dev_target(dev_url)?;
     let live = sage_schema::live(&db.settings.target).await?;
-    let strict = sage_schema::ValidateOptions { strict: true };
-    let mut closest: Option<(usize, i64, Vec<sage_schema::Finding>)> = None;
-    let mut matched = None;
-    for k in (0..=set.migrations.len()).rev() {
-        let mut prefix = set.clone();
-        prefix.migrations.truncate(k);
-        let replayed = sage_schema::from_migrations(prefix, Some(&db.settings.target), dev.as_ref()).await?;
-        let findings: Vec<sage_schema::Finding> = sage_schema::validate(&replayed, &live, strict)
-            .into_iter()
-            .filter(|f| !bookkeeping(&f.object, &args.history_table))
-            .collect();
-        let version = if k == 0 { 0 } else { set.migrations[k - 1].version };
-        if sage_schema::is_clean(&findings) {
-            matched = Some((k, version));
-            break;
+    let schemas = sage_schema::prefix_schemas(set.clone(), Some(&db.settings.target), dev.as_ref()).await?;
+    let (count, version) = match match_prefix(&set, &schemas, &live, &args.history_table, 0) {
+        PrefixMatch::Exact { count, version } => (count, version),
+        PrefixMatch::None { version, findings } => {
+            say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
+            say!("{}", closest_lines(version, &findings));
+            return Ok(ExitCode::from(1));
         }
-        let errors = findings.iter().filter(|f| f.severity == sage_schema::Severity::Error).count();
-        if closest.as_ref().is_none_or(|(best, ..)| errors < *best) {
-            closest = Some((errors, version, findings));
-        }
-    }
-    let Some((count, version)) = matched else {
-        let (_, version, findings) = closest.expect("at least the empty prefix was compared");
-        say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
-        say!("closest: the migrations through version {version}, which differ in:");
-        for f in findings.iter().filter(|f| f.severity == sage_schema::Severity::Error) {
-            say!("  {f}");
-        }
-        return Ok(ExitCode::from(1));
     };
     if count == 0 {
         say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
@@ -443,4 +472,117 @@ async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> 
     let mut m = Session::open(global, args).await?;
     let report = m.migrator.baseline(version).await?;
     m.finish(global, &report)
+}
+
+/// Before `up` and `provision`: a database that holds tables of these migrations but has no
+/// record of any migration (SAGE DB's or another tool's) was made without a migration tool,
+/// e.g. by an ORM's create_all at start-up. It is adopted as `migrate adopt` does: the
+/// newest prefix whose schema is exactly the live one is recorded as present. With none, the
+/// differences to the closest are the error and nothing changes. A database without any of
+/// the migrations' tables is left to `up` (a fresh one costs one catalog read here).
+async fn adopt_unrecorded(m: &mut Session, args: &MigrationArgs) -> anyhow::Result<Option<Report>> {
+    let status = m.migrator.status().await?;
+    let unrecorded = status.legacy_tables.is_empty()
+        && status.migrations.iter().all(|e| e.state == sage_migrate::MigrationState::Pending);
+    if !unrecorded || status.migrations.is_empty() {
+        return Ok(None);
+    }
+    let target = m.db.settings.target.clone();
+    let mut tables = sage_schema::table_names(&target).await?;
+    tables.retain(|t| !bookkeeping(t, &args.history_table));
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let set = m.migrator.set().clone();
+    let schemas = sage_schema::prefix_schemas(set.clone(), Some(&target), None).await?;
+    let known = |name: &str| schemas.iter().any(|s| s.tables.iter().any(|t| t.name == name));
+    if !tables.iter().any(|t| known(t)) {
+        return Ok(None);
+    }
+    let live = sage_schema::live(&target).await?;
+    match match_prefix(&set, &schemas, &live, &args.history_table, 0) {
+        PrefixMatch::Exact { count: 0, .. } => Ok(None),
+        PrefixMatch::Exact { count, version } => {
+            let mut report = m.migrator.record_present(version, None).await?;
+            if report.version_after != Some(version) {
+                return Ok(Some(report));
+            }
+            report.notices.insert(
+                0,
+                format!(
+                    "adopted: the database had no migration history and its schema is exactly what migrations 1 to {count} (through version {version}) make"
+                ),
+            );
+            Ok(Some(report))
+        }
+        PrefixMatch::None { version, findings } => bail!(
+            "the database holds tables of these migrations but no record of any migration, and no prefix of the migrations makes exactly its schema; nothing was changed\n{}",
+            closest_lines(version, &findings)
+        ),
+    }
+}
+
+/// After a migration failed: when the database already holds exactly what the next
+/// migrations make (the application made their objects itself, as create_all does for a
+/// new table), they are recorded as present instead, and `Some` is the report of that.
+async fn record_if_present(m: &mut Session, args: &MigrationArgs) -> anyhow::Result<Option<Report>> {
+    let status = m.migrator.status().await?;
+    let from = status.migrations.iter().take_while(|e| e.state != sage_migrate::MigrationState::Pending).count();
+    let set = m.migrator.set().clone();
+    let target = m.db.settings.target.clone();
+    let live = sage_schema::live(&target).await?;
+    let schemas = sage_schema::prefix_schemas(set.clone(), Some(&target), None).await?;
+    match match_prefix(&set, &schemas, &live, &args.history_table, from) {
+        PrefixMatch::Exact { count, version } if count > from => {
+            let mut report = m.migrator.record_present(version, status.version).await?;
+            if report.version_after != Some(version) {
+                return Ok(Some(report));
+            }
+            let which = if count == from + 1 {
+                format!("migration {count} (version {version}) makes")
+            } else {
+                format!("migrations {} to {count} (through version {version}) make", from + 1)
+            };
+            report.notices.insert(
+                0,
+                format!("the database already holds exactly what {which}; recorded as present instead of run"),
+            );
+            Ok(Some(report))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `up` with adoption first and, when a migration fails, the check whether its objects
+/// were already there.
+async fn up_adopting(m: &mut Session, args: &MigrationArgs, target: Goal) -> anyhow::Result<Report> {
+    let adopted = if args.dry_run { None } else { adopt_unrecorded(m, args).await? };
+    let result = m.migrator.up(target).await;
+    let report = match result {
+        Err(e) if e.kind() == sage_migrate::ErrorKind::MigrationFailed && !args.dry_run => {
+            // Any trouble finding out is no reason to hide the migration's own error.
+            match record_if_present(m, args).await {
+                Ok(Some(present)) => merge(present, m.migrator.up(target).await?),
+                _ => return Err(e.into()),
+            }
+        }
+        other => other?,
+    };
+    Ok(match adopted {
+        Some(adopted) => merge(adopted, report),
+        None => report,
+    })
+}
+
+/// One report for two steps run one after the other.
+fn merge(first: Report, then: Report) -> Report {
+    let mut notices = first.notices;
+    notices.extend(then.notices);
+    Report {
+        version_before: first.version_before,
+        notices,
+        applied: [first.applied, then.applied].concat(),
+        reverted: [first.reverted, then.reverted].concat(),
+        ..then
+    }
 }

@@ -1,105 +1,133 @@
--- The did:webvh server's tables as of 0.4: DID controllers with their logs, witness files
--- and whois presentations, attested resources, credentials, background tasks, the server
--- policy, known witness registries and tails files. Unlike create_all, every change after
--- this one is a migration, so upgrades add columns instead of skipping them.
+-- The did:webvh server's tables as of 0.4, exactly as its SQLAlchemy models make them with
+-- create_all at start-up: json (not jsonb), no defaults but now() on the timestamps (the
+-- ORM fills in the others in Python), foreign keys without ON DELETE, no UNIQUE on
+-- (namespace, alias) (the server checks it itself), and an ix_<table>_<column> index for
+-- every column the models mark index=True, primary keys included. A database the server
+-- already made is therefore adopted by `sage-db migrate up`, and the server's create_all
+-- on a database made here finds every table and creates nothing.
+-- Changes come in later migrations, each saying why the server can live with it.
 
 CREATE TABLE did_controllers (
-    scid VARCHAR(255) PRIMARY KEY,
-    did VARCHAR(500) NOT NULL,
-    domain VARCHAR(255) NOT NULL,
-    namespace VARCHAR(255) NOT NULL,
-    alias VARCHAR(255) NOT NULL,
-    deactivated BOOLEAN NOT NULL DEFAULT false,
-    logs JSONB NOT NULL,
-    witness_file JSONB,
-    whois_presentation JSONB,
-    parameters JSONB NOT NULL,
-    document JSONB NOT NULL,
-    avatar TEXT,
-    created TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- The application assumed this; the database now guarantees it.
-    CONSTRAINT did_controllers_namespace_alias_key UNIQUE (namespace, alias)
+    scid varchar(255) NOT NULL,
+    did varchar(500) NOT NULL,
+    domain varchar(255) NOT NULL,
+    namespace varchar(255) NOT NULL,
+    alias varchar(255) NOT NULL,
+    deactivated boolean NOT NULL,
+    logs json NOT NULL,
+    witness_file json,
+    whois_presentation json,
+    parameters json NOT NULL,
+    document json NOT NULL,
+    avatar text,
+    created timestamptz DEFAULT now() NOT NULL,
+    updated timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (scid)
 );
-CREATE INDEX idx_controller_did ON did_controllers (did);
+CREATE INDEX ix_did_controllers_scid ON did_controllers (scid);
+CREATE INDEX ix_did_controllers_did ON did_controllers (did);
+CREATE INDEX ix_did_controllers_domain ON did_controllers (domain);
+CREATE INDEX ix_did_controllers_namespace ON did_controllers (namespace);
+CREATE INDEX ix_did_controllers_alias ON did_controllers (alias);
+CREATE INDEX ix_did_controllers_deactivated ON did_controllers (deactivated);
+CREATE INDEX idx_controller_namespace_alias ON did_controllers (namespace, alias);
 CREATE INDEX idx_controller_namespace_deactivated ON did_controllers (namespace, deactivated);
 CREATE INDEX idx_controller_domain_deactivated ON did_controllers (domain, deactivated);
 CREATE INDEX idx_controller_alias_deactivated ON did_controllers (alias, deactivated);
 
 CREATE TABLE attested_resources (
-    resource_id VARCHAR(255) PRIMARY KEY,
-    scid VARCHAR(255) REFERENCES did_controllers (scid) ON DELETE CASCADE,
-    resource_type VARCHAR(100) NOT NULL,
-    resource_name VARCHAR(255) NOT NULL,
-    did VARCHAR(500) NOT NULL,
-    attested_resource JSONB NOT NULL,
-    media_type VARCHAR(255) NOT NULL DEFAULT 'application/jsonld',
-    created TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated TIMESTAMPTZ NOT NULL DEFAULT now()
+    resource_id varchar(255) NOT NULL,
+    scid varchar(255),
+    resource_type varchar(100) NOT NULL,
+    resource_name varchar(255) NOT NULL,
+    did varchar(500) NOT NULL,
+    attested_resource json NOT NULL,
+    media_type varchar(255) NOT NULL,
+    created timestamptz DEFAULT now() NOT NULL,
+    updated timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (resource_id),
+    FOREIGN KEY (scid) REFERENCES did_controllers (scid)
 );
+CREATE INDEX ix_attested_resources_resource_id ON attested_resources (resource_id);
+CREATE INDEX ix_attested_resources_resource_type ON attested_resources (resource_type);
+CREATE INDEX ix_attested_resources_did ON attested_resources (did);
 CREATE INDEX idx_attested_scid_resource_type ON attested_resources (scid, resource_type);
 CREATE INDEX idx_attested_did_resource_type ON attested_resources (did, resource_type);
 
 CREATE TABLE verifiable_credentials (
-    credential_id VARCHAR(500) PRIMARY KEY,
-    scid VARCHAR(255) NOT NULL REFERENCES did_controllers (scid) ON DELETE CASCADE,
-    issuer_did VARCHAR(500) NOT NULL,
-    credential_type JSONB NOT NULL,
-    subject_id VARCHAR(500),
-    verifiable_credential JSONB NOT NULL,
-    valid_from TIMESTAMPTZ,
-    valid_until TIMESTAMPTZ,
-    revoked BOOLEAN NOT NULL DEFAULT false,
-    verified BOOLEAN NOT NULL DEFAULT true,
-    verification_method VARCHAR(500),
-    created TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT verifiable_credentials_validity_check CHECK (valid_until IS NULL OR valid_from IS NULL OR valid_until >= valid_from)
+    credential_id varchar(500) NOT NULL,
+    scid varchar(255) NOT NULL,
+    issuer_did varchar(500) NOT NULL,
+    credential_type json NOT NULL,
+    subject_id varchar(500),
+    verifiable_credential json NOT NULL,
+    valid_from timestamptz,
+    valid_until timestamptz,
+    revoked boolean NOT NULL,
+    verified boolean NOT NULL,
+    verification_method varchar(500),
+    created timestamptz DEFAULT now() NOT NULL,
+    updated timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (credential_id),
+    FOREIGN KEY (scid) REFERENCES did_controllers (scid)
 );
+CREATE INDEX ix_verifiable_credentials_credential_id ON verifiable_credentials (credential_id);
+CREATE INDEX ix_verifiable_credentials_scid ON verifiable_credentials (scid);
+CREATE INDEX ix_verifiable_credentials_issuer_did ON verifiable_credentials (issuer_did);
+CREATE INDEX ix_verifiable_credentials_subject_id ON verifiable_credentials (subject_id);
+CREATE INDEX ix_verifiable_credentials_revoked ON verifiable_credentials (revoked);
 CREATE INDEX idx_credential_scid_revoked ON verifiable_credentials (scid, revoked);
 CREATE INDEX idx_credential_issuer_revoked ON verifiable_credentials (issuer_did, revoked);
 CREATE INDEX idx_credential_subject_revoked ON verifiable_credentials (subject_id, revoked);
 
 CREATE TABLE admin_background_tasks (
-    task_id VARCHAR(36) PRIMARY KEY,
-    task_type VARCHAR(50) NOT NULL,
-    status VARCHAR(20) NOT NULL,
-    progress JSONB NOT NULL DEFAULT '{}',
-    message TEXT,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    task_id varchar(36) NOT NULL,
+    task_type varchar(50) NOT NULL,
+    status varchar(20) NOT NULL,
+    progress json,
+    message text,
+    created_at timestamptz DEFAULT now() NOT NULL,
+    updated_at timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (task_id)
 );
+CREATE INDEX ix_admin_background_tasks_task_id ON admin_background_tasks (task_id);
+CREATE INDEX ix_admin_background_tasks_task_type ON admin_background_tasks (task_type);
+CREATE INDEX ix_admin_background_tasks_status ON admin_background_tasks (status);
 CREATE INDEX idx_task_type_status ON admin_background_tasks (task_type, status);
 
 CREATE TABLE server_policies (
-    policy_id VARCHAR(50) PRIMARY KEY,
-    version VARCHAR(20),
-    witness BOOLEAN NOT NULL DEFAULT false,
-    watcher VARCHAR(500),
-    portability BOOLEAN,
-    prerotation BOOLEAN,
-    endorsement BOOLEAN,
-    validity INTEGER NOT NULL DEFAULT 0,
-    witness_registry_url VARCHAR(500),
-    policy_data JSONB,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    policy_id varchar(50) NOT NULL,
+    version varchar(20),
+    witness boolean,
+    watcher varchar(500),
+    portability boolean,
+    prerotation boolean,
+    endorsement boolean,
+    validity integer,
+    witness_registry_url varchar(500),
+    policy_data json,
+    created_at timestamptz DEFAULT now() NOT NULL,
+    updated_at timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (policy_id)
 );
 
 CREATE TABLE known_witness_registries (
-    registry_id VARCHAR(50) PRIMARY KEY,
-    registry_type VARCHAR(50) NOT NULL,
-    registry_data JSONB NOT NULL,
-    meta JSONB,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    registry_id varchar(50) NOT NULL,
+    registry_type varchar(50) NOT NULL,
+    registry_data json NOT NULL,
+    meta json,
+    created_at timestamptz DEFAULT now() NOT NULL,
+    updated_at timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (registry_id)
 );
-CREATE INDEX idx_registry_type ON known_witness_registries (registry_type);
+CREATE INDEX ix_known_witness_registries_registry_type ON known_witness_registries (registry_type);
 
 CREATE TABLE tails_files (
-    tails_hash VARCHAR(100) PRIMARY KEY,
-    file_content_hex TEXT NOT NULL,
-    file_size INTEGER NOT NULL CHECK (file_size >= 0),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    tails_hash varchar(100) NOT NULL,
+    file_content_hex text NOT NULL,
+    file_size integer NOT NULL,
+    created_at timestamptz DEFAULT now() NOT NULL,
+    updated_at timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (tails_hash)
 );
+CREATE INDEX ix_tails_files_tails_hash ON tails_files (tails_hash);

@@ -1,14 +1,15 @@
--- 0.5.0: witness invitations. An existing 0.4 database gains the table here; with
--- create_all it did too, but a column added to an existing table never would have.
+-- 0.5.0: witness invitations, as the server's model makes the table (json payload, an
+-- ix_ index on invitation_id). A 0.4 database gains it here, as create_all gave it.
 CREATE TABLE witness_invitations (
-    witness_did VARCHAR(255) PRIMARY KEY,
-    invitation_id VARCHAR(255),
-    invitation_url TEXT NOT NULL,
-    invitation_payload JSONB NOT NULL,
-    label VARCHAR(255),
-    goal_code VARCHAR(255),
-    goal VARCHAR(255),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    witness_did varchar(255) NOT NULL,
+    invitation_id varchar(255),
+    invitation_url text NOT NULL,
+    invitation_payload json NOT NULL,
+    label varchar(255),
+    goal_code varchar(255),
+    goal varchar(255),
+    created_at timestamptz DEFAULT now() NOT NULL,
+    updated_at timestamptz DEFAULT now() NOT NULL,
+    PRIMARY KEY (witness_did)
 );
-CREATE INDEX idx_witness_invitation_id ON witness_invitations (invitation_id);
+CREATE INDEX ix_witness_invitations_invitation_id ON witness_invitations (invitation_id);

@@ -6,7 +6,7 @@ CREATE TABLE "public"."admin_background_tasks" (
     "task_id" character varying(36) NOT NULL,
     "task_type" character varying(50) NOT NULL,
     "status" character varying(20) NOT NULL,
-    "progress" jsonb DEFAULT '{}'::jsonb NOT NULL,
+    "progress" json DEFAULT '{}'::json,
     "message" text,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
     "updated_at" timestamp with time zone DEFAULT now() NOT NULL,
@@ -19,7 +19,7 @@ CREATE TABLE "public"."attested_resources" (
     "resource_type" character varying(100) NOT NULL,
     "resource_name" character varying(255) NOT NULL,
     "did" character varying(500) NOT NULL,
-    "attested_resource" jsonb NOT NULL,
+    "attested_resource" json NOT NULL,
     "media_type" character varying(255) DEFAULT 'application/jsonld'::character varying NOT NULL,
     "created" timestamp with time zone DEFAULT now() NOT NULL,
     "updated" timestamp with time zone DEFAULT now() NOT NULL,
@@ -33,25 +33,22 @@ CREATE TABLE "public"."did_controllers" (
     "namespace" character varying(255) NOT NULL,
     "alias" character varying(255) NOT NULL,
     "deactivated" boolean DEFAULT false NOT NULL,
-    "logs" jsonb NOT NULL,
-    "witness_file" jsonb,
-    "whois_presentation" jsonb,
-    "parameters" jsonb NOT NULL,
-    "document" jsonb NOT NULL,
+    "logs" json NOT NULL,
+    "witness_file" json,
+    "whois_presentation" json,
+    "parameters" json NOT NULL,
+    "document" json NOT NULL,
     "avatar" text,
     "created" timestamp with time zone DEFAULT now() NOT NULL,
     "updated" timestamp with time zone DEFAULT now() NOT NULL,
-    "ttl_seconds" integer,
-    CONSTRAINT "did_controllers_pkey" PRIMARY KEY (scid),
-    CONSTRAINT "did_controllers_namespace_alias_key" UNIQUE (namespace, alias),
-    CONSTRAINT "did_controllers_ttl_seconds_check" CHECK (ttl_seconds IS NULL OR ttl_seconds > 0)
+    CONSTRAINT "did_controllers_pkey" PRIMARY KEY (scid)
 );
 
 CREATE TABLE "public"."known_witness_registries" (
     "registry_id" character varying(50) NOT NULL,
     "registry_type" character varying(50) NOT NULL,
-    "registry_data" jsonb NOT NULL,
-    "meta" jsonb,
+    "registry_data" json NOT NULL,
+    "meta" json,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
     "updated_at" timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT "known_witness_registries_pkey" PRIMARY KEY (registry_id)
@@ -60,14 +57,14 @@ CREATE TABLE "public"."known_witness_registries" (
 CREATE TABLE "public"."server_policies" (
     "policy_id" character varying(50) NOT NULL,
     "version" character varying(20),
-    "witness" boolean DEFAULT false NOT NULL,
+    "witness" boolean DEFAULT false,
     "watcher" character varying(500),
     "portability" boolean,
     "prerotation" boolean,
     "endorsement" boolean,
-    "validity" integer DEFAULT 0 NOT NULL,
+    "validity" integer DEFAULT 0,
     "witness_registry_url" character varying(500),
-    "policy_data" jsonb,
+    "policy_data" json,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
     "updated_at" timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT "server_policies_pkey" PRIMARY KEY (policy_id)
@@ -79,17 +76,16 @@ CREATE TABLE "public"."tails_files" (
     "file_size" integer NOT NULL,
     "created_at" timestamp with time zone DEFAULT now() NOT NULL,
     "updated_at" timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT "tails_files_pkey" PRIMARY KEY (tails_hash),
-    CONSTRAINT "tails_files_file_size_check" CHECK (file_size >= 0)
+    CONSTRAINT "tails_files_pkey" PRIMARY KEY (tails_hash)
 );
 
 CREATE TABLE "public"."verifiable_credentials" (
     "credential_id" character varying(500) NOT NULL,
     "scid" character varying(255) NOT NULL,
     "issuer_did" character varying(500) NOT NULL,
-    "credential_type" jsonb NOT NULL,
+    "credential_type" json NOT NULL,
     "subject_id" character varying(500),
-    "verifiable_credential" jsonb NOT NULL,
+    "verifiable_credential" json NOT NULL,
     "valid_from" timestamp with time zone,
     "valid_until" timestamp with time zone,
     "revoked" boolean DEFAULT false NOT NULL,
@@ -97,15 +93,14 @@ CREATE TABLE "public"."verifiable_credentials" (
     "verification_method" character varying(500),
     "created" timestamp with time zone DEFAULT now() NOT NULL,
     "updated" timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT "verifiable_credentials_pkey" PRIMARY KEY (credential_id),
-    CONSTRAINT "verifiable_credentials_validity_check" CHECK (valid_until IS NULL OR valid_from IS NULL OR valid_until >= valid_from)
+    CONSTRAINT "verifiable_credentials_pkey" PRIMARY KEY (credential_id)
 );
 
 CREATE TABLE "public"."witness_invitations" (
     "witness_did" character varying(255) NOT NULL,
     "invitation_id" character varying(255),
     "invitation_url" text NOT NULL,
-    "invitation_payload" jsonb NOT NULL,
+    "invitation_payload" json NOT NULL,
     "label" character varying(255),
     "goal_code" character varying(255),
     "goal" character varying(255),
@@ -114,25 +109,33 @@ CREATE TABLE "public"."witness_invitations" (
     CONSTRAINT "witness_invitations_pkey" PRIMARY KEY (witness_did)
 );
 
-ALTER TABLE "public"."attested_resources" ADD CONSTRAINT "attested_resources_scid_fkey" FOREIGN KEY (scid) REFERENCES did_controllers(scid) ON DELETE CASCADE;
+ALTER TABLE "public"."attested_resources" ADD CONSTRAINT "attested_resources_scid_fkey" FOREIGN KEY (scid) REFERENCES did_controllers(scid);
 
-ALTER TABLE "public"."verifiable_credentials" ADD CONSTRAINT "verifiable_credentials_scid_fkey" FOREIGN KEY (scid) REFERENCES did_controllers(scid) ON DELETE CASCADE;
+ALTER TABLE "public"."verifiable_credentials" ADD CONSTRAINT "verifiable_credentials_scid_fkey" FOREIGN KEY (scid) REFERENCES did_controllers(scid);
 
 CREATE INDEX idx_task_type_status ON public.admin_background_tasks USING btree (task_type, status);
+
+CREATE INDEX ix_admin_background_tasks_status ON public.admin_background_tasks USING btree (status);
 
 CREATE INDEX idx_attested_did_resource_type ON public.attested_resources USING btree (did, resource_type);
 
 CREATE INDEX idx_attested_scid_resource_type ON public.attested_resources USING btree (scid, resource_type);
 
-CREATE INDEX idx_controller_alias_deactivated ON public.did_controllers USING btree (alias, deactivated);
+CREATE INDEX ix_attested_resources_resource_type ON public.attested_resources USING btree (resource_type);
 
-CREATE INDEX idx_controller_did ON public.did_controllers USING btree (did);
+CREATE INDEX idx_controller_alias_deactivated ON public.did_controllers USING btree (alias, deactivated);
 
 CREATE INDEX idx_controller_domain_deactivated ON public.did_controllers USING btree (domain, deactivated);
 
+CREATE INDEX idx_controller_namespace_alias ON public.did_controllers USING btree (namespace, alias);
+
 CREATE INDEX idx_controller_namespace_deactivated ON public.did_controllers USING btree (namespace, deactivated);
 
-CREATE INDEX idx_registry_type ON public.known_witness_registries USING btree (registry_type);
+CREATE INDEX ix_did_controllers_deactivated ON public.did_controllers USING btree (deactivated);
+
+CREATE INDEX ix_did_controllers_did ON public.did_controllers USING btree (did);
+
+CREATE INDEX ix_known_witness_registries_registry_type ON public.known_witness_registries USING btree (registry_type);
 
 CREATE INDEX idx_credential_issuer_revoked ON public.verifiable_credentials USING btree (issuer_did, revoked);
 
@@ -140,4 +143,6 @@ CREATE INDEX idx_credential_scid_revoked ON public.verifiable_credentials USING 
 
 CREATE INDEX idx_credential_subject_revoked ON public.verifiable_credentials USING btree (subject_id, revoked);
 
-CREATE INDEX idx_witness_invitation_id ON public.witness_invitations USING btree (invitation_id);
+CREATE INDEX ix_verifiable_credentials_revoked ON public.verifiable_credentials USING btree (revoked);
+
+CREATE INDEX ix_witness_invitations_invitation_id ON public.witness_invitations USING btree (invitation_id);

@@ -1,1 +1,0 @@
-ALTER TABLE did_controllers DROP COLUMN IF EXISTS ttl_seconds;

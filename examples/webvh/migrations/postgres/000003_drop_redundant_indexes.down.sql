@@ -1,0 +1,13 @@
+CREATE INDEX ix_did_controllers_scid ON did_controllers (scid);
+CREATE INDEX ix_did_controllers_namespace ON did_controllers (namespace);
+CREATE INDEX ix_did_controllers_domain ON did_controllers (domain);
+CREATE INDEX ix_did_controllers_alias ON did_controllers (alias);
+CREATE INDEX ix_attested_resources_resource_id ON attested_resources (resource_id);
+CREATE INDEX ix_attested_resources_did ON attested_resources (did);
+CREATE INDEX ix_verifiable_credentials_credential_id ON verifiable_credentials (credential_id);
+CREATE INDEX ix_verifiable_credentials_scid ON verifiable_credentials (scid);
+CREATE INDEX ix_verifiable_credentials_issuer_did ON verifiable_credentials (issuer_did);
+CREATE INDEX ix_verifiable_credentials_subject_id ON verifiable_credentials (subject_id);
+CREATE INDEX ix_admin_background_tasks_task_id ON admin_background_tasks (task_id);
+CREATE INDEX ix_admin_background_tasks_task_type ON admin_background_tasks (task_type);
+CREATE INDEX ix_tails_files_tails_hash ON tails_files (tails_hash);

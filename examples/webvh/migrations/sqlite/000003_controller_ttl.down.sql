@@ -1,1 +1,0 @@
-ALTER TABLE did_controllers DROP COLUMN ttl_seconds;
