@@ -443,12 +443,10 @@ async fn golang_migrate_waits_for_sage_db_and_nothing_runs_twice() {
     let golang = s.tool(&["up"]);
     let text = format!("{}{}", stdout(&golang), stderr(&golang));
     if golang.status.success() {
-        // golang-migrate waited in its lock until SAGE DB was done, then found nothing to do.
-        assert!(
-            sage.try_wait().unwrap().is_some(),
-            "golang-migrate finished while SAGE DB still held its lock: {text}"
-        );
-        assert!(text.contains("no change"), "{text}");
+        // golang-migrate waited in its lock until SAGE DB had committed migration 2, then
+        // found nothing to do. (SAGE DB's process may still be validating the schema after
+        // giving the lock back, so whether it has exited says nothing.)
+        assert!(text.contains("no change"), "golang-migrate ran instead of waiting: {text}");
     } else {
         assert!(text.contains("lock"), "golang-migrate failed for another reason than the lock: {text}");
     }
