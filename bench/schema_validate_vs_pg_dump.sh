@@ -52,22 +52,27 @@ export DATABASE_URL="$SAGE_TEST_PG_URL"
 "$BIN" schema dump --source "$DIR" > /dev/null
 relations=$("$SAGE_TEST_PG_BIN/psql" "$SAGE_TEST_PG_URL" -Atc "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'")
 
-median_ms() {
-    local samples=()
-    for _ in $(seq 1 "$RUNS"); do
-        local start end
-        start=$(date +%s%N)
-        "$@" > /dev/null
-        end=$(date +%s%N)
-        samples+=($(((end - start) / 1000000)))
-    done
-    printf '%s\n' "${samples[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+ms_of() {
+    local start end
+    start=$(date +%s%N)
+    "$@" > /dev/null
+    end=$(date +%s%N)
+    echo $(((end - start) / 1000000))
 }
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The database must validate clean, or the timing would measure an error path.
 "$BIN" schema validate --snapshot "$DIR/schema.json" | tail -1
-validate=$(median_ms "$BIN" schema validate --snapshot "$DIR/schema.json")
-dump=$(median_ms "$PG_DUMP" --schema-only --dbname "$SAGE_TEST_PG_URL")
+# The two alternate run by run, so load that comes and goes on a shared machine falls on both.
+validate_samples=()
+dump_samples=()
+for _ in $(seq 1 "$RUNS"); do
+    validate_samples+=("$(ms_of "$BIN" schema validate --snapshot "$DIR/schema.json")")
+    dump_samples+=("$(ms_of "$PG_DUMP" --schema-only --dbname "$SAGE_TEST_PG_URL")")
+done
+validate=$(printf '%s\n' "${validate_samples[@]}" | median)
+dump=$(printf '%s\n' "${dump_samples[@]}" | median)
 echo "groups: $SETS, relations in pg_class: $relations, runs: $RUNS"
 echo "sage-db schema validate --snapshot: median ${validate} ms"
 echo "pg_dump --schema-only:              median ${dump} ms"

@@ -439,7 +439,6 @@ async fn golang_migrate_waits_for_sage_db_and_nothing_runs_twice() {
         }
     }
     assert!(running, "SAGE DB started migration 2");
-    let mut sage = sage;
     let golang = s.tool(&["up"]);
     let text = format!("{}{}", stdout(&golang), stderr(&golang));
     if golang.status.success() {
