@@ -142,8 +142,12 @@ impl Store {
             sage_conn::Target::Postgres(pg) => {
                 // Everything a PostgreSQL store runs in the background lives on its own
                 // runtime (see `backend/runtime.rs`), so the store works from any runtime.
-                let (target, pg, migrate) = (target.clone(), pg.clone(), options.migrate);
+                let (pg, migrate) = (pg.clone(), options.migrate);
                 let (backend, schema_notices) = OnOwnRuntime::open("sage-store-pg", 2, async move {
+                    // Whether a pooler shares server sessions decides how every statement,
+                    // the open-time checks' included, is sent.
+                    let pg = sage_conn::decide_pooler(&pg).await?;
+                    let target = sage_conn::Target::Postgres(pg.clone());
                     let mut notices = Vec::new();
                     check_schema(&target, migrate, &mut notices).await?;
                     Ok((PgBackend::open(&pg).await?, notices))

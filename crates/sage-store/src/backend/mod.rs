@@ -8,6 +8,7 @@ pub(crate) mod nonce_table;
 pub(crate) mod postgres;
 pub(crate) mod runtime;
 pub(crate) mod sqlite;
+pub(crate) mod statements;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
