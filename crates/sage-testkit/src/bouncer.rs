@@ -101,6 +101,16 @@ impl PgBouncer {
         self.port
     }
 
+    /// Leaves PgBouncer running after this value is gone (for `sage-testkit bouncer`, which
+    /// benchmark scripts use); returns its process id and its directory, which the caller
+    /// removes after stopping it with `kill PID`.
+    pub fn into_kept(self) -> (u32, PathBuf) {
+        // Neither our Drop (which stops PgBouncer) nor the TempDir's (which removes its
+        // configuration) may run, so the whole value is deliberately leaked.
+        let this = std::mem::ManuallyDrop::new(self);
+        (this.child.id(), this.dir.path().to_path_buf())
+    }
+
     /// `settings` (a database of the cluster behind this pooler) reached through the pooler.
     pub fn settings_for(&self, settings: &PgSettings) -> PgSettings {
         PgSettings { host: "127.0.0.1".into(), port: self.port, other_hosts: Vec::new(), ..settings.clone() }
