@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::batch::ClaimBatcher;
+use super::replica::{ReadReplica, Replica};
 use super::statements::Statements;
 use super::{Accepted, Backend, Conditional, Party, SessionRow};
 use crate::error::{ErrorKind, Result, StoreError};
@@ -36,6 +37,8 @@ pub(crate) struct PgBackend {
     batcher: ClaimBatcher,
     readers: Readers,
     statements: Arc<Statements>,
+    /// A standby for reads, when the operator gave one.
+    replica: Option<Replica>,
 }
 
 /// Point reads share a few pooled connections instead of each taking one: concurrent
@@ -65,7 +68,11 @@ impl std::fmt::Debug for PgBackend {
 }
 
 impl PgBackend {
-    pub(crate) async fn open(settings: &PgSettings) -> Result<PgBackend> {
+    pub(crate) async fn open(settings: &PgSettings, replica: Option<&ReadReplica>) -> Result<PgBackend> {
+        let replica = match replica {
+            Some(options) => Some(Replica::open(options).await?),
+            None => None,
+        };
         let pool = sage_conn::open_pool(settings).await?;
         let statements = Arc::new(Statements::new(&pool, settings));
         tracing::debug!(pooler = settings.pooler.as_str(), named = statements.named(), "postgres store statements");
@@ -83,7 +90,7 @@ impl PgBackend {
             MAX_BATCH,
         );
         let readers = Readers::new(settings.pool.max_connections);
-        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers, statements })
+        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers, statements, replica })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -109,6 +116,35 @@ impl PgBackend {
         match self.reader().await? {
             Some(client) => self.statements.query(&client, what, sql, params).await,
             None => self.query(what, sql, params).await,
+        }
+    }
+
+    /// A read the standby may serve while its lag is under the bound: listings always,
+    /// lookups (`lookup`) only when the operator opted in, since a service decides on them
+    /// whether to accept a message. Anything else, or a failed standby read, goes to the
+    /// primary.
+    async fn standby_read(
+        &self,
+        lookup: bool,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        if let Some(replica) = &self.replica {
+            if (!lookup || replica.authorising_reads) && replica.usable().await {
+                match replica.query(what, sql, params).await {
+                    Ok(rows) => return Ok(rows),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a read on the standby failed; reading from the primary");
+                        replica.forget();
+                    }
+                }
+            }
+        }
+        if lookup {
+            self.read(what, sql, params).await
+        } else {
+            self.query(what, sql, params).await
         }
     }
 
@@ -301,6 +337,9 @@ impl Backend for PgBackend {
                 reader.take();
             }
         }
+        if let Some(replica) = &self.replica {
+            replica.close();
+        }
         self.pool.close();
     }
 
@@ -331,7 +370,7 @@ impl Backend for PgBackend {
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        self.read("cannot read session", &sql, &[&id]).await?.first().map(session_row).transpose()
+        self.standby_read(true, "cannot read session", &sql, &[&id]).await?.first().map(session_row).transpose()
     }
 
     async fn update_session(&self, r: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>> {
@@ -415,7 +454,7 @@ impl Backend for PgBackend {
             live(2)
         );
         let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
-        self.query("cannot list sessions", &sql, &[&did, &now, &limit, &offset])
+        self.standby_read(false, "cannot list sessions", &sql, &[&did, &now, &limit, &offset])
             .await?
             .iter()
             .map(session_row)
@@ -509,7 +548,7 @@ impl Backend for PgBackend {
 
     async fn get_did(&self, did: &str) -> Result<Option<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE did = $1");
-        self.read("cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
+        self.standby_read(true, "cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
     }
 
     async fn update_did(&self, r: &DidRecord) -> Result<Option<DidRecord>> {
@@ -546,7 +585,7 @@ impl Backend for PgBackend {
 
     async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE owner_address = $1 ORDER BY created_at DESC, did DESC");
-        self.query("cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
+        self.standby_read(false, "cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
     }
 
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {
