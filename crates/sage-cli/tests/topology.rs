@@ -229,3 +229,92 @@ fn concurrent_migrations_through_a_transaction_pooler_apply_once_or_refuse() {
     });
     assert_eq!(rows, ["seeded", "more"]);
 }
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every sample of `name` in a Prometheus text, with its labels.
+fn samples(body: &str, name: &str) -> Vec<(std::collections::HashMap<String, String>, f64)> {
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == name)
+        .filter_map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => {
+                Some((s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), v))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn serve(cwd: &std::path::Path, url: &str) -> (Server, u16) {
+    let port = common::free_port();
+    let server = Server(
+        sage_db(cwd)
+            .args(["serve", "--port", &port.to_string(), "--database-url", url])
+            .env("SAGE_SESSION_KEY", sage_store::keys::generate_key().as_str())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        common::eventually(60, || common::http_get(port, "/health").is_some_and(|(s, _)| s == 200)),
+        "serve did not start on {url}"
+    );
+    (server, port)
+}
+
+/// `serve`'s /metrics shows the topology of a real primary and streaming standby: the role,
+/// the standbys, whether claims wait for one, and each standby's replay lag; served from
+/// the standby it says so.
+#[test]
+fn metrics_show_the_topology() {
+    let cwd = tempfile::tempdir().unwrap();
+    for synchronous in [false, true] {
+        let mut settings = vec![("synchronous_commit".to_string(), "on".to_string())];
+        if synchronous {
+            settings.push(("synchronous_standby_names".into(), "standby1".into()));
+        }
+        let primary =
+            sage_testkit::PgCluster::start(sage_testkit::ClusterOptions { settings, ..Default::default() }).unwrap();
+        let standby = primary.start_standby("standby1").unwrap();
+        let url = primary.admin_settings().url_exposing_password();
+        assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
+        let (_server, port) = serve(cwd.path(), &url);
+        let (status, body) = common::http_get(port, "/metrics").unwrap();
+        assert_eq!(status, 200);
+        let role = samples(&body, "sage_db_replication_role");
+        let is = |name: &str| role.iter().find(|(l, _)| l["role"] == name).map(|(_, v)| *v);
+        assert_eq!((is("primary"), is("standby")), (Some(1.0), Some(0.0)), "{body}");
+        assert_eq!(samples(&body, "sage_db_replication_standbys")[0].1, 1.0, "{body}");
+        let sync = if synchronous { 1.0 } else { 0.0 };
+        assert_eq!(samples(&body, "sage_db_replication_synchronous_standbys")[0].1, sync, "{body}");
+        assert_eq!(samples(&body, "sage_db_replication_synchronous")[0].1, sync, "{body}");
+        let lag = samples(&body, "sage_db_replication_replay_lag_seconds");
+        assert_eq!(lag.len(), 1, "{body}");
+        assert_eq!(lag[0].0["standby"], "standby1");
+        assert_eq!(lag[0].0["sync_state"], if synchronous { "sync" } else { "async" });
+        assert!((0.0..10.0).contains(&lag[0].1), "a streaming standby on this machine lags little: {body}");
+        assert_eq!(samples(&body, "sage_db_replication_replay_lag_bytes").len(), 1, "{body}");
+
+        if !synchronous {
+            // Served from the standby, the metrics say it is one.
+            let on_standby = standby.admin_settings().url_exposing_password();
+            let (_server, port) = serve(cwd.path(), &on_standby);
+            let (_, body) = common::http_get(port, "/metrics").unwrap();
+            let role = samples(&body, "sage_db_replication_role");
+            let is = |name: &str| role.iter().find(|(l, _)| l["role"] == name).map(|(_, v)| *v);
+            assert_eq!((is("primary"), is("standby")), (Some(0.0), Some(1.0)), "{body}");
+            assert_eq!(samples(&body, "sage_db_replication_standbys")[0].1, 0.0, "{body}");
+        }
+    }
+}

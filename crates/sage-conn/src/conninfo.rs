@@ -13,7 +13,7 @@ use std::time::Duration;
 use percent_encoding::percent_decode_str;
 use tokio_postgres::config::Host;
 
-use crate::{DurationField, Environment, Error, Secret, SslMode};
+use crate::{DurationField, Environment, Error, Pooler, Secret, SslMode};
 
 /// Which servers of a multi-host list a session may use (`target_session_attrs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,7 @@ const OURS: &[&str] = &[
     "connect_timeout",
     "target_session_attrs",
     "service",
+    "pooler",
     "pool_max_conns",
     "pool_min_conns",
     "pool_max_conn_idle_time",
@@ -85,6 +86,7 @@ pub(crate) struct Partial {
     pub application_name: Option<String>,
     pub target_session_attrs: Option<SessionAttrs>,
     pub service: Option<String>,
+    pub pooler: Option<Pooler>,
     /// `pool_*` parameters, applied in order once everything is laid together.
     pub pool: Vec<(String, String)>,
 }
@@ -106,6 +108,7 @@ impl Partial {
             application_name: self.application_name.or(lower.application_name),
             target_session_attrs: self.target_session_attrs.or(lower.target_session_attrs),
             service: self.service.or(lower.service),
+            pooler: self.pooler.or(lower.pooler),
             pool,
         }
     }
@@ -143,6 +146,7 @@ impl Partial {
             }
             "target_session_attrs" => self.target_session_attrs = Some(SessionAttrs::parse(source, value)?),
             "service" => self.service = Some(value.to_string()),
+            "pooler" => self.pooler = Some(Pooler::parse(source, value)?),
             _ => self.pool.push((key.to_string(), value.to_string())),
         }
         Ok(())

@@ -6,7 +6,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 
 use crate::conninfo::{self, SessionAttrs};
 use crate::pool::PoolSettings;
-use crate::{Environment, Error, Secret};
+use crate::{Environment, Error, Pooler, Secret};
 
 /// The file the embedded default uses when nothing else is configured.
 pub const DEFAULT_SQLITE_FILE: &str = "sage.db";
@@ -125,6 +125,9 @@ pub struct PgSettings {
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub application_name: String,
+    /// What stands between SAGE DB and the server (`pooler=` in the URL); decides whether
+    /// named prepared statements and session state may be used.
+    pub pooler: Pooler,
     pub pool: PoolSettings,
 }
 
@@ -142,6 +145,7 @@ impl PgSettings {
             sslrootcert: None,
             connect_timeout: Duration::from_secs(10),
             application_name: "sage-db".into(),
+            pooler: Pooler::Detect,
             pool: PoolSettings::default(),
         }
     }
@@ -206,6 +210,9 @@ impl PgSettings {
         }
         if self.target_session_attrs != SessionAttrs::Any {
             params.push(format!("target_session_attrs={}", self.target_session_attrs.as_str()));
+        }
+        if self.pooler != Pooler::Detect {
+            params.push(format!("pooler={}", self.pooler.as_str()));
         }
         url.push('?');
         url.push_str(&params.join("&"));
@@ -363,6 +370,7 @@ fn finish(source: &str, explicit: conninfo::Partial, env: &Environment) -> Resul
         sslrootcert: partial.sslrootcert.clone(),
         connect_timeout: partial.connect_timeout.unwrap_or(defaults.connect_timeout),
         application_name: partial.application_name.clone().unwrap_or(defaults.application_name),
+        pooler: partial.pooler.unwrap_or_default(),
         pool: defaults.pool,
     };
     for (name, value) in &partial.pool {
@@ -569,6 +577,27 @@ mod tests {
         );
         let again = Settings::parse_url("t", &p.url_exposing_password(), Origin::Flag).unwrap();
         assert_eq!(pg(&again), p);
+    }
+
+    #[test]
+    fn a_pooler_is_declared_in_the_url_or_connection_string() {
+        let s =
+            Settings::parse_url("t", "postgres://u:pw@pgbouncer:6432/app?pooler=transaction", Origin::Flag).unwrap();
+        let p = pg(&s);
+        assert_eq!(p.pooler, Pooler::Transaction);
+        assert!(p.pooler.shares_sessions());
+        assert_eq!(s.to_string(), "postgres://u:***@pgbouncer:6432/app?sslmode=prefer&pooler=transaction");
+        let again = Settings::parse_url("t", &p.url_exposing_password(), Origin::Flag).unwrap();
+        assert_eq!(pg(&again), p);
+        let kv = Settings::parse_url("t", "host=db dbname=app pooler=none", Origin::Flag).unwrap();
+        assert_eq!(pg(&kv).pooler, Pooler::None);
+        assert!(!pg(&kv).pooler.shares_sessions());
+        let default = Settings::parse_url("t", "postgres://db/app", Origin::Flag).unwrap();
+        assert_eq!(pg(&default).pooler, Pooler::Detect);
+        let err =
+            Settings::parse_url("DATABASE_URL", "postgres://u:hunter2@h/db?pooler=yes", Origin::Flag).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL: unknown pooler \"yes\""), "{err}");
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

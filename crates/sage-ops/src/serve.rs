@@ -175,15 +175,81 @@ async fn health_db(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn database_size(target: &Target) -> Option<i64> {
+/// The database's size and, on PostgreSQL, where its server stands in replication.
+async fn database_facts(target: &Target) -> (Option<i64>, Option<crate::topology::Topology>) {
     match target {
         Target::Postgres(pg) => {
-            let client = tokio::time::timeout(Duration::from_secs(2), sage_conn::connect(pg)).await.ok()?.ok()?;
-            client.query_one("SELECT pg_database_size(current_database())", &[]).await.ok().map(|r| r.get(0))
+            let Some(Ok(client)) = tokio::time::timeout(Duration::from_secs(2), sage_conn::connect(pg)).await.ok()
+            else {
+                return (None, None);
+            };
+            // One read-only transaction, so that a pooler in transaction mode keeps these
+            // statements in one server session.
+            if client.batch_execute("BEGIN READ ONLY").await.is_err() {
+                return (None, None);
+            }
+            let size = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+                .ok()
+                .map(|r| r.get::<_, i64>(0));
+            let topology = crate::topology::inspect(&client).await.ok();
+            let _ = client.batch_execute("COMMIT").await;
+            (size, topology)
         }
-        Target::Sqlite(SqliteLocation::File(path)) => std::fs::metadata(path).ok().map(|m| m.len() as i64),
-        _ => None,
+        Target::Sqlite(SqliteLocation::File(path)) => (std::fs::metadata(path).ok().map(|m| m.len() as i64), None),
+        _ => (None, None),
     }
+}
+
+/// `sage_db_replication_*`: the server's role, its standbys, whether claims wait for one,
+/// and how far each standby's replay is behind.
+fn render_topology(out: &mut String, t: &crate::topology::Topology) {
+    let _ = writeln!(out, "# HELP sage_db_replication_role The server's role (1 for the role it has).\n# TYPE sage_db_replication_role gauge");
+    for role in ["primary", "standby"] {
+        let _ = writeln!(out, "sage_db_replication_role{{role=\"{role}\"}} {}", u8::from(t.role == role));
+    }
+    let synchronous = t.standbys.iter().filter(|s| matches!(s.sync_state.as_str(), "sync" | "quorum")).count();
+    let _ = writeln!(out, "# HELP sage_db_replication_standbys Standbys connected to this primary.\n# TYPE sage_db_replication_standbys gauge\nsage_db_replication_standbys {}", t.standbys.len());
+    let _ = writeln!(out, "# HELP sage_db_replication_synchronous_standbys Connected standbys whose confirmation commits wait for (sync or quorum).\n# TYPE sage_db_replication_synchronous_standbys gauge\nsage_db_replication_synchronous_standbys {synchronous}");
+    let waits = synchronous > 0 && !matches!(t.synchronous_commit.as_str(), "off" | "local");
+    let _ = writeln!(out, "# HELP sage_db_replication_synchronous Whether a nonce claim is acknowledged only once a standby has it (1), or may be lost in a failover (0).\n# TYPE sage_db_replication_synchronous gauge\nsage_db_replication_synchronous {}", u8::from(waits));
+    let _ = writeln!(out, "# HELP sage_db_replication_replay_lag_seconds How far a standby's replay is behind the primary (0 when it has replayed everything).\n# TYPE sage_db_replication_replay_lag_seconds gauge");
+    for standby in &t.standbys {
+        // PostgreSQL stops reporting a lag once a standby has caught up and nothing is written.
+        let lag = match (standby.replay_lag_seconds, standby.replay_lag_bytes) {
+            (Some(seconds), _) => Some(seconds),
+            (None, Some(0)) => Some(0.0),
+            _ => None,
+        };
+        if let Some(lag) = lag {
+            let _ = writeln!(
+                out,
+                "sage_db_replication_replay_lag_seconds{{standby=\"{}\",sync_state=\"{}\"}} {lag}",
+                label(&standby.name),
+                label(&standby.sync_state)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP sage_db_replication_replay_lag_bytes WAL a standby has not replayed yet.\n# TYPE sage_db_replication_replay_lag_bytes gauge");
+    for standby in &t.standbys {
+        if let Some(bytes) = standby.replay_lag_bytes {
+            let _ = writeln!(
+                out,
+                "sage_db_replication_replay_lag_bytes{{standby=\"{}\",sync_state=\"{}\"}} {bytes}",
+                label(&standby.name),
+                label(&standby.sync_state)
+            );
+        }
+    }
+    if let Some(delay) = t.standby_replay_delay_seconds {
+        let _ = writeln!(out, "# HELP sage_db_replication_replay_delay_seconds On a standby: seconds since the last replayed transaction committed on the primary.\n# TYPE sage_db_replication_replay_delay_seconds gauge\nsage_db_replication_replay_delay_seconds {delay}");
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -209,8 +275,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         if let Ok(n) = state.store.nonces().count_active().await {
             let _ = writeln!(out, "# HELP sage_db_active_nonces Nonces used and not yet expired.\n# TYPE sage_db_active_nonces gauge\nsage_db_active_nonces {n}");
         }
-        if let Some(bytes) = database_size(&state.target).await {
+        let (size, topology) = database_facts(&state.target).await;
+        if let Some(bytes) = size {
             let _ = writeln!(out, "# HELP sage_db_database_size_bytes Size of the database.\n# TYPE sage_db_database_size_bytes gauge\nsage_db_database_size_bytes {bytes}");
+        }
+        if let Some(topology) = topology {
+            render_topology(&mut out, &topology);
         }
     }
     let cleanup = state.cleanup.lock().map(|c| c.clone()).unwrap_or_default();

@@ -15,7 +15,20 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
     match target {
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
-            introspect::postgres::introspect(&client).await
+            // Through a pooler that shares server sessions, the introspection's statements
+            // must all run in one session: a transaction keeps them there.
+            let pinned = matches!(pg.pooler, sage_conn::Pooler::Transaction | sage_conn::Pooler::Statement);
+            if pinned {
+                client
+                    .batch_execute("BEGIN READ ONLY")
+                    .await
+                    .map_err(|e| Error::database("cannot start reading the schema", e))?;
+            }
+            let schema = introspect::postgres::introspect(&client).await;
+            if pinned {
+                let _ = client.batch_execute("COMMIT").await;
+            }
+            schema
         }
         Target::Sqlite(location) => {
             let location = location.clone();

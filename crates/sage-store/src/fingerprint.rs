@@ -48,11 +48,14 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
 async fn recorded(target: &Target, fingerprint: &str) -> std::result::Result<bool, String> {
     match target {
         Target::Postgres(pg) => {
-            let client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
-            let exists = client
+            let mut client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
+            // In a transaction, so that a pooler keeps the statement in one server session.
+            let tx = client.transaction().await.map_err(|e| e.to_string())?;
+            let exists = tx
                 .query_opt("SELECT 1 FROM sage_schema_validation WHERE fingerprint = $1", &[&fingerprint])
                 .await
                 .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
             Ok(exists.is_some())
         }
         Target::Sqlite(SqliteLocation::File(path)) => {
@@ -71,13 +74,16 @@ async fn record(target: &Target, fingerprint: &str) -> std::result::Result<(), S
     let now = chrono::Utc::now().to_rfc3339();
     match target {
         Target::Postgres(pg) => {
-            let client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
+            let mut client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
             client.batch_execute(CREATE).await.map_err(|e| e.to_string())?;
-            client
-                .execute("INSERT INTO sage_schema_validation (fingerprint, validated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&fingerprint, &now])
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
+            let tx = client.transaction().await.map_err(|e| e.to_string())?;
+            tx.execute(
+                "INSERT INTO sage_schema_validation (fingerprint, validated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&fingerprint, &now],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())
         }
         Target::Sqlite(SqliteLocation::File(path)) => {
             let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;

@@ -63,7 +63,7 @@ pub use model::{
     new_session_id, Claim, DidRecord, KeyType, NewSession, NonceClaim, Page, Session, SessionKey, SessionUpdate,
 };
 pub use schema::{migrations, snapshot, SCHEMA_VERSION_POSTGRES, SCHEMA_VERSION_SQLITE};
-pub use store::{Dids, Nonces, OpenOptions, RotationReport, Sessions, Store, CLEANUP_BATCH};
+pub use store::{Dids, Nonces, OpenOptions, ReadReplica, RotationReport, Sessions, Store, CLEANUP_BATCH};
 
 /// The date and time types of this crate's API.
 pub use chrono;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use crate::backend::replica::ReadReplica;
 use crate::backend::{
     memory::MemoryBackend, postgres::PgBackend, runtime::OnOwnRuntime, sqlite::SqliteBackend, Accepted, Backend,
     Conditional, Party, SessionRow,
@@ -33,11 +34,15 @@ pub struct OpenOptions {
     /// databases are migrated deliberately, with `sage-db migrate up`.
     pub migrate: bool,
     pub clock: Arc<dyn Clock>,
+    /// PostgreSQL only: a streaming standby for session and DID reads, used while its
+    /// replay lag is under a bound (see [`ReadReplica`]). `None`: every read goes to the
+    /// server the URL selects.
+    pub read_replica: Option<ReadReplica>,
 }
 
 impl OpenOptions {
     pub fn new(keys: KeySource) -> OpenOptions {
-        OpenOptions { keys, migrate: false, clock: Arc::new(SystemClock) }
+        OpenOptions { keys, migrate: false, clock: Arc::new(SystemClock), read_replica: None }
     }
 
     /// The zero-configuration choice for `target`: keys from `SAGE_SESSION_KEY` or
@@ -142,11 +147,15 @@ impl Store {
             sage_conn::Target::Postgres(pg) => {
                 // Everything a PostgreSQL store runs in the background lives on its own
                 // runtime (see `backend/runtime.rs`), so the store works from any runtime.
-                let (target, pg, migrate) = (target.clone(), pg.clone(), options.migrate);
+                let (pg, migrate, replica) = (pg.clone(), options.migrate, options.read_replica.clone());
                 let (backend, schema_notices) = OnOwnRuntime::open("sage-store-pg", 2, async move {
+                    // Whether a pooler shares server sessions decides how every statement,
+                    // the open-time checks' included, is sent.
+                    let pg = sage_conn::decide_pooler(&pg).await?;
+                    let target = sage_conn::Target::Postgres(pg.clone());
                     let mut notices = Vec::new();
                     check_schema(&target, migrate, &mut notices).await?;
-                    Ok((PgBackend::open(&pg).await?, notices))
+                    Ok((PgBackend::open(&pg, replica.as_ref()).await?, notices))
                 })
                 .await?;
                 notices.extend(schema_notices);

@@ -1,5 +1,6 @@
-//! The store contract, run against every backend: memory, a SQLite file and PostgreSQL.
-//! A test here is the definition of what a store does; each backend must pass all of them.
+//! The store contract, run against every backend: memory, a SQLite file and PostgreSQL,
+//! the latter both directly and through a real PgBouncer in transaction mode. A test here
+//! is the definition of what a store does; each backend must pass all of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,9 @@ pub enum Kind {
     Memory,
     Sqlite,
     Postgres,
+    /// PostgreSQL through PgBouncer with `pool_mode = transaction`, the pooler found by
+    /// the store itself (nothing in the URL says so).
+    PgBouncer,
 }
 
 #[derive(Debug)]
@@ -20,6 +24,8 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     _db: Option<sage_testkit::TestDatabase>,
     _file: Option<sage_testkit::SqliteFile>,
+    // Declared after the store, so the store closes before the pooler stops.
+    _bouncer: Option<sage_testkit::PgBouncer>,
 }
 
 impl Harness {
@@ -38,19 +44,35 @@ pub async fn harness(kind: Kind) -> Harness {
     let mut options = OpenOptions::new(KeySource::Inline(vec![key.to_string()]));
     options.clock = clock.clone();
     options.migrate = true;
-    let (target, db, file) = match kind {
-        Kind::Memory => (sage_conn::Target::Memory, None, None),
+    let (mut target, mut bouncer, db, file) = (sage_conn::Target::Memory, None, None, None);
+    let (db, file) = match kind {
+        Kind::Memory => (db, file),
         Kind::Sqlite => {
             let file = sage_testkit::SqliteFile::new();
-            (sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(file.path().to_path_buf())), None, Some(file))
+            target = sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(file.path().to_path_buf()));
+            (db, Some(file))
         }
         Kind::Postgres => {
             let db = sage_testkit::database().await.expect("test database");
-            (sage_conn::Target::Postgres(db.settings().clone()), Some(db), None)
+            target = sage_conn::Target::Postgres(db.settings().clone());
+            (Some(db), file)
+        }
+        Kind::PgBouncer => {
+            let db = sage_testkit::database().await.expect("test database");
+            // Migrations need a session of their own: applied directly, as an operator would.
+            let direct = sage_conn::Target::Postgres(db.settings().clone());
+            let mut migrate = OpenOptions::new(KeySource::Inline(vec![keys::generate_key().to_string()]));
+            migrate.migrate = true;
+            Store::open(&direct, migrate).await.expect("migrate directly").close().await;
+            options.migrate = false;
+            let pooler = sage_testkit::PgBouncer::start_for(db.admin_settings(), "transaction").expect("pgbouncer");
+            target = sage_conn::Target::Postgres(pooler.settings_for(db.settings()));
+            bouncer = Some(pooler);
+            (Some(db), file)
         }
     };
     let store = Store::open(&target, options).await.expect("open store");
-    Harness { store, clock, _db: db, _file: file }
+    Harness { store, clock, _db: db, _file: file, _bouncer: bouncer }
 }
 
 macro_rules! conformance {
@@ -66,6 +88,10 @@ macro_rules! conformance {
         mod postgres {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                async fn $name() { super::$name(super::harness(super::Kind::Postgres).await).await } )*
+        }
+        mod pgbouncer {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::$name(super::harness(super::Kind::PgBouncer).await).await } )*
         }
     };
 }

@@ -24,6 +24,20 @@ impl PgBouncer {
     /// in front of `cluster`, with `pool_mode` `session`, `transaction` or `statement`.
     /// Every database of the cluster is reachable through it as the superuser.
     pub fn start(cluster: &PgCluster, pool_mode: &str) -> Result<PgBouncer, Error> {
+        PgBouncer::start_for(&cluster.admin_settings(), pool_mode)
+    }
+
+    /// Starts PgBouncer in front of the server `admin` reaches (over TCP or a socket
+    /// directory), as `admin`'s user with its password; every database of that server is
+    /// reachable through it.
+    pub fn start_for(admin: &PgSettings, pool_mode: &str) -> Result<PgBouncer, Error> {
+        let password = admin.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+        if !admin.user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !password.chars().all(|c| c.is_ascii_alphanumeric())
+            || admin.host.chars().any(|c| c.is_whitespace() || c == '\'')
+        {
+            return Err(Error::new("pgbouncer needs an alphanumeric user and password and a plain host"));
+        }
         if !["session", "transaction", "statement"].contains(&pool_mode) {
             return Err(Error::new(format!("unknown pool_mode {pool_mode:?}")));
         }
@@ -35,16 +49,17 @@ impl PgBouncer {
         let port = free_port()?;
         let path = |name: &str| dir.path().join(name);
         let ini = format!(
-            "[databases]\n* = host=127.0.0.1 port={server}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+            "[databases]\n* = host={host} port={server}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = plain\nauth_file = {users}\npool_mode = {pool_mode}\n\
              max_client_conn = 1000\ndefault_pool_size = 20\nmax_db_connections = 60\n\
              ignore_startup_parameters = extra_float_digits,options\nlogfile = {log}\nadmin_users = {user}\n",
-            server = cluster.port(),
+            host = admin.host,
+            server = admin.port,
             users = path("userlist.txt").display(),
             log = path("pgbouncer.log").display(),
-            user = crate::cluster::SUPERUSER,
+            user = admin.user,
         );
-        let userlist = format!("\"{}\" \"{}\"\n", crate::cluster::SUPERUSER, cluster.password);
+        let userlist = format!("\"{}\" \"{password}\"\n", admin.user);
         for (name, text) in [("pgbouncer.ini", ini), ("userlist.txt", userlist)] {
             std::fs::write(path(name), text).map_err(|e| Error::new(format!("cannot write {name}: {e}")))?;
         }
@@ -84,6 +99,16 @@ impl PgBouncer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Leaves PgBouncer running after this value is gone (for `sage-testkit bouncer`, which
+    /// benchmark scripts use); returns its process id and its directory, which the caller
+    /// removes after stopping it with `kill PID`.
+    pub fn into_kept(self) -> (u32, PathBuf) {
+        // Neither our Drop (which stops PgBouncer) nor the TempDir's (which removes its
+        // configuration) may run, so the whole value is deliberately leaked.
+        let this = std::mem::ManuallyDrop::new(self);
+        (this.child.id(), this.dir.path().to_path_buf())
     }
 
     /// `settings` (a database of the cluster behind this pooler) reached through the pooler.

@@ -28,15 +28,24 @@ pub(crate) struct PgDriver {
     peer_locks: Vec<i64>,
     /// How long a statement of a transactional migration waits for a table lock.
     lock_timeout: Duration,
+    /// The URL declares a pooler that shares server sessions: the connection reads inside
+    /// one read-only transaction, which keeps it in one server session, and never migrates.
+    pinned: bool,
 }
 
 impl PgDriver {
     pub(crate) async fn connect(settings: &PgSettings, table: &str, lock_timeout: Duration) -> Result<PgDriver, Error> {
         let client = sage_conn::connect(settings).await?;
-        // If this process dies mid-migration, the server should notice within a second and
-        // roll back, releasing the lock, instead of finishing a long statement for nobody.
-        // The setting exists from PostgreSQL 14; older servers notice on their next write.
-        let _ = client.batch_execute("SET client_connection_check_interval = '1s'").await;
+        let pinned = matches!(settings.pooler, sage_conn::Pooler::Transaction | sage_conn::Pooler::Statement);
+        if pinned {
+            client.batch_execute("BEGIN READ ONLY").await.map_err(|e| db_error("cannot start reading", e))?;
+        } else {
+            // If this process dies mid-migration, the server should notice within a second
+            // and roll back, releasing the lock, instead of finishing a long statement for
+            // nobody. The setting exists from PostgreSQL 14; older servers notice on their
+            // next write.
+            let _ = client.batch_execute("SET client_connection_check_interval = '1s'").await;
+        }
         let row = client
             .query_one("SELECT current_schema(), current_user::text", &[])
             .await
@@ -62,6 +71,7 @@ impl PgDriver {
             session_token: session_token(),
             peer_locks: Vec::new(),
             lock_timeout,
+            pinned,
         })
     }
 
@@ -256,6 +266,12 @@ impl Driver for PgDriver {
     }
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
+        if self.pinned {
+            return Err(Error::new(
+                ErrorKind::Database,
+                format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
+            ));
+        }
         let started = Instant::now();
         let key = lock_key(&self.schema, &self.table);
         self.take_lock(key, started, timeout, "another migration is running", true).await?;

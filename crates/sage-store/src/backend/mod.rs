@@ -6,8 +6,10 @@ pub(crate) mod batch;
 pub(crate) mod memory;
 pub(crate) mod nonce_table;
 pub(crate) mod postgres;
+pub(crate) mod replica;
 pub(crate) mod runtime;
 pub(crate) mod sqlite;
+pub(crate) mod statements;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,5 +1,6 @@
-//! PostgreSQL through a deadpool pool of tokio-postgres connections; every statement is
-//! prepared once per connection and cached. Nonce claims are group-committed (`batch.rs`);
+//! PostgreSQL through a deadpool pool of tokio-postgres connections; statements are
+//! prepared once per connection on direct connections and sent unnamed through a pooler
+//! that shares server sessions (`statements.rs`). Nonce claims are group-committed (`batch.rs`);
 //! point reads share a few pipelined connections (`Readers`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +14,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::batch::ClaimBatcher;
+use super::replica::{ReadReplica, Replica};
+use super::statements::Statements;
 use super::{Accepted, Backend, Conditional, Party, SessionRow};
-use crate::error::{from_pg, ErrorKind, Result, StoreError};
+use crate::error::{ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
 
 const SESSION_COLUMNS: &str = "id, client_did, server_did, session_key, created_at, expires_at, last_activity, metadata, message_count, max_messages, idle_timeout_seconds";
@@ -33,6 +36,9 @@ pub(crate) struct PgBackend {
     settings: PgSettings,
     batcher: ClaimBatcher,
     readers: Readers,
+    statements: Arc<Statements>,
+    /// A standby for reads, when the operator gave one.
+    replica: Option<Replica>,
 }
 
 /// Point reads share a few pooled connections instead of each taking one: concurrent
@@ -62,22 +68,29 @@ impl std::fmt::Debug for PgBackend {
 }
 
 impl PgBackend {
-    pub(crate) async fn open(settings: &PgSettings) -> Result<PgBackend> {
+    pub(crate) async fn open(settings: &PgSettings, replica: Option<&ReadReplica>) -> Result<PgBackend> {
+        let replica = match replica {
+            Some(options) => Some(Replica::open(options).await?),
+            None => None,
+        };
         let pool = sage_conn::open_pool(settings).await?;
-        let (batch_pool, batch_settings) = (pool.clone(), settings.clone());
+        let statements = Arc::new(Statements::new(&pool, settings));
+        tracing::debug!(pooler = settings.pooler.as_str(), named = statements.named(), "postgres store statements");
+        let (batch_pool, batch_settings, batch_statements) = (pool.clone(), settings.clone(), statements.clone());
         // Several batches in flight keep the pool busy; each one is a single statement and
         // commit however many claims it carries.
         let in_flight = (settings.pool.max_connections / 2).clamp(1, 2);
         let batcher = ClaimBatcher::new(
             move |claims, now| {
-                let (pool, settings) = (batch_pool.clone(), batch_settings.clone());
-                async move { claim_statement(&pool, &settings, &claims, now).await }
+                let (pool, settings, statements) =
+                    (batch_pool.clone(), batch_settings.clone(), batch_statements.clone());
+                async move { claim_statement(&pool, &settings, &statements, &claims, now).await }
             },
             in_flight,
             MAX_BATCH,
         );
         let readers = Readers::new(settings.pool.max_connections);
-        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers })
+        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers, statements, replica })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -90,7 +103,7 @@ impl PgBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>> {
-        query_on(&self.client().await?, what, sql, params).await
+        self.statements.query(&self.client().await?, what, sql, params).await
     }
 
     /// A read-only statement on one of the shared reader connections.
@@ -101,8 +114,37 @@ impl PgBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         match self.reader().await? {
-            Some(client) => query_on(&client, what, sql, params).await,
+            Some(client) => self.statements.query(&client, what, sql, params).await,
             None => self.query(what, sql, params).await,
+        }
+    }
+
+    /// A read the standby may serve while its lag is under the bound: listings always,
+    /// lookups (`lookup`) only when the operator opted in, since a service decides on them
+    /// whether to accept a message. Anything else, or a failed standby read, goes to the
+    /// primary.
+    async fn standby_read(
+        &self,
+        lookup: bool,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        if let Some(replica) = &self.replica {
+            if (!lookup || replica.authorising_reads) && replica.usable().await {
+                match replica.query(what, sql, params).await {
+                    Ok(rows) => return Ok(rows),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a read on the standby failed; reading from the primary");
+                        replica.forget();
+                    }
+                }
+            }
+        }
+        if lookup {
+            self.read(what, sql, params).await
+        } else {
+            self.query(what, sql, params).await
         }
     }
 
@@ -129,9 +171,7 @@ impl PgBackend {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
-        let client = self.client().await?;
-        let statement = prepare(&client, what, sql).await?;
-        client.execute(&statement, params).await.map_err(|e| from_pg(what, sql, e))
+        self.statements.execute(&self.client().await?, what, sql, params).await
     }
 
     /// Runs `sql` with a DID record bound to `$1`…`$12` in the order of `DID_COLUMNS`.
@@ -225,23 +265,6 @@ fn already_exists(e: StoreError, what: &str) -> StoreError {
     }
 }
 
-/// Runs `sql`, prepared once per connection, on `client`.
-async fn query_on(
-    client: &Object,
-    what: &str,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Vec<Row>> {
-    let statement = prepare(client, what, sql).await?;
-    client.query(&statement, params).await.map_err(|e| from_pg(what, sql, e))
-}
-
-/// The one place statements are prepared: once per connection, then taken from the
-/// connection's cache. A pooler that cannot keep prepared statements would be served here.
-async fn prepare(client: &Object, what: &str, sql: &str) -> Result<tokio_postgres::Statement> {
-    client.prepare_cached(sql).await.map_err(|e| from_pg(what, sql, e))
-}
-
 /// Claims per statement, at most.
 const MAX_BATCH: usize = 1000;
 
@@ -252,6 +275,7 @@ const MAX_BATCH: usize = 1000;
 async fn claim_statement(
     pool: &Pool,
     settings: &PgSettings,
+    statements: &Statements,
     claims: &[NonceClaim],
     now: DateTime<Utc>,
 ) -> Result<Vec<Claim>> {
@@ -270,25 +294,26 @@ async fn claim_statement(
     let mut attempt = 0;
     let rows = loop {
         let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-        let statement = prepare(&client, "cannot claim nonces", SQL).await?;
-        match client.query(&statement, &[&nonces, &sessions, &expiries, &now]).await {
+        match statements.query(&client, "cannot claim nonces", SQL, &[&nonces, &sessions, &expiries, &now]).await {
             Ok(rows) => break rows,
             // Another writer (not a claim batch) can still close a lock cycle; the statement
             // rolled back as a whole, so running it again is safe.
-            Err(e)
-                if attempt < 3
-                    && e.code().is_some_and(|c| {
-                        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    }) =>
-            {
+            Err(e) if attempt < 3 && retryable(&e) => {
                 attempt += 1;
                 tracing::debug!(attempt, "nonce claim batch retried after {e}");
             }
-            Err(e) => return Err(from_pg("cannot claim nonces", SQL, e)),
+            Err(e) => return Err(e),
         }
     };
     let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
     Ok(claims.iter().map(|c| if fresh.contains(&c.nonce) { Claim::Fresh } else { Claim::Replayed }).collect())
+}
+
+/// A deadlock or serialization failure, after which the statement rolled back as a whole.
+fn retryable(e: &StoreError) -> bool {
+    let pg = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tokio_postgres::Error>());
+    pg.and_then(|e| e.code())
+        .is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
 }
 
 #[async_trait]
@@ -311,6 +336,9 @@ impl Backend for PgBackend {
             if let Ok(mut reader) = slot.lock() {
                 reader.take();
             }
+        }
+        if let Some(replica) = &self.replica {
+            replica.close();
         }
         self.pool.close();
     }
@@ -342,7 +370,7 @@ impl Backend for PgBackend {
 
     async fn get_session(&self, id: &str) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        self.read("cannot read session", &sql, &[&id]).await?.first().map(session_row).transpose()
+        self.standby_read(true, "cannot read session", &sql, &[&id]).await?.first().map(session_row).transpose()
     }
 
     async fn update_session(&self, r: &SessionRow, now: DateTime<Utc>) -> Result<Conditional<()>> {
@@ -426,7 +454,7 @@ impl Backend for PgBackend {
             live(2)
         );
         let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
-        self.query("cannot list sessions", &sql, &[&did, &now, &limit, &offset])
+        self.standby_read(false, "cannot list sessions", &sql, &[&did, &now, &limit, &offset])
             .await?
             .iter()
             .map(session_row)
@@ -520,7 +548,7 @@ impl Backend for PgBackend {
 
     async fn get_did(&self, did: &str) -> Result<Option<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE did = $1");
-        self.read("cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
+        self.standby_read(true, "cannot read DID", &sql, &[&did]).await?.first().map(did_row).transpose()
     }
 
     async fn update_did(&self, r: &DidRecord) -> Result<Option<DidRecord>> {
@@ -557,7 +585,7 @@ impl Backend for PgBackend {
 
     async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE owner_address = $1 ORDER BY created_at DESC, did DESC");
-        self.query("cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
+        self.standby_read(false, "cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
     }
 
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {

@@ -2,7 +2,9 @@
 //!
 //! `sage-testkit start` prints `SAGE_TEST_PG_URL=…` and `SAGE_TEST_PG_DIR=…` lines for the
 //! shell to export, and keeps the server running after it exits; `sage-testkit stop DIR`
-//! stops it and removes the directory. `scripts/test` uses both.
+//! stops it and removes the directory. `scripts/test` uses both. `sage-testkit bouncer URL
+//! MODE` starts PgBouncer in front of that server and prints `SAGE_TEST_BOUNCER_PORT`,
+//! `_PID` and `_DIR`; stop it with `kill` and remove the directory.
 
 use std::process::ExitCode;
 
@@ -34,8 +36,33 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        // PgBouncer in front of a running test server, for benchmarks through a pooler.
+        Some("bouncer") if args.len() == 3 => {
+            let started = sage_conn::Settings::parse_url("URL", &args[1], sage_conn::Origin::Flag)
+                .map_err(|e| e.to_string())
+                .and_then(|s| match s.target {
+                    sage_conn::Target::Postgres(pg) => Ok(pg),
+                    _ => Err("URL must be a postgres:// URL".to_string()),
+                })
+                .and_then(|pg| sage_testkit::PgBouncer::start_for(&pg, &args[2]).map_err(|e| e.to_string()));
+            match started {
+                Ok(bouncer) => {
+                    println!("SAGE_TEST_BOUNCER_PORT={}", bouncer.port());
+                    let (pid, dir) = bouncer.into_kept();
+                    println!("SAGE_TEST_BOUNCER_PID={pid}");
+                    println!("SAGE_TEST_BOUNCER_DIR='{}'", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: sage-testkit start [--durable] | sage-testkit stop DIR");
+            eprintln!(
+                "usage: sage-testkit start [--durable] | sage-testkit stop DIR | sage-testkit bouncer URL POOL_MODE"
+            );
             ExitCode::from(2)
         }
     }
