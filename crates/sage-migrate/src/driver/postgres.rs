@@ -225,7 +225,10 @@ const HELD_HERE_3: &str = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AN
 /// try may land in another server session; only the marked one releases anything, so a
 /// few tries give the lock back instead of leaving it with the pooler's server connection.
 async fn release(client: &Client, key: i64, token: &str) -> Result<bool, tokio_postgres::Error> {
-    const TRIES: usize = 20;
+    // Through a pooler in transaction mode each try may reach another server session; the
+    // one holding the lock may be busy with another client for a while. Keep asking for up
+    // to a few seconds: a lock left on a pooled server session outlives this process.
+    const PATIENCE: Duration = Duration::from_secs(5);
     // The simple protocol, with the key (a number) and the token (hex this process made)
     // written into the text: a named prepared statement would not survive the pooler.
     debug_assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
@@ -234,7 +237,9 @@ async fn release(client: &Client, key: i64, token: &str) -> Result<bool, tokio_p
                      THEN pg_advisory_unlock({key}) AND set_config('sage.migration_session', '', false) = '' \
                      ELSE false END"
     );
-    for _ in 0..TRIES {
+    let started = Instant::now();
+    let mut tries = 0u32;
+    loop {
         let released = client
             .simple_query(&sql)
             .await?
@@ -243,8 +248,15 @@ async fn release(client: &Client, key: i64, token: &str) -> Result<bool, tokio_p
         if released {
             return Ok(true);
         }
+        tries += 1;
+        if started.elapsed() >= PATIENCE {
+            return Ok(false);
+        }
+        // A direct connection answers right the first time; only a pooled one gets here.
+        if tries > 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
-    Ok(false)
 }
 
 /// A value no other process uses, to mark the server session that holds our lock.
