@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 /// Where a store gets the time. Expiry is decided with this clock, not the database's, so
 /// every backend draws the same boundaries and tests can move time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 
+/// The system's clock, the default.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -27,14 +29,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 
 impl ManualClock {
+    /// A clock standing at `start` (to the microsecond).
     pub fn new(start: DateTime<Utc>) -> ManualClock {
         ManualClock(Mutex::new(crate::model::micros(start)))
     }
 
+    /// Moves the clock to `t`, forwards or back.
     pub fn set(&self, t: DateTime<Utc>) {
         *self.0.lock().expect("clock lock") = crate::model::micros(t);
     }
 
+    /// Moves the clock forward by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         let mut t = self.0.lock().expect("clock lock");
         *t += by;

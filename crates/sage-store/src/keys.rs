@@ -117,6 +117,7 @@ impl KeyRing {
         hex_id(&self.current().id)
     }
 
+    /// The ids of every key the ring holds, in hex, the current one last.
     pub fn key_ids(&self) -> Vec<String> {
         self.keys.iter().map(|k| hex_id(&k.id)).collect()
     }

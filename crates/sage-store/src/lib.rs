@@ -8,8 +8,9 @@
 //! XChaCha20-Poly1305 before it reaches a database, bound to its session id. Expiry is
 //! decided by one rule, with one clock ([`Store::now`]), in every backend.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), sage_store::StoreError> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sage_store::StoreError> {
 //! use sage_store::Store;
 //! let store = Store::open_url("memory://").await?; // or postgres://…, sqlite://sage.db
 //! let expires = store.now() + sage_store::chrono::Duration::minutes(5);
@@ -38,8 +39,16 @@
 //! `SAGE_SESSION_KEY_FILE` from the process environment; [`Environment::from_process`]
 //! (what the `sage-db` command uses) also reads `./.env`.
 //!
+//! # Where to start
+//! [`Store::open_url`] or [`Store::builder`] opens a store; [`Store::accept`] is the call
+//! every message makes; [`SessionStore`], [`NonceStore`] and [`DidStore`] are the contract
+//! (bring them into scope with [`prelude`]); [`Store::render_metrics`] serves `/metrics`.
+//! `examples/relay` in the repository is a whole axum service built on this crate alone.
+//!
 //! This crate also owns SAGE's schema: its migrations for PostgreSQL and SQLite are compiled
 //! in and served by [`migrations`].
+
+#![deny(missing_docs)]
 
 mod backend;
 mod builder;

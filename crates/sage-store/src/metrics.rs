@@ -14,31 +14,54 @@ use crate::error::ErrorKind;
 /// The store operations that are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// `SessionStore::create`.
     SessionCreate,
+    /// `SessionStore::get`.
     SessionGet,
+    /// `SessionStore::update`.
     SessionUpdate,
+    /// `SessionStore::touch`.
     SessionTouch,
+    /// `SessionStore::delete`.
     SessionDelete,
+    /// `list_by_client` and `list_by_server`.
     SessionList,
+    /// `SessionStore::count_active`.
     SessionCount,
+    /// `SessionStore::delete_expired`.
     SessionDeleteExpired,
+    /// `NonceStore::claim`.
     NonceClaim,
+    /// `NonceStore::claim_many`.
     NonceClaimMany,
+    /// `NonceStore::is_used`.
     NonceIsUsed,
+    /// `NonceStore::count_active`.
     NonceCount,
+    /// `NonceStore::delete_expired`.
     NonceDeleteExpired,
+    /// `Store::accept`.
     Accept,
+    /// `DidStore::create`.
     DidCreate,
+    /// `DidStore::upsert`.
     DidUpsert,
+    /// `DidStore::get` (and `is_revoked`).
     DidGet,
+    /// `DidStore::update`.
     DidUpdate,
+    /// `DidStore::delete`.
     DidDelete,
+    /// `DidStore::list_by_owner`.
     DidList,
+    /// `DidStore::revoke`.
     DidRevoke,
+    /// A cleanup run, recorded with `Store::record_cleanup`.
     Cleanup,
 }
 
 impl Operation {
+    /// Every operation, in declaration order.
     pub const ALL: [Operation; 22] = [
         Operation::SessionCreate,
         Operation::SessionGet,
@@ -64,6 +87,7 @@ impl Operation {
         Operation::Cleanup,
     ];
 
+    /// The operation's label value in metrics: snake case, e.g. `nonce_claim`.
     pub fn name(self) -> &'static str {
         match self {
             Operation::SessionCreate => "session_create",
@@ -200,15 +224,18 @@ impl Metrics {
 /// One operation's counters at a moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct OperationMetrics {
+    /// The operation's name ([`Operation::name`]).
     pub operation: &'static str,
     /// Count per outcome.
     pub outcomes: Vec<(&'static str, u64)>,
     /// Prometheus-style cumulative buckets: (upper bound in seconds, count ≤ bound).
     pub cumulative_buckets: Vec<(f64, u64)>,
+    /// The time all calls took together, in seconds.
     pub sum_seconds: f64,
 }
 
 impl OperationMetrics {
+    /// Calls counted, whatever their outcome.
     pub fn count(&self) -> u64 {
         self.outcomes.iter().map(|(_, c)| c).sum()
     }
@@ -217,9 +244,13 @@ impl OperationMetrics {
 /// Connections of a pooled store.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct PoolStatus {
+    /// The most connections the pool opens.
     pub max: usize,
+    /// Connections open now, idle or in use.
     pub open: usize,
+    /// Open connections that are not in use.
     pub idle: usize,
+    /// Callers waiting for a connection.
     pub waiting: usize,
 }
 

@@ -14,18 +14,22 @@ use zeroize::Zeroizing;
 pub struct SessionKey(Zeroizing<Vec<u8>>);
 
 impl SessionKey {
+    /// Wraps key material.
     pub fn new(bytes: impl Into<Vec<u8>>) -> SessionKey {
         SessionKey(Zeroizing::new(bytes.into()))
     }
 
+    /// The key material itself, for the code that uses it.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 
+    /// Its length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether it holds no bytes (a store refuses such a key).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -151,24 +155,32 @@ pub fn new_session_id() -> String {
 /// Changes to an existing, live session. `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct SessionUpdate {
+    /// New key material.
     pub key: Option<SessionKey>,
+    /// A new expiry, after the store's current time.
     pub expires_at: Option<DateTime<Utc>>,
     /// `Some(None)` clears the metadata.
     pub metadata: Option<Option<serde_json::Value>>,
+    /// A new message budget; `Some(None)` removes it.
     pub max_messages: Option<Option<u64>>,
+    /// A new idle timeout; `Some(None)` removes it.
     pub idle_timeout: Option<Option<Duration>>,
 }
 
 /// One page of a listing, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
+    /// At most this many entries, 1 to [`Page::MAX_LIMIT`].
     pub limit: u32,
+    /// Entries skipped before the page.
     pub offset: u32,
 }
 
 impl Page {
+    /// The largest page a store returns.
     pub const MAX_LIMIT: u32 = 1000;
 
+    /// The first `limit` entries.
     pub fn first(limit: u32) -> Page {
         Page { limit, offset: 0 }
     }
@@ -183,8 +195,11 @@ impl Default for Page {
 /// One nonce to claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonceClaim {
+    /// The nonce, as the message carries it.
     pub nonce: String,
+    /// The session the message belongs to, if any.
     pub session_id: Option<String>,
+    /// Until when the nonce stays claimed; after this it may be claimed again.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -192,7 +207,9 @@ pub struct NonceClaim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Claim {
+    /// The nonce was unused and is now claimed.
     Fresh,
+    /// The nonce was already claimed and has not expired.
     Replayed,
 }
 
@@ -200,18 +217,25 @@ pub enum Claim {
 /// [`KeyType::parse`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum KeyType {
+    /// Ed25519 signatures.
     Ed25519,
+    /// ECDSA on secp256k1 (Ethereum's curve).
     Secp256k1,
+    /// X25519 key agreement.
     X25519,
+    /// ECDSA on NIST P-256.
     #[serde(rename = "P-256")]
     P256,
+    /// ECDSA on NIST P-384.
     #[serde(rename = "P-384")]
     P384,
 }
 
 impl KeyType {
+    /// Every key type.
     pub const ALL: [KeyType; 5] = [KeyType::Ed25519, KeyType::Secp256k1, KeyType::X25519, KeyType::P256, KeyType::P384];
 
+    /// The name SAGE stores: `Ed25519`, `Secp256k1`, `X25519`, `P-256`, `P-384`.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyType::Ed25519 => "Ed25519",
@@ -250,14 +274,21 @@ impl fmt::Display for KeyType {
 /// A cached DID and what SAGE's application resolves for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DidRecord {
+    /// The DID, e.g. `did:sage:alice`.
     pub did: String,
+    /// The public key that verifies its signatures.
     pub public_key: Vec<u8>,
+    /// Who controls it, e.g. an Ethereum address.
     pub owner_address: String,
+    /// The algorithm of `public_key`.
     pub key_type: KeyType,
+    /// Whether the DID has been revoked; a service refuses its messages.
     pub revoked: bool,
     /// The key-agreement (X25519, for HPKE) public key, when the DID has one.
     pub key_agreement_key: Option<Vec<u8>>,
+    /// Where the agent is reached (`http`, `https`, `ws` or `wss`).
     pub endpoint: Option<String>,
+    /// What the agent offers, e.g. `messaging`.
     pub capabilities: Vec<String>,
     /// When the entry was resolved from its source.
     pub fetched_at: DateTime<Utc>,
@@ -295,6 +326,7 @@ impl DidRecord {
         }
     }
 
+    /// Whether the entry should be resolved again at `now`.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         self.stale_after.is_some_and(|t| t <= now)
     }

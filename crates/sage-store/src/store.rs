@@ -33,6 +33,7 @@ pub struct OpenOptions {
     /// Apply SAGE's pending migrations before opening. Off unless asked for: production
     /// databases are migrated deliberately, with `sage-db migrate up`.
     pub migrate: bool,
+    /// The clock that decides expiry.
     pub clock: Arc<dyn Clock>,
     /// PostgreSQL only: a streaming standby for session and DID reads, used while its
     /// replay lag is under a bound (see [`ReadReplica`]). `None`: every read goes to the
@@ -41,6 +42,7 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
+    /// Keys from `keys`, no migration, the system clock.
     pub fn new(keys: KeySource) -> OpenOptions {
         OpenOptions { keys, migrate: false, clock: Arc::new(SystemClock), read_replica: None }
     }
@@ -97,9 +99,13 @@ pub struct Dids(Arc<Inner>);
 /// What `rotate_keys` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RotationReport {
+    /// The id of the key everything is now sealed with.
     pub key_id: String,
+    /// Sessions looked at.
     pub examined: u64,
+    /// Sessions already sealed with the current key.
     pub already_current: u64,
+    /// Sessions re-sealed with the current key.
     pub resealed: u64,
     /// Rows that held key material in plaintext (an older SAGE database) and are now sealed.
     pub encrypted_plaintext: u64,
@@ -180,14 +186,17 @@ impl Store {
         Ok(Store { sessions: Sessions(inner.clone()), nonces: Nonces(inner.clone()), dids: Dids(inner), notices })
     }
 
+    /// The sessions ([`SessionStore`]).
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
     }
 
+    /// The nonces ([`NonceStore`]); see also [`Store::accept`].
     pub fn nonces(&self) -> &Nonces {
         &self.nonces
     }
 
+    /// The DID cache ([`DidStore`]).
     pub fn dids(&self) -> &Dids {
         &self.dids
     }
@@ -197,6 +206,7 @@ impl Store {
         &self.notices
     }
 
+    /// `postgres`, `sqlite` or `memory`.
     pub fn backend_name(&self) -> &'static str {
         self.sessions.0.backend.name()
     }
@@ -245,6 +255,25 @@ impl Store {
     ///
     /// Messages of one session serialise on its row; see `docs/PERFORMANCE.md` for what a
     /// hot session costs and how to avoid it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sage_store::StoreError> {
+    /// use sage_store::{prelude::*, chrono::Duration, ErrorKind, NewSession, SessionKey, Store};
+    /// let store = Store::open_url("memory://").await?;
+    /// let until = store.now() + Duration::hours(1);
+    /// let session = NewSession::new("did:sage:alice", "did:sage:bob", SessionKey::new(vec![7; 32]), until)
+    ///     .with_max_messages(2);
+    /// let session = store.sessions().create(&session).await?;
+    ///
+    /// assert_eq!(store.accept(&session.id, "nonce-1", until).await?.message_count, 1);
+    /// assert_eq!(store.accept(&session.id, "nonce-1", until).await.unwrap_err().kind(), ErrorKind::Replayed);
+    /// assert_eq!(store.accept(&session.id, "nonce-2", until).await?.message_count, 2);
+    /// // The budget is spent: the third message is refused, and its nonce stays free.
+    /// assert_eq!(store.accept(&session.id, "nonce-3", until).await.unwrap_err().kind(), ErrorKind::Expired);
+    /// assert!(!store.nonces().is_used("nonce-3").await?);
+    /// # Ok(()) }
+    /// ```
     pub async fn accept(&self, session_id: &str, nonce: &str, nonce_expires_at: DateTime<Utc>) -> Result<Session> {
         let inner = &self.sessions.0;
         observed(inner, Operation::Accept, async move {
@@ -266,10 +295,13 @@ impl Store {
         .await
     }
 
+    /// Whether the database answers: a round trip on PostgreSQL, a query on SQLite.
     pub async fn ping(&self) -> Result<()> {
         self.sessions.0.backend.ping().await
     }
 
+    /// Closes a PostgreSQL store's connections; calls after this fail. Dropping the last
+    /// clone of a store closes it too. Does nothing on SQLite and memory.
     pub async fn close(&self) {
         self.sessions.0.backend.close().await
     }

@@ -5,10 +5,15 @@ use chrono::{DateTime, Utc};
 use crate::error::{Result, StoreError};
 use crate::model::{DidRecord, NewSession, NonceClaim, Page, SessionKey};
 
+/// The longest session id, nonce or owner address, in characters.
 pub const MAX_ID_LEN: usize = 255;
+/// The longest DID, in bytes.
 pub const MAX_DID_LEN: usize = 2048;
+/// The largest session metadata, as JSON text, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// The largest session key or DID public key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// The most capabilities a DID record may list.
 pub const MAX_CAPABILITIES: usize = 64;
 
 /// Session ids and nonces: 1 to 255 characters from the alphabets of UUIDs, base64 and
@@ -70,6 +75,7 @@ pub fn did(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Key material: 1 to [`MAX_KEY_BYTES`] bytes.
 pub fn key(field: &'static str, key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
@@ -96,6 +102,7 @@ pub fn metadata(value: Option<&serde_json::Value>) -> Result<()> {
     Ok(())
 }
 
+/// An expiry must lie after `now`.
 pub fn expiry(field: &'static str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
     if expires_at <= now {
         return Err(StoreError::invalid(field, format!("{expires_at} is not after the current time {now}")));
@@ -103,6 +110,7 @@ pub fn expiry(field: &'static str, expires_at: DateTime<Utc>, now: DateTime<Utc>
     Ok(())
 }
 
+/// Everything [`SessionStore::create`](crate::SessionStore::create) checks, field by field.
 pub fn new_session(s: &NewSession, now: DateTime<Utc>) -> Result<()> {
     token("id", &s.id)?;
     did("client_did", &s.client_did)?;
@@ -113,10 +121,12 @@ pub fn new_session(s: &NewSession, now: DateTime<Utc>) -> Result<()> {
     limits(s.max_messages, s.idle_timeout)
 }
 
+/// A session key: 1 to [`MAX_KEY_BYTES`] bytes.
 pub fn session_key(key: &SessionKey) -> Result<()> {
     self::key("key", key.expose())
 }
 
+/// A message budget of at least 1, an idle timeout of 1 second to 68 years.
 pub fn limits(max_messages: Option<u64>, idle_timeout: Option<std::time::Duration>) -> Result<()> {
     if max_messages == Some(0) || max_messages.is_some_and(|m| m > i64::MAX as u64) {
         return Err(StoreError::invalid("max_messages", "must be between 1 and 2^63-1"));
@@ -129,6 +139,7 @@ pub fn limits(max_messages: Option<u64>, idle_timeout: Option<std::time::Duratio
     Ok(())
 }
 
+/// A nonce claim: its nonce, its session id when it has one, and an expiry after `now`.
 pub fn claim(c: &NonceClaim, now: DateTime<Utc>) -> Result<()> {
     token("nonce", &c.nonce)?;
     if let Some(session) = &c.session_id {
@@ -137,6 +148,7 @@ pub fn claim(c: &NonceClaim, now: DateTime<Utc>) -> Result<()> {
     expiry("expires_at", c.expires_at, now)
 }
 
+/// A page of 1 to [`Page::MAX_LIMIT`] entries.
 pub fn page(page: Page) -> Result<()> {
     if page.limit == 0 || page.limit > Page::MAX_LIMIT {
         return Err(StoreError::invalid("limit", format!("must be between 1 and {}", Page::MAX_LIMIT)));
@@ -144,6 +156,7 @@ pub fn page(page: Page) -> Result<()> {
     Ok(())
 }
 
+/// Everything the DID store checks in a record, field by field.
 pub fn did_record(r: &DidRecord) -> Result<()> {
     did("did", &r.did)?;
     key("public_key", &r.public_key)?;
