@@ -89,6 +89,9 @@ pub(crate) fn driver_config(s: &PgSettings, timeout: Duration) -> tokio_postgres
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
+    if let Some(options) = &s.options {
+        config.options(options);
+    }
     if let Some(password) = &s.password {
         config.password(password.expose());
     }

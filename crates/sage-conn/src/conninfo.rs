@@ -84,6 +84,8 @@ pub(crate) struct Partial {
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
     pub application_name: Option<String>,
+    /// Server settings for every session (`options=-c name=value …`).
+    pub options: Option<String>,
     pub target_session_attrs: Option<SessionAttrs>,
     pub service: Option<String>,
     pub pooler: Option<Pooler>,
@@ -106,6 +108,7 @@ impl Partial {
             sslrootcert: self.sslrootcert.or(lower.sslrootcert),
             connect_timeout: self.connect_timeout.or(lower.connect_timeout),
             application_name: self.application_name.or(lower.application_name),
+            options: self.options.or(lower.options),
             target_session_attrs: self.target_session_attrs.or(lower.target_session_attrs),
             service: self.service.or(lower.service),
             pooler: self.pooler.or(lower.pooler),
@@ -176,6 +179,7 @@ impl Partial {
             password,
             dbname: config.get_dbname().map(str::to_string),
             application_name: config.get_application_name().map(str::to_string),
+            options: config.get_options().map(str::to_string),
             ..Partial::default()
         })
     }
@@ -346,7 +350,7 @@ fn tokenize(source: &str, text: &str) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// The libpq variables, as a partial: `PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE
-/// PGSSLMODE PGSSLROOTCERT PGAPPNAME PGCONNECT_TIMEOUT PGTARGETSESSIONATTRS PGSERVICE`.
+/// PGSSLMODE PGSSLROOTCERT PGAPPNAME PGOPTIONS PGCONNECT_TIMEOUT PGTARGETSESSIONATTRS PGSERVICE`.
 pub(crate) fn from_environment(env: &Environment) -> Result<Partial, Error> {
     const NAMES: &[(&str, &str)] = &[
         ("PGHOST", "host"),
@@ -357,6 +361,7 @@ pub(crate) fn from_environment(env: &Environment) -> Result<Partial, Error> {
         ("PGSSLMODE", "sslmode"),
         ("PGSSLROOTCERT", "sslrootcert"),
         ("PGAPPNAME", "application_name"),
+        ("PGOPTIONS", "options"),
         ("PGCONNECT_TIMEOUT", "connect_timeout"),
         ("PGTARGETSESSIONATTRS", "target_session_attrs"),
         ("PGSERVICE", "service"),

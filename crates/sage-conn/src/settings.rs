@@ -125,6 +125,9 @@ pub struct PgSettings {
     pub sslrootcert: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub application_name: String,
+    /// Server settings sent at connection start-up (`options=-c name=value …`, or
+    /// `PGOPTIONS`), e.g. `-c statement_timeout=5s`.
+    pub options: Option<String>,
     /// What stands between SAGE DB and the server (`pooler=` in the URL); decides whether
     /// named prepared statements and session state may be used.
     pub pooler: Pooler,
@@ -145,6 +148,7 @@ impl PgSettings {
             sslrootcert: None,
             connect_timeout: Duration::from_secs(10),
             application_name: "sage-db".into(),
+            options: None,
             pooler: Pooler::Detect,
             pool: PoolSettings::default(),
         }
@@ -213,6 +217,9 @@ impl PgSettings {
         }
         if self.pooler != Pooler::Detect {
             params.push(format!("pooler={}", self.pooler.as_str()));
+        }
+        if let Some(options) = &self.options {
+            params.push(format!("options={}", enc(options)));
         }
         url.push('?');
         url.push_str(&params.join("&"));
@@ -370,6 +377,7 @@ fn finish(source: &str, explicit: conninfo::Partial, env: &Environment) -> Resul
         sslrootcert: partial.sslrootcert.clone(),
         connect_timeout: partial.connect_timeout.unwrap_or(defaults.connect_timeout),
         application_name: partial.application_name.clone().unwrap_or(defaults.application_name),
+        options: partial.options.clone(),
         pooler: partial.pooler.unwrap_or_default(),
         pool: defaults.pool,
     };
@@ -557,6 +565,18 @@ mod tests {
         let exposed = pg(&s).url_exposing_password();
         let again = Settings::parse_url("t", &exposed, Origin::Flag).unwrap();
         assert_eq!(pg(&again), pg(&s));
+    }
+
+    #[test]
+    fn server_options_are_kept_from_every_source() {
+        let s = Settings::parse_url("t", "postgres://u@h/d?options=-c%20statement_timeout%3D5s", Origin::Flag).unwrap();
+        assert_eq!(pg(&s).options.as_deref(), Some("-c statement_timeout=5s"));
+        let again = Settings::parse_url("t", &pg(&s).url_exposing_password(), Origin::Flag).unwrap();
+        assert_eq!(pg(&again), pg(&s), "the URL form carries the options");
+        let s = Settings::resolve(Some("host=h dbname=d options='-c search_path=app'"), &env(&[])).unwrap();
+        assert_eq!(pg(&s).options.as_deref(), Some("-c search_path=app"));
+        let s = Settings::resolve(Some("postgres://u@h/d"), &env(&[("PGOPTIONS", "-c work_mem=8MB")])).unwrap();
+        assert_eq!(pg(&s).options.as_deref(), Some("-c work_mem=8MB"), "PGOPTIONS fills what the URL leaves open");
     }
 
     #[test]
