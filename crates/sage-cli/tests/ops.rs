@@ -150,7 +150,7 @@ fn backup_and_restore_from_the_command_line() {
 
     let encrypted = run(sage_db(cwd.path()).args(["backup", "--encrypt", "--json"]));
     assert_eq!(encrypted.status.code(), Some(2));
-    assert!(stderr(&encrypted).contains("SAGE_BACKUP_PASSPHRASE"), "{}", stderr(&encrypted));
+    assert!(json_error(&encrypted).contains("SAGE_BACKUP_PASSPHRASE"), "{}", stdout(&encrypted));
     let encrypted = run(sage_db(cwd.path())
         .args(["backup", "--encrypt", "--json"])
         .env("SAGE_BACKUP_PASSPHRASE", "s3cret passphrase"));
@@ -203,6 +203,19 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
     let text = run(sage_db(cwd.path()).args(["monitor", "--database-url", &url]));
     assert!(text.status.success(), "{}", stderr(&text));
     assert!(stdout(&text).contains(" KiB") || stdout(&text).contains(" MiB"), "sizes for people: {}", stdout(&text));
+}
+
+/// The message and causes of the JSON error a `--json` command printed on stdout.
+fn json_error(out: &std::process::Output) -> String {
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a JSON error ({e}): {}", stdout(out)));
+    let error = &value["error"];
+    let mut text = error["message"].as_str().unwrap_or_default().to_string();
+    for cause in error["causes"].as_array().into_iter().flatten() {
+        text.push_str(": ");
+        text.push_str(cause.as_str().unwrap_or_default());
+    }
+    text
 }
 
 /// Counts and sizes in `monitor --json` are JSON numbers (sizes in bytes), never text.
@@ -418,8 +431,9 @@ async fn postgres_retention_checks_column_types_before_deleting_anything() {
     ] {
         let out = cleanup(&format!("{}\n{bad}", rule("at", None)));
         assert_eq!(out.status.code(), Some(2), "{bad}");
-        assert!(stderr(&out).contains("retention rule 2") && stderr(&out).contains(expected), "{}", stderr(&out));
-        assert!(stderr(&out).contains("cleanup.toml") && stderr(&out).contains("events."), "{}", stderr(&out));
+        let error = json_error(&out);
+        assert!(error.contains("retention rule 2") && error.contains(expected), "{error}");
+        assert!(error.contains("cleanup.toml") && error.contains("events."), "{error}");
         assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM events").await, 2, "rule 1 did not run");
         assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM nonces").await, 1, "expiry did not run");
     }
