@@ -111,7 +111,9 @@ async fn sage_pg_bin_pins_the_client_and_a_client_the_server_cannot_use_is_refus
         assert!(client.starts_with("pg_dump 15.") && client.contains("pinned by SAGE_PG_BIN"), "{client}");
     } else {
         assert_eq!(pinned.status.code(), Some(2), "PostgreSQL {major}: {}", stdout(&pinned));
-        let err = stderr(&pinned);
+        // Under --json the error is the JSON object on stdout.
+        let report: serde_json::Value = serde_json::from_slice(&pinned.stdout).unwrap();
+        let err = format!("{} {}", report["error"]["message"], report["error"]["causes"]);
         assert!(err.contains("SAGE_PG_BIN") && err.contains("cannot read a newer server"), "{err}");
         assert!(err.contains(&format!("postgresql-client-{major}")), "says how to get a matching client: {err}");
     }
