@@ -108,3 +108,35 @@ async fn concurrent_claims_through_the_pooler_accept_each_nonce_once() {
         store.close().await;
     }
 }
+
+/// Many callers meeting new statements at once through a small pool: learning a statement's
+/// parameter types uses the caller's own connection, so they cannot end up holding every
+/// connection while each waits for another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_first_statements_at_once_through_a_small_pool_do_not_wait_for_each_other() {
+    let (db, bouncer) = pooled().await;
+    let mut settings = bouncer.settings_for(db.settings());
+    settings.pool.max_connections = 2;
+    settings.connect_timeout = std::time::Duration::from_secs(3);
+    let store = Store::open(&Target::Postgres(settings), options(keys::generate_key().to_string())).await.unwrap();
+    let later = store.now() + chrono::Duration::minutes(5);
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Three statements none of the callers has sent yet.
+                let id = format!("first-{i}");
+                let found = store.sessions().get(&id).await;
+                assert!(found.unwrap_err().is_not_found());
+                store.nonces().claim(&format!("first-n{i}"), None, later).await.unwrap();
+                store.dids().get(&format!("did:example:{i}")).await.unwrap_err()
+            })
+        })
+        .collect();
+    // Callers waiting for each other would end in the pool's "no connection became
+    // available" error instead of these answers.
+    for task in tasks {
+        assert!(task.await.unwrap().is_not_found());
+    }
+    store.close().await;
+}

@@ -74,7 +74,7 @@ impl PgBackend {
             None => None,
         };
         let pool = sage_conn::open_pool(settings).await?;
-        let statements = Arc::new(Statements::new(&pool, settings));
+        let statements = Arc::new(Statements::new(settings));
         tracing::debug!(pooler = settings.pooler.as_str(), named = statements.named(), "postgres store statements");
         let (batch_pool, batch_settings, batch_statements) = (pool.clone(), settings.clone(), statements.clone());
         // Several batches in flight keep the pool busy; each one is a single statement and

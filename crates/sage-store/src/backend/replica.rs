@@ -49,7 +49,7 @@ impl Replica {
         let settings = sage_conn::decide_pooler(&options.settings).await?;
         let pool = sage_conn::open_pool(&settings).await?;
         Ok(Replica {
-            statements: Statements::new(&pool, &settings),
+            statements: Statements::new(&settings),
             pool,
             max_lag: options.max_lag,
             authorising_reads: options.authorising_reads,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sage_conn::deadpool_postgres::{Object, Pool};
+use sage_conn::deadpool_postgres::Object;
 use sage_conn::PgSettings;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -22,13 +22,13 @@ pub(crate) enum Statements {
     /// Named statements, prepared once per connection (a direct connection).
     Prepared,
     /// Unnamed statements with the parameter types learned once per SQL text.
-    Unnamed { pool: Pool, settings: PgSettings, types: Mutex<HashMap<String, Arc<[Type]>>> },
+    Unnamed { types: Mutex<HashMap<String, Arc<[Type]>>> },
 }
 
 impl Statements {
-    pub(crate) fn new(pool: &Pool, settings: &PgSettings) -> Statements {
+    pub(crate) fn new(settings: &PgSettings) -> Statements {
         if settings.pooler.shares_sessions() {
-            Statements::Unnamed { pool: pool.clone(), settings: settings.clone(), types: Mutex::default() }
+            Statements::Unnamed { types: Mutex::default() }
         } else {
             Statements::Prepared
         }
@@ -45,7 +45,7 @@ impl Statements {
                 client.query(&statement, params).await.map_err(|e| from_pg(what, sql, e))
             }
             Statements::Unnamed { .. } => {
-                let types = self.types(what, sql).await?;
+                let types = self.types(client, what, sql).await?;
                 let typed = typed(params, &types);
                 client.query_typed(sql, &typed).await.map_err(|e| from_pg(what, sql, e))
             }
@@ -59,46 +59,38 @@ impl Statements {
                 client.execute(&statement, params).await.map_err(|e| from_pg(what, sql, e))
             }
             Statements::Unnamed { .. } => {
-                let types = self.types(what, sql).await?;
+                let types = self.types(client, what, sql).await?;
                 let typed = typed(params, &types);
                 client.execute_typed(sql, &typed).await.map_err(|e| from_pg(what, sql, e))
             }
         }
     }
 
-    /// The parameter types of `sql`, asked of the server the first time. The statement is
-    /// described inside a transaction, which a pooler keeps in one server session, and
-    /// closed before it ends, so no name is left behind in a session others will use.
-    async fn types(&self, what: &str, sql: &str) -> Result<Arc<[Type]>> {
-        let Statements::Unnamed { pool, settings, types } = self else {
+    /// The parameter types of `sql`, asked of the server the first time, on the caller's own
+    /// connection: taking a second one from the pool while holding the first would let
+    /// many callers with a new statement hold every connection and wait for each other. The
+    /// statement is described inside a transaction, which a pooler keeps in one server
+    /// session, and closed before it ends, so no name is left behind in a session others
+    /// will use.
+    async fn types(&self, client: &Object, what: &str, sql: &str) -> Result<Arc<[Type]>> {
+        let Statements::Unnamed { types, .. } = self else {
             return Err(StoreError::new(ErrorKind::Internal, "parameter types asked of a prepared-statement store"));
         };
         let lock = || types.lock().map_err(|_| StoreError::new(ErrorKind::Internal, "statement cache lock poisoned"));
         if let Some(known) = lock()?.get(sql) {
             return Ok(known.clone());
         }
-        let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-        let learned = async {
-            client.batch_execute("BEGIN").await.map_err(|e| from_pg(what, "BEGIN", e))?;
-            let described = client.prepare(sql).await.map_err(|e| from_pg(what, sql, e));
-            // Dropping the statement sends its Close ahead of the COMMIT below.
-            let params: Result<Arc<[Type]>> = described.map(|s| s.params().into());
-            let end = if params.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            client.batch_execute(end).await.map_err(|e| from_pg(what, end, e))?;
-            params
-        }
-        .await;
-        match learned {
-            Ok(params) => {
-                lock()?.insert(sql.to_string(), params.clone());
-                Ok(params)
-            }
-            Err(e) => {
-                // The connection may still be inside the transaction: never hand it back.
-                drop(Object::take(client));
-                Err(e)
-            }
-        }
+        client.batch_execute("BEGIN").await.map_err(|e| from_pg(what, "BEGIN", e))?;
+        let described = client.prepare(sql).await.map_err(|e| from_pg(what, sql, e));
+        // Dropping the statement sends its Close ahead of the transaction's end below.
+        let params: Result<Arc<[Type]>> = described.map(|s| s.params().into());
+        let end = if params.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        // A connection whose transaction cannot be ended is broken; the pool's recycling
+        // check drops a closed connection instead of handing it out again.
+        client.batch_execute(end).await.map_err(|e| from_pg(what, end, e))?;
+        let params = params?;
+        lock()?.insert(sql.to_string(), params.clone());
+        Ok(params)
     }
 }
 
