@@ -751,67 +751,28 @@ impl Migrator {
             self.set.migrations.iter().map(|m| m.version).filter(|v| *v <= version).collect();
         let mut changes = Vec::new();
         for table in legacy {
-            match table {
-                LegacyTable::GolangMigrate { .. } => changes.push(legacy::LegacySync::GolangSetVersion {
+            if let LegacyTable::GolangMigrate { .. } = table {
+                changes.push(legacy::LegacySync::GolangSetVersion {
                     version: (version > 0).then_some(version),
                     dirty: false,
-                }),
-                LegacyTable::Sqlx { rows } => {
-                    // sqlx's own advice for a failed row is to fix the schema and remove the
-                    // row; force marks it successful when the forced version covers it.
-                    for failed in rows.iter().filter(|r| !r.success) {
-                        changes.extend(legacy::sync_for(
-                            std::slice::from_ref(table),
-                            &self.set,
-                            failed.version,
-                            failed.version <= version,
-                            &complete_after,
-                            0,
-                        ));
-                    }
-                    for row in &writes {
-                        changes.extend(legacy::sync_for(
-                            std::slice::from_ref(table),
-                            &self.set,
-                            row.version,
-                            true,
-                            &complete_after,
-                            0,
-                        ));
-                    }
-                    for v in &deletes {
-                        changes.extend(legacy::sync_for(
-                            std::slice::from_ref(table),
-                            &self.set,
-                            *v,
-                            false,
-                            &complete_after,
-                            0,
-                        ));
-                    }
+                });
+                continue;
+            }
+            let sync = |v: i64, applied: bool| {
+                legacy::sync_for(std::slice::from_ref(table), &self.set, v, applied, &complete_after, 0)
+            };
+            if let LegacyTable::Sqlx { rows } = table {
+                // sqlx's own advice for a failed row is to fix the schema and remove the
+                // row; force marks it successful when the forced version covers it.
+                for failed in rows.iter().filter(|r| !r.success) {
+                    changes.extend(sync(failed.version, failed.version <= version));
                 }
-                _ => {
-                    for row in &writes {
-                        changes.extend(legacy::sync_for(
-                            std::slice::from_ref(table),
-                            &self.set,
-                            row.version,
-                            true,
-                            &complete_after,
-                            0,
-                        ));
-                    }
-                    for v in &deletes {
-                        changes.extend(legacy::sync_for(
-                            std::slice::from_ref(table),
-                            &self.set,
-                            *v,
-                            false,
-                            &complete_after,
-                            0,
-                        ));
-                    }
-                }
+            }
+            for row in &writes {
+                changes.extend(sync(row.version, true));
+            }
+            for v in &deletes {
+                changes.extend(sync(*v, false));
             }
         }
         report.notices.push(
