@@ -406,6 +406,40 @@ async fn keep_in_step_creates_the_tools_table_on_a_fresh_database() {
     }
 }
 
+/// A database the application made itself (its create_all at start-up), beside the tool's
+/// table that records nothing (the tool ran once and everything was reverted): `up` adopts
+/// what the schema shows, runs only the rest, and the tool sees all of it as applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_all_database_beside_an_empty_tool_table_is_adopted() {
+    for tool in [Tool::GolangMigrate, Tool::Sqlx, Tool::Dbmate] {
+        for postgres in [true, false] {
+            let s = Scenario::new(tool, postgres).await;
+            s.add_step(2);
+            s.tool_up();
+            s.tool_down_one();
+            s.tool_down_one();
+            assert_eq!(s.tool_applied(), Vec::<i64>::new(), "{tool:?}: the tool's table records nothing");
+            // What the application's start-up makes: migrations 1 and 2's objects, with rows.
+            s.db.exec("CREATE TABLE applied_log (v integer NOT NULL); CREATE TABLE t2 (id integer); INSERT INTO t2 VALUES (7);")
+                .await;
+            s.add_step(3);
+            let dry = s.sage_ok(&["up", "--dry-run"]);
+            assert!(dry.contains("would adopt") && dry.contains("migrations 1 to 2"), "{tool:?}: {dry}");
+            assert!(!dry.contains("step2"), "{tool:?}: the dry run shows migration 2 as run: {dry}");
+            assert_eq!(
+                s.db.scalar("SELECT count(*) FROM applied_log").await,
+                0,
+                "{tool:?}: the dry run changed nothing"
+            );
+            let out = s.sage_ok(&["up"]);
+            assert!(out.contains("adopted"), "{tool:?}: {out}");
+            assert_eq!(s.db.runs(3).await, [0, 0, 1], "{tool:?}: only migration 3 ran");
+            assert_eq!(s.db.scalar("SELECT count(*) FROM t2").await, 1, "{tool:?}: the application's rows are kept");
+            assert_eq!(s.tool_applied(), [1, 2, 3], "{tool:?} sees the adopted migrations as applied");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golang_migrate_waits_for_sage_db_and_nothing_runs_twice() {
     let s = Scenario::new(Tool::GolangMigrate, true).await;

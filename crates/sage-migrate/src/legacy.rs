@@ -94,6 +94,12 @@ impl LegacyTable {
             Peer::Dbmate => LegacyTable::Dbmate { versions: Vec::new() },
         }
     }
+
+    /// Whether the table records no migration at all (as the peer leaves it on a database
+    /// it created but never migrated, or as `--keep-in-step` creates it).
+    pub fn records_nothing(&self) -> bool {
+        *self == LegacyTable::empty(self.peer())
+    }
 }
 
 /// A change to a peer's table that mirrors one step of ours.

@@ -79,6 +79,9 @@ pub struct StatusReport {
     pub findings: Vec<Finding>,
     /// Other tools' bookkeeping tables found, e.g. `golang-migrate (schema_migrations)`.
     pub legacy_tables: Vec<String>,
+    /// Whether every one of those tables records no migration at all.
+    #[serde(skip)]
+    pub legacy_tables_empty: bool,
 }
 
 impl StatusReport {
@@ -212,6 +215,7 @@ impl Migrator {
             migrations,
             findings,
             legacy_tables: legacy.iter().map(|t| format!("{} ({})", t.tool(), t.table())).collect(),
+            legacy_tables_empty: legacy.iter().all(LegacyTable::records_nothing),
         })
     }
 

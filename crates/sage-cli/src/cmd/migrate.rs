@@ -475,14 +475,40 @@ async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> 
 }
 
 /// Before `up` and `provision`: a database that holds tables of these migrations but has no
-/// record of any migration (SAGE DB's or another tool's) was made without a migration tool,
-/// e.g. by an ORM's create_all at start-up. It is adopted as `migrate adopt` does: the
-/// newest prefix whose schema is exactly the live one is recorded as present. With none, the
-/// differences to the closest are the error and nothing changes. A database without any of
-/// the migrations' tables is left to `up` (a fresh one costs one catalog read here).
+/// record of any migration (SAGE DB's or another tool's; a peer's table that records nothing
+/// counts as none) was made without a migration tool, e.g. by an ORM's create_all at
+/// start-up. It is adopted as `migrate adopt` does: the newest prefix whose schema is exactly
+/// the live one is recorded as present. With none, the differences to the closest are the
+/// error and nothing changes. A database without any of the migrations' tables is left to
+/// `up` (a fresh one costs one catalog read here).
 async fn adopt_unrecorded(m: &mut Session, args: &MigrationArgs) -> anyhow::Result<Option<Report>> {
+    let Some(Adoption { count, version }) = unrecorded_adoption(m, args).await? else {
+        return Ok(None);
+    };
+    let mut report = m.migrator.record_present(version, None).await?;
+    if report.version_after != Some(version) {
+        return Ok(Some(report));
+    }
+    report.notices.insert(0, adoption_notice("adopted", count, version));
+    Ok(Some(report))
+}
+
+/// The migrations a database without any migration record would be adopted at (see
+/// `adopt_unrecorded`); reads only.
+struct Adoption {
+    count: usize,
+    version: i64,
+}
+
+fn adoption_notice(verb: &str, count: usize, version: i64) -> String {
+    format!(
+        "{verb}: the database had no migration history and its schema is exactly what migrations 1 to {count} (through version {version}) make"
+    )
+}
+
+async fn unrecorded_adoption(m: &mut Session, args: &MigrationArgs) -> anyhow::Result<Option<Adoption>> {
     let status = m.migrator.status().await?;
-    let unrecorded = status.legacy_tables.is_empty()
+    let unrecorded = status.legacy_tables_empty
         && status.migrations.iter().all(|e| e.state == sage_migrate::MigrationState::Pending);
     if !unrecorded || status.migrations.is_empty() {
         return Ok(None);
@@ -502,19 +528,7 @@ async fn adopt_unrecorded(m: &mut Session, args: &MigrationArgs) -> anyhow::Resu
     let live = sage_schema::live(&target).await?;
     match match_prefix(&set, &schemas, &live, &args.history_table, 0) {
         PrefixMatch::Exact { count: 0, .. } => Ok(None),
-        PrefixMatch::Exact { count, version } => {
-            let mut report = m.migrator.record_present(version, None).await?;
-            if report.version_after != Some(version) {
-                return Ok(Some(report));
-            }
-            report.notices.insert(
-                0,
-                format!(
-                    "adopted: the database had no migration history and its schema is exactly what migrations 1 to {count} (through version {version}) make"
-                ),
-            );
-            Ok(Some(report))
-        }
+        PrefixMatch::Exact { count, version } => Ok(Some(Adoption { count, version })),
         PrefixMatch::None { version, findings } => bail!(
             "the database holds tables of these migrations but no record of any migration, and no prefix of the migrations makes exactly its schema; nothing was changed\n{}",
             closest_lines(version, &findings)
@@ -556,7 +570,10 @@ async fn record_if_present(m: &mut Session, args: &MigrationArgs) -> anyhow::Res
 /// `up` with adoption first and, when a migration fails, the check whether its objects
 /// were already there.
 async fn up_adopting(m: &mut Session, args: &MigrationArgs, target: Goal) -> anyhow::Result<Report> {
-    let adopted = if args.dry_run { None } else { adopt_unrecorded(m, args).await? };
+    if args.dry_run {
+        return up_adopting_dry_run(m, args, target).await;
+    }
+    let adopted = adopt_unrecorded(m, args).await?;
     let result = m.migrator.up(target).await;
     let report = match result {
         Err(e) if e.kind() == sage_migrate::ErrorKind::MigrationFailed && !args.dry_run => {
@@ -572,6 +589,26 @@ async fn up_adopting(m: &mut Session, args: &MigrationArgs, target: Goal) -> any
         Some(adopted) => merge(adopted, report),
         None => report,
     })
+}
+
+/// `up --dry-run`: what `up` would do, adoption included: the migrations an adoption would
+/// record as present are shown as such, not as run.
+async fn up_adopting_dry_run(m: &mut Session, args: &MigrationArgs, target: Goal) -> anyhow::Result<Report> {
+    let adoption = unrecorded_adoption(m, args).await?;
+    // Every migration is pending here: `up N` after adopting the first `count` runs the N
+    // after them.
+    let target = match (&adoption, target) {
+        (Some(a), Goal::Steps(n)) => Goal::Steps(n.saturating_add(u32::try_from(a.count).unwrap_or(u32::MAX))),
+        (_, target) => target,
+    };
+    let mut report = m.migrator.up(target).await?;
+    if let Some(Adoption { count, version }) = adoption {
+        report.applied.retain(|step| step.version > version);
+        report
+            .notices
+            .insert(0, adoption_notice("would adopt (recording them as present, running nothing)", count, version));
+    }
+    Ok(report)
 }
 
 /// One report for two steps run one after the other.
