@@ -31,8 +31,8 @@ pub struct Statement<'a> {
     /// For `COPY … FROM stdin`: the rows that follow the statement, up to the `\.` line.
     pub copy_data: Option<&'a str>,
     /// Whether the statement may change how the session reads later scripts (`SET`,
-    /// `RESET`, `set_config`, `DISCARD`), so that the runner puts the session back after
-    /// the script.
+    /// `RESET`, `set_config`, `DISCARD`, `DEALLOCATE`), so that the runner puts the session
+    /// back after the script.
     pub changes_session: bool,
 }
 
@@ -342,8 +342,8 @@ impl<'a> Splitter<'a> {
         if self.dialect == Dialect::Sqlite {
             return Ok(statement);
         }
-        statement.changes_session =
-            matches!(words.first(), Some(&("SET" | "RESET" | "DISCARD"))) || words.contains(&"SET_CONFIG");
+        statement.changes_session = matches!(words.first(), Some(&("SET" | "RESET" | "DISCARD" | "DEALLOCATE")))
+            || words.contains(&"SET_CONFIG");
         self.follow_string_setting(&words, sql, start)?;
         if words.first() == Some(&"COPY") {
             let from_stdin = words.windows(2).any(|w| w == ["FROM", "STDIN"]);

@@ -289,3 +289,21 @@ both_dialects!(regression_dbmate_errors_name_the_line_in_the_file, |db: Db| asyn
     let problem = set.problems[0].to_string();
     assert!(problem.contains("line 4, column 8") && problem.contains("unterminated string literal"), "{problem}");
 });
+
+/// The bookkeeping statements are prepared once per connection: a migration that drops
+/// every prepared statement of its session (inside a transaction, and in a migration that
+/// runs outside one, whose progress is recorded between statements) neither fails nor
+/// loses its history rows, and the migrations after it are recorded too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_that_deallocates_prepared_statements_is_recorded() {
+    let db = Db::new(sage_migrate::Dialect::Postgres).await;
+    let d = dir(&[
+        ("1_a.up.sql", "CREATE TABLE a (id integer);\nDEALLOCATE ALL;\nINSERT INTO a VALUES (1);"),
+        ("2_b.up.sql", "-- sage:no-transaction\nCREATE TABLE b (id integer);\nDEALLOCATE ALL;\nINSERT INTO b VALUES (2);"),
+        ("3_c.up.sql", "CREATE TABLE c (id integer);"),
+    ]);
+    let report = db.migrator(d.path()).await.up(Target::Latest).await.unwrap();
+    assert_eq!(report.applied.len(), 3);
+    assert_eq!(db.scalar("SELECT count(*) FROM sage_schema_history WHERE state = 'applied'").await, 3);
+    assert_eq!(db.scalar("SELECT count(*) FROM a").await + db.scalar("SELECT count(*) FROM b").await, 2);
+}

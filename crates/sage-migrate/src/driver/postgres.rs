@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use super::{db_error, lock_key, statement_error, Driver};
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
+use crate::split::Statement;
 use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
 
 /// Runs migrations over one dedicated connection, which also holds the session-level
@@ -31,6 +32,17 @@ pub(crate) struct PgDriver {
     /// The URL declares a pooler that shares server sessions: the connection reads inside
     /// one read-only transaction, which keeps it in one server session, and never migrates.
     pinned: bool,
+    /// The statements sent for every migration, prepared once on this connection so that
+    /// each use costs no parse round trip. A migration that deallocates prepared statements
+    /// or discards the session clears them (see `reset_session`).
+    prepared: Vec<(Prepared, tokio_postgres::Statement)>,
+}
+
+/// The driver's per-migration statements (see `PgDriver::prepared`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prepared {
+    BeginCheck,
+    WriteRow,
 }
 
 impl PgDriver {
@@ -72,7 +84,34 @@ impl PgDriver {
             peer_locks: Vec::new(),
             lock_timeout,
             pinned,
+            prepared: Vec::new(),
         })
+    }
+
+    /// `which`, prepared on first use and kept for the life of the connection.
+    async fn prepared(&mut self, which: Prepared) -> Result<tokio_postgres::Statement, Error> {
+        if let Some((_, statement)) = self.prepared.iter().find(|(w, _)| *w == which) {
+            return Ok(statement.clone());
+        }
+        let sql = match which {
+            Prepared::BeginCheck => format!(
+                "SELECT set_config('lock_timeout', $1, true), \
+                        NOT $4 OR (coalesce(current_setting('sage.migration_session', true) = $2, false) \
+                                   AND EXISTS ({HELD_HERE_3}))"
+            ),
+            Prepared::WriteRow => format!(
+                "INSERT INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
+                   applied_at = EXCLUDED.applied_at, execution_ms = EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,
+                   statements_done = EXCLUDED.statements_done, error = EXCLUDED.error",
+                self.history_table()
+            ),
+        };
+        let statement =
+            self.client()?.prepare(&sql).await.map_err(|e| db_error("cannot prepare the bookkeeping statements", e))?;
+        self.prepared.push((which, statement.clone()));
+        Ok(statement)
     }
 
     fn client(&self) -> Result<&Client, Error> {
@@ -430,8 +469,6 @@ impl Driver for PgDriver {
     }
 
     async fn begin(&mut self) -> Result<(), Error> {
-        let client = self.client()?;
-        client.batch_execute("BEGIN").await.map_err(|e| db_error("cannot begin a transaction", e))?;
         // A statement that waits for a table lock may already hold others that the
         // application needs: waiting is bounded, and the migration then fails whole.
         // lock_timeout is a 32-bit count of milliseconds, and 0 would mean "no limit".
@@ -439,17 +476,15 @@ impl Driver for PgDriver {
         // Every transaction checks that it runs in the server session that holds the lock:
         // behind a pooler in transaction mode it may not, and then nothing must change.
         let key = lock_key(&self.schema, &self.table);
-        let row = client
-            .query_one(
-                &format!(
-                    "SELECT set_config('lock_timeout', $1, true), \
-                            NOT $4 OR (coalesce(current_setting('sage.migration_session', true) = $2, false) \
-                                       AND EXISTS ({HELD_HERE_3}))"
-                ),
-                &[&timeout, &self.session_token, &key, &self.locked],
-            )
-            .await
-            .map_err(|e| db_error("cannot set the lock timeout", e))?;
+        let check = self.prepared(Prepared::BeginCheck).await?;
+        let client = self.client()?;
+        // BEGIN and the check go out together: one round trip. Should BEGIN fail, the check
+        // ran outside any transaction and changed nothing (its setting was local).
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&timeout, &self.session_token, &key, &self.locked];
+        let (begun, checked) = futures_util::future::join(client.batch_execute("BEGIN"), client.query_one(&check, &params)).await;
+        begun.map_err(|e| db_error("cannot begin a transaction", e))?;
+        let row = checked.map_err(|e| db_error("cannot set the lock timeout", e))?;
         if !row.get::<_, bool>(1) {
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(Error::new(
@@ -471,6 +506,17 @@ impl Driver for PgDriver {
     async fn execute(&mut self, sql: &str) -> Result<(), StatementError> {
         let client = self.client().map_err(|e| StatementError::new(e.to_string()))?;
         client.batch_execute(sql).await.map_err(|e| StatementError::from_pg(&e))
+    }
+
+    async fn run_statement(&mut self, statement: &Statement<'_>) -> Result<(), StatementError> {
+        // DISCARD and DEALLOCATE drop the prepared bookkeeping statements: prepare them again.
+        if statement.changes_session {
+            self.prepared.clear();
+        }
+        match statement.copy_data {
+            Some(rows) => self.copy_in(statement.sql, rows).await,
+            None => self.execute(statement.sql).await,
+        }
     }
 
     async fn copy_in(&mut self, sql: &str, rows: &str) -> Result<(), StatementError> {
@@ -511,17 +557,10 @@ impl Driver for PgDriver {
     }
 
     async fn write_row(&mut self, row: &HistoryRow) -> Result<(), Error> {
-        let sql = format!(
-            "INSERT INTO {} (version, name, checksum, state, applied_at, execution_ms, applied_by, statements_done, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, state = EXCLUDED.state,
-               applied_at = EXCLUDED.applied_at, execution_ms = EXCLUDED.execution_ms, applied_by = EXCLUDED.applied_by,
-               statements_done = EXCLUDED.statements_done, error = EXCLUDED.error",
-            self.history_table()
-        );
+        let insert = self.prepared(Prepared::WriteRow).await?;
         self.client()?
             .execute(
-                &sql,
+                &insert,
                 &[
                     &row.version,
                     &row.name,
