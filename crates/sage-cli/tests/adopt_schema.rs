@@ -206,3 +206,70 @@ async fn a_migrations_objects_made_ahead_are_recorded_not_run_on_postgres() {
     .await
     .unwrap();
 }
+
+/// A role without CREATEDB cannot make the scratch database a replay needs. Beside tables
+/// none of the migrations create, `up` does not need one and applies everything; beside
+/// the migrations' own tables it refuses, changing nothing and saying how to adopt, and
+/// `migrate adopt --dev-url` with an empty database of the user's then adopts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_createdb_is_told_how_to_adopt() {
+    let (unrelated, made, dev) = (
+        sage_testkit::database().await.unwrap(),
+        sage_testkit::database().await.unwrap(),
+        sage_testkit::database().await.unwrap(),
+    );
+    let role = format!("nocreatedb_{}", made.name().rsplit('_').next().unwrap());
+    let admin = sage_conn::connect(made.settings()).await.unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'not-a-secret'")).await.unwrap();
+    let mut urls = Vec::new();
+    for db in [&unrelated, &made] {
+        let client = sage_conn::connect(db.settings()).await.unwrap();
+        client
+            .batch_execute(&format!(
+                "GRANT ALL ON DATABASE {} TO {role}; GRANT ALL ON SCHEMA public TO {role};",
+                sage_conn::quote_ident(db.name())
+            ))
+            .await
+            .unwrap();
+        let s = db.settings();
+        urls.push(format!("postgres://{role}:not-a-secret@{}:{}/{}?sslmode=disable", s.host, s.port, s.dbname));
+    }
+    sage_conn::connect(unrelated.settings())
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE other (x integer);")
+        .await
+        .unwrap();
+    admin.batch_execute(CREATED_AT_STARTUP).await.unwrap();
+    admin.batch_execute(&format!("ALTER TABLE items OWNER TO {role}")).await.unwrap();
+    let dev_url = dev.url();
+    let (made_settings, unrelated_settings) = (made.settings().clone(), unrelated.settings().clone());
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = write_dir(FILES);
+
+        let out = migrate(&urls[0], dir.path(), &["up"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let applied = "SELECT count(*) FROM sage_schema_history WHERE state = 'applied'";
+        assert_eq!(rt.block_on(common::pg_scalar(&unrelated_settings, applied)), 3);
+
+        let out = migrate(&urls[1], dir.path(), &["up"]);
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("(items)") && said.contains("CREATEDB") && said.contains("migrate adopt --dev-url"),
+            "{said}"
+        );
+        let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
+        assert_eq!(rt.block_on(common::pg_scalar(&made_settings, tables)), 1, "nothing was changed");
+
+        let out = migrate(&urls[1], dir.path(), &["adopt", "--dev-url", &dev_url]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let out = migrate(&urls[1], dir.path(), &["up"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_eq!(rt.block_on(common::pg_scalar(&made_settings, "SELECT count(*) FROM items")), 1, "the data is kept");
+        assert_eq!(rt.block_on(common::pg_scalar(&made_settings, applied)), 1, "only migration 3 ran");
+    })
+    .await
+    .unwrap();
+}

@@ -299,7 +299,10 @@ async fn a_migration_that_deallocates_prepared_statements_is_recorded() {
     let db = Db::new(sage_migrate::Dialect::Postgres).await;
     let d = dir(&[
         ("1_a.up.sql", "CREATE TABLE a (id integer);\nDEALLOCATE ALL;\nINSERT INTO a VALUES (1);"),
-        ("2_b.up.sql", "-- sage:no-transaction\nCREATE TABLE b (id integer);\nDEALLOCATE ALL;\nINSERT INTO b VALUES (2);"),
+        (
+            "2_b.up.sql",
+            "-- sage:no-transaction\nCREATE TABLE b (id integer);\nDEALLOCATE ALL;\nINSERT INTO b VALUES (2);",
+        ),
         ("3_c.up.sql", "CREATE TABLE c (id integer);"),
     ]);
     let report = db.migrator(d.path()).await.up(Target::Latest).await.unwrap();

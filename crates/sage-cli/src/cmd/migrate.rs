@@ -419,8 +419,10 @@ fn match_prefix(
 ) -> PrefixMatch {
     let strict = sage_schema::ValidateOptions { strict: true };
     let mut closest: Option<(usize, i64, Vec<sage_schema::Finding>)> = None;
+    let mut owned = live.clone();
     for k in (from..schemas.len()).rev() {
-        let findings: Vec<sage_schema::Finding> = sage_schema::validate(&schemas[k], live, strict)
+        owned.owners = owners_as_replayed(&schemas[k], live);
+        let findings: Vec<sage_schema::Finding> = sage_schema::validate(&schemas[k], &owned, strict)
             .into_iter()
             .filter(|f| !bookkeeping(&f.object, history_table))
             .filter(|f| f.severity == sage_schema::Severity::Error)
@@ -435,6 +437,22 @@ fn match_prefix(
     }
     let (_, version, findings) = closest.unwrap_or_default();
     PrefixMatch::None { version, findings }
+}
+
+/// Who owns an object depends on who ran the statement that made it (the application's own
+/// role at start-up, often not the database's owner), not on which migration made it: where
+/// the replay leaves an object to the database's owner, the live object's owner matches
+/// whoever it is. An owner a migration sets explicitly is still compared.
+fn owners_as_replayed(expected: &sage_schema::Schema, live: &sage_schema::Schema) -> Vec<sage_schema::Owner> {
+    const DATABASE_OWNER: &str = "(database owner)";
+    let mut owners = live.owners.clone();
+    for owner in &mut owners {
+        let replayed = expected.owners.iter().find(|e| e.kind == owner.kind && e.object == owner.object);
+        if replayed.is_some_and(|e| e.owner == DATABASE_OWNER) {
+            owner.owner = DATABASE_OWNER.to_string();
+        }
+    }
+    owners
 }
 
 fn closest_lines(version: i64, findings: &[sage_schema::Finding]) -> String {
@@ -520,7 +538,23 @@ async fn unrecorded_adoption(m: &mut Session, args: &MigrationArgs) -> anyhow::R
         return Ok(None);
     }
     let set = m.migrator.set().clone();
-    let schemas = sage_schema::prefix_schemas(set.clone(), Some(&target), None).await?;
+    let created = created_tables(&set);
+    let named: Vec<&String> = tables.iter().filter(|t| created.contains(&t.to_lowercase())).collect();
+    // Which migrations made the tables is found by replaying them in a scratch database.
+    // Where that is impossible (a role without CREATEDB), a database whose tables none of
+    // the files' CREATE TABLE names is left to `up` as before; one with such tables is not
+    // migrated blindly.
+    let schemas = match sage_schema::prefix_schemas(set.clone(), Some(&target), None).await {
+        Ok(schemas) => schemas,
+        Err(_) if named.is_empty() => return Ok(None),
+        Err(e) => {
+            let names: Vec<&str> = named.iter().map(|t| t.as_str()).collect();
+            bail!(
+                "the database holds tables these migrations create ({}) but no record of any migration, and finding which migrations made them needs a replay of the migrations, which failed: {e}; nothing was changed\nhint: adopt with an empty database of your own to replay in: sage-db migrate adopt --dev-url URL",
+                names.join(", ")
+            )
+        }
+    };
     let known = |name: &str| schemas.iter().any(|s| s.tables.iter().any(|t| t.name == name));
     if !tables.iter().any(|t| known(t)) {
         return Ok(None);
@@ -533,6 +567,76 @@ async fn unrecorded_adoption(m: &mut Session, args: &MigrationArgs) -> anyhow::R
             "the database holds tables of these migrations but no record of any migration, and no prefix of the migrations makes exactly its schema; nothing was changed\n{}",
             closest_lines(version, &findings)
         ),
+    }
+}
+
+/// The tables the migrations' `CREATE TABLE` statements make, in lower case (as the server
+/// folds an unquoted name; compared without case). Tables made another way (in a `DO`
+/// block, by a function) are not seen: this only tells whether a replay is needed at all.
+fn created_tables(set: &sage_migrate::MigrationSet) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for migration in &set.migrations {
+        let Ok(statements) = sage_migrate::split::split(&migration.up.sql, set.dialect) else { continue };
+        names.extend(statements.iter().filter_map(|s| created_table(s.sql)));
+    }
+    names
+}
+
+/// The table a `CREATE [TEMP | UNLOGGED …] TABLE [IF NOT EXISTS] [schema.]name` statement
+/// makes: its last name part, unquoted, in lower case.
+fn created_table(sql: &str) -> Option<String> {
+    let mut rest = sql.trim_start();
+    let mut word = || -> Option<String> {
+        rest = rest.trim_start();
+        let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
+        let (w, tail) = rest.split_at(end);
+        rest = tail;
+        (!w.is_empty()).then(|| w.to_ascii_uppercase())
+    };
+    if word()? != "CREATE" {
+        return None;
+    }
+    let mut next = word()?;
+    while matches!(next.as_str(), "GLOBAL" | "LOCAL" | "TEMP" | "TEMPORARY" | "UNLOGGED") {
+        next = word()?;
+    }
+    if next != "TABLE" {
+        return None;
+    }
+    let mut rest = rest.trim_start();
+    for keyword in ["IF", "NOT", "EXISTS"] {
+        let upper = rest.get(..keyword.len()).map(str::to_ascii_uppercase);
+        if upper.as_deref() == Some(keyword) {
+            rest = rest[keyword.len()..].trim_start();
+        }
+    }
+    // The name's parts, the last of which is the table.
+    loop {
+        let (part, tail) = if let Some(quoted) = rest.strip_prefix('"') {
+            let mut name = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') if quoted[i + 1..].starts_with('"') => {
+                        name.push('"');
+                        chars.next();
+                    }
+                    (i, '"') => break i + 1,
+                    (_, c) => name.push(c),
+                }
+            };
+            (name, &quoted[end..])
+        } else {
+            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
+            if end == 0 {
+                return None;
+            }
+            (rest[..end].to_string(), &rest[end..])
+        };
+        match tail.trim_start().strip_prefix('.') {
+            Some(after) => rest = after.trim_start(),
+            None => return Some(part.to_lowercase()),
+        }
     }
 }
 
@@ -621,5 +725,28 @@ fn merge(first: Report, then: Report) -> Report {
         applied: [first.applied, then.applied].concat(),
         reverted: [first.reverted, then.reverted].concat(),
         ..then
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_table;
+
+    #[test]
+    fn created_table_names_the_table_a_statement_makes() {
+        let cases = [
+            ("CREATE TABLE items (id integer)", Some("items")),
+            ("create unlogged table if not exists App.Items (id int)", Some("items")),
+            ("CREATE TEMP TABLE t AS SELECT 1", Some("t")),
+            ("CREATE TABLE \"odd \"\"name\"\" \" (id int)", Some("odd \"name\" ")),
+            ("CREATE TABLE public.\"Mixed\"(id int)", Some("mixed")),
+            ("CREATE INDEX items_label ON items (label)", None),
+            ("CREATE TABLE", None),
+            ("CREATE TABLE \"unterminated", None),
+            ("INSERT INTO items VALUES (1)", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(created_table(sql).as_deref(), want, "{sql}");
+        }
     }
 }

@@ -482,7 +482,8 @@ impl Driver for PgDriver {
         // ran outside any transaction and changed nothing (its setting was local).
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&timeout, &self.session_token, &key, &self.locked];
-        let (begun, checked) = futures_util::future::join(client.batch_execute("BEGIN"), client.query_one(&check, &params)).await;
+        let (begun, checked) =
+            futures_util::future::join(client.batch_execute("BEGIN"), client.query_one(&check, &params)).await;
         begun.map_err(|e| db_error("cannot begin a transaction", e))?;
         let row = checked.map_err(|e| db_error("cannot set the lock timeout", e))?;
         if !row.get::<_, bool>(1) {
