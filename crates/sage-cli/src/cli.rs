@@ -482,6 +482,16 @@ pub enum KeysCommand {
     Rotate,
 }
 
+/// The tool `--keep-in-step` keeps in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeepInStep {
+    GolangMigrate,
+    Sqlx,
+    Dbmate,
+    /// The tool whose layout the migration directory has.
+    Auto,
+}
+
 /// Options shared by every migration command.
 #[derive(Debug, Args, Clone)]
 pub struct MigrationArgs {
@@ -504,10 +514,11 @@ pub struct MigrationArgs {
     #[arg(long)]
     pub allow_out_of_order: bool,
 
-    /// Create this tool's bookkeeping table when it is missing (golang-migrate, sqlx or
-    /// dbmate) and keep it in step, so the tool works on this database from its first run.
-    #[arg(long, value_name = "TOOL")]
-    pub keep_in_step: Option<sage_migrate::Peer>,
+    /// Create this tool's bookkeeping table when it is missing and keep it in step, so the
+    /// tool works on this database from its first run; `auto` picks the tool whose layout
+    /// the directory has (dbmate's sections, sqlx's single files).
+    #[arg(long, value_name = "TOOL", value_enum, env = "SAGE_KEEP_IN_STEP")]
+    pub keep_in_step: Option<KeepInStep>,
 
     /// Show the SQL that would run; change nothing.
     #[arg(long)]

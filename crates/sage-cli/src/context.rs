@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use sage_conn::{DurationField, Environment, Origin, Settings, Target};
-use sage_migrate::{Dialect, MigrationSet, RunOptions};
+use sage_migrate::{Dialect, Format, MigrationSet, Peer, RunOptions};
 
-use crate::cli::{Global, MigrationArgs};
+use crate::cli::{Global, KeepInStep, MigrationArgs};
 
 /// The resolved database for this invocation.
 pub struct Database {
@@ -137,13 +137,33 @@ pub fn describe_set(set: &MigrationSet) -> String {
 const LOCK_TIMEOUT: DurationField<'static> =
     DurationField::new("--lock-timeout").zero_allowed().at_most(Duration::from_secs(24 * 86_400));
 
-pub fn run_options(args: &MigrationArgs) -> anyhow::Result<RunOptions> {
+pub fn run_options(args: &MigrationArgs, set: &MigrationSet) -> anyhow::Result<RunOptions> {
     sage_migrate::check_history_table(&args.history_table).context("--history-table")?;
     Ok(RunOptions {
         lock_timeout: LOCK_TIMEOUT.parse(&args.lock_timeout)?,
         allow_out_of_order: args.allow_out_of_order,
         dry_run: args.dry_run,
         history_table: args.history_table.clone(),
-        keep_in_step: args.keep_in_step,
+        keep_in_step: keep_in_step(args.keep_in_step, set)?,
+    })
+}
+
+/// The tool `--keep-in-step` (or `SAGE_KEEP_IN_STEP`) names; `auto` is the one whose layout
+/// the directory unambiguously has.
+fn keep_in_step(choice: Option<KeepInStep>, set: &MigrationSet) -> anyhow::Result<Option<Peer>> {
+    Ok(match choice {
+        None => None,
+        Some(KeepInStep::GolangMigrate) => Some(Peer::GolangMigrate),
+        Some(KeepInStep::Sqlx) => Some(Peer::Sqlx),
+        Some(KeepInStep::Dbmate) => Some(Peer::Dbmate),
+        Some(KeepInStep::Auto) => match (&set.dir, set.format) {
+            (None, _) => bail!("--keep-in-step auto: SAGE's embedded migrations belong to no other tool; give --source or leave it out"),
+            (Some(_), Format::Dbmate) => Some(Peer::Dbmate),
+            (Some(_), Format::Simple) => Some(Peer::Sqlx),
+            (Some(dir), Format::UpDown) => bail!(
+                "--keep-in-step auto: {} holds .up.sql/.down.sql pairs, the layout of golang-migrate and of sqlx's reversible migrations alike; name the tool (golang-migrate or sqlx)",
+                dir.display()
+            ),
+        },
     })
 }

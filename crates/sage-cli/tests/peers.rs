@@ -406,6 +406,65 @@ async fn keep_in_step_creates_the_tools_table_on_a_fresh_database() {
     }
 }
 
+/// `SAGE_KEEP_IN_STEP=auto` (as a deployment's environment or `.env` would set it) keeps the
+/// tool whose layout the directory has: dbmate's sections, sqlx's single files. A directory
+/// of `.up.sql`/`.down.sql` pairs could be golang-migrate's or sqlx's: refused, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_in_step_auto_follows_the_directory_layout() {
+    for postgres in [true, false] {
+        let s = Scenario::new(Tool::Dbmate, postgres).await;
+        s.add_step(2);
+        let out = sage_db(s.cwd.path())
+            .args(["migrate", "up", "--source"])
+            .arg(s.dir.path())
+            .args(["--database-url", &s.db.sage_url()])
+            .env("SAGE_KEEP_IN_STEP", "auto")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_eq!(s.tool_applied(), [1, 2], "dbmate sees SAGE DB's migrations");
+
+        // sqlx's single-file layout.
+        let single = Scenario::new(Tool::Sqlx, postgres).await;
+        for entry in std::fs::read_dir(single.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_str().unwrap().ends_with(".down.sql") {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                let plain = path.to_str().unwrap().replace(".up.sql", ".sql");
+                std::fs::rename(&path, plain).unwrap();
+            }
+        }
+        let out = sage_db(single.cwd.path())
+            .args(["migrate", "up", "--keep-in-step", "auto", "--source"])
+            .arg(single.dir.path())
+            .args(["--database-url", &single.db.sage_url()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_eq!(single.tool_applied(), [1], "sqlx sees SAGE DB's migration");
+
+        let pairs = Scenario::new(Tool::GolangMigrate, postgres).await;
+        let out = sage_db(pairs.cwd.path())
+            .args(["migrate", "up", "--keep-in-step", "auto", "--source"])
+            .arg(pairs.dir.path())
+            .args(["--database-url", &pairs.db.sage_url()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+        assert!(stderr(&out).contains("golang-migrate or sqlx"), "{}", stderr(&out));
+        assert_eq!(pairs.db.scalar(&tables_named(postgres, "applied_log")).await, 0, "nothing ran");
+    }
+}
+
+fn tables_named(postgres: bool, name: &str) -> String {
+    if postgres {
+        format!("SELECT count(*) FROM pg_tables WHERE tablename = '{name}'")
+    } else {
+        format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{name}'")
+    }
+}
+
 /// A database the application made itself (its create_all at start-up), beside the tool's
 /// table that records nothing (the tool ran once and everything was reverted): `up` adopts
 /// what the schema shows, runs only the rest, and the tool sees all of it as applied.

@@ -42,7 +42,8 @@ pub async fn run(
     let db = Database::resolve(global, true)?;
     let facts = sage_ops::check::inspect(&db.settings.target).await?;
     let set = context::migration_set(args, db.dialect()?)?;
-    let mut migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
+    let options = context::run_options(args, &set)?;
+    let mut migrator = Migrator::connect(db.migration_target(), set, options).await?;
     let migrations = migrator.status().await?;
     let expected_args = ExpectedArgs { source: args.source.clone(), snapshot, dev_url: None, replay: false };
     let (expected, label) = expected::resolve(&db, &expected_args).await?;

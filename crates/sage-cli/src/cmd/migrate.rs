@@ -136,7 +136,8 @@ impl Session {
         let db = Database::resolve(global, true)?;
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
-        let migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
+        let options = context::run_options(args, &set)?;
+        let migrator = Migrator::connect(db.migration_target(), set, options).await?;
         Ok(Session { db, set_label, migrator, missing: false })
     }
 
@@ -151,7 +152,8 @@ impl Session {
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
         let empty = Target::Sqlite(SqliteLocation::InMemory);
-        let migrator = Migrator::connect(&empty, set, context::run_options(args)?).await?;
+        let options = context::run_options(args, &set)?;
+        let migrator = Migrator::connect(&empty, set, options).await?;
         Ok(Session { db, set_label, migrator, missing: true })
     }
 
@@ -169,9 +171,9 @@ impl Session {
         args: &MigrationArgs,
         plan: impl for<'a> FnOnce(&'a mut Migrator) -> PlanFuture<'a>,
     ) -> anyhow::Result<()> {
-        let mut options = context::run_options(args)?;
-        options.dry_run = true;
         let set = self.migrator.set().clone();
+        let mut options = context::run_options(args, &set)?;
+        options.dry_run = true;
         let mut preview = Migrator::connect(self.db.migration_target(), set, options).await?;
         let report = plan(&mut preview).await?;
         if report.reverted.is_empty() {

@@ -22,7 +22,8 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
     };
     let set = context::migration_set(args, dialect)?;
     let set_label = context::describe_set(&set);
-    let mut migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
+    let options = context::run_options(args, &set)?;
+    let mut migrator = Migrator::connect(db.migration_target(), set, options).await?;
     let report = migrator.up(Goal::Latest).await?;
     let status = migrator.status().await?;
     let findings = if args.dry_run { None } else { crate::cmd::migrate::post_migrate_validation(&db, args).await? };
