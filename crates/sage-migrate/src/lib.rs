@@ -43,8 +43,10 @@ pub use plan::{Finding, FindingKind, MigrationState, Severity, StatusEntry, Targ
 pub use runner::{check_history_table, Migrator, Report, RunOptions, StatusReport, StepReport};
 pub use source::{Format, MigrationSet, NewMigration};
 
-/// The SQL dialect a migration set is written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The SQL dialect a migration set is written for, and a schema is read in (the one
+/// dialect type of the workspace: `sage_schema::Dialect` is this type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     Postgres,
     Sqlite,

@@ -9,21 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::objects::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-impl From<sage_migrate::Dialect> for Dialect {
-    fn from(d: sage_migrate::Dialect) -> Dialect {
-        match d {
-            sage_migrate::Dialect::Postgres => Dialect::Postgres,
-            sage_migrate::Dialect::Sqlite => Dialect::Sqlite,
-        }
-    }
-}
+pub use sage_migrate::Dialect;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
