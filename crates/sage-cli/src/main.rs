@@ -84,7 +84,7 @@ fn main() -> ExitCode {
 }
 
 /// Under `--json` an error is a JSON object on stdout, so a script reads one stream:
-/// `{"error": {"kind", "message", "causes", "hint"}}`, with `"report"` beside `"error"` when
+/// `{"format": 1, "error": {"kind", "message", "causes", "hint"}}`, with `"report"` beside `"error"` when
 /// migrations were applied before the failure. The exit code is the same as without.
 fn print_json_error(
     kind: &str,
@@ -94,6 +94,7 @@ fn print_json_error(
     partial: Option<&sage_migrate::Report>,
 ) {
     let mut value = serde_json::json!({
+        "format": output::JSON_FORMAT,
         "error": { "kind": kind, "message": message, "causes": causes, "hint": hint }
     });
     if let Some(report) = partial {

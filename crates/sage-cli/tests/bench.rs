@@ -101,7 +101,9 @@ fn samples_report_throughput_and_memory_during_the_run() {
     for pair in samples.windows(2) {
         assert!(pair[1]["seconds"].as_f64() > pair[0]["seconds"].as_f64());
     }
-    assert!(samples.iter().all(|s| s["ops_per_second"].as_f64().unwrap() > 0.0 && s["rss_kib"].as_u64().unwrap() > 0));
+    assert!(samples
+        .iter()
+        .all(|s| s["ops_per_second"].as_f64().unwrap() > 0.0 && s["rss_bytes"].as_u64().unwrap() > 0));
 
     let out = run(sage_db(cwd.path())
         .args(["bench", "--database-url", "memory://", "--duration", "1000ms"])

@@ -152,7 +152,7 @@ fn did_commands_round_trip_and_reject_bad_input_by_field() {
         &run(sage_db(cwd.path()).args(["did", "list", "--owner", "0x742d35Cc", "--json"])).stdout,
     )
     .unwrap();
-    assert_eq!(listed[0]["revoked"], true);
+    assert_eq!(listed["dids"][0]["revoked"], true);
 
     let bad = run(sage_db(cwd.path()).args(["did", "put", "alice", "--public-key", "00", "--owner", "0x1"]));
     assert_eq!(bad.status.code(), Some(2));

@@ -48,7 +48,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let printer = (!global.json && sample_every.is_some()).then(|| {
         tokio::spawn(async move {
             while let Some(s) = samples.recv().await {
-                let rss = s.rss_kib.map_or("?".to_string(), |k| format!("{} MiB", k / 1024));
+                let rss = s.rss_bytes.map_or("?".to_string(), |b| sage_ops::format_bytes(b as i64));
                 say!("  {:>7.1} s  {:>10.0} ops/s  resident {rss}", s.seconds, s.ops_per_second);
             }
         })
@@ -99,8 +99,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             report.p99_us,
             report.max_us
         );
-        if let (Some(a), Some(b)) = (report.rss_start_kib, report.rss_end_kib) {
-            say!("  resident memory {} MiB → {} MiB", a / 1024, b / 1024);
+        if let (Some(a), Some(b)) = (report.rss_start_bytes, report.rss_end_bytes) {
+            say!("  resident memory {} → {}", sage_ops::format_bytes(a as i64), sage_ops::format_bytes(b as i64));
         }
         if let Some(e) = &report.first_error {
             say!("  first error: {e}");

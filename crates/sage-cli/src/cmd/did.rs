@@ -73,10 +73,10 @@ fn parse_key(flag: &str, text: &str) -> anyhow::Result<Vec<u8>> {
 fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
     let views: Vec<DidView> = records.iter().map(DidView::from).collect();
     if global.json {
-        if views.len() == 1 {
-            return output::json(&views[0]);
+        if let [view] = views.as_slice() {
+            return output::json(view);
         }
-        return output::json(&views);
+        return output::json(&serde_json::json!({ "dids": views }));
     }
     let rows: Vec<Vec<String>> = views
         .iter()
@@ -107,10 +107,10 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
         DidCommand::List { owner } => {
             let store = db.open_store().await?;
             let found = store.dids().list_by_owner(&owner).await?;
-            if found.is_empty() && !global.json {
+            if global.json {
+                output::json(&serde_json::json!({ "dids": found.iter().map(DidView::from).collect::<Vec<_>>() }))?;
+            } else if found.is_empty() {
                 say!("no DIDs for {owner}");
-            } else if global.json {
-                output::json(&found.iter().map(DidView::from).collect::<Vec<_>>())?;
             } else {
                 print(global, &found)?;
             }

@@ -29,6 +29,7 @@ pub async fn run(global: &Global, channel: &str, count: Option<u64>) -> anyhow::
                 let mut out = stdout.lock();
                 if global.json {
                     let line = serde_json::json!({
+                        "format": crate::output::JSON_FORMAT,
                         "channel": n.channel,
                         "payload": n.payload,
                         "process_id": n.process_id,

@@ -21,8 +21,9 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             };
             let mut m = Session::open(global, &args).await?;
             let report = up_adopting(&mut m, &args, target).await?;
+            // The JSON has one shape whatever the goal: `validation` is null when none ran.
             if args.dry_run || target != Goal::Latest {
-                return m.finish(global, &report);
+                return m.finish_with_validation(global, &report, None);
             }
             let drift = post_migrate_validation(&m.db, &args).await?;
             m.finish_with_validation(global, &report, drift)
@@ -459,18 +460,34 @@ async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> 
     let (count, version) = match match_prefix(&set, &schemas, &live, &args.history_table, 0) {
         PrefixMatch::Exact { count, version } => (count, version),
         PrefixMatch::None { version, findings } => {
-            say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
-            say!("{}", closest_lines(version, &findings));
+            if global.json {
+                output::json(&serde_json::json!({
+                    "adopted": false,
+                    "report": null,
+                    "closest": { "version": version, "findings": findings },
+                }))?;
+            } else {
+                say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
+                say!("{}", closest_lines(version, &findings));
+            }
             return Ok(ExitCode::from(1));
         }
     };
     if count == 0 {
-        say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
+        if global.json {
+            output::json(&serde_json::json!({ "adopted": false, "report": null, "closest": null }))?;
+        } else {
+            say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut m = Session::open(global, args).await?;
+    let report = m.migrator.baseline(version).await?;
+    if global.json {
+        output::json(&serde_json::json!({ "adopted": true, "report": report, "closest": null }))?;
         return Ok(ExitCode::SUCCESS);
     }
     say!("the live schema is exactly what migrations 1 to {count} (through version {version}) make");
-    let mut m = Session::open(global, args).await?;
-    let report = m.migrator.baseline(version).await?;
     m.finish(global, &report)
 }
 

@@ -291,7 +291,7 @@ pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<E
     loop {
         let report = sage_ops::monitor::monitor(&db.settings.target).await?;
         if global.json {
-            say!("{}", serde_json::to_string(&report)?);
+            output::json_line(&report)?;
         } else {
             if watch.is_some() {
                 say_raw!("\x1b[2J\x1b[H");
@@ -350,8 +350,19 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
         bail!("roles apply needs PostgreSQL; {} has no roles", db.settings.target.dialect_name());
     };
     let config = sage_ops::roles::RolesConfig::load(config)?;
+    let roles: Vec<&String> = config.role.iter().map(|r| &r.name).collect();
     if dry_run {
         let (statements, notes) = sage_ops::roles::plan(pg, &config).await?;
+        if global.json {
+            output::json(&serde_json::json!({
+                "roles": roles,
+                "dry_run": true,
+                "statements": statements.len(),
+                "sql": statements,
+                "notes": notes,
+            }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         for note in notes {
             say!("-- {note}");
         }
@@ -363,7 +374,8 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
     let applied = sage_ops::roles::apply(pg, &config).await?;
     if global.json {
         output::json(&serde_json::json!({
-            "roles": config.role.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            "roles": roles,
+            "dry_run": false,
             "statements": applied.statements,
             "notes": applied.notes,
         }))?;

@@ -41,7 +41,11 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
             } else {
                 expected::resolve(&db, &args).await?.0
             };
-            say_raw!("{}", sage_schema::render(&schema));
+            if global.json {
+                output::json(&serde_json::json!({ "sql": sage_schema::render(&schema) }))?;
+            } else {
+                say_raw!("{}", sage_schema::render(&schema));
+            }
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Diff { from, to, allow_destructive, write, source, dev_url } => {
@@ -81,7 +85,13 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     let dev = expected::dev_target(args.dev_url.as_deref())?;
     let schema = expected::replay(set, &db, dev.as_ref()).await?;
     let Some(dir) = out.or_else(|| args.source.clone()) else {
-        say_raw!("{}", sage_schema::snapshot_json(&schema));
+        let snapshot = sage_schema::snapshot_json(&schema);
+        if global.json {
+            let snapshot: serde_json::Value = serde_json::from_str(&snapshot)?;
+            output::json(&serde_json::json!({ "snapshot": snapshot }))?;
+        } else {
+            say_raw!("{snapshot}");
+        }
         return Ok(ExitCode::SUCCESS);
     };
     let (json, sql) = sage_schema::snapshot_paths(&dir);
@@ -205,6 +215,7 @@ async fn diff(
         let up: String = changes.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
         let reverse = sage_schema::diff(&to_schema, &from_schema);
         let down: String = reverse.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
+        let mut written = Vec::new();
         for (i, (path, _)) in new.files.iter().enumerate() {
             let text = match (set.format, i) {
                 (sage_migrate::Format::Dbmate, _) => format!("-- migrate:up\n{up}\n-- migrate:down\n{down}"),
@@ -215,12 +226,18 @@ async fn diff(
                 bail!("{} already exists", path.display());
             }
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            say!("wrote {}", path.display());
+            if !global.json {
+                say!("wrote {}", path.display());
+            }
+            written.push(path.display().to_string());
+        }
+        if global.json {
+            output::json(&serde_json::json!({ "version": new.version, "files": written, "changes": changes }))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if global.json {
-        output::json(&changes)?;
+        output::json(&serde_json::json!({ "changes": changes }))?;
     } else if changes.is_empty() {
         say!("-- no differences");
     } else {

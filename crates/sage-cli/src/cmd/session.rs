@@ -72,7 +72,7 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
             };
             let views: Vec<SessionView> = found.iter().map(SessionView::from).collect();
             if global.json {
-                output::json(&views)?;
+                output::json(&serde_json::json!({ "sessions": views }))?;
             } else if views.is_empty() {
                 say!("no live sessions");
             } else {
