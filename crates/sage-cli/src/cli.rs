@@ -70,7 +70,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the database if needed, apply every pending migration and show the status.
-    Up(MigrationArgs),
+    Up(ApplyArgs),
     /// Migrations: apply, revert, inspect and create.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -148,10 +148,13 @@ pub enum Command {
     /// the migrations created (asks first).
     Provision {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
         /// Revert every migration, then apply them all again: all their data is lost.
         #[arg(long)]
         recreate: bool,
+        /// Do not ask before --recreate drops everything.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Create or drop the database itself (PostgreSQL database or SQLite file).
     #[command(subcommand)]
@@ -203,7 +206,7 @@ pub enum Command {
     /// One report on a database: connection, server, migrations, schema drift, tables.
     Check {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
         /// Where the expected schema comes from (default: the migrations' snapshot).
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
@@ -446,7 +449,7 @@ pub enum DatabaseCommand {
     /// Drop the database and everything in it (asks first). Exits 0 when it does not exist.
     Drop {
         /// Do not ask; drop.
-        #[arg(long)]
+        #[arg(long, short = 'y')]
         yes: bool,
         /// PostgreSQL 13+: end other sessions on the database first (`WITH (FORCE)`);
         /// without it the drop fails while anyone is connected.
@@ -482,27 +485,43 @@ pub enum KeysCommand {
     Rotate,
 }
 
-/// Options shared by every migration command.
+/// Where the migrations are and where their history is kept: what every migration command
+/// needs, including those that only read.
 #[derive(Debug, Args, Clone)]
-pub struct MigrationArgs {
+pub struct MigrationSource {
     /// Directory of migration files (golang-migrate, sqlx or dbmate format).
     /// Without it, SAGE's own migrations compiled into this binary.
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+
+    /// History table, optionally schema-qualified.
+    #[arg(long, value_name = "TABLE", default_value = sage_migrate::DEFAULT_HISTORY_TABLE)]
+    pub history_table: String,
+}
+
+/// For commands that only read the migration state and judge it.
+#[derive(Debug, Args, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub from: MigrationSource,
+
+    /// Judge unapplied migrations older than the newest applied one as a warning, not an
+    /// error (as they are when `up --allow-out-of-order` is how they get applied).
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+}
+
+/// For commands that change the database's migration state.
+#[derive(Debug, Args, Clone)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub from: MigrationSource,
 
     /// How long to wait for another process's migration lock, and how long a statement of a
     /// transactional migration waits for a table lock before the migration fails whole
     /// (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub lock_timeout: String,
-
-    /// History table, optionally schema-qualified.
-    #[arg(long, value_name = "TABLE", default_value = sage_migrate::DEFAULT_HISTORY_TABLE)]
-    pub history_table: String,
-
-    /// Apply migrations older than the newest applied one instead of refusing.
-    #[arg(long)]
-    pub allow_out_of_order: bool,
 
     /// Create this tool's bookkeeping table when it is missing (golang-migrate, sqlx or
     /// dbmate) and keep it in step, so the tool works on this database from its first run.
@@ -512,10 +531,75 @@ pub struct MigrationArgs {
     /// Show the SQL that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
 
-    /// Do not ask for confirmation before reverting migrations.
-    #[arg(long, short = 'y')]
+/// For commands that apply migrations.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub write: WriteArgs,
+
+    /// Apply migrations older than the newest applied one instead of refusing.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+}
+
+/// What a migration command was given, whichever of the argument sets above it takes; what
+/// a command does not take has its default (nothing is written without a write command).
+#[derive(Debug, Clone)]
+pub struct MigrationArgs {
+    pub source: Option<PathBuf>,
+    pub lock_timeout: String,
+    pub history_table: String,
+    pub allow_out_of_order: bool,
+    pub keep_in_step: Option<sage_migrate::Peer>,
+    pub dry_run: bool,
+    /// Do not ask before reverting migrations.
     pub yes: bool,
+}
+
+impl From<&MigrationSource> for MigrationArgs {
+    fn from(from: &MigrationSource) -> MigrationArgs {
+        MigrationArgs {
+            source: from.source.clone(),
+            lock_timeout: "60s".into(),
+            history_table: from.history_table.clone(),
+            allow_out_of_order: false,
+            keep_in_step: None,
+            dry_run: false,
+            yes: false,
+        }
+    }
+}
+
+impl From<&ReadArgs> for MigrationArgs {
+    fn from(args: &ReadArgs) -> MigrationArgs {
+        MigrationArgs { allow_out_of_order: args.allow_out_of_order, ..MigrationArgs::from(&args.from) }
+    }
+}
+
+impl From<&WriteArgs> for MigrationArgs {
+    fn from(args: &WriteArgs) -> MigrationArgs {
+        MigrationArgs {
+            lock_timeout: args.lock_timeout.clone(),
+            keep_in_step: args.keep_in_step,
+            dry_run: args.dry_run,
+            ..MigrationArgs::from(&args.from)
+        }
+    }
+}
+
+impl From<&ApplyArgs> for MigrationArgs {
+    fn from(args: &ApplyArgs) -> MigrationArgs {
+        MigrationArgs { allow_out_of_order: args.allow_out_of_order, ..MigrationArgs::from(&args.write) }
+    }
+}
+
+impl MigrationArgs {
+    /// With `--yes` as given.
+    pub fn answering(self, yes: bool) -> MigrationArgs {
+        MigrationArgs { yes, ..self }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -523,7 +607,7 @@ pub enum MigrateCommand {
     /// Apply pending migrations: all, the next N, or through version V.
     Up {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
         /// Apply only the next N.
         steps: Option<u32>,
         /// Apply through this version.
@@ -533,7 +617,7 @@ pub enum MigrateCommand {
     /// Revert applied migrations: the last one, the last N, down to V, or all.
     Down {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
         /// Revert the last N (default 1).
         steps: Option<u32>,
         /// Revert every migration newer than V.
@@ -542,23 +626,31 @@ pub enum MigrateCommand {
         /// Revert every migration.
         #[arg(long, conflicts_with = "steps")]
         all: bool,
+        /// Do not ask for confirmation before reverting migrations.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Apply or revert until the database is exactly at version V (0 = empty).
     Goto {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
+        /// The version to end at (0 = empty).
         version: i64,
+        /// Do not ask for confirmation before reverting migrations.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Record that migrations through V are applied, running nothing (0 = none).
     Force {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
+        /// The version to record as the newest applied (0 = none).
         version: i64,
     },
     /// Show every migration and its state.
     Status {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
         /// Exit with 1 when migrations are pending or files have problems.
         #[arg(long)]
         exit_code: bool,
@@ -566,17 +658,21 @@ pub enum MigrateCommand {
     /// Print the current version.
     Version {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: MigrationSource,
     },
     /// Report edited, missing, out-of-order and unreadable migrations, all at once.
     Validate {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
     },
     /// Create the next migration file(s) in the directory's own format.
     Create {
-        #[command(flatten)]
-        args: MigrationArgs,
+        /// The migration directory to add to (its format decides the files' names).
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// Show the files that would be created; create nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// What the migration does, as the file name's words (e.g. add_users).
         name: String,
     },
@@ -585,7 +681,7 @@ pub enum MigrateCommand {
     /// schema equals the live one and records it as applied; changes nothing if none does.
     Adopt {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
         /// A scratch PostgreSQL server to replay the migrations on (default: a scratch
         /// database beside the target).
         #[arg(long, value_name = "URL")]
@@ -594,13 +690,14 @@ pub enum MigrateCommand {
     /// Record migrations through V as already present, for a schema created by hand.
     Baseline {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
+        /// The newest version to record as present.
         version: i64,
     },
     /// Accept the current contents of edited migration files as applied.
     Repair {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
     },
 }
 
@@ -613,7 +710,8 @@ mod tests {
     fn every_command_and_argument_has_help() {
         fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
             for arg in command.get_arguments() {
-                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                // A positional argument named `version` is the command's own, not --version.
+                let builtin = !arg.is_positional() && matches!(arg.get_id().as_str(), "help" | "version");
                 if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
                     missing.push(format!("{path} {}", arg.get_id()));
                 }
@@ -632,5 +730,35 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "sage-db", &mut missing);
         assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
+    }
+
+    /// Commands that only read take no flag that only matters for writing: a `--dry-run`
+    /// or `--yes` there would suggest that the command could change something.
+    #[test]
+    fn read_only_commands_take_no_write_flags() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::Cli::try_parse_from([&["sage-db"], args].concat());
+        let read_only: [&[&str]; 4] =
+            [&["migrate", "status"], &["migrate", "version"], &["migrate", "validate"], &["check"]];
+        for command in read_only {
+            assert!(parse(command).is_ok(), "{command:?}");
+            for flag in ["--dry-run", "--yes", "--lock-timeout=5s", "--keep-in-step=sqlx"] {
+                let err = parse(&[command, &[flag]].concat()).expect_err(&format!("{command:?} {flag}"));
+                assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{command:?} {flag}");
+            }
+        }
+        assert!(parse(&["migrate", "version", "--allow-out-of-order"]).is_err());
+        assert!(parse(&["migrate", "status", "--allow-out-of-order", "--source", "m"]).is_ok());
+        // Only what reverts asks, so only that takes --yes; every write takes --dry-run.
+        assert!(parse(&["migrate", "down", "--yes", "--dry-run", "--lock-timeout=5s"]).is_ok());
+        assert!(parse(&["migrate", "goto", "3", "-y"]).is_ok());
+        assert!(parse(&["provision", "--recreate", "-y"]).is_ok());
+        for command in [&["migrate", "up"][..], &["migrate", "force", "1"], &["migrate", "repair"], &["up"]] {
+            assert!(parse(&[command, &["--dry-run"]].concat()).is_ok(), "{command:?}");
+            assert!(parse(&[command, &["--yes"]].concat()).is_err(), "{command:?} asks nothing");
+        }
+        assert!(parse(&["migrate", "down", "--allow-out-of-order"]).is_err(), "reverting applies nothing");
+        assert!(parse(&["migrate", "create", "x", "--lock-timeout=5s"]).is_err(), "create connects to nothing");
+        assert!(parse(&["migrate", "create", "x", "--source", "m", "--dry-run"]).is_ok());
     }
 }

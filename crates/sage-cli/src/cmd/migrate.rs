@@ -14,6 +14,7 @@ use crate::output;
 pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
         MigrateCommand::Up { args, steps, to } => {
+            let args = MigrationArgs::from(&args);
             let target = match (steps, to) {
                 (Some(n), _) => Goal::Steps(n),
                 (_, Some(v)) => Goal::Version(v),
@@ -28,7 +29,8 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let drift = post_migrate_validation(&m.db, &args).await?;
             m.finish_with_validation(global, &report, drift)
         }
-        MigrateCommand::Down { args, steps, to, all } => {
+        MigrateCommand::Down { args, steps, to, all, yes } => {
+            let args = MigrationArgs::from(&args).answering(yes);
             let target = match (steps, to, all) {
                 (_, _, true) => Goal::Latest,
                 (_, Some(v), _) => Goal::Version(v),
@@ -42,7 +44,8 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let report = m.migrator.down(target).await?;
             m.finish(global, &report)
         }
-        MigrateCommand::Goto { args, version } => {
+        MigrateCommand::Goto { args, version, yes } => {
+            let args = MigrationArgs::from(&args).answering(yes);
             let mut m = Session::open(global, &args).await?;
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.goto(version))).await?;
@@ -51,22 +54,26 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             m.finish(global, &report)
         }
         MigrateCommand::Force { args, version } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.force(version).await?;
             m.finish(global, &report)
         }
-        MigrateCommand::Adopt { args, dev_url } => adopt(global, &args, dev_url.as_deref()).await,
+        MigrateCommand::Adopt { args, dev_url } => adopt(global, &MigrationArgs::from(&args), dev_url.as_deref()).await,
         MigrateCommand::Baseline { args, version } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.baseline(version).await?;
             m.finish(global, &report)
         }
         MigrateCommand::Repair { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.repair().await?;
             m.finish(global, &report)
         }
         MigrateCommand::Status { args, exit_code } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
@@ -79,6 +86,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(if exit_code && attention { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Version { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
@@ -105,6 +113,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(if dirty.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Validate { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
@@ -116,7 +125,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             }
             Ok(if status.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        MigrateCommand::Create { args, name } => create(global, &args, &name),
+        MigrateCommand::Create { source, dry_run, name } => create(global, source.as_deref(), dry_run, &name),
     }
 }
 
@@ -301,8 +310,8 @@ fn print_findings(findings: &[sage_migrate::Finding]) {
     }
 }
 
-fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<ExitCode> {
-    let Some(dir) = &args.source else {
+fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(dir) = source else {
         bail!("create needs --source DIR: SAGE's own migrations are compiled in and not edited here");
     };
     // The dialect only matters for parsing existing files; pick it from the database URL
@@ -318,17 +327,17 @@ fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<E
             bail!("{} already exists", path.display());
         }
     }
-    if !args.dry_run {
+    if !dry_run {
         for (path, text) in &new.files {
             std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
     }
     if global.json {
         let files: Vec<String> = new.files.iter().map(|(p, _)| p.display().to_string()).collect();
-        output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": args.dry_run }))?;
+        output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": dry_run }))?;
     } else {
         for (path, _) in &new.files {
-            say!("{} {}", if args.dry_run { "would create" } else { "created" }, path.display());
+            say!("{} {}", if dry_run { "would create" } else { "created" }, path.display());
         }
     }
     Ok(ExitCode::SUCCESS)

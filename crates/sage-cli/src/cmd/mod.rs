@@ -20,14 +20,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let seeding = matches!(cli.command, Command::Seed { .. });
     crate::context::wait_for_server(&cli.global, !seeding).await?;
     match cli.command {
-        Command::Up(args) => up::run(&cli.global, &args).await,
+        Command::Up(args) => up::run(&cli.global, &crate::cli::MigrationArgs::from(&args)).await,
         Command::Migrate(command) => migrate::run(&cli.global, command).await,
         Command::Session(command) => session::run(&cli.global, command).await,
         Command::Nonce(command) => nonce::run(&cli.global, command).await,
         Command::Did(command) => did::run(&cli.global, command).await,
         Command::Keys(command) => keys::run(&cli.global, command).await,
         Command::Schema(command) => schema::run(&cli.global, command).await,
-        Command::Check { args, snapshot, ignore } => check::run(&cli.global, &args, snapshot, &ignore).await,
+        Command::Check { args, snapshot, ignore } => {
+            check::run(&cli.global, &crate::cli::MigrationArgs::from(&args), snapshot, &ignore).await
+        }
         Command::Completions { shell } => {
             let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -52,7 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { bind, port, cleanup_every, migrate } => {
             serve::run(&cli.global, bind, port, &cleanup_every, migrate).await
         }
-        Command::Provision { args, recreate } => migrate::provision(&cli.global, &args, recreate).await,
+        Command::Provision { args, recreate, yes } => {
+            migrate::provision(&cli.global, &crate::cli::MigrationArgs::from(&args).answering(yes), recreate).await
+        }
         Command::Database(command) => database::run(&cli.global, command).await,
         Command::Roles(crate::cli::RolesCommand::Apply { config, dry_run }) => {
             ops::roles_apply(&cli.global, &config, dry_run).await
