@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
-use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,10 +44,9 @@ pub struct Global {
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
-    /// For `seed`: the environment to seed (dev, staging, …). For every other command:
-    /// the same as --env-file.
-    #[arg(long = "env", global = true, value_name = "FILE|NAME")]
-    pub env: Option<String>,
+    /// The same as --env-file, for every command.
+    #[arg(long = "env", global = true, value_name = "FILE")]
+    pub env: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -108,6 +107,10 @@ pub enum Command {
     },
     /// Load per-environment seed data; running it again adds nothing.
     Seed {
+        /// The environment to seed: dev or staging for SAGE's built-in seeds, any name with
+        /// --seeds (default: SAGE_ENV, then dev).
+        #[arg(long, value_name = "NAME")]
+        environment: Option<String>,
         /// Directory of SQL seeds (`DIR/<env>/*.sql` or `DIR/<env>.sql`). Default: SAGE's
         /// built-in seeds (dev, staging).
         #[arg(long, value_name = "DIR")]
@@ -172,10 +175,9 @@ pub enum Command {
     },
     /// Measure the store: throughput and latency percentiles of a workload.
     Bench {
-        /// nonce-claim, session-get, session-touch, session-create, did-get, mixed, claim-touch
-        /// (claim a nonce, then touch its session) or accept (the same in one atomic call).
-        #[arg(long, default_value = "nonce-claim")]
-        workload: String,
+        /// What each operation does.
+        #[arg(long, value_enum, default_value_t = Workload::NonceClaim)]
+        workload: Workload,
         /// Concurrent clients (1 to 10000; each keeps state for the whole run).
         #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         clients: usize,
@@ -212,7 +214,7 @@ pub enum Command {
         snapshot: Option<PathBuf>,
         /// Leave findings of KIND out of the schema report (repeatable), e.g. `grant` when
         /// grants are managed elsewhere; the report names each ignored kind as not checked.
-        #[arg(long, value_name = "KIND")]
+        #[arg(long, value_name = "KIND", value_parser = finding_kinds(), hide_possible_values = true)]
         ignore: Vec<String>,
     },
     /// Print a shell completion script (e.g. `sage-db completions bash > /etc/bash_completion.d/sage-db`).
@@ -233,9 +235,9 @@ pub struct BackupArgs {
     /// Directory for backups.
     #[arg(long, value_name = "DIR", default_value = "./backups")]
     pub dir: PathBuf,
-    /// PostgreSQL: `custom` (pg_dump -Fc) or `sql.gz` (plain SQL, gzip).
-    #[arg(long, default_value = "custom", value_parser = ["custom", "sql.gz"])]
-    pub format: String,
+    /// PostgreSQL: the dump's format (SQLite backups are a database file).
+    #[arg(long, value_enum, default_value_t = BackupFormat::Custom)]
+    pub format: BackupFormat,
     /// Encrypt with age using the passphrase in SAGE_BACKUP_PASSPHRASE.
     #[arg(long)]
     pub encrypt: bool,
@@ -305,7 +307,7 @@ pub enum SchemaCommand {
         strict: bool,
         /// Leave findings of KIND out (repeatable), e.g. `grant` or `owner` when they are
         /// managed elsewhere; the report names each ignored kind as not checked.
-        #[arg(long, value_name = "KIND")]
+        #[arg(long, value_name = "KIND", value_parser = finding_kinds())]
         ignore: Vec<String>,
     },
     /// Print the DDL that recreates the expected schema (or, with --live, the database's).
@@ -409,9 +411,9 @@ pub enum DidCommand {
         /// The owner's address (e.g. an Ethereum address).
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
-        /// The public key's type.
-        #[arg(long, default_value = "Ed25519")]
-        key_type: String,
+        /// The public key's type (any case; p256 and p384 without the dash too).
+        #[arg(long, value_enum, ignore_case = true, default_value_t = KeyTypeArg::Ed25519)]
+        key_type: KeyTypeArg,
         /// Key-agreement (X25519) public key, hex or `base64:`.
         #[arg(long, value_name = "KEY")]
         key_agreement_key: Option<String>,
@@ -525,7 +527,7 @@ pub struct WriteArgs {
 
     /// Create this tool's bookkeeping table when it is missing (golang-migrate, sqlx or
     /// dbmate) and keep it in step, so the tool works on this database from its first run.
-    #[arg(long, value_name = "TOOL")]
+    #[arg(long, value_name = "TOOL", value_parser = peers())]
     pub keep_in_step: Option<sage_migrate::Peer>,
 
     /// Show the SQL that would run; change nothing.
@@ -699,6 +701,108 @@ pub enum MigrateCommand {
         #[command(flatten)]
         args: WriteArgs,
     },
+}
+
+/// `bench --workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Claim a fresh nonce.
+    NonceClaim,
+    /// Read a session.
+    SessionGet,
+    /// Record a message on a session.
+    SessionTouch,
+    /// Create a session.
+    SessionCreate,
+    /// Read a cached DID.
+    DidGet,
+    /// Claim a nonce, read its session and touch it.
+    Mixed,
+    /// Claim a message's nonce, then touch its session: two calls.
+    ClaimTouch,
+    /// The same as claim-touch in one atomic call (`Store::accept`).
+    Accept,
+}
+
+impl Workload {
+    /// The name on the command line, e.g. `nonce-claim`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::NonceClaim => "nonce-claim",
+            Workload::SessionGet => "session-get",
+            Workload::SessionTouch => "session-touch",
+            Workload::SessionCreate => "session-create",
+            Workload::DidGet => "did-get",
+            Workload::Mixed => "mixed",
+            Workload::ClaimTouch => "claim-touch",
+            Workload::Accept => "accept",
+        }
+    }
+}
+
+/// `backup --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupFormat {
+    /// pg_dump's custom format (pg_dump -Fc).
+    Custom,
+    /// Plain SQL, gzip-compressed.
+    #[value(name = "sql.gz")]
+    SqlGz,
+}
+
+/// `did put --key-type`, spelled as SAGE stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// Ed25519 signatures.
+    #[value(name = "Ed25519")]
+    Ed25519,
+    /// ECDSA on secp256k1 (Ethereum's curve).
+    #[value(name = "Secp256k1")]
+    Secp256k1,
+    /// X25519 key agreement.
+    #[value(name = "X25519")]
+    X25519,
+    /// ECDSA on NIST P-256.
+    #[value(name = "P-256", alias = "p256")]
+    P256,
+    /// ECDSA on NIST P-384.
+    #[value(name = "P-384", alias = "p384")]
+    P384,
+}
+
+impl From<KeyTypeArg> for sage_store::KeyType {
+    fn from(key_type: KeyTypeArg) -> sage_store::KeyType {
+        match key_type {
+            KeyTypeArg::Ed25519 => sage_store::KeyType::Ed25519,
+            KeyTypeArg::Secp256k1 => sage_store::KeyType::Secp256k1,
+            KeyTypeArg::X25519 => sage_store::KeyType::X25519,
+            KeyTypeArg::P256 => sage_store::KeyType::P256,
+            KeyTypeArg::P384 => sage_store::KeyType::P384,
+        }
+    }
+}
+
+/// The kinds of schema finding `--ignore` takes, spelled with dashes (`foreign-key`); the
+/// schema library reads dashes as spaces.
+fn finding_kinds() -> PossibleValuesParser {
+    // clap takes static names; the dashed spellings are made once per process.
+    static DASHED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let dashed = DASHED.get_or_init(|| {
+        sage_schema::finding_kinds().into_iter().map(|k| &*Box::leak(k.replace(' ', "-").into_boxed_str())).collect()
+    });
+    PossibleValuesParser::new(dashed.iter().map(|kind| {
+        let value = PossibleValue::new(*kind);
+        if *kind == "row-level-security" {
+            value.alias("rls")
+        } else {
+            value
+        }
+    }))
+}
+
+/// The tools `--keep-in-step` knows.
+fn peers() -> impl TypedValueParser<Value = sage_migrate::Peer> {
+    PossibleValuesParser::new(["golang-migrate", "sqlx", "dbmate"]).try_map(|name| name.parse::<sage_migrate::Peer>())
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
 /// Every argument is checked before the store is opened, so that a mistyped one creates no
 /// database file and runs no migration.
 pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     match command {
         DidCommand::Get { did } => {
             sage_store::validate::did("did", &did)?;
@@ -132,10 +132,7 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
             stale_after,
             revoked,
         } => {
-            let Some(key_type) = KeyType::parse(&key_type) else {
-                let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
-                bail!("--key-type: unknown key type {key_type:?} (known: {})", known.join(", "));
-            };
+            let key_type = KeyType::from(key_type);
             let stale_after = stale_after.map(|a| DurationField::new("--stale-after").parse(&a)).transpose()?;
             let mut record = DidRecord::new(did, parse_key("--public-key", &public_key)?, owner, key_type);
             record.key_agreement_key = key_agreement_key.map(|k| parse_key("--key-agreement-key", &k)).transpose()?;

@@ -143,7 +143,7 @@ type PlanFuture<'a> =
 
 impl Session {
     async fn open(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
-        let db = Database::resolve(global, true)?;
+        let db = Database::resolve(global)?;
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
         let migrator = Migrator::connect(db.migration_target(), set, context::run_options(args)?).await?;
@@ -153,7 +153,7 @@ impl Session {
     /// Like `open`, but a SQLite file that does not exist yet is read as an empty database
     /// instead of being created: looking must not leave a file behind.
     async fn open_read_only(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
-        let db = Database::resolve(global, true)?;
+        let db = Database::resolve(global)?;
         let missing = matches!(&db.settings.target, Target::Sqlite(SqliteLocation::File(path)) if !path.exists());
         if !missing {
             return Session::open(global, args).await;
@@ -316,10 +316,8 @@ fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name
     };
     // The dialect only matters for parsing existing files; pick it from the database URL
     // when one is configured, else PostgreSQL's rules (the stricter splitter).
-    let dialect = Database::resolve(global, true)
-        .ok()
-        .and_then(|db| db.dialect().ok())
-        .unwrap_or(sage_migrate::Dialect::Postgres);
+    let dialect =
+        Database::resolve(global).ok().and_then(|db| db.dialect().ok()).unwrap_or(sage_migrate::Dialect::Postgres);
     let set = sage_migrate::MigrationSet::from_dir(dir, dialect)?;
     let new = set.new_migration(name, chrono::Utc::now())?;
     for (path, _) in &new.files {
@@ -457,7 +455,7 @@ fn closest_lines(version: i64, findings: &[sage_schema::Finding]) -> String {
 /// schema is recorded as applied (as a baseline); with no such prefix, the differences to
 /// the closest one are shown and nothing changes.
 async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let set = context::migration_set(args, db.dialect()?)?;
     if !set.problems.is_empty() {
         let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();

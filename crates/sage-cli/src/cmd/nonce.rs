@@ -14,7 +14,7 @@ use crate::context::Database;
 const BATCH: usize = 500;
 
 pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     match command {
         NonceCommand::Claim { nonce, session, ttl } => {
             // Checked before the store is opened, so that a mistyped flag creates no

@@ -16,7 +16,7 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
     match command {
         SchemaCommand::Dump { expected: args, out, check } => dump(global, &args, out, check).await,
         SchemaCommand::Validate { expected: args, strict, ignore } => {
-            let db = Database::resolve(global, true)?;
+            let db = Database::resolve(global)?;
             let (expected, label) = expected::resolve(&db, &args).await?;
             let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
             let actual = sage_schema::live(&db.settings.target).await.context("reading the live schema")?;
@@ -35,7 +35,7 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         SchemaCommand::Sql { expected: args, live } => {
-            let db = Database::resolve(global, true)?;
+            let db = Database::resolve(global)?;
             let schema = if live {
                 sage_schema::live(&db.settings.target).await?
             } else {
@@ -76,7 +76,7 @@ pub fn print_findings(findings: &[Finding]) {
 }
 
 async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let dialect = db.dialect()?;
     let set = match &args.source {
         Some(dir) => MigrationSet::from_dir(dir, dialect)?,
@@ -189,7 +189,7 @@ async fn diff(
     source: Option<PathBuf>,
     dev_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let (from_e, to_e) = (endpoint(from)?, endpoint(to)?);
     let dialect = match (endpoint_dialect(&from_e)?, endpoint_dialect(&to_e)?) {
         (Some(a), Some(b)) if a != b => bail!("cannot diff a {} schema against a {} one", a.name(), b.name()),

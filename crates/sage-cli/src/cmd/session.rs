@@ -45,7 +45,7 @@ impl From<&Session> for SessionView {
 }
 
 pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     // The arguments are checked before the store is opened, so that a mistyped one creates
     // no database file.
     match &command {
