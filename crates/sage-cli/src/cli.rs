@@ -343,17 +343,18 @@ pub enum SchemaCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// Live sessions of a client or a server, newest first.
+    /// Live sessions, newest first: of a client, of a server, or all of them.
     List {
         /// Sessions whose client is this DID.
-        #[arg(long, value_name = "DID", required_unless_present = "server", conflicts_with = "server")]
+        #[arg(long, value_name = "DID", conflicts_with = "server")]
         client: Option<String>,
         /// Sessions whose server is this DID.
         #[arg(long, value_name = "DID")]
         server: Option<String>,
-        /// At most this many sessions.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// At most this many sessions (default: 100 with --client or --server; without
+        /// them, every live session, read a page at a time).
+        #[arg(long)]
+        limit: Option<u32>,
         /// Skip this many first.
         #[arg(long, default_value_t = 0)]
         offset: u32,
@@ -435,11 +436,12 @@ pub enum DidCommand {
         /// The DID.
         did: String,
     },
-    /// DIDs of an owner address, newest first.
+    /// Cached DIDs, newest first: of an owner address, or all of them.
     List {
-        /// The owner's address.
+        /// Only the DIDs of this owner address (default: every cached DID, read a page at a
+        /// time).
         #[arg(long, value_name = "ADDRESS")]
-        owner: String,
+        owner: Option<String>,
     },
 }
 

@@ -106,11 +106,18 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
         }
         DidCommand::List { owner } => {
             let store = db.open_store().await?;
-            let found = store.dids().list_by_owner(&owner).await?;
+            let dids = store.dids();
+            let found = match &owner {
+                Some(owner) => dids.list_by_owner(owner).await?,
+                None => crate::cmd::session::every_page(0, |page| dids.list_all(page)).await?,
+            };
             if global.json {
                 output::json(&serde_json::json!({ "dids": found.iter().map(DidView::from).collect::<Vec<_>>() }))?;
             } else if found.is_empty() {
-                say!("no DIDs for {owner}");
+                match owner {
+                    Some(owner) => say!("no DIDs for {owner}"),
+                    None => say!("no DIDs cached"),
+                }
             } else {
                 print(global, &found)?;
             }

@@ -9,7 +9,7 @@ mod nonce;
 mod ops;
 pub(crate) mod schema;
 mod serve;
-mod session;
+pub(crate) mod session;
 mod up;
 
 use std::process::ExitCode;
