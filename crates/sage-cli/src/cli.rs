@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
-use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser, RangedU64ValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,10 +44,9 @@ pub struct Global {
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
-    /// For `seed`: the environment to seed (dev, staging, …). For every other command:
-    /// the same as --env-file.
-    #[arg(long = "env", global = true, value_name = "FILE|NAME")]
-    pub env: Option<String>,
+    /// The same as --env-file, for every command.
+    #[arg(long = "env", global = true, value_name = "FILE")]
+    pub env: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -70,7 +69,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the database if needed, apply every pending migration and show the status.
-    Up(MigrationArgs),
+    Up(ApplyArgs),
     /// Migrations: apply, revert, inspect and create.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -108,6 +107,10 @@ pub enum Command {
     },
     /// Load per-environment seed data; running it again adds nothing.
     Seed {
+        /// The environment to seed: dev or staging for SAGE's built-in seeds, any name with
+        /// --seeds (default: SAGE_ENV, then dev).
+        #[arg(long, value_name = "NAME")]
+        environment: Option<String>,
         /// Directory of SQL seeds (`DIR/<env>/*.sql` or `DIR/<env>.sql`). Default: SAGE's
         /// built-in seeds (dev, staging).
         #[arg(long, value_name = "DIR")]
@@ -148,10 +151,13 @@ pub enum Command {
     /// the migrations created (asks first).
     Provision {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
         /// Revert every migration, then apply them all again: all their data is lost.
         #[arg(long)]
         recreate: bool,
+        /// Do not ask before --recreate drops everything.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Create or drop the database itself (PostgreSQL database or SQLite file).
     #[command(subcommand)]
@@ -169,10 +175,9 @@ pub enum Command {
     },
     /// Measure the store: throughput and latency percentiles of a workload.
     Bench {
-        /// nonce-claim, session-get, session-touch, session-create, did-get, mixed, claim-touch
-        /// (claim a nonce, then touch its session) or accept (the same in one atomic call).
-        #[arg(long, default_value = "nonce-claim")]
-        workload: String,
+        /// What each operation does.
+        #[arg(long, value_enum, default_value_t = Workload::NonceClaim)]
+        workload: Workload,
         /// Concurrent clients (1 to 10000; each keeps state for the whole run).
         #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         clients: usize,
@@ -203,13 +208,13 @@ pub enum Command {
     /// One report on a database: connection, server, migrations, schema drift, tables.
     Check {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
         /// Where the expected schema comes from (default: the migrations' snapshot).
         #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
         /// Leave findings of KIND out of the schema report (repeatable), e.g. `grant` when
         /// grants are managed elsewhere; the report names each ignored kind as not checked.
-        #[arg(long, value_name = "KIND")]
+        #[arg(long, value_name = "KIND", value_parser = finding_kinds(), hide_possible_values = true)]
         ignore: Vec<String>,
     },
     /// Print a shell completion script (e.g. `sage-db completions bash > /etc/bash_completion.d/sage-db`).
@@ -230,9 +235,9 @@ pub struct BackupArgs {
     /// Directory for backups.
     #[arg(long, value_name = "DIR", default_value = "./backups")]
     pub dir: PathBuf,
-    /// PostgreSQL: `custom` (pg_dump -Fc) or `sql.gz` (plain SQL, gzip).
-    #[arg(long, default_value = "custom", value_parser = ["custom", "sql.gz"])]
-    pub format: String,
+    /// PostgreSQL: the dump's format (SQLite backups are a database file).
+    #[arg(long, value_enum, default_value_t = BackupFormat::Custom)]
+    pub format: BackupFormat,
     /// Encrypt with age using the passphrase in SAGE_BACKUP_PASSPHRASE.
     #[arg(long)]
     pub encrypt: bool,
@@ -302,7 +307,7 @@ pub enum SchemaCommand {
         strict: bool,
         /// Leave findings of KIND out (repeatable), e.g. `grant` or `owner` when they are
         /// managed elsewhere; the report names each ignored kind as not checked.
-        #[arg(long, value_name = "KIND")]
+        #[arg(long, value_name = "KIND", value_parser = finding_kinds())]
         ignore: Vec<String>,
     },
     /// Print the DDL that recreates the expected schema (or, with --live, the database's).
@@ -338,17 +343,18 @@ pub enum SchemaCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// Live sessions of a client or a server, newest first.
+    /// Live sessions, newest first: of a client, of a server, or all of them.
     List {
         /// Sessions whose client is this DID.
-        #[arg(long, value_name = "DID", required_unless_present = "server", conflicts_with = "server")]
+        #[arg(long, value_name = "DID", conflicts_with = "server")]
         client: Option<String>,
         /// Sessions whose server is this DID.
         #[arg(long, value_name = "DID")]
         server: Option<String>,
-        /// At most this many sessions.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// At most this many sessions (default: 100 with --client or --server; without
+        /// them, every live session, read a page at a time).
+        #[arg(long)]
+        limit: Option<u32>,
         /// Skip this many first.
         #[arg(long, default_value_t = 0)]
         offset: u32,
@@ -406,9 +412,9 @@ pub enum DidCommand {
         /// The owner's address (e.g. an Ethereum address).
         #[arg(long, value_name = "ADDRESS")]
         owner: String,
-        /// The public key's type.
-        #[arg(long, default_value = "Ed25519")]
-        key_type: String,
+        /// The public key's type (any case; p256 and p384 without the dash too).
+        #[arg(long, value_enum, ignore_case = true, default_value_t = KeyTypeArg::Ed25519)]
+        key_type: KeyTypeArg,
         /// Key-agreement (X25519) public key, hex or `base64:`.
         #[arg(long, value_name = "KEY")]
         key_agreement_key: Option<String>,
@@ -430,11 +436,12 @@ pub enum DidCommand {
         /// The DID.
         did: String,
     },
-    /// DIDs of an owner address, newest first.
+    /// Cached DIDs, newest first: of an owner address, or all of them.
     List {
-        /// The owner's address.
+        /// Only the DIDs of this owner address (default: every cached DID, read a page at a
+        /// time).
         #[arg(long, value_name = "ADDRESS")]
-        owner: String,
+        owner: Option<String>,
     },
 }
 
@@ -446,7 +453,7 @@ pub enum DatabaseCommand {
     /// Drop the database and everything in it (asks first). Exits 0 when it does not exist.
     Drop {
         /// Do not ask; drop.
-        #[arg(long)]
+        #[arg(long, short = 'y')]
         yes: bool,
         /// PostgreSQL 13+: end other sessions on the database first (`WITH (FORCE)`);
         /// without it the drop fails while anyone is connected.
@@ -488,31 +495,48 @@ pub enum KeepInStep {
     GolangMigrate,
     Sqlx,
     Dbmate,
-    /// The tool whose layout the migration directory has.
+    // The tool whose layout the migration directory has (no help text of its own, so
+    // `--help` keeps the short layout).
     Auto,
 }
 
-/// Options shared by every migration command.
+/// Where the migrations are and where their history is kept: what every migration command
+/// needs, including those that only read.
 #[derive(Debug, Args, Clone)]
-pub struct MigrationArgs {
+pub struct MigrationSource {
     /// Directory of migration files (golang-migrate, sqlx or dbmate format).
     /// Without it, SAGE's own migrations compiled into this binary.
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+
+    /// History table, optionally schema-qualified.
+    #[arg(long, value_name = "TABLE", default_value = sage_migrate::DEFAULT_HISTORY_TABLE)]
+    pub history_table: String,
+}
+
+/// For commands that only read the migration state and judge it.
+#[derive(Debug, Args, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub from: MigrationSource,
+
+    /// Judge unapplied migrations older than the newest applied one as a warning, not an
+    /// error (as they are when `up --allow-out-of-order` is how they get applied).
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+}
+
+/// For commands that change the database's migration state.
+#[derive(Debug, Args, Clone)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub from: MigrationSource,
 
     /// How long to wait for another process's migration lock, and how long a statement of a
     /// transactional migration waits for a table lock before the migration fails whole
     /// (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub lock_timeout: String,
-
-    /// History table, optionally schema-qualified.
-    #[arg(long, value_name = "TABLE", default_value = sage_migrate::DEFAULT_HISTORY_TABLE)]
-    pub history_table: String,
-
-    /// Apply migrations older than the newest applied one instead of refusing.
-    #[arg(long)]
-    pub allow_out_of_order: bool,
 
     /// Create this tool's bookkeeping table when it is missing and keep it in step, so the
     /// tool works on this database from its first run; `auto` picks the tool whose layout
@@ -523,10 +547,75 @@ pub struct MigrationArgs {
     /// Show the SQL that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
 
-    /// Do not ask for confirmation before reverting migrations.
-    #[arg(long, short = 'y')]
+/// For commands that apply migrations.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub write: WriteArgs,
+
+    /// Apply migrations older than the newest applied one instead of refusing.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+}
+
+/// What a migration command was given, whichever of the argument sets above it takes; what
+/// a command does not take has its default (nothing is written without a write command).
+#[derive(Debug, Clone)]
+pub struct MigrationArgs {
+    pub source: Option<PathBuf>,
+    pub lock_timeout: String,
+    pub history_table: String,
+    pub allow_out_of_order: bool,
+    pub keep_in_step: Option<KeepInStep>,
+    pub dry_run: bool,
+    /// Do not ask before reverting migrations.
     pub yes: bool,
+}
+
+impl From<&MigrationSource> for MigrationArgs {
+    fn from(from: &MigrationSource) -> MigrationArgs {
+        MigrationArgs {
+            source: from.source.clone(),
+            lock_timeout: "60s".into(),
+            history_table: from.history_table.clone(),
+            allow_out_of_order: false,
+            keep_in_step: None,
+            dry_run: false,
+            yes: false,
+        }
+    }
+}
+
+impl From<&ReadArgs> for MigrationArgs {
+    fn from(args: &ReadArgs) -> MigrationArgs {
+        MigrationArgs { allow_out_of_order: args.allow_out_of_order, ..MigrationArgs::from(&args.from) }
+    }
+}
+
+impl From<&WriteArgs> for MigrationArgs {
+    fn from(args: &WriteArgs) -> MigrationArgs {
+        MigrationArgs {
+            lock_timeout: args.lock_timeout.clone(),
+            keep_in_step: args.keep_in_step,
+            dry_run: args.dry_run,
+            ..MigrationArgs::from(&args.from)
+        }
+    }
+}
+
+impl From<&ApplyArgs> for MigrationArgs {
+    fn from(args: &ApplyArgs) -> MigrationArgs {
+        MigrationArgs { allow_out_of_order: args.allow_out_of_order, ..MigrationArgs::from(&args.write) }
+    }
+}
+
+impl MigrationArgs {
+    /// With `--yes` as given.
+    pub fn answering(self, yes: bool) -> MigrationArgs {
+        MigrationArgs { yes, ..self }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,7 +623,7 @@ pub enum MigrateCommand {
     /// Apply pending migrations: all, the next N, or through version V.
     Up {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
         /// Apply only the next N.
         steps: Option<u32>,
         /// Apply through this version.
@@ -544,7 +633,7 @@ pub enum MigrateCommand {
     /// Revert applied migrations: the last one, the last N, down to V, or all.
     Down {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
         /// Revert the last N (default 1).
         steps: Option<u32>,
         /// Revert every migration newer than V.
@@ -553,23 +642,31 @@ pub enum MigrateCommand {
         /// Revert every migration.
         #[arg(long, conflicts_with = "steps")]
         all: bool,
+        /// Do not ask for confirmation before reverting migrations.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Apply or revert until the database is exactly at version V (0 = empty).
     Goto {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ApplyArgs,
+        /// The version to end at (0 = empty).
         version: i64,
+        /// Do not ask for confirmation before reverting migrations.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Record that migrations through V are applied, running nothing (0 = none).
     Force {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
+        /// The version to record as the newest applied (0 = none).
         version: i64,
     },
     /// Show every migration and its state.
     Status {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
         /// Exit with 1 when migrations are pending or files have problems.
         #[arg(long)]
         exit_code: bool,
@@ -577,17 +674,21 @@ pub enum MigrateCommand {
     /// Print the current version.
     Version {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: MigrationSource,
     },
     /// Report edited, missing, out-of-order and unreadable migrations, all at once.
     Validate {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: ReadArgs,
     },
     /// Create the next migration file(s) in the directory's own format.
     Create {
-        #[command(flatten)]
-        args: MigrationArgs,
+        /// The migration directory to add to (its format decides the files' names).
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// Show the files that would be created; create nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// What the migration does, as the file name's words (e.g. add_users).
         name: String,
     },
@@ -596,7 +697,7 @@ pub enum MigrateCommand {
     /// schema equals the live one and records it as applied; changes nothing if none does.
     Adopt {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
         /// A scratch PostgreSQL server to replay the migrations on (default: a scratch
         /// database beside the target).
         #[arg(long, value_name = "URL")]
@@ -605,16 +706,115 @@ pub enum MigrateCommand {
     /// Record migrations through V as already present, for a schema created by hand.
     Baseline {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
+        /// The newest version to record as present.
         version: i64,
     },
     /// Accept the current contents of edited migration files as applied.
     Repair {
         #[command(flatten)]
-        args: MigrationArgs,
+        args: WriteArgs,
     },
 }
 
+/// `bench --workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Claim a fresh nonce.
+    NonceClaim,
+    /// Read a session.
+    SessionGet,
+    /// Record a message on a session.
+    SessionTouch,
+    /// Create a session.
+    SessionCreate,
+    /// Read a cached DID.
+    DidGet,
+    /// Claim a nonce, read its session and touch it.
+    Mixed,
+    /// Claim a message's nonce, then touch its session: two calls.
+    ClaimTouch,
+    /// The same as claim-touch in one atomic call (`Store::accept`).
+    Accept,
+}
+
+impl Workload {
+    /// The name on the command line, e.g. `nonce-claim`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::NonceClaim => "nonce-claim",
+            Workload::SessionGet => "session-get",
+            Workload::SessionTouch => "session-touch",
+            Workload::SessionCreate => "session-create",
+            Workload::DidGet => "did-get",
+            Workload::Mixed => "mixed",
+            Workload::ClaimTouch => "claim-touch",
+            Workload::Accept => "accept",
+        }
+    }
+}
+
+/// `backup --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupFormat {
+    /// pg_dump's custom format (pg_dump -Fc).
+    Custom,
+    /// Plain SQL, gzip-compressed.
+    #[value(name = "sql.gz")]
+    SqlGz,
+}
+
+/// `did put --key-type`, spelled as SAGE stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// Ed25519 signatures.
+    #[value(name = "Ed25519")]
+    Ed25519,
+    /// ECDSA on secp256k1 (Ethereum's curve).
+    #[value(name = "Secp256k1")]
+    Secp256k1,
+    /// X25519 key agreement.
+    #[value(name = "X25519")]
+    X25519,
+    /// ECDSA on NIST P-256.
+    #[value(name = "P-256", alias = "p256")]
+    P256,
+    /// ECDSA on NIST P-384.
+    #[value(name = "P-384", alias = "p384")]
+    P384,
+}
+
+impl From<KeyTypeArg> for sage_store::KeyType {
+    fn from(key_type: KeyTypeArg) -> sage_store::KeyType {
+        match key_type {
+            KeyTypeArg::Ed25519 => sage_store::KeyType::Ed25519,
+            KeyTypeArg::Secp256k1 => sage_store::KeyType::Secp256k1,
+            KeyTypeArg::X25519 => sage_store::KeyType::X25519,
+            KeyTypeArg::P256 => sage_store::KeyType::P256,
+            KeyTypeArg::P384 => sage_store::KeyType::P384,
+        }
+    }
+}
+
+/// The kinds of schema finding `--ignore` takes, spelled with dashes (`foreign-key`); the
+/// schema library reads dashes as spaces.
+fn finding_kinds() -> PossibleValuesParser {
+    // clap takes static names; the dashed spellings are made once per process.
+    static DASHED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let dashed = DASHED.get_or_init(|| {
+        sage_schema::finding_kinds().into_iter().map(|k| &*Box::leak(k.replace(' ', "-").into_boxed_str())).collect()
+    });
+    PossibleValuesParser::new(dashed.iter().map(|kind| {
+        let value = PossibleValue::new(*kind);
+        if *kind == "row-level-security" {
+            value.alias("rls")
+        } else {
+            value
+        }
+    }))
+}
+
+/// The tools `--keep-in-step` knows.
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -624,7 +824,8 @@ mod tests {
     fn every_command_and_argument_has_help() {
         fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
             for arg in command.get_arguments() {
-                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                // A positional argument named `version` is the command's own, not --version.
+                let builtin = !arg.is_positional() && matches!(arg.get_id().as_str(), "help" | "version");
                 if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
                     missing.push(format!("{path} {}", arg.get_id()));
                 }
@@ -643,5 +844,35 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "sage-db", &mut missing);
         assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
+    }
+
+    /// Commands that only read take no flag that only matters for writing: a `--dry-run`
+    /// or `--yes` there would suggest that the command could change something.
+    #[test]
+    fn read_only_commands_take_no_write_flags() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::Cli::try_parse_from([&["sage-db"], args].concat());
+        let read_only: [&[&str]; 4] =
+            [&["migrate", "status"], &["migrate", "version"], &["migrate", "validate"], &["check"]];
+        for command in read_only {
+            assert!(parse(command).is_ok(), "{command:?}");
+            for flag in ["--dry-run", "--yes", "--lock-timeout=5s", "--keep-in-step=sqlx"] {
+                let err = parse(&[command, &[flag]].concat()).expect_err(&format!("{command:?} {flag}"));
+                assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{command:?} {flag}");
+            }
+        }
+        assert!(parse(&["migrate", "version", "--allow-out-of-order"]).is_err());
+        assert!(parse(&["migrate", "status", "--allow-out-of-order", "--source", "m"]).is_ok());
+        // Only what reverts asks, so only that takes --yes; every write takes --dry-run.
+        assert!(parse(&["migrate", "down", "--yes", "--dry-run", "--lock-timeout=5s"]).is_ok());
+        assert!(parse(&["migrate", "goto", "3", "-y"]).is_ok());
+        assert!(parse(&["provision", "--recreate", "-y"]).is_ok());
+        for command in [&["migrate", "up"][..], &["migrate", "force", "1"], &["migrate", "repair"], &["up"]] {
+            assert!(parse(&[command, &["--dry-run"]].concat()).is_ok(), "{command:?}");
+            assert!(parse(&[command, &["--yes"]].concat()).is_err(), "{command:?} asks nothing");
+        }
+        assert!(parse(&["migrate", "down", "--allow-out-of-order"]).is_err(), "reverting applies nothing");
+        assert!(parse(&["migrate", "create", "x", "--lock-timeout=5s"]).is_err(), "create connects to nothing");
+        assert!(parse(&["migrate", "create", "x", "--source", "m", "--dry-run"]).is_ok());
     }
 }

@@ -18,13 +18,9 @@ pub struct Database {
 }
 
 impl Database {
-    /// Resolves the database. `env_names_file` says whether `--env` names a variables file
-    /// (every command but `seed`, where it names the seed environment).
-    pub fn resolve(global: &Global, env_names_file: bool) -> anyhow::Result<Database> {
-        let file = global
-            .env_file
-            .clone()
-            .or_else(|| env_names_file.then(|| global.env.clone().map(std::path::PathBuf::from)).flatten());
+    /// Resolves the database, reading `--env-file` (or its other spelling `--env`) first.
+    pub fn resolve(global: &Global) -> anyhow::Result<Database> {
+        let file = global.env_file.clone().or_else(|| global.env.clone());
         let env = Environment::from_process(file.as_deref())?;
         let settings = Settings::resolve(global.database_url.as_deref(), &env)?;
         let direct = match (&global.direct_url, env.get("DIRECT_URL")) {
@@ -71,10 +67,10 @@ const WAIT: DurationField<'static> = DurationField::new("--wait").zero_allowed()
 /// Waits, with backoff, until the PostgreSQL server behind `global`'s settings accepts a
 /// connection or answers with anything but "not reachable" / "starting up" (a missing
 /// database, say, is for the command to handle). SQLite and memory targets do not wait.
-pub async fn wait_for_server(global: &Global, env_names_file: bool) -> anyhow::Result<()> {
+pub async fn wait_for_server(global: &Global) -> anyhow::Result<()> {
     let Some(wait) = &global.wait else { return Ok(()) };
     let limit = WAIT.parse(wait)?;
-    let db = Database::resolve(global, env_names_file)?;
+    let db = Database::resolve(global)?;
     let Target::Postgres(pg) = db.migration_target() else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_millis(100);

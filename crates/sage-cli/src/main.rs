@@ -28,7 +28,14 @@ fn main() -> ExitCode {
             // binary in the same shape (`error: …`, exit 2). Its tips (a similar flag or
             // subcommand) are kept on that line.
             let text = e.to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| l.starts_with("error:") || l.starts_with("tip:"));
+            // A value outside a fixed set is followed by the set, `[possible values: …]`.
+            let mut lines = text.lines().map(str::trim).filter_map(|l| {
+                let listed = l.strip_prefix('[').and_then(|l| l.strip_suffix(']'));
+                match listed {
+                    Some(values) if values.starts_with("possible values:") => Some(values),
+                    _ => (l.starts_with("error:") || l.starts_with("tip:")).then_some(l),
+                }
+            });
             let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error:").trim();
             let tips: Vec<&str> = lines.collect();
             if std::env::args().any(|a| a == "--json") {
@@ -84,7 +91,7 @@ fn main() -> ExitCode {
 }
 
 /// Under `--json` an error is a JSON object on stdout, so a script reads one stream:
-/// `{"error": {"kind", "message", "causes", "hint"}}`, with `"report"` beside `"error"` when
+/// `{"format": 1, "error": {"kind", "message", "causes", "hint"}}`, with `"report"` beside `"error"` when
 /// migrations were applied before the failure. The exit code is the same as without.
 fn print_json_error(
     kind: &str,
@@ -94,6 +101,7 @@ fn print_json_error(
     partial: Option<&sage_migrate::Report>,
 ) {
     let mut value = serde_json::json!({
+        "format": output::JSON_FORMAT,
         "error": { "kind": kind, "message": message, "causes": causes, "hint": hint }
     });
     if let Some(report) = partial {

@@ -51,8 +51,34 @@ macro_rules! say_raw {
     ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
 }
 
+/// The version of the JSON that `--json` prints (docs/JSON.md): every top-level object
+/// carries it as `"format"`. It changes only when a field is removed, renamed or changes
+/// its type or meaning; new fields are added without a change.
+pub const JSON_FORMAT: u64 = 1;
+
+/// `value` as a top-level document: an object with `"format"` added. Anything but an object
+/// at the top level is a mistake in this binary, not in the input.
+pub fn versioned<T: Serialize>(value: &T) -> anyhow::Result<serde_json::Value> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::Object(fields) => {
+            let mut document = serde_json::Map::new();
+            document.insert("format".into(), JSON_FORMAT.into());
+            document.extend(fields);
+            Ok(serde_json::Value::Object(document))
+        }
+        other => anyhow::bail!("internal error: a JSON document must be an object, not {other}"),
+    }
+}
+
+/// One JSON document on stdout, pretty-printed; printed under `--quiet` too.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    write_stdout_always(format_args!("{}\n", serde_json::to_string_pretty(value)?));
+    write_stdout_always(format_args!("{}\n", serde_json::to_string_pretty(&versioned(value)?)?));
+    Ok(())
+}
+
+/// One JSON document on one line, for outputs that print a stream of them (JSON lines).
+pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    write_stdout_always(format_args!("{}\n", serde_json::to_string(&versioned(value)?)?));
     Ok(())
 }
 

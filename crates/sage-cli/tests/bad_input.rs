@@ -242,7 +242,7 @@ fn did_cases() -> Vec<Case> {
         put("invalid endpoint", &["--public-key", "00", "--owner", "0xa", "--endpoint", "ftp://x"]),
         put("invalid endpoint", &["--public-key", "00", "--owner", "0xa", "--endpoint", "not a url"]),
         put("invalid capabilities", &["--public-key", "00", "--owner", "0xa", "--capability", ""]),
-        put("--key-type: unknown key type", &["--public-key", "00", "--owner", "0xa", "--key-type", "RSA"]),
+        put("invalid value 'RSA' for '--key-type <KEY_TYPE>' (possible values: Ed25519, Secp256k1, X25519, P-256, P-384)", &["--public-key", "00", "--owner", "0xa", "--key-type", "RSA"]),
     ]);
     cases
 }
@@ -340,8 +340,12 @@ fn argument_cases() -> Vec<Case> {
         case("--threads", &["bench", "--threads", "100000"]).fresh(),
         case("--threads", &["bench", "--threads", "0"]).fresh(),
         case("--limit", &["session", "list", "--client", "did:sage:a", "--limit=-1"]).fresh(),
-        case("--format", &["backup", "--format", "zip"]).fresh(),
-        case("--workload: unknown workload", &["bench", "--workload", "everything"]).fresh(),
+        case("'zip' for '--format <FORMAT>' (possible values: custom, sql.gz)", &["backup", "--format", "zip"]).fresh(),
+        case(
+            "invalid value 'everything' for '--workload <WORKLOAD>' (possible values: nonce-claim,",
+            &["bench", "--workload", "everything"],
+        )
+        .fresh(),
         case("--keep", &["backup", "--keep", "many"]).fresh(),
         case("unrecognized subcommand 'nonc' (tip: a similar subcommand exists: 'nonce')", &["nonc"]).fresh(),
         case(

@@ -36,11 +36,11 @@ fn lifecycle(example: &Path, url: &str, cwd: &Path) {
     let src = migrations.to_str().unwrap();
     ok(&["migrate", "up", "--source", src]);
     ok(&["schema", "validate", "--strict", "--source", src]);
-    let first = ok(&["seed", "--env", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
+    let first = ok(&["seed", "--environment", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
     let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert!(!first["added"].as_object().unwrap().is_empty(), "{first}");
     let before: serde_json::Value = serde_json::from_slice(&ok(&["check", "--json", "--source", src]).stdout).unwrap();
-    let again = ok(&["seed", "--env", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
+    let again = ok(&["seed", "--environment", "dev", "--json", "--seeds", seeds.to_str().unwrap()]);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert!(again["added"].as_object().unwrap().is_empty(), "the second seed adds nothing: {again}");
     let after_seed: serde_json::Value =

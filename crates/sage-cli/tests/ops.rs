@@ -14,7 +14,7 @@ fn sqlite_scalar(path: &std::path::Path, sql: &str) -> i64 {
 fn dev_seed_twice_gives_exactly_the_documented_rows_on_sqlite() {
     let cwd = tempfile::tempdir().unwrap();
     for round in 0..2 {
-        let out = run(sage_db(cwd.path()).args(["seed", "--env", "dev", "--json"]));
+        let out = run(sage_db(cwd.path()).args(["seed", "--environment", "dev", "--json"]));
         assert!(out.status.success(), "{}", stderr(&out));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let added: u64 = report["added"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
@@ -25,10 +25,10 @@ fn dev_seed_twice_gives_exactly_the_documented_rows_on_sqlite() {
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids WHERE revoked = 1"), 1);
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM sessions"), 3);
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces"), 3);
-    let staging = run(sage_db(cwd.path()).args(["seed", "--env", "staging"]));
+    let staging = run(sage_db(cwd.path()).args(["seed", "--environment", "staging"]));
     assert!(staging.status.success());
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids WHERE did LIKE 'did:sage:staging:%'"), 2);
-    let unknown = run(sage_db(cwd.path()).args(["seed", "--env", "prod"]));
+    let unknown = run(sage_db(cwd.path()).args(["seed", "--environment", "prod"]));
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("dev, staging"), "{}", stderr(&unknown));
 }
@@ -42,7 +42,7 @@ async fn dev_seed_twice_on_postgres_and_user_seeds_apply_once() {
     assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &url])).status.success());
     for _ in 0..2 {
         let out = run(sage_db(cwd.path())
-            .args(["seed", "--env", "dev", "--database-url", &url])
+            .args(["seed", "--environment", "dev", "--database-url", &url])
             .env("SAGE_SESSION_KEY", key.as_str()));
         assert!(out.status.success(), "{}", stderr(&out));
     }
@@ -58,14 +58,16 @@ async fn dev_seed_twice_on_postgres_and_user_seeds_apply_once() {
     )
     .unwrap();
     for _ in 0..2 {
-        let out =
-            run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+        let out = run(sage_db(cwd.path())
+            .args(["seed", "--environment", "qa", "--database-url", &url, "--seeds"])
+            .arg(seeds.path()));
         assert!(out.status.success(), "{}", stderr(&out));
     }
     assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM things").await, 2);
     std::fs::write(seeds.path().join("qa/01_things.sql"), "INSERT INTO things VALUES (3);").unwrap();
-    let changed =
-        run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+    let changed = run(sage_db(cwd.path())
+        .args(["seed", "--environment", "qa", "--database-url", &url, "--seeds"])
+        .arg(seeds.path()));
     assert_eq!(changed.status.code(), Some(2));
     assert!(stderr(&changed).contains("changed after it was applied"), "{}", stderr(&changed));
     std::fs::write(
@@ -78,8 +80,9 @@ async fn dev_seed_twice_on_postgres_and_user_seeds_apply_once() {
         "CREATE TABLE things (id int); INSERT INTO things VALUES (1), (2);",
     )
     .unwrap();
-    let broken =
-        run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+    let broken = run(sage_db(cwd.path())
+        .args(["seed", "--environment", "qa", "--database-url", &url, "--seeds"])
+        .arg(seeds.path()));
     assert_eq!(broken.status.code(), Some(2));
     assert!(stderr(&broken).contains("02_broken.sql failed and was rolled back"), "{}", stderr(&broken));
     assert_eq!(pg_scalar(db.settings(), "SELECT count(*) FROM things").await, 2, "nothing of the failed seed remains");
@@ -88,7 +91,7 @@ async fn dev_seed_twice_on_postgres_and_user_seeds_apply_once() {
 #[test]
 fn cleanup_removes_expired_rows_and_applies_retention_rules() {
     let cwd = tempfile::tempdir().unwrap();
-    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["seed", "--environment", "dev"])).status.success());
     let db = cwd.path().join("sage.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
@@ -125,7 +128,7 @@ fn cleanup_removes_expired_rows_and_applies_retention_rules() {
 #[test]
 fn backup_and_restore_from_the_command_line() {
     let cwd = tempfile::tempdir().unwrap();
-    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["seed", "--environment", "dev"])).status.success());
     let db = cwd.path().join("sage.db");
     let backup = run(sage_db(cwd.path()).args(["backup", "--json"]).env("SAGE_BACKUP_PASSPHRASE", "not used"));
     assert!(backup.status.success(), "{}", stderr(&backup));
@@ -292,7 +295,7 @@ fn write_rules(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
 #[test]
 fn sqlite_retention_on_an_integer_column_never_deletes_every_row() {
     let cwd = tempfile::tempdir().unwrap();
-    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["seed", "--environment", "dev"])).status.success());
     let db = cwd.path().join("sage.db");
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -353,7 +356,7 @@ fn sqlite_retention_on_an_integer_column_never_deletes_every_row() {
 #[test]
 fn sqlite_every_rule_is_checked_before_any_row_is_deleted() {
     let cwd = tempfile::tempdir().unwrap();
-    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["seed", "--environment", "dev"])).status.success());
     let db = cwd.path().join("sage.db");
     rusqlite::Connection::open(&db)
         .unwrap()
@@ -502,7 +505,7 @@ fn seed_names_that_escape_the_seed_directory_are_refused() {
     let cwd = tempfile::tempdir().unwrap();
     let x = outside.path().join("x").display().to_string();
     for env in ["../x", x.as_str(), "qa", "linked", ".."] {
-        let out = run(sage_db(cwd.path()).args(["seed", "--env", env, "--seeds"]).arg(&seeds));
+        let out = run(sage_db(cwd.path()).args(["seed", "--environment", env, "--seeds"]).arg(&seeds));
         assert_eq!(out.status.code(), Some(2), "{env}: {}", stdout(&out));
         let message = stderr(&out);
         assert_eq!(message.trim().lines().count(), 1, "{message}");
@@ -523,8 +526,9 @@ async fn a_failed_seed_leaves_no_history_table_on_sqlite_or_postgres() {
     let seeds = write_dir(&[("qa.sql", "CREATE TABLE things (id int); INSERT INTO missing VALUES (1);")]);
     let cwd = tempfile::tempdir().unwrap();
     for url in [pg.url(), sqlite.url()] {
-        let out =
-            run(sage_db(cwd.path()).args(["seed", "--env", "qa", "--database-url", &url, "--seeds"]).arg(seeds.path()));
+        let out = run(sage_db(cwd.path())
+            .args(["seed", "--environment", "qa", "--database-url", &url, "--seeds"])
+            .arg(seeds.path()));
         assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
         assert!(stderr(&out).contains("failed and was rolled back"), "{}", stderr(&out));
     }
@@ -739,7 +743,7 @@ fn a_full_disk_under_sqlite_names_the_file_being_written() {
         run(sage_db(cwd.path()).args(["migrate", "up", "--database-url"]).arg(format!("sqlite://{}", other.display())));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(&format!("disk full while writing {}", other.display())), "{}", stderr(&out));
-    let out = run(sage_db(disk.0.path()).args(["seed", "--env", "dev"]));
+    let out = run(sage_db(disk.0.path()).args(["seed", "--environment", "dev"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("disk full while writing"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("os error"), "{}", stderr(&out));
@@ -772,4 +776,26 @@ fn a_retention_rule_that_fails_while_running_stops_cleanup_before_expiry_deletes
     assert!(stderr(&out).contains("audit rows are kept"), "{}", stderr(&out));
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM nonces WHERE nonce = 'expires-at-once'"), 1);
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM audit"), 1);
+}
+
+/// `--env` is a variables file for `seed` as for every command; the older `seed --env NAME`
+/// still seeds NAME when no such file exists, and says what to write instead.
+#[test]
+fn seed_env_is_a_file_and_the_old_spelling_still_names_the_environment() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("vars"), "DATABASE_URL=sqlite://from-file.db\nSAGE_ENV=staging\n").unwrap();
+    let from_file = run(sage_db(cwd.path()).args(["seed", "--env", "vars", "--json"]));
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+    let report: serde_json::Value = serde_json::from_slice(&from_file.stdout).unwrap();
+    assert_eq!(report["environment"], "staging", "{report}");
+    assert!(cwd.path().join("from-file.db").is_file(), "the file's DATABASE_URL was used");
+    let old = run(sage_db(cwd.path()).args(["seed", "--env", "dev", "--json"]));
+    assert!(old.status.success(), "{}", stderr(&old));
+    let report: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(report["environment"], "dev", "{report}");
+    assert!(
+        stderr(&old).contains("write that instead") && stderr(&old).contains("--environment dev"),
+        "{}",
+        stderr(&old)
+    );
 }

@@ -356,7 +356,7 @@ async fn golang_migrate_dirty_state_is_visible_and_force_lets_the_tool_continue(
     assert!(!up.status.success() && stderr(&up).contains("dirty"), "{}", stderr(&up));
     // The operator looks (t3 was not created: golang-migrate's file ran in one implicit
     // transaction), forces 2, fixes the file; golang-migrate itself continues.
-    s.sage_ok(&["force", "2", "--yes"]);
+    s.sage_ok(&["force", "2"]);
     assert_eq!(s.db.scalar("SELECT count(*) FROM schema_migrations WHERE version = 2 AND NOT dirty").await, 1);
     s.add_step(3);
     s.tool_up();
@@ -378,7 +378,7 @@ async fn sqlx_failed_row_is_visible_and_force_lets_sqlx_continue() {
     assert_eq!(status.status.code(), Some(1));
     assert!(stdout(&status).contains("sqlx marks migration 2 as failed"), "{}", stdout(&status));
     assert!(!s.sage(&["up"]).status.success());
-    s.sage_ok(&["force", "2", "--yes"]);
+    s.sage_ok(&["force", "2"]);
     assert_eq!(s.db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").await, 2);
     s.add_step(3);
     s.tool_up();

@@ -30,7 +30,7 @@ fn metric(body: &str, name: &str) -> Option<f64> {
 #[test]
 fn sqlite_endpoints_metrics_cleanup_and_shutdown() {
     let cwd = tempfile::tempdir().unwrap();
-    assert!(run(sage_db(cwd.path()).args(["seed", "--env", "dev"])).status.success());
+    assert!(run(sage_db(cwd.path()).args(["seed", "--environment", "dev"])).status.success());
     // Two nonces that expired already, for the background cleanup to find.
     rusqlite::Connection::open(cwd.path().join("sage.db"))
         .unwrap()

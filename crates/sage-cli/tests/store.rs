@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::{run, sage_db, stderr, stdout};
-use sage_store::{NewSession, SessionKey, SessionStore};
+use sage_store::{DidStore, NewSession, SessionKey, SessionStore};
 
 /// Starts `processes` copies of `sage-db nonce claim -`, each fed an overlapping list of
 /// nonces in its own order, and returns how often each nonce was answered "fresh".
@@ -152,7 +152,7 @@ fn did_commands_round_trip_and_reject_bad_input_by_field() {
         &run(sage_db(cwd.path()).args(["did", "list", "--owner", "0x742d35Cc", "--json"])).stdout,
     )
     .unwrap();
-    assert_eq!(listed[0]["revoked"], true);
+    assert_eq!(listed["dids"][0]["revoked"], true);
 
     let bad = run(sage_db(cwd.path()).args(["did", "put", "alice", "--public-key", "00", "--owner", "0x1"]));
     assert_eq!(bad.status.code(), Some(2));
@@ -203,4 +203,56 @@ async fn postgres_store_without_a_key_says_how_to_make_one_then_rotation_works()
     assert!(rotated.status.success(), "{}", stderr(&rotated));
     let report: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
     assert_eq!(report["failed"].as_array().unwrap().len(), 0);
+}
+
+/// Without a filter, `session list` and `did list` read every row, page after page (the
+/// command reads 500 a round trip; here are more than two pages of each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_and_did_lists_without_a_filter_read_every_page() {
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["up", "-q"])).status.success());
+    let target = sage_conn::Target::Sqlite(sage_conn::SqliteLocation::File(cwd.path().join("sage.db")));
+    let env = sage_conn::Environment::from_pairs(Vec::new());
+    let store = sage_store::Store::open(&target, sage_store::OpenOptions::defaults_for(&target, &env)).await.unwrap();
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let total = 1_103;
+    for i in 0..total {
+        let client = format!("did:sage:test:c{}", i % 7);
+        store
+            .sessions()
+            .create(&NewSession::new(client, "did:sage:test:s", SessionKey::new(vec![7; 32]), expires))
+            .await
+            .unwrap();
+        let record = sage_store::DidRecord::new(
+            format!("did:sage:test:d{i}"),
+            vec![1; 32],
+            format!("0x{}", i % 3),
+            sage_store::KeyType::Ed25519,
+        );
+        store.dids().upsert(&record).await.unwrap();
+    }
+    store.close().await;
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = run(sage_db(cwd.path()).args(args).arg("--json"));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ids = |v: &serde_json::Value, key: &str, field: &str| -> Vec<String> {
+        v[key].as_array().unwrap().iter().map(|s| s[field].as_str().unwrap().to_string()).collect()
+    };
+    let sessions = ids(&json(&["session", "list"]), "sessions", "id");
+    assert_eq!(sessions.len(), total);
+    assert_eq!(sessions.iter().collect::<std::collections::HashSet<_>>().len(), total, "no session twice");
+    assert_eq!(ids(&json(&["session", "list", "--limit", "10", "--offset", "1100"]), "sessions", "id").len(), 3);
+    assert_eq!(
+        ids(&json(&["session", "list", "--client", "did:sage:test:c0"]), "sessions", "id").len(),
+        100,
+        "a filter keeps the default limit"
+    );
+    let dids = ids(&json(&["did", "list"]), "dids", "did");
+    assert_eq!(dids.len(), total);
+    assert_eq!(dids.iter().collect::<std::collections::HashSet<_>>().len(), total, "no DID twice");
+    assert_eq!(ids(&json(&["did", "list", "--owner", "0x0"]), "dids", "did").len(), 368);
+    let text = run(sage_db(cwd.path()).args(["session", "list"]));
+    assert_eq!(stdout(&text).lines().count(), total + 1, "a header and a line per session");
 }

@@ -51,7 +51,7 @@ async fn a_backup_is_written_by_a_client_this_server_reads_back_and_restores_her
     let key = sage_store::keys::generate_key();
     assert!(run(sage_db(cwd.path()).args(["up", "--database-url", &url])).status.success());
     let seeded = run(sage_db(cwd.path())
-        .args(["seed", "--env", "dev", "--database-url", &url])
+        .args(["seed", "--environment", "dev", "--database-url", &url])
         .env("SAGE_SESSION_KEY", key.as_str()));
     assert!(seeded.status.success(), "{}", stderr(&seeded));
 

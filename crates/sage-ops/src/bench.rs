@@ -77,7 +77,7 @@ pub struct Sample {
     /// Seconds since the run started, at the end of the interval.
     pub seconds: f64,
     pub ops_per_second: f64,
-    pub rss_kib: Option<u64>,
+    pub rss_bytes: Option<u64>,
 }
 
 /// A client's count of finished operations, on a cache line of its own: only that client
@@ -104,8 +104,8 @@ pub struct BenchReport {
     pub p95_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    pub rss_start_kib: Option<u64>,
-    pub rss_end_kib: Option<u64>,
+    pub rss_start_bytes: Option<u64>,
+    pub rss_end_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
 }
@@ -187,9 +187,14 @@ impl XorShift {
     }
 }
 
-fn rss_kib() -> Option<u64> {
+/// Resident memory in bytes (the kernel reports KiB).
+fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+    Some(kib.saturating_mul(1024))
 }
 
 const SESSION_PREFIX: &str = "bench-session-";
@@ -253,7 +258,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     }
     sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::new(e.to_string()))?;
     let keys = prepare(&store, &options).await?;
-    let rss_start = rss_kib();
+    let rss_start = rss_bytes();
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
     let run_id: u64 = rand::random::<u32>() as u64;
@@ -282,7 +287,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
                 let sample = Sample {
                     seconds: now.duration_since(started).as_secs_f64(),
                     ops_per_second: (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64(),
-                    rss_kib: rss_kib(),
+                    rss_bytes: rss_bytes(),
                 };
                 (last_at, last_done) = (now, done);
                 if let Some(to) = &to {
@@ -476,8 +481,8 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         p95_us: histogram.percentile(95.0),
         p99_us: histogram.percentile(99.0),
         max_us: histogram.max,
-        rss_start_kib: rss_start,
-        rss_end_kib: rss_kib(),
+        rss_start_bytes: rss_start,
+        rss_end_bytes: rss_bytes(),
         samples,
     })
 }

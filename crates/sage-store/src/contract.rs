@@ -42,6 +42,8 @@ pub trait SessionStore: Send + Sync {
     async fn list_by_client(&self, client_did: &str, page: Page) -> Result<Vec<Session>>;
     /// Live sessions of a server, newest first.
     async fn list_by_server(&self, server_did: &str, page: Page) -> Result<Vec<Session>>;
+    /// Every live session, newest first (ties broken by id, so pages do not overlap).
+    async fn list_all(&self, page: Page) -> Result<Vec<Session>>;
     /// How many sessions are live now.
     async fn count_active(&self) -> Result<u64>;
     /// Deletes expired sessions in small batches; returns how many.
@@ -114,6 +116,8 @@ pub trait DidStore: Send + Sync {
     async fn delete(&self, did: &str) -> Result<()>;
     /// Newest first.
     async fn list_by_owner(&self, owner_address: &str) -> Result<Vec<DidRecord>>;
+    /// Every cached DID, newest first (ties broken by DID, so pages do not overlap).
+    async fn list_all(&self, page: Page) -> Result<Vec<DidRecord>>;
     /// Marks a DID revoked; `NotFound` when it is not cached.
     async fn revoke(&self, did: &str) -> Result<()>;
     /// `NotFound` for an unknown DID: an unknown DID is not "not revoked".

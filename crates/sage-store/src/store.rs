@@ -568,6 +568,15 @@ impl SessionStore for Sessions {
         .await
     }
 
+    async fn list_all(&self, page: Page) -> Result<Vec<Session>> {
+        observed(&self.0, Operation::SessionList, async move {
+            validate::page(page)?;
+            let rows = self.0.backend.list_all_sessions(self.0.now(), page).await?;
+            rows.into_iter().map(|r| self.0.session_from_row(r)).collect()
+        })
+        .await
+    }
+
     async fn list_by_server(&self, server_did: &str, page: Page) -> Result<Vec<Session>> {
         observed(&self.0, Operation::SessionList, async move {
             list(&self.0, Party::Server, "server_did", server_did, page).await
@@ -739,6 +748,14 @@ impl DidStore for Dids {
             } else {
                 Err(StoreError::not_found("DID", did))
             }
+        })
+        .await
+    }
+
+    async fn list_all(&self, page: Page) -> Result<Vec<DidRecord>> {
+        observed(&self.0, Operation::DidList, async move {
+            validate::page(page)?;
+            self.0.backend.list_all_dids(page).await
         })
         .await
     }

@@ -101,6 +101,7 @@ conformance!(
     session_expiry_boundary,
     idle_timeout_and_message_budget,
     listing_is_newest_first_and_paginated,
+    listing_everything_pages_through_every_live_session_and_did,
     nonce_is_single_use,
     expired_nonce_can_be_claimed_again,
     claim_many_answers_each_in_order,
@@ -244,6 +245,43 @@ async fn listing_is_newest_first_and_paginated(h: Harness) {
     );
     assert_eq!(sessions.list_by_client(ALICE, Page { limit: 0, offset: 0 }).await.unwrap_err().field(), Some("limit"));
     assert_eq!(sessions.count_active().await.unwrap(), 6);
+}
+
+/// `list_all`: every live session and every DID, newest first, in pages that neither
+/// overlap nor leave anything out, ties (same creation time) broken by id.
+async fn listing_everything_pages_through_every_live_session_and_did(h: Harness) {
+    let sessions = h.store.sessions();
+    let far = h.now() + chrono::Duration::hours(1);
+    for i in 0..3 {
+        sessions.create(&new_session(&format!("a{i}"), ALICE, BOB, far)).await.unwrap();
+        sessions.create(&new_session(&format!("b{i}"), BOB, CAROL, far)).await.unwrap();
+        h.advance(chrono::Duration::seconds(1));
+    }
+    sessions.create(&new_session("short", CAROL, ALICE, h.now() + chrono::Duration::seconds(1))).await.unwrap();
+    h.advance(chrono::Duration::seconds(2));
+    let mut seen = Vec::new();
+    for offset in (0..).step_by(4) {
+        let page = sessions.list_all(Page { limit: 4, offset }).await.unwrap();
+        let done = page.len() < 4;
+        seen.extend(page.into_iter().map(|s| s.id));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, ["b2", "a2", "b1", "a1", "b0", "a0"], "newest first, ties by id, expired left out");
+    assert_eq!(sessions.list_all(Page { limit: 0, offset: 0 }).await.unwrap_err().field(), Some("limit"));
+
+    let dids = h.store.dids();
+    for (name, owner) in [("alice", "0x1"), ("bob", "0x2"), ("carol", "0x1")] {
+        dids.create(&did(name, owner)).await.unwrap();
+        h.advance(chrono::Duration::seconds(1));
+    }
+    let first: Vec<String> =
+        dids.list_all(Page { limit: 2, offset: 0 }).await.unwrap().into_iter().map(|d| d.did).collect();
+    let rest: Vec<String> =
+        dids.list_all(Page { limit: 2, offset: 2 }).await.unwrap().into_iter().map(|d| d.did).collect();
+    assert_eq!(first, ["did:sage:test:carol", "did:sage:test:bob"]);
+    assert_eq!(rest, ["did:sage:test:alice"]);
 }
 
 async fn nonce_is_single_use(h: Harness) {

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use sage_conn::DurationField;
 use sage_ops::bench::{BenchOptions, Workload};
+
+use crate::cli::Workload as WorkloadArg;
 use sage_store::{KeySource, OpenOptions, Store};
 
 use crate::cli::Global;
@@ -12,7 +14,7 @@ use crate::context::Database;
 use crate::output;
 
 pub struct Args {
-    pub workload: String,
+    pub workload: WorkloadArg,
     pub clients: usize,
     pub duration: Option<String>,
     pub operations: Option<u64>,
@@ -24,8 +26,8 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let Some(workload) = Workload::parse(&args.workload) else {
-        bail!("--workload: unknown workload {:?} (known: {})", args.workload, Workload::NAMES.join(", "));
+    let Some(workload) = Workload::parse(args.workload.name()) else {
+        bail!("--workload: {} is not a workload this build can run", args.workload.name());
     };
     // Every duration is checked before the store is opened, so that a mistyped one creates
     // no database file.
@@ -38,7 +40,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let sample_every = optional("--sample-every", &args.sample_every)?;
     let cleanup_every = optional("--cleanup-every", &args.cleanup_every)?;
     let ttl = DurationField::new("--ttl").parse(&args.ttl)?;
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     // Benchmark data is throwaway: without a configured key, a key for this run only.
     let mut options = OpenOptions::defaults_for(&db.settings.target, &db.env);
     options.keys = KeySource::from_environment(&db.env, KeySource::Ephemeral);
@@ -48,7 +50,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let printer = (!global.json && sample_every.is_some()).then(|| {
         tokio::spawn(async move {
             while let Some(s) = samples.recv().await {
-                let rss = s.rss_kib.map_or("?".to_string(), |k| format!("{} MiB", k / 1024));
+                let rss = s.rss_bytes.map_or("?".to_string(), |b| sage_ops::format_bytes(b as i64));
                 say!("  {:>7.1} s  {:>10.0} ops/s  resident {rss}", s.seconds, s.ops_per_second);
             }
         })
@@ -78,7 +80,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         say!(
             "{} on {} ({}), {} clients, {} runtime thread(s), {:.1} s",
-            args.workload,
+            args.workload.name(),
             db.settings,
             report.backend,
             report.clients,
@@ -99,8 +101,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             report.p99_us,
             report.max_us
         );
-        if let (Some(a), Some(b)) = (report.rss_start_kib, report.rss_end_kib) {
-            say!("  resident memory {} MiB → {} MiB", a / 1024, b / 1024);
+        if let (Some(a), Some(b)) = (report.rss_start_bytes, report.rss_end_bytes) {
+            say!("  resident memory {} → {}", sage_ops::format_bytes(a as i64), sage_ops::format_bytes(b as i64));
         }
         if let Some(e) = &report.first_error {
             say!("  first error: {e}");

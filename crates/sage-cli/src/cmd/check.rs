@@ -39,7 +39,7 @@ pub async fn run(
     snapshot: Option<PathBuf>,
     ignore: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let facts = sage_ops::check::inspect(&db.settings.target).await?;
     let set = context::migration_set(args, db.dialect()?)?;
     let options = context::run_options(args, &set)?;

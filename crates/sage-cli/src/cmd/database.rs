@@ -12,7 +12,7 @@ use crate::context::Database;
 use crate::output;
 
 pub async fn run(global: &Global, command: DatabaseCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let (action, changed) = match command {
         DatabaseCommand::Create => ("create", create(&db.settings.target).await?),
         DatabaseCommand::Drop { yes, force } => {

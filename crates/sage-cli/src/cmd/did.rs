@@ -73,10 +73,10 @@ fn parse_key(flag: &str, text: &str) -> anyhow::Result<Vec<u8>> {
 fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
     let views: Vec<DidView> = records.iter().map(DidView::from).collect();
     if global.json {
-        if views.len() == 1 {
-            return output::json(&views[0]);
+        if let [view] = views.as_slice() {
+            return output::json(view);
         }
-        return output::json(&views);
+        return output::json(&serde_json::json!({ "dids": views }));
     }
     let rows: Vec<Vec<String>> = views
         .iter()
@@ -97,7 +97,7 @@ fn print(global: &Global, records: &[DidRecord]) -> anyhow::Result<()> {
 /// Every argument is checked before the store is opened, so that a mistyped one creates no
 /// database file and runs no migration.
 pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     match command {
         DidCommand::Get { did } => {
             sage_store::validate::did("did", &did)?;
@@ -106,11 +106,18 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
         }
         DidCommand::List { owner } => {
             let store = db.open_store().await?;
-            let found = store.dids().list_by_owner(&owner).await?;
-            if found.is_empty() && !global.json {
-                say!("no DIDs for {owner}");
-            } else if global.json {
-                output::json(&found.iter().map(DidView::from).collect::<Vec<_>>())?;
+            let dids = store.dids();
+            let found = match &owner {
+                Some(owner) => dids.list_by_owner(owner).await?,
+                None => crate::cmd::session::every_page(0, |page| dids.list_all(page)).await?,
+            };
+            if global.json {
+                output::json(&serde_json::json!({ "dids": found.iter().map(DidView::from).collect::<Vec<_>>() }))?;
+            } else if found.is_empty() {
+                match owner {
+                    Some(owner) => say!("no DIDs for {owner}"),
+                    None => say!("no DIDs cached"),
+                }
             } else {
                 print(global, &found)?;
             }
@@ -132,10 +139,7 @@ pub async fn run(global: &Global, command: DidCommand) -> anyhow::Result<ExitCod
             stale_after,
             revoked,
         } => {
-            let Some(key_type) = KeyType::parse(&key_type) else {
-                let known: Vec<&str> = KeyType::ALL.iter().map(|k| k.as_str()).collect();
-                bail!("--key-type: unknown key type {key_type:?} (known: {})", known.join(", "));
-            };
+            let key_type = KeyType::from(key_type);
             let stale_after = stale_after.map(|a| DurationField::new("--stale-after").parse(&a)).transpose()?;
             let mut record = DidRecord::new(did, parse_key("--public-key", &public_key)?, owner, key_type);
             record.key_agreement_key = key_agreement_key.map(|k| parse_key("--key-agreement-key", &k)).transpose()?;

@@ -13,7 +13,7 @@ use crate::context::Database;
 use crate::output;
 
 pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     match command {
         KeysCommand::Generate { key_file } => {
             let path = match key_file.or_else(|| db.env.get(KEY_FILE_VAR).map(PathBuf::from)) {

@@ -10,7 +10,7 @@ use crate::cli::Global;
 use crate::context::Database;
 
 pub async fn run(global: &Global, channel: &str, count: Option<u64>) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let Target::Postgres(pg) = &db.settings.target else {
         bail!("listen needs PostgreSQL: LISTEN/NOTIFY does not exist on {}", db.settings.target.dialect_name());
     };
@@ -29,6 +29,7 @@ pub async fn run(global: &Global, channel: &str, count: Option<u64>) -> anyhow::
                 let mut out = stdout.lock();
                 if global.json {
                     let line = serde_json::json!({
+                        "format": crate::output::JSON_FORMAT,
                         "channel": n.channel,
                         "payload": n.payload,
                         "process_id": n.process_id,

@@ -14,6 +14,7 @@ use crate::output;
 pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
         MigrateCommand::Up { args, steps, to } => {
+            let args = MigrationArgs::from(&args);
             let target = match (steps, to) {
                 (Some(n), _) => Goal::Steps(n),
                 (_, Some(v)) => Goal::Version(v),
@@ -21,13 +22,15 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             };
             let mut m = Session::open(global, &args).await?;
             let report = up_adopting(&mut m, &args, target).await?;
+            // The JSON has one shape whatever the goal: `validation` is null when none ran.
             if args.dry_run || target != Goal::Latest {
-                return m.finish(global, &report);
+                return m.finish_with_validation(global, &report, None);
             }
             let drift = post_migrate_validation(&m.db, &args).await?;
             m.finish_with_validation(global, &report, drift)
         }
-        MigrateCommand::Down { args, steps, to, all } => {
+        MigrateCommand::Down { args, steps, to, all, yes } => {
+            let args = MigrationArgs::from(&args).answering(yes);
             let target = match (steps, to, all) {
                 (_, _, true) => Goal::Latest,
                 (_, Some(v), _) => Goal::Version(v),
@@ -41,7 +44,8 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             let report = m.migrator.down(target).await?;
             m.finish(global, &report)
         }
-        MigrateCommand::Goto { args, version } => {
+        MigrateCommand::Goto { args, version, yes } => {
+            let args = MigrationArgs::from(&args).answering(yes);
             let mut m = Session::open(global, &args).await?;
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.goto(version))).await?;
@@ -50,22 +54,26 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             m.finish(global, &report)
         }
         MigrateCommand::Force { args, version } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.force(version).await?;
             m.finish(global, &report)
         }
-        MigrateCommand::Adopt { args, dev_url } => adopt(global, &args, dev_url.as_deref()).await,
+        MigrateCommand::Adopt { args, dev_url } => adopt(global, &MigrationArgs::from(&args), dev_url.as_deref()).await,
         MigrateCommand::Baseline { args, version } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.baseline(version).await?;
             m.finish(global, &report)
         }
         MigrateCommand::Repair { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open(global, &args).await?;
             let report = m.migrator.repair().await?;
             m.finish(global, &report)
         }
         MigrateCommand::Status { args, exit_code } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
@@ -78,6 +86,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(if exit_code && attention { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Version { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             let partial = status.migrations.iter().any(|e| e.state == sage_migrate::MigrationState::Partial);
@@ -104,6 +113,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             Ok(if dirty.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         MigrateCommand::Validate { args } => {
+            let args = MigrationArgs::from(&args);
             let mut m = Session::open_read_only(global, &args).await?;
             let status = m.migrator.status().await?;
             if global.json {
@@ -115,7 +125,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             }
             Ok(if status.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        MigrateCommand::Create { args, name } => create(global, &args, &name),
+        MigrateCommand::Create { source, dry_run, name } => create(global, source.as_deref(), dry_run, &name),
     }
 }
 
@@ -133,7 +143,7 @@ type PlanFuture<'a> =
 
 impl Session {
     async fn open(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
-        let db = Database::resolve(global, true)?;
+        let db = Database::resolve(global)?;
         let set = context::migration_set(args, db.dialect()?)?;
         let set_label = context::describe_set(&set);
         let options = context::run_options(args, &set)?;
@@ -144,7 +154,7 @@ impl Session {
     /// Like `open`, but a SQLite file that does not exist yet is read as an empty database
     /// instead of being created: looking must not leave a file behind.
     async fn open_read_only(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
-        let db = Database::resolve(global, true)?;
+        let db = Database::resolve(global)?;
         let missing = matches!(&db.settings.target, Target::Sqlite(SqliteLocation::File(path)) if !path.exists());
         if !missing {
             return Session::open(global, args).await;
@@ -302,16 +312,14 @@ fn print_findings(findings: &[sage_migrate::Finding]) {
     }
 }
 
-fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<ExitCode> {
-    let Some(dir) = &args.source else {
+fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(dir) = source else {
         bail!("create needs --source DIR: SAGE's own migrations are compiled in and not edited here");
     };
     // The dialect only matters for parsing existing files; pick it from the database URL
     // when one is configured, else PostgreSQL's rules (the stricter splitter).
-    let dialect = Database::resolve(global, true)
-        .ok()
-        .and_then(|db| db.dialect().ok())
-        .unwrap_or(sage_migrate::Dialect::Postgres);
+    let dialect =
+        Database::resolve(global).ok().and_then(|db| db.dialect().ok()).unwrap_or(sage_migrate::Dialect::Postgres);
     let set = sage_migrate::MigrationSet::from_dir(dir, dialect)?;
     let new = set.new_migration(name, chrono::Utc::now())?;
     for (path, _) in &new.files {
@@ -319,17 +327,17 @@ fn create(global: &Global, args: &MigrationArgs, name: &str) -> anyhow::Result<E
             bail!("{} already exists", path.display());
         }
     }
-    if !args.dry_run {
+    if !dry_run {
         for (path, text) in &new.files {
             std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
     }
     if global.json {
         let files: Vec<String> = new.files.iter().map(|(p, _)| p.display().to_string()).collect();
-        output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": args.dry_run }))?;
+        output::json(&serde_json::json!({ "version": new.version, "files": files, "dry_run": dry_run }))?;
     } else {
         for (path, _) in &new.files {
-            say!("{} {}", if args.dry_run { "would create" } else { "created" }, path.display());
+            say!("{} {}", if dry_run { "would create" } else { "created" }, path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -467,7 +475,7 @@ fn closest_lines(version: i64, findings: &[sage_schema::Finding]) -> String {
 /// schema is recorded as applied (as a baseline); with no such prefix, the differences to
 /// the closest one are shown and nothing changes.
 async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let set = context::migration_set(args, db.dialect()?)?;
     if !set.problems.is_empty() {
         let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
@@ -479,18 +487,34 @@ async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> 
     let (count, version) = match match_prefix(&set, &schemas, &live, &args.history_table, 0) {
         PrefixMatch::Exact { count, version } => (count, version),
         PrefixMatch::None { version, findings } => {
-            say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
-            say!("{}", closest_lines(version, &findings));
+            if global.json {
+                output::json(&serde_json::json!({
+                    "adopted": false,
+                    "report": null,
+                    "closest": { "version": version, "findings": findings },
+                }))?;
+            } else {
+                say!("no prefix of the migrations makes exactly this schema; nothing was recorded");
+                say!("{}", closest_lines(version, &findings));
+            }
             return Ok(ExitCode::from(1));
         }
     };
     if count == 0 {
-        say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
+        if global.json {
+            output::json(&serde_json::json!({ "adopted": false, "report": null, "closest": null }))?;
+        } else {
+            say!("the database holds none of the migrations' objects; nothing to adopt (run `sage-db migrate up`)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut m = Session::open(global, args).await?;
+    let report = m.migrator.baseline(version).await?;
+    if global.json {
+        output::json(&serde_json::json!({ "adopted": true, "report": report, "closest": null }))?;
         return Ok(ExitCode::SUCCESS);
     }
     say!("the live schema is exactly what migrations 1 to {count} (through version {version}) make");
-    let mut m = Session::open(global, args).await?;
-    let report = m.migrator.baseline(version).await?;
     m.finish(global, &report)
 }
 

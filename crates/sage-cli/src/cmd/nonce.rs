@@ -14,7 +14,7 @@ use crate::context::Database;
 const BATCH: usize = 500;
 
 pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     match command {
         NonceCommand::Claim { nonce, session, ttl } => {
             // Checked before the store is opened, so that a mistyped flag creates no
@@ -73,7 +73,7 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
             let store = db.open_store().await?;
             let used = store.nonces().is_used(&nonce).await?;
             if global.json {
-                say!("{}", serde_json::json!({ "nonce": nonce, "used": used }));
+                crate::output::json(&serde_json::json!({ "nonce": nonce, "used": used }))?;
             } else {
                 say!("{}", if used { "used" } else { "unused" });
             }
@@ -85,7 +85,7 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
 /// One line per nonce: `NONCE fresh|replayed`, or a JSON object per line with `--json`.
 fn print_answer(json: bool, nonce: &str, answer: Claim) -> anyhow::Result<()> {
     if json {
-        say!("{}", serde_json::to_string(&serde_json::json!({ "nonce": nonce, "result": answer }))?);
+        crate::output::json_line(&serde_json::json!({ "nonce": nonce, "result": answer }))?;
     } else {
         let word = match answer {
             Claim::Fresh => "fresh",

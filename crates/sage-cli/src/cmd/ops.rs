@@ -42,7 +42,7 @@ fn progress_bar(what: &'static str) -> (indicatif::ProgressBar, sage_ops::backup
 }
 
 pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     if let Some(BackupAction::Verify { file, identity }) = args.action {
         let report = sage_ops::restore::verify(&db.settings.target, &file, &keys(&db, identity)).await?;
         if global.json {
@@ -80,7 +80,10 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
     };
     let options = BackupOptions {
         dir: args.dir.clone(),
-        format: if args.format == "sql.gz" { PgFormat::SqlGz } else { PgFormat::Custom },
+        format: match args.format {
+            crate::cli::BackupFormat::Custom => PgFormat::Custom,
+            crate::cli::BackupFormat::SqlGz => PgFormat::SqlGz,
+        },
         encryption,
         keep: args.keep,
         // A unit is required, as for retention rules: a bare `30` could mean days.
@@ -142,7 +145,7 @@ pub async fn restore(
     replace_schema: bool,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let keys = keys(&db, identity);
     // Check the file before asking: a damaged or altered backup is refused without a question.
     let inspected = sage_ops::restore::inspect(file, &keys)?;
@@ -177,10 +180,10 @@ pub async fn restore(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn seed(global: &Global, seeds: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, false)?;
+pub async fn seed(global: &Global, environment: Option<String>, seeds: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let db = Database::resolve(global)?;
     let environment =
-        global.env.clone().or_else(|| db.env.get("SAGE_ENV").map(str::to_string)).unwrap_or_else(|| "dev".into());
+        environment.or_else(|| db.env.get("SAGE_ENV").map(str::to_string)).unwrap_or_else(|| "dev".into());
     let report = match seeds {
         Some(dir) => sage_ops::seed::seed_directory(&db.settings.target, &dir, &environment).await?,
         None => {
@@ -214,7 +217,7 @@ pub async fn seed(global: &Global, seeds: Option<PathBuf>) -> anyhow::Result<Exi
 
 pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
     use sage_store::{NonceStore, SessionStore};
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let config = config.map(|p| sage_ops::cleanup::CleanupConfig::load(&p)).transpose()?.unwrap_or_default();
     if let Target::Sqlite(sage_conn::SqliteLocation::File(path)) = &db.settings.target {
         // Opening a missing file would create an empty database and report it clean.
@@ -287,11 +290,11 @@ async fn has_sage_tables(db: &Database) -> anyhow::Result<bool> {
 
 pub async fn monitor(global: &Global, watch: Option<String>) -> anyhow::Result<ExitCode> {
     let watch = watch.map(|w| DurationField::new("--watch").parse(&w)).transpose()?;
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     loop {
         let report = sage_ops::monitor::monitor(&db.settings.target).await?;
         if global.json {
-            say!("{}", serde_json::to_string(&report)?);
+            output::json_line(&report)?;
         } else {
             if watch.is_some() {
                 say_raw!("\x1b[2J\x1b[H");
@@ -345,13 +348,24 @@ fn monitor_table(s: &sage_ops::monitor::Section) -> (Vec<String>, Vec<Vec<String
 }
 
 pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let Target::Postgres(pg) = &db.settings.target else {
         bail!("roles apply needs PostgreSQL; {} has no roles", db.settings.target.dialect_name());
     };
     let config = sage_ops::roles::RolesConfig::load(config)?;
+    let roles: Vec<&String> = config.role.iter().map(|r| &r.name).collect();
     if dry_run {
         let (statements, notes) = sage_ops::roles::plan(pg, &config).await?;
+        if global.json {
+            output::json(&serde_json::json!({
+                "roles": roles,
+                "dry_run": true,
+                "statements": statements.len(),
+                "sql": statements,
+                "notes": notes,
+            }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         for note in notes {
             say!("-- {note}");
         }
@@ -363,7 +377,8 @@ pub async fn roles_apply(global: &Global, config: &Path, dry_run: bool) -> anyho
     let applied = sage_ops::roles::apply(pg, &config).await?;
     if global.json {
         output::json(&serde_json::json!({
-            "roles": config.role.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            "roles": roles,
+            "dry_run": false,
             "statements": applied.statements,
             "notes": applied.notes,
         }))?;

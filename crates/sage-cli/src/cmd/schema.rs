@@ -16,7 +16,7 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
     match command {
         SchemaCommand::Dump { expected: args, out, check } => dump(global, &args, out, check).await,
         SchemaCommand::Validate { expected: args, strict, ignore } => {
-            let db = Database::resolve(global, true)?;
+            let db = Database::resolve(global)?;
             let (expected, label) = expected::resolve(&db, &args).await?;
             let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
             let actual = sage_schema::live(&db.settings.target).await.context("reading the live schema")?;
@@ -35,13 +35,17 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
             Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         SchemaCommand::Sql { expected: args, live } => {
-            let db = Database::resolve(global, true)?;
+            let db = Database::resolve(global)?;
             let schema = if live {
                 sage_schema::live(&db.settings.target).await?
             } else {
                 expected::resolve(&db, &args).await?.0
             };
-            say_raw!("{}", sage_schema::render(&schema));
+            if global.json {
+                output::json(&serde_json::json!({ "sql": sage_schema::render(&schema) }))?;
+            } else {
+                say_raw!("{}", sage_schema::render(&schema));
+            }
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Diff { from, to, allow_destructive, write, source, dev_url } => {
@@ -72,7 +76,7 @@ pub fn print_findings(findings: &[Finding]) {
 }
 
 async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let dialect = db.dialect()?;
     let set = match &args.source {
         Some(dir) => MigrationSet::from_dir(dir, dialect)?,
@@ -81,7 +85,13 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     let dev = expected::dev_target(args.dev_url.as_deref())?;
     let schema = expected::replay(set, &db, dev.as_ref()).await?;
     let Some(dir) = out.or_else(|| args.source.clone()) else {
-        say_raw!("{}", sage_schema::snapshot_json(&schema));
+        let snapshot = sage_schema::snapshot_json(&schema);
+        if global.json {
+            let snapshot: serde_json::Value = serde_json::from_str(&snapshot)?;
+            output::json(&serde_json::json!({ "snapshot": snapshot }))?;
+        } else {
+            say_raw!("{snapshot}");
+        }
         return Ok(ExitCode::SUCCESS);
     };
     let (json, sql) = sage_schema::snapshot_paths(&dir);
@@ -179,7 +189,7 @@ async fn diff(
     source: Option<PathBuf>,
     dev_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let (from_e, to_e) = (endpoint(from)?, endpoint(to)?);
     let dialect = match (endpoint_dialect(&from_e)?, endpoint_dialect(&to_e)?) {
         (Some(a), Some(b)) if a != b => bail!("cannot diff a {} schema against a {} one", a.name(), b.name()),
@@ -205,6 +215,7 @@ async fn diff(
         let up: String = changes.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
         let reverse = sage_schema::diff(&to_schema, &from_schema);
         let down: String = reverse.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
+        let mut written = Vec::new();
         for (i, (path, _)) in new.files.iter().enumerate() {
             let text = match (set.format, i) {
                 (sage_migrate::Format::Dbmate, _) => format!("-- migrate:up\n{up}\n-- migrate:down\n{down}"),
@@ -215,12 +226,18 @@ async fn diff(
                 bail!("{} already exists", path.display());
             }
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            say!("wrote {}", path.display());
+            if !global.json {
+                say!("wrote {}", path.display());
+            }
+            written.push(path.display().to_string());
+        }
+        if global.json {
+            output::json(&serde_json::json!({ "version": new.version, "files": written, "changes": changes }))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     if global.json {
-        output::json(&changes)?;
+        output::json(&serde_json::json!({ "changes": changes }))?;
     } else if changes.is_empty() {
         say!("-- no differences");
     } else {

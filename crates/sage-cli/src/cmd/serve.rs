@@ -19,7 +19,7 @@ pub async fn run(
     // Zero is refused here: a zero period would make the cleanup task's timer panic.
     let cleanup_every =
         if cleanup_every == "off" { None } else { Some(DurationField::new("--cleanup-every").parse(cleanup_every)?) };
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     // Listen before anything else: an address in use or not ours fails at once, with the
     // reason, and "serving on" is printed only when it is true.
     let address = SocketAddr::new(bind, port);

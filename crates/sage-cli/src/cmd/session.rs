@@ -44,8 +44,33 @@ impl From<&Session> for SessionView {
     }
 }
 
+/// `--limit` with `--client` or `--server`.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// Rows fetched per round trip when a listing reads everything.
+pub const PAGE: u32 = 500;
+
+/// Every row of a listing from `offset` on, a page at a time, until a page comes back short.
+pub async fn every_page<T, F, Fut>(offset: u32, mut fetch: F) -> Result<Vec<T>, sage_store::StoreError>
+where
+    F: FnMut(Page) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, sage_store::StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut offset = offset;
+    loop {
+        let page = fetch(Page { limit: PAGE, offset }).await?;
+        let short = page.len() < PAGE as usize;
+        all.extend(page);
+        if short {
+            return Ok(all);
+        }
+        offset = offset.saturating_add(PAGE);
+    }
+}
+
 pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     // The arguments are checked before the store is opened, so that a mistyped one creates
     // no database file.
     match &command {
@@ -56,7 +81,7 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
             if let Some(did) = server {
                 sage_store::validate::did("server_did", did)?;
             }
-            sage_store::validate::page(Page { limit: *limit, offset: *offset })?;
+            sage_store::validate::page(Page { limit: limit.unwrap_or(DEFAULT_LIMIT), offset: *offset })?;
         }
         SessionCommand::Get { id } | SessionCommand::Delete { id, .. } => sage_store::validate::token("id", id)?,
     }
@@ -64,15 +89,16 @@ pub async fn run(global: &Global, command: SessionCommand) -> anyhow::Result<Exi
     let sessions = store.sessions();
     match command {
         SessionCommand::List { client, server, limit, offset } => {
-            let page = Page { limit, offset };
-            let found = match (&client, &server) {
-                (Some(did), _) => sessions.list_by_client(did, page).await?,
-                (_, Some(did)) => sessions.list_by_server(did, page).await?,
-                _ => unreachable!("clap requires --client or --server"),
+            let page = Page { limit: limit.unwrap_or(DEFAULT_LIMIT), offset };
+            let found = match (&client, &server, limit) {
+                (Some(did), _, _) => sessions.list_by_client(did, page).await?,
+                (_, Some(did), _) => sessions.list_by_server(did, page).await?,
+                (None, None, Some(_)) => sessions.list_all(page).await?,
+                (None, None, None) => every_page(offset, |page| sessions.list_all(page)).await?,
             };
             let views: Vec<SessionView> = found.iter().map(SessionView::from).collect();
             if global.json {
-                output::json(&views)?;
+                output::json(&serde_json::json!({ "sessions": views }))?;
             } else if views.is_empty() {
                 say!("no live sessions");
             } else {

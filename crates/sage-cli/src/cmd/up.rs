@@ -13,7 +13,7 @@ use crate::context::{self, Database};
 use crate::output;
 
 pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCode> {
-    let db = Database::resolve(global, true)?;
+    let db = Database::resolve(global)?;
     let dialect = db.dialect()?;
     let created = match &db.settings.target {
         Target::Sqlite(SqliteLocation::File(path)) => !path.exists(),

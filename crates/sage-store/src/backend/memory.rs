@@ -171,6 +171,18 @@ impl Backend for MemoryBackend {
         Ok(rows.into_iter().skip(page.offset as usize).take(page.limit as usize).collect())
     }
 
+    async fn list_all_sessions(&self, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>> {
+        let mut rows: Vec<SessionRow> = Vec::new();
+        self.scan(|r| {
+            if r.is_live(now) {
+                rows.push(r.clone());
+            }
+        })
+        .await?;
+        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        Ok(rows.into_iter().skip(page.offset as usize).take(page.limit as usize).collect())
+    }
+
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut live = 0;
         self.scan(|r| live += u64::from(r.is_live(now))).await?;
@@ -300,6 +312,13 @@ impl Backend for MemoryBackend {
         let mut rows: Vec<DidRecord> = map.values().filter(|r| r.owner_address == owner).cloned().collect();
         rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.did.cmp(&a.did)));
         Ok(rows)
+    }
+
+    async fn list_all_dids(&self, page: Page) -> Result<Vec<DidRecord>> {
+        let map = self.dids.read().map_err(|_| poisoned())?;
+        let mut rows: Vec<&DidRecord> = map.values().collect();
+        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.did.cmp(&a.did)));
+        Ok(rows.into_iter().skip(page.offset as usize).take(page.limit as usize).cloned().collect())
     }
 
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {

@@ -103,6 +103,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     async fn delete_session(&self, id: &str) -> Result<bool>;
     /// Live sessions of one party, newest first.
     async fn list_sessions(&self, party: Party, did: &str, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>>;
+    /// Every live session, newest first (ties by id, descending), a page at a time.
+    async fn list_all_sessions(&self, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>>;
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
     /// Deletes at most `batch` sessions that are not live.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>, batch: u32) -> Result<u64>;
@@ -144,5 +146,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     async fn delete_did(&self, did: &str) -> Result<bool>;
     /// Newest first.
     async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>>;
+    /// Every cached DID, newest first (ties by DID, descending), a page at a time.
+    async fn list_all_dids(&self, page: Page) -> Result<Vec<DidRecord>>;
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool>;
 }

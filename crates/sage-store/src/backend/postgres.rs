@@ -461,6 +461,19 @@ impl Backend for PgBackend {
             .collect()
     }
 
+    async fn list_all_sessions(&self, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE {} ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            live(1)
+        );
+        let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
+        self.standby_read(false, "cannot list sessions", &sql, &[&now, &limit, &offset])
+            .await?
+            .iter()
+            .map(session_row)
+            .collect()
+    }
+
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let sql = format!("SELECT count(*) FROM sessions WHERE {}", live(1));
         let rows = self.query("cannot count sessions", &sql, &[&now]).await?;
@@ -586,6 +599,12 @@ impl Backend for PgBackend {
     async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>> {
         let sql = format!("SELECT {DID_COLUMNS} FROM dids WHERE owner_address = $1 ORDER BY created_at DESC, did DESC");
         self.standby_read(false, "cannot list DIDs", &sql, &[&owner]).await?.iter().map(did_row).collect()
+    }
+
+    async fn list_all_dids(&self, page: Page) -> Result<Vec<DidRecord>> {
+        let sql = format!("SELECT {DID_COLUMNS} FROM dids ORDER BY created_at DESC, did DESC LIMIT $1 OFFSET $2");
+        let (limit, offset) = (i64::from(page.limit), i64::from(page.offset));
+        self.standby_read(false, "cannot list DIDs", &sql, &[&limit, &offset]).await?.iter().map(did_row).collect()
     }
 
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {

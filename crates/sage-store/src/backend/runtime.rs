@@ -183,6 +183,10 @@ impl<B: Backend + 'static> Backend for OnOwnRuntime<B> {
         self.run(|b| async move { b.list_sessions(party, &did, now, page).await }).await
     }
 
+    async fn list_all_sessions(&self, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>> {
+        self.run(|b| async move { b.list_all_sessions(now, page).await }).await
+    }
+
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         self.run(|b| async move { b.count_sessions(now).await }).await
     }
@@ -258,6 +262,10 @@ impl<B: Backend + 'static> Backend for OnOwnRuntime<B> {
     async fn list_dids(&self, owner: &str) -> Result<Vec<DidRecord>> {
         let owner = owner.to_string();
         self.run(|b| async move { b.list_dids(&owner).await }).await
+    }
+
+    async fn list_all_dids(&self, page: Page) -> Result<Vec<DidRecord>> {
+        self.run(|b| async move { b.list_all_dids(page).await }).await
     }
 
     async fn revoke_did(&self, did: &str, now: DateTime<Utc>) -> Result<bool> {

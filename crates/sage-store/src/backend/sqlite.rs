@@ -500,6 +500,22 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn list_all_sessions(&self, now: DateTime<Utc>, page: Page) -> Result<Vec<SessionRow>> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {} ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+                live(1)
+            );
+            c.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(params![us(now), page.limit, page.offset], session_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|e| from_sqlite("cannot list sessions", e))
+        })
+        .await
+    }
+
     async fn count_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         self.run(move |c| {
             let sql = format!("SELECT count(*) FROM sessions WHERE {}", live(1));
@@ -670,6 +686,20 @@ impl Backend for SqliteBackend {
             let rows = c
                 .prepare_cached(&sql)
                 .and_then(|mut s| s.query_map([&owner], did_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| from_sqlite("cannot list DIDs", e))?;
+            rows.into_iter().map(checked_did).collect()
+        })
+        .await
+    }
+
+    async fn list_all_dids(&self, page: Page) -> Result<Vec<DidRecord>> {
+        self.run(move |c| {
+            let sql = format!("SELECT {DID_COLUMNS} FROM dids ORDER BY created_at DESC, did DESC LIMIT ?1 OFFSET ?2");
+            let rows = c
+                .prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(params![page.limit, page.offset], did_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                })
                 .map_err(|e| from_sqlite("cannot list DIDs", e))?;
             rows.into_iter().map(checked_did).collect()
         })
