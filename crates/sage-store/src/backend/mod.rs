@@ -5,6 +5,7 @@
 pub(crate) mod batch;
 pub(crate) mod memory;
 pub(crate) mod nonce_table;
+pub(crate) mod pg_accept;
 pub(crate) mod postgres;
 pub(crate) mod replica;
 pub(crate) mod runtime;
