@@ -253,8 +253,10 @@ impl Store {
     /// was. Of any number of concurrent accepts of one nonce exactly one succeeds. A
     /// session's problem is reported before a replay. Returns the session as it is now.
     ///
-    /// Messages of one session serialise on its row; see `docs/PERFORMANCE.md` for what a
-    /// hot session costs and how to avoid it.
+    /// On PostgreSQL concurrent accepts are group-committed: many messages, of many
+    /// sessions or of one, share one transaction, and each is decided as if it had been
+    /// accepted alone, in the order the messages reached the store. Batches of one session
+    /// serialise on its row; see `docs/PERFORMANCE.md` for what a hot session costs.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
