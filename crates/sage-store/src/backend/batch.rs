@@ -53,6 +53,7 @@ impl<T, A> std::fmt::Debug for Batcher<T, A> {
 }
 
 impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
+    #[cfg(feature = "postgres")]
     /// `execute` writes a batch in one transaction and answers each request in order. At
     /// most `in_flight` batches run at once; each carries at most `max_batch` requests.
     pub(crate) fn new<F, Fut>(execute: F, in_flight: usize, max_batch: usize) -> Batcher<T, A>
@@ -108,6 +109,7 @@ impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
         answer.await.map_err(|_| StoreError::new(crate::ErrorKind::Internal, "a write batch was dropped"))?
     }
 
+    #[cfg(feature = "sqlite")]
     /// A batcher whose batches run one at a time on a dedicated thread, for engines with a
     /// single writer (SQLite): no task or thread hand-off per batch beyond the queue.
     pub(crate) fn on_thread<F>(name: &str, mut execute: F, max_batch: usize) -> std::io::Result<Batcher<T, A>>
@@ -128,6 +130,7 @@ impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
 }
 
 impl ClaimBatcher {
+    #[cfg(feature = "postgres")]
     /// A claim batcher on the async runtime; `execute` writes distinct claims.
     pub(crate) fn claims<F, Fut>(execute: F, in_flight: usize, max_batch: usize) -> ClaimBatcher
     where
@@ -149,6 +152,7 @@ impl ClaimBatcher {
         )
     }
 
+    #[cfg(feature = "sqlite")]
     /// A claim batcher on a thread of its own; `execute` writes distinct claims.
     pub(crate) fn claims_on_thread<F>(name: &str, mut execute: F, max_batch: usize) -> std::io::Result<ClaimBatcher>
     where
@@ -202,6 +206,7 @@ fn short_answer() -> StoreError {
     StoreError::new(crate::ErrorKind::Internal, "a write batch answered fewer requests than it carried")
 }
 
+#[cfg(feature = "postgres")]
 async fn run_batch<T, A, Fut>(execute: impl FnOnce(Vec<T>, DateTime<Utc>) -> Fut, mut batch: Vec<Pending<T, A>>)
 where
     Fut: Future<Output = Result<Vec<A>>>,
@@ -266,7 +271,7 @@ fn fill<T, A>(
     batch
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
