@@ -7,10 +7,12 @@
 //! says wins, then its service, then the variables, then the defaults.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "postgres")]
 use std::str::FromStr;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
+#[cfg(feature = "postgres")]
 use tokio_postgres::config::Host;
 
 use crate::{DurationField, Environment, Error, Pooler, Secret, SslMode};
@@ -156,6 +158,7 @@ impl Partial {
     }
 
     /// What tokio-postgres parsed, as a partial.
+    #[cfg(feature = "postgres")]
     fn from_driver(source: &str, config: &tokio_postgres::Config) -> Result<Partial, Error> {
         let hosts: Vec<String> = config
             .get_hosts()
@@ -200,8 +203,7 @@ pub(crate) fn parse_url(source: &str, url: &str) -> Result<Partial, Error> {
         }
     }
     let driver_url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-    let config = driver_parse(source, &driver_url, "malformed postgres URL")?;
-    let mut partial = Partial::from_driver(source, &config)?;
+    let mut partial = driver_partial(source, &driver_url, "malformed postgres URL")?;
     // tokio-postgres fills in 5432 for a host written without a port; libpq would take
     // PGPORT there, so a URL that writes no port leaves the port open.
     if !names_a_port(base) && !query.split('&').any(|p| p.starts_with("port=")) {
@@ -240,8 +242,7 @@ fn from_pairs(source: &str, pairs: Vec<(String, String)>) -> Result<Partial, Err
             driver_text.push_str(&format!("{key}='{}' ", value.replace('\\', "\\\\").replace('\'', "\\'")));
         }
     }
-    let config = driver_parse(source, &driver_text, "malformed connection string")?;
-    let mut partial = Partial::from_driver(source, &config)?;
+    let mut partial = driver_partial(source, &driver_text, "malformed connection string")?;
     for (key, value) in ours {
         partial.apply_ours(source, &key, &value)?;
     }
@@ -288,8 +289,21 @@ fn decode(source: &str, text: &str) -> Result<String, Error> {
         .map_err(|_| Error::invalid(format!("{source}: a URL parameter is not valid UTF-8 after percent-decoding")))
 }
 
+/// What tokio-postgres' parser reads from a URL or connection string.
+#[cfg(feature = "postgres")]
+fn driver_partial(source: &str, text: &str, what: &str) -> Result<Partial, Error> {
+    Partial::from_driver(source, &driver_parse(source, text, what)?)
+}
+
+/// Without PostgreSQL support there is no parser for its URLs, and no use for one.
+#[cfg(not(feature = "postgres"))]
+fn driver_partial(source: &str, _text: &str, _what: &str) -> Result<Partial, Error> {
+    Err(Error::new(crate::ErrorKind::InvalidSettings, format!("{source}: {}", crate::NO_POSTGRES)))
+}
+
 /// Runs tokio-postgres' parser. Its errors name the option, never the value; they are
 /// still checked, since a value can hold a password.
+#[cfg(feature = "postgres")]
 fn driver_parse(source: &str, text: &str, what: &str) -> Result<tokio_postgres::Config, Error> {
     tokio_postgres::Config::from_str(text).map_err(|e| {
         let reason = crate::describe::error_chain(&e);

@@ -4,12 +4,15 @@
 //! sentence that says what failed: which privilege on which object, which certificate check,
 //! which path.
 
+#[cfg(feature = "postgres")]
 use rustls::CertificateError;
+#[cfg(feature = "postgres")]
 use tokio_postgres::error::SqlState;
 
 /// A PostgreSQL error as one line: the server's message with its detail and hint, or for a
 /// client-side failure the chain of causes. `statement`, when known, lets a missing
 /// privilege be named (`SELECT`, `DELETE`, …) next to the object the server named.
+#[cfg(feature = "postgres")]
 pub fn describe_pg_error(e: &tokio_postgres::Error, statement: Option<&str>) -> String {
     let Some(db) = e.as_db_error() else {
         return tls_failure(e, None).unwrap_or_else(|| error_chain(e));
@@ -30,6 +33,7 @@ pub fn describe_pg_error(e: &tokio_postgres::Error, statement: Option<&str>) -> 
 /// "permission denied for table t" → "permission denied: the role lacks the SELECT privilege
 /// on table t (SQLSTATE 42501)". The server names the object; the statement's shape says
 /// which privileges it needed there.
+#[cfg(feature = "postgres")]
 fn privilege_sentence(message: &str, statement: Option<&str>) -> String {
     let object = message.strip_prefix("permission denied for ").map(str::to_string);
     let Some(object) = object else {
@@ -57,6 +61,7 @@ fn privilege_sentence(message: &str, statement: Option<&str>) -> String {
 
 /// The table privileges a statement needs, from its shape: its verb, plus SELECT when it
 /// reads the table (a WHERE clause, RETURNING, a conflict target) and UPDATE for an upsert.
+#[cfg(feature = "postgres")]
 fn table_privileges(statement: &str) -> Vec<&'static str> {
     let upper = statement.to_ascii_uppercase();
     let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').collect();
@@ -82,6 +87,7 @@ fn table_privileges(statement: &str) -> Vec<&'static str> {
 
 /// The statement's first keyword in upper case (`SELECT`, `DELETE`, …). A statement that
 /// starts with `WITH` names no privilege, and the message then says so rather than guess.
+#[cfg(feature = "postgres")]
 fn leading_keyword(statement: &str) -> Option<String> {
     let word: String = statement.trim_start().chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     (!word.is_empty()).then(|| word.to_ascii_uppercase())
@@ -89,6 +95,7 @@ fn leading_keyword(statement: &str) -> Option<String> {
 
 /// Which TLS check failed, in words, when `e` (or one of its causes) is a TLS failure.
 /// `host` is the name the certificate was checked against, when known.
+#[cfg(feature = "postgres")]
 pub(crate) fn tls_failure(e: &(dyn std::error::Error + 'static), host: Option<&str>) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
@@ -104,6 +111,7 @@ pub(crate) fn tls_failure(e: &(dyn std::error::Error + 'static), host: Option<&s
     None
 }
 
+#[cfg(feature = "postgres")]
 fn rustls_words(e: &rustls::Error, host: Option<&str>) -> String {
     let host = host.map(|h| format!(" {h}")).unwrap_or_default();
     match e {
@@ -145,6 +153,7 @@ fn rustls_words(e: &rustls::Error, host: Option<&str>) -> String {
 }
 
 /// Every message in the chain of causes, without repeats.
+#[cfg(feature = "postgres")]
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut current = e.source();

@@ -51,6 +51,9 @@ impl Error {
 
     /// The server answered that the database named in the settings does not exist.
     pub fn is_missing_database(&self) -> bool {
+        #[cfg(not(feature = "postgres"))]
+        return false;
+        #[cfg(feature = "postgres")]
         self.source
             .as_ref()
             .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "postgres")]
 mod connect;
 mod conninfo;
 mod describe;
@@ -25,27 +26,37 @@ mod duration;
 mod env;
 mod error;
 mod ident;
+#[cfg(feature = "postgres")]
 mod pg_pool;
 mod pool;
 mod pooler;
 mod private;
 mod secret;
 mod settings;
+#[cfg(feature = "postgres")]
 mod tls;
 
+#[cfg(feature = "postgres")]
 pub use connect::{connect, connect_listening, connect_with_timeout, Notification};
 pub use conninfo::SessionAttrs;
+#[cfg(feature = "postgres")]
 pub use deadpool_postgres;
-pub use describe::{describe_io_error, describe_pg_error, is_disk_full};
+#[cfg(feature = "postgres")]
+pub use describe::describe_pg_error;
+pub use describe::{describe_io_error, is_disk_full};
 pub use duration::{
     checked_after, checked_before, format_duration, parse_duration, DurationError, DurationField, MAX_DURATION,
 };
 pub use env::Environment;
 pub use error::{Error, ErrorKind};
 pub use ident::quote_ident;
+#[cfg(feature = "postgres")]
 pub use pg_pool::{open_pool, pool_error};
 pub use pool::PoolSettings;
-pub use pooler::{decide as decide_pooler, detect as detect_pooler, Pooler};
+pub use pooler::Pooler;
+#[cfg(feature = "postgres")]
+pub use pooler::{decide as decide_pooler, detect as detect_pooler};
 pub use private::create_private_file;
 pub use secret::Secret;
 pub use settings::{Origin, PgSettings, Settings, SqliteLocation, SslMode, Target};
+pub use settings::{NO_POSTGRES, NO_SQLITE};

@@ -60,6 +60,7 @@ impl Pooler {
 /// [`Pooler::Transaction`], which is safe for both and costs a port forward only speed;
 /// `pooler=none` in the URL keeps prepared statements there. A pooler on the server's own
 /// port cannot be told apart this way: declare it with `pooler=transaction`.
+#[cfg(feature = "postgres")]
 pub async fn detect(client: &tokio_postgres::Client, dialled: &[u16]) -> Result<Pooler, Error> {
     // The simple protocol, which every pooler mode passes through unchanged.
     let messages = client.simple_query("SELECT current_setting('port')").await.map_err(|e| {
@@ -81,6 +82,7 @@ pub async fn detect(client: &tokio_postgres::Client, dialled: &[u16]) -> Result<
 
 /// `settings` with [`Pooler::Detect`] replaced by what [`detect`] finds on one fresh
 /// connection; settings that declare their pooler are returned as they are.
+#[cfg(feature = "postgres")]
 pub async fn decide(settings: &crate::PgSettings) -> Result<crate::PgSettings, Error> {
     if settings.pooler != Pooler::Detect {
         return Ok(settings.clone());

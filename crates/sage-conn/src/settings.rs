@@ -448,6 +448,14 @@ fn from_variables(env: &Environment, family: &VariableFamily) -> Result<Option<c
     Ok(Some(partial))
 }
 
+/// What a build without PostgreSQL support answers a PostgreSQL URL with.
+pub const NO_POSTGRES: &str =
+    "this build has no PostgreSQL support: it was compiled without the `postgres` cargo feature (on by default)";
+
+/// What a build without SQLite support answers a SQLite URL with.
+pub const NO_SQLITE: &str =
+    "this build has no SQLite support: it was compiled without the `sqlite` cargo feature (on by default)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,3 +755,4 @@ mod tests {
         assert!(err.contains("service \"nope\" is not defined") && err.contains(".pg_service.conf"), "{err}");
     }
 }
+

@@ -116,6 +116,7 @@ impl StatementError {
 }
 
 impl StatementError {
+    #[cfg(feature = "postgres")]
     pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StatementError {
         use tokio_postgres::error::SqlState;
         match e.as_db_error() {
@@ -140,6 +141,7 @@ impl StatementError {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     pub(crate) fn from_sqlite(e: &rusqlite::Error) -> StatementError {
         StatementError { message: e.to_string(), contended: sqlite_busy(e) }
     }
@@ -147,6 +149,7 @@ impl StatementError {
 
 /// SQLite refused because another connection held the database for longer than the busy
 /// timeout.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sqlite_busy(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }

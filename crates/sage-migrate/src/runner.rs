@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::driver::{Driver, PgDriver, SqliteDriver};
+use crate::driver::Driver;
+#[cfg(feature = "postgres")]
+use crate::driver::PgDriver;
+#[cfg(feature = "sqlite")]
+use crate::driver::SqliteDriver;
 use crate::legacy::{self, LegacyTable, Peer};
 use crate::plan::{self, Finding, Severity, StatusEntry, Step, Target};
 use crate::split::{split, Statement, TransactionControl};
@@ -150,12 +154,18 @@ impl Migrator {
     ) -> Result<Migrator, Error> {
         check_history_table(&options.history_table)?;
         let driver: Box<dyn Driver> = match target {
+            #[cfg(feature = "postgres")]
             sage_conn::Target::Postgres(pg) => {
                 Box::new(PgDriver::connect(pg, &options.history_table, options.lock_timeout).await?)
             }
+            #[cfg(not(feature = "postgres"))]
+            sage_conn::Target::Postgres(_) => return Err(Error::new(ErrorKind::Usage, sage_conn::NO_POSTGRES)),
+            #[cfg(feature = "sqlite")]
             sage_conn::Target::Sqlite(location) => {
                 Box::new(SqliteDriver::open(location, &options.history_table, options.lock_timeout)?)
             }
+            #[cfg(not(feature = "sqlite"))]
+            sage_conn::Target::Sqlite(_) => return Err(Error::new(ErrorKind::Usage, sage_conn::NO_SQLITE)),
             sage_conn::Target::Memory => {
                 return Err(Error::new(
                     ErrorKind::Usage,

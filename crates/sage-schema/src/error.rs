@@ -44,10 +44,13 @@ impl Error {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
         // tokio-postgres prints every server error as "db error"; say what the server said.
+        #[cfg(feature = "postgres")]
         let text = match (&source as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
             Some(pg) => sage_conn::describe_pg_error(pg, None),
             None => source.to_string(),
         };
+        #[cfg(not(feature = "postgres"))]
+        let text = source.to_string();
         let message = format!("{}: {text}", message.into());
         Error { message, source: Some(Box::new(source)) }
     }

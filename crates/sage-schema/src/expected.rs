@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use rand::distr::{Alphanumeric, SampleString};
-use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
+#[cfg(feature = "postgres")]
+use sage_conn::{quote_ident, PgSettings};
+use sage_conn::{SqliteLocation, Target};
 use sage_migrate::{MigrationSet, Migrator, RunOptions};
 
 use crate::model::Schema;
@@ -13,6 +15,7 @@ use crate::{introspect, render, Error};
 /// The schema of a live database.
 pub async fn live(target: &Target) -> Result<Schema, Error> {
     match target {
+        #[cfg(feature = "postgres")]
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
             // Through a pooler that shares server sessions, the introspection's statements
@@ -30,6 +33,7 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
             }
             schema
         }
+        #[cfg(feature = "sqlite")]
         Target::Sqlite(location) => {
             let location = location.clone();
             tokio::task::spawn_blocking(move || {
@@ -49,13 +53,25 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
             .map_err(|e| Error::new(format!("introspection failed: {e}")))?
         }
         Target::Memory => Err(Error::new("memory:// has no schema")),
+        #[allow(unreachable_patterns)]
+        other => Err(missing_backend(other)),
     }
+}
+
+/// The one-line error for a database whose backend this build leaves out.
+#[allow(dead_code)]
+fn missing_backend(target: &Target) -> Error {
+    Error::new(match target {
+        Target::Postgres(_) => sage_conn::NO_POSTGRES,
+        _ => sage_conn::NO_SQLITE,
+    })
 }
 
 /// The names of the database's own tables (no system catalogs, no bookkeeping tables): one
 /// catalog query, for deciding cheaply whether a full [`live`] read is worth it.
 pub async fn table_names(target: &Target) -> Result<Vec<String>, Error> {
     let mut names = match target {
+        #[cfg(feature = "postgres")]
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
             let rows = client
@@ -72,6 +88,8 @@ pub async fn table_names(target: &Target) -> Result<Vec<String>, Error> {
         Target::Sqlite(SqliteLocation::File(path)) if !path.exists() => Vec::new(),
         Target::Sqlite(_) => live(target).await?.tables.into_iter().map(|t| t.name).collect(),
         Target::Memory => Vec::new(),
+        #[allow(unreachable_patterns)]
+        other => return Err(missing_backend(other)),
     };
     names.retain(|n| !introspect::BOOKKEEPING_TABLES.contains(&n.as_str()));
     Ok(names)
@@ -94,13 +112,21 @@ pub async fn from_migrations(set: MigrationSet, near: Option<&Target>, dev: Opti
             if let Some(dev) = dev {
                 return replay_and_read(set, dev).await;
             }
-            let Some(Target::Postgres(pg)) = near else {
-                return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+            #[cfg(not(feature = "postgres"))]
+            return {
+                let _ = near;
+                Err(Error::new(sage_conn::NO_POSTGRES))
             };
-            let scratch = Scratch::create(pg).await?;
-            let result = replay_and_read(set, &Target::Postgres(scratch.settings.clone())).await;
-            scratch.drop().await;
-            result
+            #[cfg(feature = "postgres")]
+            {
+                let Some(Target::Postgres(pg)) = near else {
+                    return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+                };
+                let scratch = Scratch::create(pg).await?;
+                let result = replay_and_read(set, &Target::Postgres(scratch.settings.clone())).await;
+                scratch.drop().await;
+                result
+            }
         }
     }
 }
@@ -125,13 +151,21 @@ pub async fn prefix_schemas(
             if let Some(dev) = dev {
                 return replay_each(set, dev).await;
             }
-            let Some(Target::Postgres(pg)) = near else {
-                return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+            #[cfg(not(feature = "postgres"))]
+            return {
+                let _ = near;
+                Err(Error::new(sage_conn::NO_POSTGRES))
             };
-            let scratch = Scratch::create(pg).await?;
-            let result = replay_each(set, &Target::Postgres(scratch.settings.clone())).await;
-            scratch.drop().await;
-            result
+            #[cfg(feature = "postgres")]
+            {
+                let Some(Target::Postgres(pg)) = near else {
+                    return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+                };
+                let scratch = Scratch::create(pg).await?;
+                let result = replay_each(set, &Target::Postgres(scratch.settings.clone())).await;
+                scratch.drop().await;
+                result
+            }
         }
     }
 }
@@ -164,6 +198,7 @@ fn tempfile_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
+#[cfg(feature = "postgres")]
 /// A temporary database on a PostgreSQL server, dropped after use.
 ///
 /// Its creator keeps a connection open whose `application_name` names the scratch
@@ -176,12 +211,15 @@ pub struct Scratch {
     _owner: tokio_postgres::Client,
 }
 
+#[cfg(feature = "postgres")]
 const SCRATCH_PREFIX: &str = "sage_scratch_";
 
+#[cfg(feature = "postgres")]
 fn owner_tag(name: &str) -> String {
     format!("sage-db scratch {name}")
 }
 
+#[cfg(feature = "postgres")]
 impl Scratch {
     pub async fn create(near: &PgSettings) -> Result<Scratch, Error> {
         let name = format!("{SCRATCH_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), 10).to_lowercase());
@@ -241,6 +279,7 @@ impl Scratch {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Drops scratch databases whose creator is gone (no session carries their name). Best
 /// effort: a database this role may not drop is left for its owner.
 async fn drop_abandoned(client: &tokio_postgres::Client) {
@@ -288,6 +327,7 @@ async fn drop_abandoned(client: &tokio_postgres::Client) {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// `expected` in the rendering of the PostgreSQL server `target` names, for comparing
 /// with that server's live schema: PostgreSQL prints views, checks, defaults and indexes
 /// differently from one major version to the next (16 drops column qualifications in views
@@ -332,6 +372,13 @@ pub async fn in_server_rendering(expected: Schema, target: &Target) -> Result<Sc
     }
 }
 
+/// Without PostgreSQL support there is no server to render on: `expected` as it is.
+#[cfg(not(feature = "postgres"))]
+pub async fn in_server_rendering(expected: Schema, _target: &Target) -> Result<Schema, Error> {
+    Ok(expected)
+}
+
+#[cfg(feature = "postgres")]
 /// Creates `schema` in the scratch database, as its restricted role when there is one (the
 /// snapshot's definitions cannot reach the server's files from there), and reads it back.
 async fn render_in(scratch: &Scratch, schema: &Schema) -> Result<Schema, Error> {
@@ -392,6 +439,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
 /// Runs DDL (e.g. the output of [`render`]) against a database.
 pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
     match target {
+        #[cfg(feature = "postgres")]
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
             client.batch_execute(sql).await.map_err(|e| {
@@ -401,6 +449,7 @@ pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
                 ))
             })
         }
+        #[cfg(feature = "sqlite")]
         Target::Sqlite(location) => {
             let conn = match location {
                 SqliteLocation::File(path) => rusqlite::Connection::open(path),
@@ -410,5 +459,7 @@ pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
             conn.execute_batch(sql).map_err(|e| Error::database("applying DDL failed", e))
         }
         Target::Memory => Err(Error::new("memory:// has no schema")),
+        #[allow(unreachable_patterns)]
+        other => Err(missing_backend(other)),
     }
 }

@@ -222,6 +222,7 @@ impl From<sage_conn::Error> for StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Maps a PostgreSQL error onto the portable kinds. The message is the server's (with the
 /// privilege and object when one is missing, which the statement's text lets us name).
 pub(crate) fn from_pg(what: &str, statement: &str, e: tokio_postgres::Error) -> StoreError {
@@ -240,6 +241,7 @@ pub(crate) fn from_pg(what: &str, statement: &str, e: tokio_postgres::Error) -> 
     StoreError::new(kind, format!("{what}: {detail}")).with_source(e)
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn from_sqlite(what: &str, e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     let kind = match e.sqlite_error_code() {
@@ -257,6 +259,7 @@ pub(crate) fn from_sqlite(what: &str, e: rusqlite::Error) -> StoreError {
 }
 
 impl StoreError {
+    #[cfg(feature = "sqlite")]
     /// Names the file a SQLite write failed on when the disk was full.
     pub(crate) fn on_file(mut self, path: &str) -> StoreError {
         let full = self

@@ -3,7 +3,9 @@
 //! history). While that fingerprint is still current, opening skips the catalog queries.
 //! `sage-db schema validate` remains the full check for changes made by hand.
 
-use sage_conn::{SqliteLocation, Target};
+#[cfg(feature = "sqlite")]
+use sage_conn::SqliteLocation;
+use sage_conn::Target;
 use sage_migrate::Dialect;
 
 use crate::error::{ErrorKind, Result, StoreError};
@@ -47,6 +49,7 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
 
 async fn recorded(target: &Target, fingerprint: &str) -> std::result::Result<bool, String> {
     match target {
+        #[cfg(feature = "postgres")]
         Target::Postgres(pg) => {
             let mut client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
             // In a transaction, so that a pooler keeps the statement in one server session.
@@ -58,6 +61,7 @@ async fn recorded(target: &Target, fingerprint: &str) -> std::result::Result<boo
             tx.commit().await.map_err(|e| e.to_string())?;
             Ok(exists.is_some())
         }
+        #[cfg(feature = "sqlite")]
         Target::Sqlite(SqliteLocation::File(path)) => {
             let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
             conn.query_row("SELECT 1 FROM sage_schema_validation WHERE fingerprint = ?1", [fingerprint], |_| Ok(()))
@@ -73,6 +77,7 @@ async fn recorded(target: &Target, fingerprint: &str) -> std::result::Result<boo
 async fn record(target: &Target, fingerprint: &str) -> std::result::Result<(), String> {
     let now = chrono::Utc::now().to_rfc3339();
     match target {
+        #[cfg(feature = "postgres")]
         Target::Postgres(pg) => {
             let mut client = sage_conn::connect(pg).await.map_err(|e| e.to_string())?;
             client.batch_execute(CREATE).await.map_err(|e| e.to_string())?;
@@ -85,6 +90,7 @@ async fn record(target: &Target, fingerprint: &str) -> std::result::Result<(), S
             .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())
         }
+        #[cfg(feature = "sqlite")]
         Target::Sqlite(SqliteLocation::File(path)) => {
             let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
             conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;

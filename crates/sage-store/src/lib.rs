@@ -27,6 +27,15 @@
 //! blocking threads and its claim writer on a thread of its own; called outside any Tokio
 //! runtime it answers with an error that says so. The memory store needs no runtime.
 //!
+//! # Cargo features
+//! Each database backend is a feature, both on by default; the memory store is always
+//! there. `postgres` brings tokio-postgres, a deadpool pool and rustls; `sqlite` brings
+//! rusqlite with SQLite compiled in. A service that needs one backend leaves the other out
+//! (`default-features = false, features = ["sqlite"]`) and does not build its
+//! dependencies. Opening a URL whose backend was left out fails with an
+//! [`ErrorKind::Configuration`] error that names the missing feature (a `postgres://` URL
+//! already fails to parse, since its parser is part of the PostgreSQL support).
+//!
 //! # Errors
 //! Every error has an [`ErrorKind`], the same on every backend, with the HTTP status a
 //! service answers it with ([`ErrorKind::http_status`]) and whether a retry may help
@@ -55,6 +64,7 @@ mod builder;
 mod clock;
 mod contract;
 mod error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod fingerprint;
 pub mod keys;
 pub mod metrics;

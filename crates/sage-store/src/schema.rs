@@ -9,6 +9,7 @@ pub const SCHEMA_VERSION_POSTGRES: i64 = 7;
 /// The SQLite schema version this build of the store reads and writes.
 pub const SCHEMA_VERSION_SQLITE: i64 = 2;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn expected_version(dialect: Dialect) -> i64 {
     match dialect {
         Dialect::Postgres => SCHEMA_VERSION_POSTGRES,

@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use crate::backend::replica::ReadReplica;
-use crate::backend::{
-    memory::MemoryBackend, postgres::PgBackend, runtime::OnOwnRuntime, sqlite::SqliteBackend, Accepted, Backend,
-    Conditional, Party, SessionRow,
-};
+#[cfg(feature = "sqlite")]
+use crate::backend::sqlite::SqliteBackend;
+use crate::backend::{memory::MemoryBackend, Accepted, Backend, Conditional, Party, SessionRow};
+#[cfg(feature = "postgres")]
+use crate::backend::{postgres::PgBackend, runtime::OnOwnRuntime};
 use crate::clock::{Clock, SystemClock};
 use crate::contract::{DidStore, NonceStore, SessionStore};
 use crate::error::{ErrorKind, Result, StoreError};
@@ -147,9 +148,12 @@ impl Store {
     /// `options.migrate` is set) and refuses a database this build does not understand.
     pub async fn open(target: &sage_conn::Target, options: OpenOptions) -> Result<Store> {
         let (keys, key_notice) = options.keys.load()?;
+        // Only a database backend adds notices (schema migrations).
+        #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(unused_mut))]
         let mut notices: Vec<String> = key_notice.into_iter().collect();
         let backend: Box<dyn Backend> = match target {
             sage_conn::Target::Memory => Box::new(MemoryBackend::new()),
+            #[cfg(feature = "postgres")]
             sage_conn::Target::Postgres(pg) => {
                 // Everything a PostgreSQL store runs in the background lives on its own
                 // runtime (see `backend/runtime.rs`), so the store works from any runtime.
@@ -167,6 +171,15 @@ impl Store {
                 notices.extend(schema_notices);
                 Box::new(backend)
             }
+            #[cfg(not(feature = "postgres"))]
+            sage_conn::Target::Postgres(_) => {
+                return Err(StoreError::new(ErrorKind::Configuration, sage_conn::NO_POSTGRES));
+            }
+            #[cfg(not(feature = "sqlite"))]
+            sage_conn::Target::Sqlite(_) => {
+                return Err(StoreError::new(ErrorKind::Configuration, sage_conn::NO_SQLITE));
+            }
+            #[cfg(feature = "sqlite")]
             sage_conn::Target::Sqlite(location) => {
                 // Opening reads and may create the file: off the async runtime's threads.
                 let backend = {
@@ -253,8 +266,10 @@ impl Store {
     /// was. Of any number of concurrent accepts of one nonce exactly one succeeds. A
     /// session's problem is reported before a replay. Returns the session as it is now.
     ///
-    /// Messages of one session serialise on its row; see `docs/PERFORMANCE.md` for what a
-    /// hot session costs and how to avoid it.
+    /// On PostgreSQL concurrent accepts are group-committed: many messages, of many
+    /// sessions or of one, share one transaction, and each is decided as if it had been
+    /// accepted alone, in the order the messages reached the store. Batches of one session
+    /// serialise on its row; see `docs/PERFORMANCE.md` for what a hot session costs.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -349,6 +364,7 @@ impl Store {
     }
 }
 
+#[cfg(feature = "sqlite")]
 /// Runs blocking work on the current Tokio runtime's blocking threads, or in place when
 /// there is no Tokio runtime.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -361,6 +377,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Opens SAGE's migrations on the database, applies them when asked, and refuses unless the
 /// database is at exactly the version this build reads and writes.
 async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut Vec<String>) -> Result<()> {
@@ -402,6 +419,7 @@ async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut V
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn migrate_error(e: sage_migrate::Error) -> StoreError {
     let kind = match e.kind() {
         sage_migrate::ErrorKind::Database => ErrorKind::Unavailable,

@@ -2,14 +2,18 @@
 //! a transaction, take the lock, and read and write bookkeeping rows. The logic of when to
 //! do which lives once, in the runner.
 
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "postgres")]
 pub(crate) use self::postgres::PgDriver;
+#[cfg(feature = "sqlite")]
 pub(crate) use self::sqlite::SqliteDriver;
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable};
@@ -92,15 +96,22 @@ pub(crate) fn statement_error(
     statement: Option<&str>,
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> Error {
+    #[cfg(feature = "postgres")]
     let text = match (&e as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
         Some(pg) if through_transaction_pooler(pg) => POOLER_ADVICE.to_string(),
         Some(pg) => sage_conn::describe_pg_error(pg, statement),
         None => e.to_string(),
     };
+    #[cfg(not(feature = "postgres"))]
+    let text = {
+        let _ = statement;
+        e.to_string()
+    };
     Error::with_source(crate::ErrorKind::Database, format!("{what}: {text}"), e)
 }
 
 /// What to do when migrations reach the server through a transaction-mode pooler.
+#[cfg(feature = "postgres")]
 pub(crate) const POOLER_ADVICE: &str = "the connection goes through a connection pooler in transaction mode \
     (such as PgBouncer with pool_mode = transaction), where prepared statements and the migration lock do not \
     hold from one transaction to the next; run migrations over a direct connection to the server \
@@ -108,6 +119,7 @@ pub(crate) const POOLER_ADVICE: &str = "the connection goes through a connection
 
 /// A prepared statement that vanished or was already there: the server session changed
 /// under the connection, which only a pooler in transaction or statement mode does.
+#[cfg(feature = "postgres")]
 fn through_transaction_pooler(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     e.code().is_some_and(|c| *c == SqlState::DUPLICATE_PSTATEMENT || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
@@ -115,6 +127,7 @@ fn through_transaction_pooler(e: &tokio_postgres::Error) -> bool {
 
 /// The lock key for a history table: stable across processes and versions, distinct per
 /// schema and table so two migration sets in one database do not block each other.
+#[cfg(feature = "postgres")]
 pub(crate) fn lock_key(schema: &str, table: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("sage-db migrate\0{schema}\0{table}").as_bytes());

@@ -1,8 +1,11 @@
 //! Reading a live database into the [`Schema`](crate::Schema) model.
 
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres_objects;
 pub(crate) mod postgres_types;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
 /// Tables that hold migration bookkeeping rather than schema; never part of a model.

@@ -4,15 +4,21 @@
 //! and type, a CHECK's function, a SQL-standard function body's tables, a partition's
 //! parent).
 
+#[cfg(feature = "postgres")]
 use std::collections::{BTreeMap, BTreeSet};
 
+#[cfg(feature = "postgres")]
 use tokio_postgres::Client;
 
+#[cfg(feature = "postgres")]
 use super::postgres::{not_extension_member, q, USER_NAMESPACES};
 use crate::model::*;
+#[cfg(feature = "postgres")]
 use crate::objects::TypeDef;
+#[cfg(feature = "postgres")]
 use crate::Error;
 
+#[cfg(feature = "postgres")]
 pub async fn introspect(client: &Client, schema: &mut Schema) -> Result<(), Error> {
     let ext = not_extension_member("pg_type", "t.oid");
     let qualified = "quote_ident(n.nspname) || '.' || quote_ident(t.typname)";
@@ -132,6 +138,7 @@ pub(crate) fn order_keys(schema: &Schema) -> Vec<String> {
 /// objects whose dependencies are all created, types first, then functions (their bodies
 /// are not checked while loading), tables and views, each by name. A cycle is broken at
 /// the first object in that order, as a dump would need a hand edit there too.
+#[cfg(feature = "postgres")]
 fn creation_order(schema: &Schema, edges: &[(String, String)]) -> Vec<String> {
     let keys = order_keys(schema);
     let rank = |k: &str| match k.split_once(':').map(|(kind, _)| kind) {

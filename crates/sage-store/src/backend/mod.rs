@@ -2,13 +2,20 @@
 //! live once, in `store.rs`; a backend stores rows and answers the atomic questions
 //! (claim, touch, conditional update) in one step.
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod batch;
 pub(crate) mod memory;
 pub(crate) mod nonce_table;
+#[cfg(feature = "postgres")]
+pub(crate) mod pg_accept;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod replica;
+#[cfg(feature = "postgres")]
 pub(crate) mod runtime;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+#[cfg(feature = "postgres")]
 pub(crate) mod statements;
 
 use async_trait::async_trait;

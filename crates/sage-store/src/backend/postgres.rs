@@ -1,6 +1,7 @@
 //! PostgreSQL through a deadpool pool of tokio-postgres connections; statements are
 //! prepared once per connection on direct connections and sent unnamed through a pooler
-//! that shares server sessions (`statements.rs`). Nonce claims are group-committed (`batch.rs`);
+//! that shares server sessions (`statements.rs`). Nonce claims and accepted messages are
+//! group-committed (`batch.rs`, `pg_accept.rs`);
 //! point reads share a few pipelined connections (`Readers`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,18 +14,19 @@ use sage_conn::PgSettings;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
-use super::batch::ClaimBatcher;
+use super::batch::{Batcher, ClaimBatcher};
+use super::pg_accept::{accept_messages, Message};
 use super::replica::{ReadReplica, Replica};
 use super::statements::Statements;
 use super::{Accepted, Backend, Conditional, Party, SessionRow};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, KeyType, NonceClaim, Page};
 
-const SESSION_COLUMNS: &str = "id, client_did, server_did, session_key, created_at, expires_at, last_activity, metadata, message_count, max_messages, idle_timeout_seconds";
+pub(super) const SESSION_COLUMNS: &str = "id, client_did, server_did, session_key, created_at, expires_at, last_activity, metadata, message_count, max_messages, idle_timeout_seconds";
 const DID_COLUMNS: &str = "did, public_key, owner_address, key_type, revoked, created_at, updated_at, key_agreement_key, endpoint, capabilities, fetched_at, stale_after";
 
 /// The liveness rule of `SessionRow::is_live`, in SQL, for the time in parameter `n`.
-fn live(n: usize) -> String {
+pub(super) fn live(n: usize) -> String {
     format!(
         "(expires_at > ${n} AND (idle_timeout_seconds IS NULL OR last_activity + idle_timeout_seconds * interval '1 second' > ${n}) \
          AND (max_messages IS NULL OR message_count < max_messages))"
@@ -35,6 +37,8 @@ pub(crate) struct PgBackend {
     pool: Pool,
     settings: PgSettings,
     batcher: ClaimBatcher,
+    /// Group commit for `accept` (`pg_accept.rs`).
+    accepts: Batcher<Message, Result<Accepted>>,
     readers: Readers,
     statements: Arc<Statements>,
     /// A standby for reads, when the operator gave one.
@@ -80,7 +84,7 @@ impl PgBackend {
         // Several batches in flight keep the pool busy; each one is a single statement and
         // commit however many claims it carries.
         let in_flight = (settings.pool.max_connections / 2).clamp(1, 2);
-        let batcher = ClaimBatcher::new(
+        let batcher = ClaimBatcher::claims(
             move |claims, now| {
                 let (pool, settings, statements) =
                     (batch_pool.clone(), batch_settings.clone(), batch_statements.clone());
@@ -89,8 +93,18 @@ impl PgBackend {
             in_flight,
             MAX_BATCH,
         );
+        let (accept_pool, accept_settings, accept_statements) = (pool.clone(), settings.clone(), statements.clone());
+        let accepts = Batcher::new(
+            move |messages, now| {
+                let (pool, settings, statements) =
+                    (accept_pool.clone(), accept_settings.clone(), accept_statements.clone());
+                async move { accept_messages(&pool, &settings, &statements, messages, now).await }
+            },
+            in_flight,
+            MAX_BATCH,
+        );
         let readers = Readers::new(settings.pool.max_connections);
-        Ok(PgBackend { pool, settings: settings.clone(), batcher, readers, statements, replica })
+        Ok(PgBackend { pool, settings: settings.clone(), batcher, accepts, readers, statements, replica })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -212,7 +226,7 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, index: usize, w
     })
 }
 
-fn session_row(r: &Row) -> Result<SessionRow> {
+pub(super) fn session_row(r: &Row) -> Result<SessionRow> {
     let id: String = column(r, 0, "session")?;
     let what = format!("session ({id:?})");
     Ok(SessionRow {
@@ -265,8 +279,16 @@ fn already_exists(e: StoreError, what: &str) -> StoreError {
     }
 }
 
-/// Claims per statement, at most.
+/// Claims or messages per batch, at most.
 const MAX_BATCH: usize = 1000;
+
+/// Claims distinct nonces (`$1`, with sessions `$2` and expiries `$3`, used at `$4`);
+/// returns the nonces claimed.
+pub(super) const CLAIM_SQL: &str = "INSERT INTO nonces (nonce, session_id, used_at, expires_at) \
+     SELECT n, s, $4, e FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(n, s, e) \
+     ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
+     WHERE nonces.expires_at <= EXCLUDED.used_at \
+     RETURNING nonce";
 
 /// Claims distinct nonces in one statement (and, outside a transaction, one commit). A
 /// conflicting row is taken over only when it has expired; under concurrency PostgreSQL
@@ -279,11 +301,6 @@ async fn claim_statement(
     claims: &[NonceClaim],
     now: DateTime<Utc>,
 ) -> Result<Vec<Claim>> {
-    const SQL: &str = "INSERT INTO nonces (nonce, session_id, used_at, expires_at) \
-         SELECT n, s, $4, e FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(n, s, e) \
-         ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
-         WHERE nonces.expires_at <= EXCLUDED.used_at \
-         RETURNING nonce";
     // Rows are written in nonce order, so two batches that share nonces take their row locks
     // in the same order and wait for each other instead of deadlocking.
     let mut sorted: Vec<&NonceClaim> = claims.iter().collect();
@@ -294,7 +311,8 @@ async fn claim_statement(
     let mut attempt = 0;
     let rows = loop {
         let client = pool.get().await.map_err(|e| StoreError::from(sage_conn::pool_error(settings, e)))?;
-        match statements.query(&client, "cannot claim nonces", SQL, &[&nonces, &sessions, &expiries, &now]).await {
+        match statements.query(&client, "cannot claim nonces", CLAIM_SQL, &[&nonces, &sessions, &expiries, &now]).await
+        {
             Ok(rows) => break rows,
             // Another writer (not a claim batch) can still close a lock cycle; the statement
             // rolled back as a whole, so running it again is safe.
@@ -310,7 +328,7 @@ async fn claim_statement(
 }
 
 /// A deadlock or serialization failure, after which the statement rolled back as a whole.
-fn retryable(e: &StoreError) -> bool {
+pub(super) fn retryable(e: &StoreError) -> bool {
     let pg = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tokio_postgres::Error>());
     pg.and_then(|e| e.code())
         .is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
@@ -408,36 +426,12 @@ impl Backend for PgBackend {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Accepted> {
-        // One statement, so one transaction. `s` locks the session row if it is live in its
-        // latest version (READ COMMITTED re-checks the condition after waiting for a
-        // concurrent writer); while it is locked nobody can expire, spend or delete it. The
-        // nonce is claimed only for a locked session, and the message counted only for a
-        // fresh nonce: both or neither.
-        let sql = format!(
-            "WITH s AS (SELECT id FROM sessions WHERE id = $1 AND {} FOR UPDATE), \
-             n AS (INSERT INTO nonces (nonce, session_id, used_at, expires_at) SELECT $2, s.id, $3, $4 FROM s \
-                   ON CONFLICT (nonce) DO UPDATE SET session_id = EXCLUDED.session_id, used_at = EXCLUDED.used_at, expires_at = EXCLUDED.expires_at \
-                   WHERE nonces.expires_at <= EXCLUDED.used_at RETURNING nonce), \
-             t AS (UPDATE sessions SET message_count = message_count + 1, last_activity = $3 FROM n WHERE sessions.id = $1 \
-                   RETURNING {SESSION_COLUMNS}) \
-             SELECT t.*, EXISTS (SELECT 1 FROM s) FROM (VALUES (1)) AS one LEFT JOIN t ON true",
-            live(3)
-        );
-        let rows = self.query("cannot accept message", &sql, &[&session_id, &nonce, &now, &expires_at]).await?;
-        let Some(row) = rows.first() else {
-            return Err(StoreError::new(ErrorKind::Internal, "accepting a message returned no row"));
-        };
-        if column::<Option<String>>(row, 0, "session")?.is_some() {
-            return Ok(Accepted::Done(session_row(row)?));
-        }
-        if column::<bool>(row, 11, "session")? {
-            return Ok(Accepted::Replayed);
-        }
-        let exists = !self
-            .query("cannot read session", "SELECT 1 FROM sessions WHERE id = $1", &[&session_id])
+        let message = Message { session_id: session_id.to_string(), nonce: nonce.to_string(), expires_at };
+        self.accepts
+            .submit(vec![message], now)
             .await?
-            .is_empty();
-        Ok(if exists { Accepted::NotLive } else { Accepted::NotFound })
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Internal, "an accept batch gave no answer")))
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool> {

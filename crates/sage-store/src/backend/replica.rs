@@ -4,14 +4,21 @@
 //! since `t0` bounds the lag now; once that sum reaches the bound, reads go to the primary
 //! until a new measurement shows the standby has caught up.
 
+#[cfg(feature = "postgres")]
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "postgres")]
+use std::time::Instant;
 
+#[cfg(feature = "postgres")]
 use sage_conn::deadpool_postgres::Pool;
 use sage_conn::PgSettings;
+#[cfg(feature = "postgres")]
 use tokio_postgres::Row;
 
+#[cfg(feature = "postgres")]
 use super::statements::{Params, Statements};
+#[cfg(feature = "postgres")]
 use crate::error::{ErrorKind, Result, StoreError};
 
 /// Where reads that may be served by a standby go, and on what terms.
@@ -29,9 +36,11 @@ pub struct ReadReplica {
     pub authorising_reads: bool,
 }
 
+#[cfg(feature = "postgres")]
 /// How often a lagging or unreachable standby is measured again, at most.
 const REMEASURE: Duration = Duration::from_millis(250);
 
+#[cfg(feature = "postgres")]
 pub(crate) struct Replica {
     pool: Pool,
     statements: Statements,
@@ -41,6 +50,7 @@ pub(crate) struct Replica {
     measured: Mutex<Option<(Instant, Option<Duration>)>>,
 }
 
+#[cfg(feature = "postgres")]
 impl Replica {
     pub(crate) async fn open(options: &ReadReplica) -> Result<Replica> {
         if options.max_lag.is_zero() {

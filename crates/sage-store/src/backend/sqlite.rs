@@ -159,7 +159,7 @@ impl SqliteBackend {
         let batcher = match writer {
             Some(mut conn) => {
                 let label = label.clone();
-                ClaimBatcher::on_thread(
+                ClaimBatcher::claims_on_thread(
                     "sage-sqlite-claims",
                     move |claims, now| claim_transaction(&mut conn, &claims, now).map_err(|e| e.on_file(&label)),
                     1000,
@@ -168,7 +168,7 @@ impl SqliteBackend {
             // A private in-memory database exists only on the pool's one connection.
             None => {
                 let pool = pool.clone();
-                ClaimBatcher::on_thread(
+                ClaimBatcher::claims_on_thread(
                     "sage-sqlite-claims",
                     move |claims, now| {
                         let mut conn = pool.lease()?;

@@ -66,6 +66,16 @@ impl Statements {
         }
     }
 
+    /// Makes sure `sql` can be sent inside a transaction: through a pooler its parameter
+    /// types are learned (in a transaction of their own) before the caller opens one. A
+    /// prepared-statement store prepares on first use, which is fine inside a transaction.
+    pub(crate) async fn learn(&self, client: &Object, what: &str, sql: &str) -> Result<()> {
+        match self {
+            Statements::Prepared => Ok(()),
+            Statements::Unnamed { .. } => self.types(client, what, sql).await.map(drop),
+        }
+    }
+
     /// The parameter types of `sql`, asked of the server the first time, on the caller's own
     /// connection: taking a second one from the pool while holding the first would let
     /// many callers with a new statement hold every connection and wait for each other. The
