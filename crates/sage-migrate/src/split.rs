@@ -195,7 +195,7 @@ impl<'a> Splitter<'a> {
                         ),
                     ));
                 }
-                _ if c.is_ascii_whitespace() => {
+                _ if is_space(c) => {
                     self.pos += 1;
                     continue;
                 }
@@ -334,7 +334,7 @@ impl<'a> Splitter<'a> {
 
     /// Completes a statement that ends at `end` (its semicolon, or the end of the script).
     fn finish(&mut self, current: Current, start: usize, end: usize) -> Result<Statement<'a>, SplitError> {
-        let sql = self.script[start..end].trim_end();
+        let sql = self.script[start..end].trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
         let (line, column) = self.position(start);
         let words: Vec<&str> = current.words.iter().map(String::as_str).collect();
         let mut statement =
@@ -402,7 +402,7 @@ impl<'a> Splitter<'a> {
     fn copy_data(&mut self, semicolon: usize) -> Result<&'a str, SplitError> {
         let rest_of_line =
             self.src[self.pos..].iter().position(|&b| b == b'\n').map_or(self.src.len(), |i| self.pos + i);
-        if self.src[self.pos..rest_of_line].iter().any(|b| !b.is_ascii_whitespace()) {
+        if self.src[self.pos..rest_of_line].iter().any(|b| !is_space(*b)) {
             return Err(self.error(
                 self.pos,
                 "text after a COPY … FROM stdin statement on its line; the rows start on the next line",
@@ -567,6 +567,13 @@ impl<'a> Splitter<'a> {
 
 /// A byte that starts an identifier or keyword: ASCII letters, `_`, and every byte of a
 /// non-ASCII character, as in both servers' lexers.
+/// Whitespace between tokens, as PostgreSQL's scanner (16 and later) and SQLite's see it:
+/// space, tab, line feed, vertical tab, form feed and carriage return. Other characters
+/// Unicode calls spaces are part of a token to both.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
 fn is_ident_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
@@ -847,6 +854,17 @@ mod tests {
         "COMMENT ON TABLE t IS 'x'",
         "SELECT $1, a$b FROM t",
     ];
+
+    /// Found by the fuzz target: a script of whitespace the scanner skipped but the
+    /// statement's trimming did not agree on came back as an empty statement.
+    #[test]
+    fn vertical_tabs_and_unicode_spaces_make_no_empty_statement() {
+        assert!(split("\x0b", Dialect::Postgres).unwrap().is_empty());
+        assert!(split("\x0b;\x0b\n", Dialect::Sqlite).unwrap().is_empty());
+        let got = split("SELECT 1\x0b;\u{a0};", Dialect::Postgres).unwrap();
+        let got: Vec<&str> = got.iter().map(|s| s.sql).collect();
+        assert_eq!(got, ["SELECT 1", "\u{a0}"]);
+    }
 
     proptest::proptest! {
         /// Statements of known shapes, joined with semicolons, comments and any line
