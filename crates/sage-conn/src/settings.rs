@@ -755,4 +755,3 @@ mod tests {
         assert!(err.contains("service \"nope\" is not defined") && err.contains(".pg_service.conf"), "{err}");
     }
 }
-
