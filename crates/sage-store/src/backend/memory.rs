@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::model::{Claim, DidRecord, NonceClaim, Page};
 
 /// Sessions looked at per lock acquisition in a scan: about 0.1 ms of work.
-const SCAN_CHUNK: usize = 1024;
+const SCAN_CHUNK: usize = 256;
 
 #[derive(Debug)]
 pub(crate) struct MemoryBackend {
