@@ -100,56 +100,45 @@ pub async fn table_names(target: &Target) -> Result<Vec<String>, Error> {
 /// needs the CREATEDB privilege), or the empty database `dev` when given; on SQLite, a
 /// temporary file.
 pub async fn from_migrations(set: MigrationSet, near: Option<&Target>, dev: Option<&Target>) -> Result<Schema, Error> {
-    match set.dialect {
-        sage_migrate::Dialect::Sqlite => {
-            let dir = tempfile_dir()?;
-            let target = Target::Sqlite(SqliteLocation::File(dir.join("replay.db")));
-            let result = replay_and_read(set, &target).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            result
-        }
-        sage_migrate::Dialect::Postgres => {
-            if let Some(dev) = dev {
-                return replay_and_read(set, dev).await;
-            }
-            #[cfg(not(feature = "postgres"))]
-            return {
-                let _ = near;
-                Err(Error::new(sage_conn::NO_POSTGRES))
-            };
-            #[cfg(feature = "postgres")]
-            {
-                let Some(Target::Postgres(pg)) = near else {
-                    return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
-                };
-                let scratch = Scratch::create(pg).await?;
-                let result = replay_and_read(set, &Target::Postgres(scratch.settings.clone())).await;
-                scratch.drop().await;
-                result
-            }
-        }
-    }
+    in_scratch(set, near, dev, |set, target| async move { replay_and_read(set, &target).await }).await
 }
 
 /// The schema after each prefix of `set`: element `k` is what the first `k` migrations
-/// make (element 0 the empty database), up to the first migration that fails. One scratch database, the migrations applied one at
-/// a time and the schema read after each, so the cost is one replay, not one per prefix.
+/// make (element 0 the empty database), up to the first migration that fails. One scratch
+/// database, the migrations applied one at a time and the schema read after each, so the
+/// cost is one replay, not one per prefix.
 pub async fn prefix_schemas(
     set: MigrationSet,
     near: Option<&Target>,
     dev: Option<&Target>,
 ) -> Result<Vec<Schema>, Error> {
+    in_scratch(set, near, dev, |set, target| async move { replay_each(set, &target).await }).await
+}
+
+/// Runs `replay` on an empty database for `set`'s dialect: a temporary SQLite file, the
+/// PostgreSQL database `dev` when given, or else a scratch database made on the server of
+/// `near` (which needs CREATEDB) and dropped afterwards.
+async fn in_scratch<T, F, Fut>(
+    set: MigrationSet,
+    near: Option<&Target>,
+    dev: Option<&Target>,
+    replay: F,
+) -> Result<T, Error>
+where
+    F: FnOnce(MigrationSet, Target) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
     match set.dialect {
         sage_migrate::Dialect::Sqlite => {
             let dir = tempfile_dir()?;
             let target = Target::Sqlite(SqliteLocation::File(dir.join("replay.db")));
-            let result = replay_each(set, &target).await;
+            let result = replay(set, target).await;
             let _ = std::fs::remove_dir_all(&dir);
             result
         }
         sage_migrate::Dialect::Postgres => {
             if let Some(dev) = dev {
-                return replay_each(set, dev).await;
+                return replay(set, dev.clone()).await;
             }
             #[cfg(not(feature = "postgres"))]
             return {
@@ -162,7 +151,7 @@ pub async fn prefix_schemas(
                     return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
                 };
                 let scratch = Scratch::create(pg).await?;
-                let result = replay_each(set, &Target::Postgres(scratch.settings.clone())).await;
+                let result = replay(set, Target::Postgres(scratch.settings.clone())).await;
                 scratch.drop().await;
                 result
             }
