@@ -738,18 +738,18 @@ pub enum Workload {
     Accept,
 }
 
-impl Workload {
-    /// The name on the command line, e.g. `nonce-claim`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Workload::NonceClaim => "nonce-claim",
-            Workload::SessionGet => "session-get",
-            Workload::SessionTouch => "session-touch",
-            Workload::SessionCreate => "session-create",
-            Workload::DidGet => "did-get",
-            Workload::Mixed => "mixed",
-            Workload::ClaimTouch => "claim-touch",
-            Workload::Accept => "accept",
+impl From<Workload> for sage_ops::bench::Workload {
+    fn from(w: Workload) -> Self {
+        use sage_ops::bench::Workload as W;
+        match w {
+            Workload::NonceClaim => W::NonceClaim,
+            Workload::SessionGet => W::SessionGet,
+            Workload::SessionTouch => W::SessionTouch,
+            Workload::SessionCreate => W::SessionCreate,
+            Workload::DidGet => W::DidGet,
+            Workload::Mixed => W::Mixed,
+            Workload::ClaimTouch => W::ClaimTouch,
+            Workload::Accept => W::Accept,
         }
     }
 }

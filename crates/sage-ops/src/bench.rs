@@ -31,21 +31,18 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const NAMES: [&'static str; 8] =
-        ["nonce-claim", "session-get", "session-touch", "session-create", "did-get", "mixed", "claim-touch", "accept"];
-
-    pub fn parse(name: &str) -> Option<Workload> {
-        Some(match name {
-            "nonce-claim" => Workload::NonceClaim,
-            "session-get" => Workload::SessionGet,
-            "session-touch" => Workload::SessionTouch,
-            "session-create" => Workload::SessionCreate,
-            "did-get" => Workload::DidGet,
-            "mixed" => Workload::Mixed,
-            "claim-touch" => Workload::ClaimTouch,
-            "accept" => Workload::Accept,
-            _ => return None,
-        })
+    /// The workload's name, as the command line and the JSON report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::NonceClaim => "nonce-claim",
+            Workload::SessionGet => "session-get",
+            Workload::SessionTouch => "session-touch",
+            Workload::SessionCreate => "session-create",
+            Workload::DidGet => "did-get",
+            Workload::Mixed => "mixed",
+            Workload::ClaimTouch => "claim-touch",
+            Workload::Accept => "accept",
+        }
     }
 }
 

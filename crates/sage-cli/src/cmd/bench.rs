@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use sage_conn::DurationField;
 use sage_ops::bench::{BenchOptions, Workload};
 
@@ -26,9 +25,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let Some(workload) = Workload::parse(args.workload.name()) else {
-        bail!("--workload: {} is not a workload this build can run", args.workload.name());
-    };
+    let workload = Workload::from(args.workload);
     // Every duration is checked before the store is opened, so that a mistyped one creates
     // no database file.
     let duration = match (&args.duration, args.operations) {
@@ -80,7 +77,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         say!(
             "{} on {} ({}), {} clients, {} runtime thread(s), {:.1} s",
-            args.workload.name(),
+            workload.name(),
             db.settings,
             report.backend,
             report.clients,
