@@ -45,7 +45,7 @@ pub use expected::{
 };
 pub use model::*;
 pub use objects::*;
-pub use render::render;
+pub use render::{render, render_live};
 pub use validate::{
     canonical_expression, finding_kinds, ignore_kinds, is_clean, validate, Drift, Finding, Severity, ValidateOptions,
     STRUCTURAL_KINDS,

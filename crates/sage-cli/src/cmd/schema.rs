@@ -36,15 +36,15 @@ pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<Exit
         }
         SchemaCommand::Sql { expected: args, live } => {
             let db = Database::resolve(global)?;
-            let schema = if live {
-                sage_schema::live(&db.settings.target).await?
+            let sql = if live {
+                sage_schema::render_live(&sage_schema::live(&db.settings.target).await?)
             } else {
-                expected::resolve(&db, &args).await?.0
+                sage_schema::render(&expected::resolve(&db, &args).await?.0)
             };
             if global.json {
-                output::json(&serde_json::json!({ "sql": sage_schema::render(&schema) }))?;
+                output::json(&serde_json::json!({ "sql": sql }))?;
             } else {
-                say_raw!("{}", sage_schema::render(&schema));
+                say_raw!("{sql}");
             }
             Ok(ExitCode::SUCCESS)
         }
