@@ -16,6 +16,9 @@
 //!   duration from input uses the checked operations [`durations_are_parsed_in_one_place`,
 //!   `dates_move_by_input_durations_only_through_checked_operations`].
 //! - `validate.rs`, `diff.rs`, `plan.rs` and `legacy.rs` do no I/O [`pure_modules_do_no_io`].
+//!   (`source.rs` reads the directory and parses in one file, so only its parsing is pure:
+//!   its unit tests, e.g. `golang_migrate_pairs`, `every_bad_file_is_reported_at_once`, run
+//!   the parser on plain text.)
 //! - The migration lock is taken by polling, never by blocking
 //!   [`the_migration_lock_is_polled_never_waited_for`].
 //! - The store's PostgreSQL statements go through `backend/statements.rs`
