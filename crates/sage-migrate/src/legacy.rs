@@ -177,100 +177,11 @@ pub(crate) fn reconcile(legacy: &[LegacyTable], set: &MigrationSet, history: &[H
     let unsettled: BTreeSet<i64> = history.iter().filter(|r| !r.state.is_complete()).map(|r| r.version).collect();
     for table in legacy {
         let tool = table.tool();
-        let finding = |kind: FindingKind, version: Option<i64>, message: String| Finding {
-            kind,
-            severity: Severity::Error,
-            version,
-            file: None,
-            message,
-        };
-        let peer: BTreeSet<i64> = match table {
-            // SAGE DB marks golang-migrate's row dirty while it runs a no-transaction
-            // migration; its own `running` or `failed` row says how to resume that one.
-            LegacyTable::GolangMigrate { version: Some(v), dirty: true } if unsettled.contains(v) => continue,
-            LegacyTable::GolangMigrate { version: Some(v), dirty: true } => {
-                let before = set.migrations.iter().map(|m| m.version).filter(|x| x < v).max().unwrap_or(0);
-                out.findings.push(finding(
-                    FindingKind::PeerDirty,
-                    Some(*v),
-                    format!(
-                        "golang-migrate left this database dirty at version {v}: that migration failed part-way and what ran of it is unknown; \
-                         check the schema, then run `sage-db migrate force {v}` if it is fully applied or `sage-db migrate force {before}` if none of it is"
-                    ),
-                ));
+        let peer = match peer_versions(table, set, &ours, &unsettled) {
+            Ok(peer) => peer,
+            Err(findings) => {
+                out.findings.extend(findings);
                 continue;
-            }
-            LegacyTable::GolangMigrate { version: None, dirty: true } => {
-                out.findings.push(finding(
-                    FindingKind::PeerDirty,
-                    None,
-                    "golang-migrate left this database dirty while going to no version; check the schema, then run `sage-db migrate force` with the version it is at".into(),
-                ));
-                continue;
-            }
-            LegacyTable::GolangMigrate { version, dirty: false } => {
-                let current = version.filter(|v| *v >= 0);
-                if let Some(v) = current {
-                    if set.get(v).is_none() {
-                        out.findings.push(finding(
-                            FindingKind::PeerConflict,
-                            Some(v),
-                            format!("golang-migrate records version {v}, but no migration file has that version; point --source at the directory this database was migrated from"),
-                        ));
-                        continue;
-                    }
-                }
-                // golang-migrate moves one step at a time from the version it records: up
-                // applies every file above it, down reverts every file above the target.
-                let ours_max = ours.iter().next_back().copied();
-                let mut peer = ours.clone();
-                match (current, ours_max) {
-                    (Some(v), Some(max)) if v > max => {
-                        peer.extend(set.migrations.iter().map(|m| m.version).filter(|x| *x > max && *x <= v));
-                    }
-                    (Some(v), None) => peer.extend(set.migrations.iter().map(|m| m.version).filter(|x| *x <= v)),
-                    (Some(v), Some(max)) if v < max => peer.retain(|x| *x <= v),
-                    (None, Some(_)) => peer.clear(),
-                    _ => {}
-                }
-                peer
-            }
-            LegacyTable::Sqlx { rows } => {
-                if let Some(bad) = rows.iter().find(|r| !r.success) {
-                    out.findings.push(finding(
-                        FindingKind::PeerDirty,
-                        Some(bad.version),
-                        format!(
-                            "sqlx marks migration {} as failed (success = false): it ran part-way; check the schema, then run `sage-db migrate force {}` if it is fully applied or `sage-db migrate force` with the version before it",
-                            bad.version, bad.version
-                        ),
-                    ));
-                    continue;
-                }
-                rows.iter().map(|r| r.version).collect()
-            }
-            LegacyTable::Dbmate { versions } => {
-                let mut parsed = BTreeSet::new();
-                let mut bad = false;
-                for text in versions {
-                    match text.parse::<i64>() {
-                        Ok(v) => {
-                            parsed.insert(v);
-                        }
-                        Err(_) => {
-                            bad = true;
-                            out.findings.push(finding(
-                                FindingKind::PeerConflict,
-                                None,
-                                format!("dbmate's schema_migrations holds {text:?}, which is not a version number"),
-                            ));
-                        }
-                    }
-                }
-                if bad {
-                    continue;
-                }
-                parsed
             }
         };
         let added: Vec<i64> = peer.difference(&ours).copied().filter(|v| !unsettled.contains(v)).collect();
@@ -288,32 +199,7 @@ pub(crate) fn reconcile(legacy: &[LegacyTable], set: &MigrationSet, history: &[H
             ));
             continue;
         }
-        for &v in &added {
-            let m = set.get(v);
-            let checksum = match (table, m) {
-                (LegacyTable::Sqlx { rows }, Some(m)) => {
-                    let recorded = rows.iter().find(|r| r.version == v).map(|r| r.checksum.as_slice());
-                    if recorded == Some(m.sqlx_checksum.as_slice()) {
-                        m.checksum.clone()
-                    } else {
-                        MISMATCH_AT_ADOPTION.to_string()
-                    }
-                }
-                (_, Some(m)) => m.checksum.clone(),
-                (_, None) => String::new(),
-            };
-            out.add.push(HistoryRow {
-                version: v,
-                name: m.map(|m| m.name.clone()).unwrap_or_else(|| "(no file)".into()),
-                checksum,
-                state: RowState::Adopted,
-                applied_at: Utc::now(),
-                execution_ms: 0,
-                applied_by: tool.to_string(),
-                statements_done: 0,
-                error: None,
-            });
-        }
+        out.add.extend(adopted_rows(table, set, &added));
         if !added.is_empty() {
             out.notices.push(format!("{tool} applied {} since; recorded as applied, not run again", list(&added)));
         }
@@ -324,6 +210,140 @@ pub(crate) fn reconcile(legacy: &[LegacyTable], set: &MigrationSet, history: &[H
         ours = peer;
     }
     out
+}
+
+fn finding(kind: FindingKind, version: Option<i64>, message: String) -> Finding {
+    Finding { kind, severity: Severity::Error, version, file: None, message }
+}
+
+/// The versions `table` records as applied, as a set SAGE DB's history can be compared
+/// with; or the findings that leave it unread (none when its dirty row is SAGE DB's own
+/// unfinished migration, which our history already says how to resume).
+fn peer_versions(
+    table: &LegacyTable,
+    set: &MigrationSet,
+    ours: &BTreeSet<i64>,
+    unsettled: &BTreeSet<i64>,
+) -> Result<BTreeSet<i64>, Vec<Finding>> {
+    let peer = match table {
+        // SAGE DB marks golang-migrate's row dirty while it runs a no-transaction
+        // migration; its own `running` or `failed` row says how to resume that one.
+        LegacyTable::GolangMigrate { version: Some(v), dirty: true } if unsettled.contains(v) => return Err(Vec::new()),
+        LegacyTable::GolangMigrate { version: Some(v), dirty: true } => {
+            let before = set.migrations.iter().map(|m| m.version).filter(|x| x < v).max().unwrap_or(0);
+            return Err(vec![finding(
+                FindingKind::PeerDirty,
+                Some(*v),
+                format!(
+                    "golang-migrate left this database dirty at version {v}: that migration failed part-way and what ran of it is unknown; \
+                     check the schema, then run `sage-db migrate force {v}` if it is fully applied or `sage-db migrate force {before}` if none of it is"
+                ),
+            )]);
+        }
+        LegacyTable::GolangMigrate { version: None, dirty: true } => {
+            return Err(vec![finding(
+                FindingKind::PeerDirty,
+                None,
+                "golang-migrate left this database dirty while going to no version; check the schema, then run `sage-db migrate force` with the version it is at".into(),
+            )]);
+        }
+        LegacyTable::GolangMigrate { version, dirty: false } => {
+            let current = version.filter(|v| *v >= 0);
+            if let Some(v) = current {
+                if set.get(v).is_none() {
+                    return Err(vec![finding(
+                        FindingKind::PeerConflict,
+                        Some(v),
+                        format!("golang-migrate records version {v}, but no migration file has that version; point --source at the directory this database was migrated from"),
+                    )]);
+                }
+            }
+            // golang-migrate moves one step at a time from the version it records: up
+            // applies every file above it, down reverts every file above the target.
+            let ours_max = ours.iter().next_back().copied();
+            let mut peer = ours.clone();
+            match (current, ours_max) {
+                (Some(v), Some(max)) if v > max => {
+                    peer.extend(set.migrations.iter().map(|m| m.version).filter(|x| *x > max && *x <= v));
+                }
+                (Some(v), None) => peer.extend(set.migrations.iter().map(|m| m.version).filter(|x| *x <= v)),
+                (Some(v), Some(max)) if v < max => peer.retain(|x| *x <= v),
+                (None, Some(_)) => peer.clear(),
+                _ => {}
+            }
+            peer
+        }
+        LegacyTable::Sqlx { rows } => {
+            if let Some(bad) = rows.iter().find(|r| !r.success) {
+                return Err(vec![finding(
+                    FindingKind::PeerDirty,
+                    Some(bad.version),
+                    format!(
+                        "sqlx marks migration {} as failed (success = false): it ran part-way; check the schema, then run `sage-db migrate force {}` if it is fully applied or `sage-db migrate force` with the version before it",
+                        bad.version, bad.version
+                    ),
+                )]);
+            }
+            rows.iter().map(|r| r.version).collect()
+        }
+        LegacyTable::Dbmate { versions } => {
+            let mut parsed = BTreeSet::new();
+            let mut findings = Vec::new();
+            for text in versions {
+                match text.parse::<i64>() {
+                    Ok(v) => {
+                        parsed.insert(v);
+                    }
+                    Err(_) => {
+                        findings.push(finding(
+                            FindingKind::PeerConflict,
+                            None,
+                            format!("dbmate's schema_migrations holds {text:?}, which is not a version number"),
+                        ));
+                    }
+                }
+            }
+            if !findings.is_empty() {
+                return Err(findings);
+            }
+            parsed
+        }
+    };
+    Ok(peer)
+}
+
+/// History rows for the versions a peer applied: adopted, not run again; a sqlx row whose
+/// checksum is not the file's keeps the mismatch visible.
+fn adopted_rows(table: &LegacyTable, set: &MigrationSet, added: &[i64]) -> Vec<HistoryRow> {
+    let tool = table.tool();
+    let mut adopted = Vec::new();
+    for &v in added {
+        let m = set.get(v);
+        let checksum = match (table, m) {
+            (LegacyTable::Sqlx { rows }, Some(m)) => {
+                let recorded = rows.iter().find(|r| r.version == v).map(|r| r.checksum.as_slice());
+                if recorded == Some(m.sqlx_checksum.as_slice()) {
+                    m.checksum.clone()
+                } else {
+                    MISMATCH_AT_ADOPTION.to_string()
+                }
+            }
+            (_, Some(m)) => m.checksum.clone(),
+            (_, None) => String::new(),
+        };
+        adopted.push(HistoryRow {
+            version: v,
+            name: m.map(|m| m.name.clone()).unwrap_or_else(|| "(no file)".into()),
+            checksum,
+            state: RowState::Adopted,
+            applied_at: Utc::now(),
+            execution_ms: 0,
+            applied_by: tool.to_string(),
+            statements_done: 0,
+            error: None,
+        });
+    }
+    adopted
 }
 
 fn list(versions: &[i64]) -> String {

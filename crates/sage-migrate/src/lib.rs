@@ -10,7 +10,7 @@
 //! golang-migrate, sqlx or dbmate are adopted and their tables kept in step.
 //!
 //! Planning and validation are pure functions over [`Migration`]s and [`HistoryRow`]s;
-//! the [`Driver`]s only execute statements and read and write bookkeeping rows.
+//! the drivers only execute statements and read and write bookkeeping rows.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sage_migrate::Error> {
@@ -41,7 +41,6 @@ mod runner;
 mod source;
 pub mod split;
 
-pub use driver::Driver;
 pub use error::{Error, ErrorKind};
 pub use history::{HistoryRow, RowState, DEFAULT_HISTORY_TABLE};
 pub use legacy::{LegacyTable, Peer};

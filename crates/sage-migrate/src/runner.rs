@@ -180,7 +180,7 @@ impl Migrator {
         Ok(migrator)
     }
 
-    pub fn with_driver(driver: Box<dyn Driver>, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
+    fn with_driver(driver: Box<dyn Driver>, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
         if driver.dialect() != set.dialect {
             return Err(Error::new(
                 ErrorKind::Usage,

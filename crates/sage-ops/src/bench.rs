@@ -245,54 +245,16 @@ async fn prepare(store: &Store, options: &BenchOptions) -> Result<u64, Error> {
 }
 
 pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Error> {
-    if options.duration.is_none() && options.operations.is_none() {
-        return Err(Error::new("give --duration or --operations"));
-    }
-    // The durations are checked once here, so that the clients' expiry and deadline
-    // arithmetic below cannot leave the calendar or the clock.
-    if options.ttl.is_zero() || [options.cleanup_every, options.sample_every].contains(&Some(Duration::ZERO)) {
-        return Err(Error::new("ttl, cleanup_every and sample_every must be longer than zero"));
-    }
-    sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::new(e.to_string()))?;
+    check_options(&options)?;
     let keys = prepare(&store, &options).await?;
     let rss_start = rss_bytes();
     let stop = Arc::new(AtomicBool::new(false));
-    let issued = Arc::new(AtomicU64::new(0));
-    let run_id: u64 = rand::random::<u32>() as u64;
     let started = Instant::now();
-    let cleaner = options.cleanup_every.map(|every| {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(every).await;
-                let _ = store.nonces().delete_expired().await;
-                let _ = store.sessions().delete_expired().await;
-            }
-        })
-    });
+    let cleaner = options.cleanup_every.map(|every| spawn_cleaner(store.clone(), stop.clone(), every));
     let progress: Arc<[Progress]> = (0..options.clients.max(1)).map(|_| Progress::default()).collect();
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = options.sample_every.map(|every| {
-        let (stop, progress, to, samples) =
-            (stop.clone(), progress.clone(), options.samples_to.clone(), samples.clone());
-        tokio::spawn(async move {
-            let (mut last_at, mut last_done) = (Instant::now(), 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(every).await;
-                let done: u64 = progress.iter().map(|p| p.0.load(Ordering::Relaxed)).sum();
-                let now = Instant::now();
-                let sample = Sample {
-                    seconds: now.duration_since(started).as_secs_f64(),
-                    ops_per_second: (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64(),
-                    rss_bytes: rss_bytes(),
-                };
-                (last_at, last_done) = (now, done);
-                if let Some(to) = &to {
-                    let _ = to.send(sample.clone());
-                }
-                samples.lock().expect("samples lock").push(sample);
-            }
-        })
+        spawn_sampler(every, started, stop.clone(), progress.clone(), options.samples_to.clone(), samples.clone())
     });
     // Clients check the deadline themselves: on the memory backend an operation never has
     // to wait, so a timer task might not get a turn before the run ends.
@@ -300,158 +262,21 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         Some(d) => Some(started.checked_add(d).ok_or_else(|| Error::new("duration is too long for this clock"))?),
         None => None,
     };
-    let mut tasks = Vec::new();
-    for client in 0..options.clients.max(1) {
-        let (store, stop, issued, options) = (store.clone(), stop.clone(), issued.clone(), options.clone());
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::new();
-            let (mut errors, mut replayed, mut first_error) = (0u64, 0u64, None::<String>);
-            // Seeded by run as well as by client: a second run draws other nonces, instead of
-            // replaying the first run's.
-            let mut rng = XorShift((0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001) ^ (run_id << 32)) | 1);
-            let mut seq = 0u64;
-            // In range: run() checked that now + ttl is a valid date.
-            let ttl = chrono::TimeDelta::from_std(options.ttl).unwrap_or(chrono::TimeDelta::MAX);
-            // One buffer for every nonce, and one clock reading between two operations: the
-            // harness should cost the store's figures as little as it can.
-            let mut nonce = String::with_capacity(64);
-            let prefix = format!("bench-{run_id}-{client}-");
-            let mut op_start = Instant::now();
-            // The wall clock at a known instant, taken again every few hundred operations so
-            // that expiries derived from it never drift from the system's time.
-            let mut anchor = (Utc::now(), op_start);
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Some(limit) = options.operations {
-                    if issued.fetch_add(1, Ordering::Relaxed) >= limit {
-                        break;
-                    }
-                }
-                seq += 1;
-                let outcome: Result<bool, String> = match options.workload {
-                    Workload::NonceClaim | Workload::Mixed | Workload::ClaimTouch | Workload::Accept => {
-                        nonce.clear();
-                        let _ = match options.keys {
-                            Some(space) if options.workload == Workload::NonceClaim => {
-                                write!(nonce, "bench-{}", rng.next(space))
-                            }
-                            _ => {
-                                nonce.push_str(&prefix);
-                                write!(nonce, "{seq}")
-                            }
-                        };
-                        // The expiry comes from the reading that started this operation.
-                        let elapsed = chrono::Duration::from_std(op_start - anchor.1).unwrap_or_default();
-                        let expires_at = elapsed.checked_add(&ttl).and_then(|d| anchor.0.checked_add_signed(d));
-                        // The session of this message, for the workloads that have one.
-                        let session = matches!(options.workload, Workload::ClaimTouch | Workload::Accept)
-                            .then(|| format!("{SESSION_PREFIX}{}", rng.next(keys)));
-                        let claimed = match (expires_at, &session) {
-                            (Some(expires_at), Some(id)) if options.workload == Workload::Accept => {
-                                match store.accept(id, &nonce, expires_at).await {
-                                    Ok(_) => Ok(false),
-                                    Err(e) if e.is_replayed() => Ok(true),
-                                    Err(e) => Err(e.to_string()),
-                                }
-                            }
-                            (Some(expires_at), session) => {
-                                match store.nonces().claim(&nonce, session.as_deref(), expires_at).await {
-                                    Ok(()) => Ok(false),
-                                    Err(e) if e.is_replayed() => Ok(true),
-                                    Err(e) => Err(e.to_string()),
-                                }
-                            }
-                            (None, _) => Err("the nonce's expiry is outside the supported dates".to_string()),
-                        };
-                        let claimed = match (&session, claimed) {
-                            (Some(id), Ok(false)) if options.workload == Workload::ClaimTouch => {
-                                store.sessions().touch(id).await.map(|_| false).map_err(|e| e.to_string())
-                            }
-                            (_, claimed) => claimed,
-                        };
-                        if options.workload == Workload::Mixed && claimed.is_ok() {
-                            let id = format!("{SESSION_PREFIX}{}", rng.next(keys));
-                            match store.sessions().get(&id).await {
-                                Ok(_) => store.sessions().touch(&id).await.map(|_| false).map_err(|e| e.to_string()),
-                                Err(e) => Err(e.to_string()),
-                            }
-                        } else {
-                            claimed
-                        }
-                    }
-                    Workload::SessionGet => store
-                        .sessions()
-                        .get(&format!("{SESSION_PREFIX}{}", rng.next(keys)))
-                        .await
-                        .map(|_| false)
-                        .map_err(|e| e.to_string()),
-                    Workload::SessionTouch => store
-                        .sessions()
-                        .touch(&format!("{SESSION_PREFIX}{}", rng.next(keys)))
-                        .await
-                        .map(|_| false)
-                        .map_err(|e| e.to_string()),
-                    Workload::SessionCreate => match Utc::now().checked_add_signed(ttl) {
-                        None => Err("the session's expiry is outside the supported dates".to_string()),
-                        Some(expires_at) => {
-                            let session = NewSession {
-                                id: format!("bench-new-{run_id}-{client}-{seq}"),
-                                client_did: format!("{DID_PREFIX}client{client}"),
-                                server_did: format!("{DID_PREFIX}server"),
-                                key: SessionKey::new(vec![9u8; 32]),
-                                expires_at,
-                                metadata: None,
-                                max_messages: None,
-                                idle_timeout: None,
-                            };
-                            store.sessions().create(&session).await.map(|_| false).map_err(|e| e.to_string())
-                        }
-                    },
-                    Workload::DidGet => store
-                        .dids()
-                        .get(&format!("{DID_PREFIX}{}", rng.next(keys)))
-                        .await
-                        .map(|_| false)
-                        .map_err(|e| e.to_string()),
-                };
-                let op_end = Instant::now();
-                histogram.record(op_end.duration_since(op_start).as_micros() as u64);
-                op_start = op_end;
-                progress[client].0.store(seq, Ordering::Relaxed);
-                if deadline.is_some_and(|d| op_end >= d) {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                if seq.is_multiple_of(256) {
-                    // Let the cleaner and other tasks run even when no operation waits.
-                    tokio::task::yield_now().await;
-                    op_start = Instant::now();
-                    anchor = (Utc::now(), op_start);
-                }
-                match outcome {
-                    Ok(true) => replayed += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            (histogram, errors, replayed, first_error)
-        }));
-    }
-    let mut histogram = Histogram::new();
-    let (mut errors, mut replayed, mut first_error) = (0, 0, None);
+    let shared = Shared {
+        stop: stop.clone(),
+        issued: Arc::new(AtomicU64::new(0)),
+        progress,
+        deadline,
+        run_id: rand::random::<u32>() as u64,
+        keys,
+    };
+    let tasks: Vec<_> = (0..options.clients.max(1))
+        .map(|client| tokio::spawn(client_loop(store.clone(), options.clone(), shared.clone(), client)))
+        .collect();
+    let mut total = Tally::default();
     for task in tasks {
-        let (h, e, r, f) = task.await.map_err(|e| Error::new(format!("a benchmark client failed: {e}")))?;
-        histogram.merge(&h);
-        errors += e;
-        replayed += r;
-        if first_error.is_none() {
-            first_error = f;
-        }
+        let tally = task.await.map_err(|e| Error::new(format!("a benchmark client failed: {e}")))?;
+        total.merge(tally);
     }
     let seconds = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -462,26 +287,294 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         sampler.abort();
     }
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
-    let operations: u64 = histogram.counts.iter().sum();
+    let operations: u64 = total.histogram.counts.iter().sum();
     Ok(BenchReport {
         workload: options.workload,
         backend: store.backend_name().to_string(),
         clients: options.clients,
         threads: options.threads,
         operations,
-        errors,
-        first_error,
-        replayed,
+        errors: total.errors,
+        first_error: total.first_error,
+        replayed: total.replayed,
         seconds,
         ops_per_second: operations as f64 / seconds,
-        p50_us: histogram.percentile(50.0),
-        p95_us: histogram.percentile(95.0),
-        p99_us: histogram.percentile(99.0),
-        max_us: histogram.max,
+        p50_us: total.histogram.percentile(50.0),
+        p95_us: total.histogram.percentile(95.0),
+        p99_us: total.histogram.percentile(99.0),
+        max_us: total.histogram.max,
         rss_start_bytes: rss_start,
         rss_end_bytes: rss_bytes(),
         samples,
     })
+}
+
+/// The durations are checked once here, so that the clients' expiry and deadline
+/// arithmetic cannot leave the calendar or the clock.
+fn check_options(options: &BenchOptions) -> Result<(), Error> {
+    if options.duration.is_none() && options.operations.is_none() {
+        return Err(Error::new("give --duration or --operations"));
+    }
+    if options.ttl.is_zero() || [options.cleanup_every, options.sample_every].contains(&Some(Duration::ZERO)) {
+        return Err(Error::new("ttl, cleanup_every and sample_every must be longer than zero"));
+    }
+    sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::new(e.to_string()))?;
+    Ok(())
+}
+
+/// Deletes expired nonces and sessions every `every` until the run stops.
+fn spawn_cleaner(store: Store, stop: Arc<AtomicBool>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(every).await;
+            let _ = store.nonces().delete_expired().await;
+            let _ = store.sessions().delete_expired().await;
+        }
+    })
+}
+
+/// Every `every`, the throughput since the last sample and the resident memory.
+fn spawn_sampler(
+    every: Duration,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    progress: Arc<[Progress]>,
+    to: Option<tokio::sync::mpsc::UnboundedSender<Sample>>,
+    samples: Arc<std::sync::Mutex<Vec<Sample>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (mut last_at, mut last_done) = (Instant::now(), 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(every).await;
+            let done: u64 = progress.iter().map(|p| p.0.load(Ordering::Relaxed)).sum();
+            let now = Instant::now();
+            let sample = Sample {
+                seconds: now.duration_since(started).as_secs_f64(),
+                ops_per_second: (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64(),
+                rss_bytes: rss_bytes(),
+            };
+            (last_at, last_done) = (now, done);
+            if let Some(to) = &to {
+                let _ = to.send(sample.clone());
+            }
+            samples.lock().expect("samples lock").push(sample);
+        }
+    })
+}
+
+/// What every client of a run shares.
+#[derive(Clone)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    /// Operations started, against `--operations`.
+    issued: Arc<AtomicU64>,
+    progress: Arc<[Progress]>,
+    deadline: Option<Instant>,
+    run_id: u64,
+    /// The key space of sessions and DIDs `prepare` made.
+    keys: u64,
+}
+
+/// What a client found: its latencies, errors and replays.
+struct Tally {
+    histogram: Histogram,
+    errors: u64,
+    replayed: u64,
+    first_error: Option<String>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally { histogram: Histogram::new(), errors: 0, replayed: 0, first_error: None }
+    }
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.histogram.merge(&other.histogram);
+        self.errors += other.errors;
+        self.replayed += other.replayed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// One client: operations back to back until the deadline, the operation count or a stop.
+async fn client_loop(store: Store, options: BenchOptions, shared: Shared, client: usize) -> Tally {
+    let mut tally = Tally::default();
+    let mut state = ClientState::new(&options, &shared, client);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(limit) = options.operations {
+            if shared.issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                break;
+            }
+        }
+        state.seq += 1;
+        let outcome = state.operation(&store, &options).await;
+        let op_end = Instant::now();
+        tally.histogram.record(op_end.duration_since(state.op_start).as_micros() as u64);
+        state.op_start = op_end;
+        shared.progress[client].0.store(state.seq, Ordering::Relaxed);
+        if shared.deadline.is_some_and(|d| op_end >= d) {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        if state.seq.is_multiple_of(256) {
+            // Let the cleaner and other tasks run even when no operation waits.
+            tokio::task::yield_now().await;
+            state.op_start = Instant::now();
+            state.anchor = (Utc::now(), state.op_start);
+        }
+        match outcome {
+            Ok(true) => tally.replayed += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(e);
+            }
+        }
+    }
+    tally
+}
+
+/// A client's own state between operations.
+struct ClientState {
+    client: usize,
+    run_id: u64,
+    keys: u64,
+    rng: XorShift,
+    seq: u64,
+    ttl: chrono::TimeDelta,
+    /// One buffer for every nonce, and one clock reading between two operations: the
+    /// harness should cost the store's figures as little as it can.
+    nonce: String,
+    prefix: String,
+    op_start: Instant,
+    /// The wall clock at a known instant, taken again every few hundred operations so
+    /// that expiries derived from it never drift from the system's time.
+    anchor: (chrono::DateTime<Utc>, Instant),
+}
+
+impl ClientState {
+    fn new(options: &BenchOptions, shared: &Shared, client: usize) -> ClientState {
+        let run_id = shared.run_id;
+        let op_start = Instant::now();
+        ClientState {
+            client,
+            run_id,
+            keys: shared.keys,
+            // Seeded by run as well as by client: a second run draws other nonces, instead
+            // of replaying the first run's.
+            rng: XorShift((0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x1000_0001) ^ (run_id << 32)) | 1),
+            seq: 0,
+            // In range: run() checked that now + ttl is a valid date.
+            ttl: chrono::TimeDelta::from_std(options.ttl).unwrap_or(chrono::TimeDelta::MAX),
+            nonce: String::with_capacity(64),
+            prefix: format!("bench-{run_id}-{client}-"),
+            op_start,
+            anchor: (Utc::now(), op_start),
+        }
+    }
+
+    /// One operation of the workload: `Ok(true)` for a replayed nonce.
+    async fn operation(&mut self, store: &Store, options: &BenchOptions) -> Result<bool, String> {
+        let keys = self.keys;
+        match options.workload {
+            Workload::NonceClaim | Workload::Mixed | Workload::ClaimTouch | Workload::Accept => {
+                self.message(store, options).await
+            }
+            Workload::SessionGet => store
+                .sessions()
+                .get(&format!("{SESSION_PREFIX}{}", self.rng.next(keys)))
+                .await
+                .map(|_| false)
+                .map_err(|e| e.to_string()),
+            Workload::SessionTouch => store
+                .sessions()
+                .touch(&format!("{SESSION_PREFIX}{}", self.rng.next(keys)))
+                .await
+                .map(|_| false)
+                .map_err(|e| e.to_string()),
+            Workload::SessionCreate => match Utc::now().checked_add_signed(self.ttl) {
+                None => Err("the session's expiry is outside the supported dates".to_string()),
+                Some(expires_at) => {
+                    let session = NewSession {
+                        id: format!("bench-new-{}-{}-{}", self.run_id, self.client, self.seq),
+                        client_did: format!("{DID_PREFIX}client{}", self.client),
+                        server_did: format!("{DID_PREFIX}server"),
+                        key: SessionKey::new(vec![9u8; 32]),
+                        expires_at,
+                        metadata: None,
+                        max_messages: None,
+                        idle_timeout: None,
+                    };
+                    store.sessions().create(&session).await.map(|_| false).map_err(|e| e.to_string())
+                }
+            },
+            Workload::DidGet => store
+                .dids()
+                .get(&format!("{DID_PREFIX}{}", self.rng.next(keys)))
+                .await
+                .map(|_| false)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A message's work: claim its nonce (with `accept`, or alone), then touch or read its
+    /// session as the workload says.
+    async fn message(&mut self, store: &Store, options: &BenchOptions) -> Result<bool, String> {
+        let keys = self.keys;
+        self.nonce.clear();
+        let _ = match options.keys {
+            Some(space) if options.workload == Workload::NonceClaim => {
+                write!(self.nonce, "bench-{}", self.rng.next(space))
+            }
+            _ => {
+                self.nonce.push_str(&self.prefix);
+                write!(self.nonce, "{}", self.seq)
+            }
+        };
+        // The expiry comes from the reading that started this operation.
+        let elapsed = chrono::Duration::from_std(self.op_start - self.anchor.1).unwrap_or_default();
+        let expires_at = elapsed.checked_add(&self.ttl).and_then(|d| self.anchor.0.checked_add_signed(d));
+        // The session of this message, for the workloads that have one.
+        let session = matches!(options.workload, Workload::ClaimTouch | Workload::Accept)
+            .then(|| format!("{SESSION_PREFIX}{}", self.rng.next(keys)));
+        let nonce = &self.nonce;
+        let claimed = match (expires_at, &session) {
+            (Some(expires_at), Some(id)) if options.workload == Workload::Accept => {
+                match store.accept(id, nonce, expires_at).await {
+                    Ok(_) => Ok(false),
+                    Err(e) if e.is_replayed() => Ok(true),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            (Some(expires_at), session) => match store.nonces().claim(nonce, session.as_deref(), expires_at).await {
+                Ok(()) => Ok(false),
+                Err(e) if e.is_replayed() => Ok(true),
+                Err(e) => Err(e.to_string()),
+            },
+            (None, _) => Err("the nonce's expiry is outside the supported dates".to_string()),
+        };
+        let claimed = match (&session, claimed) {
+            (Some(id), Ok(false)) if options.workload == Workload::ClaimTouch => {
+                store.sessions().touch(id).await.map(|_| false).map_err(|e| e.to_string())
+            }
+            (_, claimed) => claimed,
+        };
+        if options.workload == Workload::Mixed && claimed.is_ok() {
+            let id = format!("{SESSION_PREFIX}{}", self.rng.next(keys));
+            match store.sessions().get(&id).await {
+                Ok(_) => store.sessions().touch(&id).await.map(|_| false).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            claimed
+        }
+    }
 }
 
 #[cfg(test)]

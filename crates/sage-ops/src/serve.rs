@@ -13,7 +13,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use sage_conn::{SqliteLocation, Target};
+use sage_store::metrics::StoreCollector;
 use sage_store::{NonceStore, SessionStore, Store};
 use serde::Serialize;
 
@@ -43,6 +48,21 @@ pub struct AppState {
     cleanup: Mutex<CleanupStatus>,
     errors: Mutex<VecDeque<(DateTime<Utc>, String)>>,
     schema: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The last counts of live sessions and nonces and when they were taken; a lock held
+    /// while counting, so that scrapes at the same moment share one count.
+    active: tokio::sync::Mutex<Option<(Instant, ActiveCounts)>>,
+}
+
+/// How long counts of live sessions and nonces are reused. Counting reads every live row
+/// (two `count(*)` on SQL databases), which a scrape every few seconds, or several
+/// Prometheus servers, would repeat for nothing: the counts are taken at most this often.
+pub const ACTIVE_COUNTS_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Live sessions and nonces; `None` when counting failed.
+#[derive(Debug, Clone, Copy, Default)]
+struct ActiveCounts {
+    sessions: Option<u64>,
+    nonces: Option<u64>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +80,7 @@ impl AppState {
             cleanup: Mutex::default(),
             errors: Mutex::default(),
             schema: Mutex::default(),
+            active: tokio::sync::Mutex::default(),
         })
     }
 
@@ -71,6 +92,23 @@ impl AppState {
                 errors.pop_front();
             }
         }
+    }
+
+    /// Live sessions and nonces, counted again only when the last counts are older than
+    /// [`ACTIVE_COUNTS_MAX_AGE`]. A failed count is not kept: the next call tries again.
+    async fn active_counts(&self) -> ActiveCounts {
+        let mut last = self.active.lock().await;
+        if let Some((at, counts)) = *last {
+            if at.elapsed() < ACTIVE_COUNTS_MAX_AGE {
+                return counts;
+            }
+        }
+        let counts = ActiveCounts {
+            sessions: self.store.sessions().count_active().await.ok(),
+            nonces: self.store.nonces().count_active().await.ok(),
+        };
+        *last = (counts.sessions.is_some() && counts.nonces.is_some()).then(|| (Instant::now(), counts));
+        counts
     }
 
     /// Reachable, at the expected version, and matching the expected schema. The schema
@@ -202,19 +240,95 @@ async fn database_facts(target: &Target) -> (Option<i64>, Option<crate::topology
     }
 }
 
+/// The figures of one scrape, read before encoding: [`Collector::encode`] cannot wait on
+/// the database.
+#[derive(Debug)]
+struct ServeFigures {
+    backend: &'static str,
+    uptime_seconds: f64,
+    up: bool,
+    active: ActiveCounts,
+    size: Option<i64>,
+    topology: Option<crate::topology::Topology>,
+    cleanup: CleanupStatus,
+}
+
+fn gauge<'a>(
+    encoder: &'a mut DescriptorEncoder<'_>,
+    name: &'a str,
+    help: &str,
+) -> Result<MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, MetricType::Gauge)
+}
+
+impl Collector for ServeFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        gauge(&mut encoder, "sage_db_build_info", "Build information.")?
+            .encode_family(&[("version", env!("CARGO_PKG_VERSION")), ("backend", self.backend)])?
+            .encode_gauge(&1i64)?;
+        // Tenths of a second, as before: the figure is for people reading the page.
+        let uptime = (self.uptime_seconds * 10.0).floor() / 10.0;
+        gauge(&mut encoder, "sage_db_uptime_seconds", "Seconds since the server started.")?.encode_gauge(&uptime)?;
+        gauge(&mut encoder, "sage_db_database_up", "Whether the database answered a ping.")?
+            .encode_gauge(&i64::from(self.up))?;
+        if let Some(n) = self.active.sessions {
+            gauge(&mut encoder, "sage_db_active_sessions", "Sessions not yet expired.")?.encode_gauge(&n)?;
+        }
+        if let Some(n) = self.active.nonces {
+            gauge(&mut encoder, "sage_db_active_nonces", "Nonces used and not yet expired.")?.encode_gauge(&n)?;
+        }
+        if let Some(bytes) = self.size {
+            gauge(&mut encoder, "sage_db_database_size_bytes", "Size of the database.")?.encode_gauge(&bytes)?;
+        }
+        if let Some(topology) = &self.topology {
+            encode_topology(&mut encoder, topology)?;
+        }
+        // Counters are registered without `_total`: the encoder appends it.
+        encoder
+            .encode_descriptor("sage_db_cleanup_runs", "Background cleanup runs.", None, MetricType::Counter)?
+            .encode_counter::<NoLabelSet, _, u64>(&self.cleanup.runs, None)?;
+        let mut removed = encoder.encode_descriptor(
+            "sage_db_cleanup_rows_removed",
+            "Rows removed by background cleanup.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in [("sessions", self.cleanup.sessions_removed), ("nonces", self.cleanup.nonces_removed)] {
+            removed.encode_family(&[("kind", kind)])?.encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// `sage_db_replication_*`: the server's role, its standbys, whether claims wait for one,
 /// and how far each standby's replay is behind.
-fn render_topology(out: &mut String, t: &crate::topology::Topology) {
-    let _ = writeln!(out, "# HELP sage_db_replication_role The server's role (1 for the role it has).\n# TYPE sage_db_replication_role gauge");
+fn encode_topology(encoder: &mut DescriptorEncoder<'_>, t: &crate::topology::Topology) -> std::fmt::Result {
+    let mut family = gauge(encoder, "sage_db_replication_role", "The server's role (1 for the role it has).")?;
     for role in ["primary", "standby"] {
-        let _ = writeln!(out, "sage_db_replication_role{{role=\"{role}\"}} {}", u8::from(t.role == role));
+        family.encode_family(&[("role", role)])?.encode_gauge(&i64::from(t.role == role))?;
     }
     let synchronous = t.standbys.iter().filter(|s| matches!(s.sync_state.as_str(), "sync" | "quorum")).count();
-    let _ = writeln!(out, "# HELP sage_db_replication_standbys Standbys connected to this primary.\n# TYPE sage_db_replication_standbys gauge\nsage_db_replication_standbys {}", t.standbys.len());
-    let _ = writeln!(out, "# HELP sage_db_replication_synchronous_standbys Connected standbys whose confirmation commits wait for (sync or quorum).\n# TYPE sage_db_replication_synchronous_standbys gauge\nsage_db_replication_synchronous_standbys {synchronous}");
+    gauge(encoder, "sage_db_replication_standbys", "Standbys connected to this primary.")?
+        .encode_gauge(&(t.standbys.len() as i64))?;
+    gauge(
+        encoder,
+        "sage_db_replication_synchronous_standbys",
+        "Connected standbys whose confirmation commits wait for (sync or quorum).",
+    )?
+    .encode_gauge(&(synchronous as i64))?;
     let waits = synchronous > 0 && !matches!(t.synchronous_commit.as_str(), "off" | "local");
-    let _ = writeln!(out, "# HELP sage_db_replication_synchronous Whether a nonce claim is acknowledged only once a standby has it (1), or may be lost in a failover (0).\n# TYPE sage_db_replication_synchronous gauge\nsage_db_replication_synchronous {}", u8::from(waits));
-    let _ = writeln!(out, "# HELP sage_db_replication_replay_lag_seconds How far a standby's replay is behind the primary (0 when it has replayed everything).\n# TYPE sage_db_replication_replay_lag_seconds gauge");
+    gauge(
+        encoder,
+        "sage_db_replication_synchronous",
+        "Whether a nonce claim is acknowledged only once a standby has it (1), or may be lost in a failover (0).",
+    )?
+    .encode_gauge(&i64::from(waits))?;
+    // Standby names come from the server: the encoder escapes label values.
+    let mut family = gauge(
+        encoder,
+        "sage_db_replication_replay_lag_seconds",
+        "How far a standby's replay is behind the primary (0 when it has replayed everything).",
+    )?;
     for standby in &t.standbys {
         // PostgreSQL stops reporting a lag once a standby has caught up and nothing is written.
         let lag = match (standby.replay_lag_seconds, standby.replay_lag_bytes) {
@@ -223,74 +337,51 @@ fn render_topology(out: &mut String, t: &crate::topology::Topology) {
             _ => None,
         };
         if let Some(lag) = lag {
-            let _ = writeln!(
-                out,
-                "sage_db_replication_replay_lag_seconds{{standby=\"{}\",sync_state=\"{}\"}} {lag}",
-                label(&standby.name),
-                label(&standby.sync_state)
-            );
+            family
+                .encode_family(&[("standby", standby.name.as_str()), ("sync_state", standby.sync_state.as_str())])?
+                .encode_gauge(&lag)?;
         }
     }
-    let _ = writeln!(out, "# HELP sage_db_replication_replay_lag_bytes WAL a standby has not replayed yet.\n# TYPE sage_db_replication_replay_lag_bytes gauge");
+    let mut family = gauge(encoder, "sage_db_replication_replay_lag_bytes", "WAL a standby has not replayed yet.")?;
     for standby in &t.standbys {
         if let Some(bytes) = standby.replay_lag_bytes {
-            let _ = writeln!(
-                out,
-                "sage_db_replication_replay_lag_bytes{{standby=\"{}\",sync_state=\"{}\"}} {bytes}",
-                label(&standby.name),
-                label(&standby.sync_state)
-            );
+            family
+                .encode_family(&[("standby", standby.name.as_str()), ("sync_state", standby.sync_state.as_str())])?
+                .encode_gauge(&bytes)?;
         }
     }
     if let Some(delay) = t.standby_replay_delay_seconds {
-        let _ = writeln!(out, "# HELP sage_db_replication_replay_delay_seconds On a standby: seconds since the last replayed transaction committed on the primary.\n# TYPE sage_db_replication_replay_delay_seconds gauge\nsage_db_replication_replay_delay_seconds {delay}");
+        gauge(
+            encoder,
+            "sage_db_replication_replay_delay_seconds",
+            "On a standby: seconds since the last replayed transaction committed on the primary.",
+        )?
+        .encode_gauge(&delay)?;
     }
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    Ok(())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut out = String::new();
-    let backend = state.store.backend_name();
-    let _ = writeln!(out, "# HELP sage_db_build_info Build information.\n# TYPE sage_db_build_info gauge");
-    let _ = writeln!(out, "sage_db_build_info{{version=\"{}\",backend=\"{backend}\"}} 1", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(
-        out,
-        "# HELP sage_db_uptime_seconds Seconds since the server started.\n# TYPE sage_db_uptime_seconds gauge"
-    );
-    let _ = writeln!(out, "sage_db_uptime_seconds {:.1}", state.started.elapsed().as_secs_f64());
     let up = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await.is_ok_and(|r| r.is_ok());
-    let _ = writeln!(
-        out,
-        "# HELP sage_db_database_up Whether the database answered a ping.\n# TYPE sage_db_database_up gauge"
-    );
-    let _ = writeln!(out, "sage_db_database_up {}", u8::from(up));
-    if up {
-        if let Ok(n) = state.store.sessions().count_active().await {
-            let _ = writeln!(out, "# HELP sage_db_active_sessions Sessions not yet expired.\n# TYPE sage_db_active_sessions gauge\nsage_db_active_sessions {n}");
-        }
-        if let Ok(n) = state.store.nonces().count_active().await {
-            let _ = writeln!(out, "# HELP sage_db_active_nonces Nonces used and not yet expired.\n# TYPE sage_db_active_nonces gauge\nsage_db_active_nonces {n}");
-        }
-        let (size, topology) = database_facts(&state.target).await;
-        if let Some(bytes) = size {
-            let _ = writeln!(out, "# HELP sage_db_database_size_bytes Size of the database.\n# TYPE sage_db_database_size_bytes gauge\nsage_db_database_size_bytes {bytes}");
-        }
-        if let Some(topology) = topology {
-            render_topology(&mut out, &topology);
-        }
-    }
-    let cleanup = state.cleanup.lock().map(|c| c.clone()).unwrap_or_default();
-    let _ = writeln!(out, "# HELP sage_db_cleanup_runs_total Background cleanup runs.\n# TYPE sage_db_cleanup_runs_total counter\nsage_db_cleanup_runs_total {}", cleanup.runs);
-    let _ = writeln!(out, "# HELP sage_db_cleanup_rows_removed_total Rows removed by background cleanup.\n# TYPE sage_db_cleanup_rows_removed_total counter");
-    let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"sessions\"}} {}", cleanup.sessions_removed);
-    let _ = writeln!(out, "sage_db_cleanup_rows_removed_total{{kind=\"nonces\"}} {}", cleanup.nonces_removed);
-    // Operations, latencies and the pool: the same text any service on sage-store serves.
-    sage_store::metrics::render_prometheus(&mut out, &state.store.metrics(), state.store.pool_status());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    let (active, (size, topology)) =
+        if up { (state.active_counts().await, database_facts(&state.target).await) } else { Default::default() };
+    let figures = ServeFigures {
+        backend: state.store.backend_name(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        up,
+        active,
+        size,
+        topology,
+        cleanup: state.cleanup.lock().map(|c| c.clone()).unwrap_or_default(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(figures));
+    // Operations, latencies and the pool: the same metrics any service on sage-store serves.
+    registry.register_collector(Box::new(StoreCollector::new(state.store.metrics(), state.store.pool_status())));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &registry);
+    ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response()
 }
 
 fn escape(text: &str) -> String {
@@ -299,11 +390,8 @@ fn escape(text: &str) -> String {
 
 async fn status_page(State(state): State<Arc<AppState>>) -> Html<String> {
     let health = state.db_health().await;
-    let (sessions, nonces) = if health.is_ok() {
-        (state.store.sessions().count_active().await.ok(), state.store.nonces().count_active().await.ok())
-    } else {
-        (None, None)
-    };
+    let ActiveCounts { sessions, nonces } =
+        if health.is_ok() { state.active_counts().await } else { ActiveCounts::default() };
     let cleanup = state.cleanup.lock().map(|c| c.clone()).unwrap_or_default();
     let errors: Vec<(DateTime<Utc>, String)> =
         state.errors.lock().map(|e| e.iter().rev().cloned().collect()).unwrap_or_default();

@@ -54,14 +54,60 @@ pub fn diff(from: &Schema, to: &Schema) -> Vec<Change> {
     }
 }
 
-fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
-    let mut first = Vec::new();
-    let mut middle = Vec::new();
-    let mut last = Vec::new();
-    let trig_key = |t: &Trigger| format!("{}.{}.{}", t.schema, t.table, t.name);
-    let view_key = |v: &View| format!("{}.{}", v.schema, v.name);
-    let fn_key = |f: &Function| format!("{}.{}({})", f.schema, f.name, f.arguments);
+fn trig_key(t: &Trigger) -> String {
+    format!("{}.{}.{}", t.schema, t.table, t.name)
+}
 
+fn view_key(v: &View) -> String {
+    format!("{}.{}", v.schema, v.name)
+}
+
+fn fn_key(f: &Function) -> String {
+    format!("{}.{}({})", f.schema, f.name, f.arguments)
+}
+
+/// The order: drop what depends on an object that changes, create and alter in dependency
+/// order, then the destructive drops.
+fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
+    let first = drop_changed_dependents(from, to);
+
+    let mut middle = create_namespaces_and_extensions(from, to);
+    middle.extend(crate::diff_objects::creates(from, to));
+    middle.extend(alter_enums(from, to));
+    middle.extend(alter_sequences(from, to));
+    let (functions, late_functions) = replace_functions(from, to);
+    middle.extend(functions);
+    let mut dropped_columns = Vec::new();
+    for t in &to.tables {
+        match find(&from.tables, &tkey(t), tkey) {
+            None => {
+                let mut sql = vec![crate::render_objects::create_table(to, t)];
+                sql.extend(crate::render::constraints_after_create(t));
+                middle.push(change(format!("create table {}", tkey(t)), sql.join("\n"), false));
+            }
+            Some(old) => {
+                let (changes, drops) = alter_table(old, t);
+                middle.extend(changes);
+                dropped_columns.extend(drops);
+            }
+        }
+    }
+    middle.extend(sequence_owners(from, to));
+    middle.extend(add_foreign_keys_and_indexes(from, to));
+    middle.extend(late_functions);
+    middle.extend(recreate_views_and_triggers(from, to));
+    let (objects, dropped_types) = crate::diff_objects::diff(from, to);
+    middle.extend(objects);
+
+    let mut last = dropped_columns;
+    last.extend(drop_removed(from, to, dropped_types));
+    first.into_iter().chain(middle).chain(last).collect()
+}
+
+/// Triggers, views, foreign keys, indexes and constraints that change or go: dropped
+/// first, so that what they depend on can change.
+fn drop_changed_dependents(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut first = Vec::new();
     for t in &from.triggers {
         if find(&to.triggers, &trig_key(t), trig_key).is_none_or(|n| n.definition != t.definition) {
             first.push(change(
@@ -83,61 +129,70 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
     }
     for ft in &from.tables {
         let Some(tt) = find(&to.tables, &tkey(ft), tkey) else { continue };
-        let table = qualified(&ft.schema, &ft.name);
-        for fk in &ft.foreign_keys {
-            if tt.foreign_keys.iter().find(|k| k.name == fk.name).is_none_or(|k| k != fk) {
-                first.push(change(
-                    format!("drop foreign key {}.{}", tkey(ft), fk.name),
-                    format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(&fk.name)),
-                    false,
-                ));
-            }
+        first.extend(drop_changed_constraints(ft, tt));
+    }
+    first
+}
+
+/// A kept table's foreign keys, indexes, checks, unique constraints and primary key that
+/// change or go.
+fn drop_changed_constraints(ft: &Table, tt: &Table) -> Vec<Change> {
+    let mut first = Vec::new();
+    let table = qualified(&ft.schema, &ft.name);
+    for fk in &ft.foreign_keys {
+        if tt.foreign_keys.iter().find(|k| k.name == fk.name).is_none_or(|k| k != fk) {
+            first.push(change(
+                format!("drop foreign key {}.{}", tkey(ft), fk.name),
+                format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(&fk.name)),
+                false,
+            ));
         }
-        for ix in &ft.indexes {
-            if tt
-                .indexes
-                .iter()
-                .find(|i| i.name == ix.name)
-                .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
-            {
-                first.push(change(
-                    format!("drop index {}", ix.name),
-                    format!("DROP INDEX {};", qualified(&ft.schema, &ix.name)),
-                    false,
-                ));
-            }
+    }
+    for ix in &ft.indexes {
+        if tt
+            .indexes
+            .iter()
+            .find(|i| i.name == ix.name)
+            .is_none_or(|i| canon(&i.shape) != canon(&ix.shape) || i.unique != ix.unique)
+        {
+            first.push(change(
+                format!("drop index {}", ix.name),
+                format!("DROP INDEX {};", qualified(&ft.schema, &ix.name)),
+                false,
+            ));
         }
-        let constraints = ft
+    }
+    let constraints =
+        ft.checks.iter().map(|c| (&c.name, &c.definition)).chain(ft.uniques.iter().map(|u| (&u.name, &u.definition)));
+    for (name, definition) in constraints {
+        let kept = tt
             .checks
             .iter()
             .map(|c| (&c.name, &c.definition))
-            .chain(ft.uniques.iter().map(|u| (&u.name, &u.definition)));
-        for (name, definition) in constraints {
-            let kept = tt
-                .checks
-                .iter()
-                .map(|c| (&c.name, &c.definition))
-                .chain(tt.uniques.iter().map(|u| (&u.name, &u.definition)))
-                .any(|(n, d)| n == name && canon(d) == canon(definition));
-            if !kept {
-                first.push(change(
-                    format!("drop constraint {}.{name}", tkey(ft)),
-                    format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(name)),
-                    false,
-                ));
-            }
-        }
-        if let Some(pk) = &ft.primary_key {
-            if tt.primary_key.as_ref().is_none_or(|p| p.columns != pk.columns) {
-                first.push(change(
-                    format!("drop primary key of {}", tkey(ft)),
-                    format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(&pk.name)),
-                    false,
-                ));
-            }
+            .chain(tt.uniques.iter().map(|u| (&u.name, &u.definition)))
+            .any(|(n, d)| n == name && canon(d) == canon(definition));
+        if !kept {
+            first.push(change(
+                format!("drop constraint {}.{name}", tkey(ft)),
+                format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(name)),
+                false,
+            ));
         }
     }
+    if let Some(pk) = &ft.primary_key {
+        if tt.primary_key.as_ref().is_none_or(|p| p.columns != pk.columns) {
+            first.push(change(
+                format!("drop primary key of {}", tkey(ft)),
+                format!("ALTER TABLE {table} DROP CONSTRAINT {};", quote_ident(&pk.name)),
+                false,
+            ));
+        }
+    }
+    first
+}
 
+fn create_namespaces_and_extensions(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for ns in &to.namespaces {
         if !from.namespaces.contains(ns) {
             middle.push(change(format!("create schema {ns}"), format!("CREATE SCHEMA {};", quote_ident(ns)), false));
@@ -156,7 +211,13 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             ));
         }
     }
-    middle.extend(crate::diff_objects::creates(from, to));
+    middle
+}
+
+/// New enums, and values added at the end of existing ones; anything else about an enum
+/// is named as work by hand.
+fn alter_enums(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for e in &to.enums {
         match from.enums.iter().find(|x| x.schema == e.schema && x.name == e.name) {
             None => middle.push(change(format!("create type {}", e.name), create_enum(e), false)),
@@ -183,6 +244,11 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             Some(_) => {}
         }
     }
+    middle
+}
+
+fn alter_sequences(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for s in &to.sequences {
         match from.sequences.iter().find(|x| x.schema == s.schema && x.name == s.name) {
             None => middle.push(change(format!("create sequence {}", s.name), create_sequence(s), false)),
@@ -202,114 +268,131 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             Some(_) => {}
         }
     }
-    // A SQL-standard body that reads tables comes after them in `order`; such functions
-    // are created once tables exist, before views (which may call them).
+    middle
+}
+
+/// New and changed functions: those created before tables, and those whose SQL-standard
+/// body reads tables (created once the tables exist, before the views that may call them).
+fn replace_functions(from: &Schema, to: &Schema) -> (Vec<Change>, Vec<Change>) {
+    // Such a body comes after the tables it reads in `order`.
     let first_table = to.order.iter().position(|k| k.starts_with("table:")).unwrap_or(usize::MAX);
     let reads_tables = |f: &Function| {
         let key = format!("function:{}.{}({})", f.schema, f.name, f.arguments);
         to.order.iter().position(|k| *k == key).is_some_and(|p| p > first_table)
     };
-    let mut late_functions = Vec::new();
+    let (mut early, mut late) = (Vec::new(), Vec::new());
     for f in &to.functions {
         if find(&from.functions, &fn_key(f), fn_key).is_none_or(|old| old.definition != f.definition) {
             let c = change(format!("create or replace function {}", fn_key(f)), statement(&f.definition), false);
             if reads_tables(f) {
-                late_functions.push(c);
+                late.push(c);
             } else {
-                middle.push(c);
+                early.push(c);
             }
         }
     }
-    for t in &to.tables {
-        let Some(old) = find(&from.tables, &tkey(t), tkey) else {
-            let mut sql = vec![crate::render_objects::create_table(to, t)];
-            sql.extend(crate::render::constraints_after_create(t));
-            middle.push(change(format!("create table {}", tkey(t)), sql.join("\n"), false));
+    (early, late)
+}
+
+/// A kept table's new and changed columns, primary key and constraints, and (apart, for
+/// the end) its dropped columns.
+fn alter_table(old: &Table, t: &Table) -> (Vec<Change>, Vec<Change>) {
+    let (mut middle, mut last) = (Vec::new(), Vec::new());
+    let table = qualified(&t.schema, &t.name);
+    for c in &t.columns {
+        let Some(oc) = old.column(&c.name) else {
+            middle.push(change(
+                format!("add column {}.{}", tkey(t), c.name),
+                format!("ALTER TABLE {table} ADD COLUMN {};", column_sql(c)),
+                false,
+            ));
             continue;
         };
-        let table = qualified(&t.schema, &t.name);
-        for c in &t.columns {
-            let Some(oc) = old.column(&c.name) else {
-                middle.push(change(
-                    format!("add column {}.{}", tkey(t), c.name),
-                    format!("ALTER TABLE {table} ADD COLUMN {};", column_sql(c)),
-                    false,
-                ));
-                continue;
-            };
-            let col = quote_ident(&c.name);
-            if oc.data_type != c.data_type {
-                middle.push(change(
-                    format!("change type of {}.{} from {} to {}", tkey(t), c.name, oc.data_type, c.data_type),
-                    format!(
-                        "ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{} USING {col}::{};",
-                        c.data_type,
-                        collate(c, false),
-                        c.data_type
-                    ),
-                    true,
-                ));
-            } else if oc.collation != c.collation {
-                // Same type, other collation: no rows are rewritten, but the column's indexes
-                // are rebuilt while the table is locked.
-                middle.push(change(
-                    format!("change collation of {}.{}", tkey(t), c.name),
-                    format!("ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{};", c.data_type, collate(c, true)),
-                    false,
-                ));
-            }
-            if oc.default != c.default {
-                let sql = match &c.default {
-                    Some(d) => format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {d};"),
-                    None => format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT;"),
-                };
-                middle.push(change(format!("change default of {}.{}", tkey(t), c.name), sql, false));
-            }
-            if oc.nullable != c.nullable {
-                let action = if c.nullable { "DROP NOT NULL" } else { "SET NOT NULL" };
-                middle.push(change(
-                    format!("{} on {}.{}", action.to_lowercase(), tkey(t), c.name),
-                    format!("ALTER TABLE {table} ALTER COLUMN {col} {action};"),
-                    false,
-                ));
-            }
-        }
-        if let Some(pk) = &t.primary_key {
-            if old.primary_key.as_ref().is_none_or(|p| p.columns != pk.columns) {
-                middle.push(change(
-                    format!("add primary key to {}", tkey(t)),
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {} {};", quote_ident(&pk.name), pk.definition),
-                    false,
-                ));
-            }
-        }
-        let old_constraints: Vec<(&String, &String)> = old
-            .checks
-            .iter()
-            .map(|c| (&c.name, &c.definition))
-            .chain(old.uniques.iter().map(|u| (&u.name, &u.definition)))
-            .collect();
-        for (name, definition) in
-            t.checks.iter().map(|c| (&c.name, &c.definition)).chain(t.uniques.iter().map(|u| (&u.name, &u.definition)))
-        {
-            if !old_constraints.iter().any(|(n, d)| *n == name && canon(d) == canon(definition)) {
-                middle.push(change(
-                    format!("add constraint {}.{name}", tkey(t)),
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition};", quote_ident(name)),
-                    false,
-                ));
-            }
-        }
-        for oc in &old.columns {
-            if t.column(&oc.name).is_none() {
-                last.push(change(
-                    format!("drop column {}.{}", tkey(t), oc.name),
-                    format!("ALTER TABLE {table} DROP COLUMN {};", quote_ident(&oc.name)),
-                    true,
-                ));
-            }
+        middle.extend(alter_column(t, oc, c));
+    }
+    if let Some(pk) = &t.primary_key {
+        if old.primary_key.as_ref().is_none_or(|p| p.columns != pk.columns) {
+            middle.push(change(
+                format!("add primary key to {}", tkey(t)),
+                format!("ALTER TABLE {table} ADD CONSTRAINT {} {};", quote_ident(&pk.name), pk.definition),
+                false,
+            ));
         }
     }
+    let old_constraints: Vec<(&String, &String)> = old
+        .checks
+        .iter()
+        .map(|c| (&c.name, &c.definition))
+        .chain(old.uniques.iter().map(|u| (&u.name, &u.definition)))
+        .collect();
+    for (name, definition) in
+        t.checks.iter().map(|c| (&c.name, &c.definition)).chain(t.uniques.iter().map(|u| (&u.name, &u.definition)))
+    {
+        if !old_constraints.iter().any(|(n, d)| *n == name && canon(d) == canon(definition)) {
+            middle.push(change(
+                format!("add constraint {}.{name}", tkey(t)),
+                format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition};", quote_ident(name)),
+                false,
+            ));
+        }
+    }
+    for oc in &old.columns {
+        if t.column(&oc.name).is_none() {
+            last.push(change(
+                format!("drop column {}.{}", tkey(t), oc.name),
+                format!("ALTER TABLE {table} DROP COLUMN {};", quote_ident(&oc.name)),
+                true,
+            ));
+        }
+    }
+    (middle, last)
+}
+
+/// A column kept in table `t`, from `oc` to `c`: type (or collation), default, nullability.
+fn alter_column(t: &Table, oc: &Column, c: &Column) -> Vec<Change> {
+    let mut middle = Vec::new();
+    let table = qualified(&t.schema, &t.name);
+    let col = quote_ident(&c.name);
+    if oc.data_type != c.data_type {
+        middle.push(change(
+            format!("change type of {}.{} from {} to {}", tkey(t), c.name, oc.data_type, c.data_type),
+            format!(
+                "ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{} USING {col}::{};",
+                c.data_type,
+                collate(c, false),
+                c.data_type
+            ),
+            true,
+        ));
+    } else if oc.collation != c.collation {
+        // Same type, other collation: no rows are rewritten, but the column's indexes
+        // are rebuilt while the table is locked.
+        middle.push(change(
+            format!("change collation of {}.{}", tkey(t), c.name),
+            format!("ALTER TABLE {table} ALTER COLUMN {col} TYPE {}{};", c.data_type, collate(c, true)),
+            false,
+        ));
+    }
+    if oc.default != c.default {
+        let sql = match &c.default {
+            Some(d) => format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {d};"),
+            None => format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT;"),
+        };
+        middle.push(change(format!("change default of {}.{}", tkey(t), c.name), sql, false));
+    }
+    if oc.nullable != c.nullable {
+        let action = if c.nullable { "DROP NOT NULL" } else { "SET NOT NULL" };
+        middle.push(change(
+            format!("{} on {}.{}", action.to_lowercase(), tkey(t), c.name),
+            format!("ALTER TABLE {table} ALTER COLUMN {col} {action};"),
+            false,
+        ));
+    }
+    middle
+}
+
+fn sequence_owners(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for s in &to.sequences {
         if let (Some(owner), true) =
             (&s.owned_by, !from.sequences.iter().any(|x| x.name == s.name && x.owned_by == s.owned_by))
@@ -319,6 +402,12 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             }
         }
     }
+    middle
+}
+
+/// Foreign keys and indexes that are new or were dropped first because they changed.
+fn add_foreign_keys_and_indexes(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for t in &to.tables {
         let old = find(&from.tables, &tkey(t), tkey);
         for fk in &t.foreign_keys {
@@ -337,7 +426,12 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             }
         }
     }
-    middle.extend(late_functions);
+    middle
+}
+
+/// Views and triggers that are new or were dropped first because they changed.
+fn recreate_views_and_triggers(from: &Schema, to: &Schema) -> Vec<Change> {
+    let mut middle = Vec::new();
     for v in to.views_in_order() {
         if find(&from.views, &view_key(v), view_key).is_none_or(|o| o != v) {
             middle.push(change(format!("create view {}", view_key(v)), create_view(v), false));
@@ -348,9 +442,13 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             middle.push(change(format!("create trigger {}", trig_key(t)), statement(&t.definition), false));
         }
     }
+    middle
+}
 
-    let (objects, dropped_types) = crate::diff_objects::diff(from, to);
-    middle.extend(objects);
+/// What `to` no longer has: tables, functions, sequences, enums, extensions, the types
+/// `diff_objects` dropped, and schemas, in that order.
+fn drop_removed(from: &Schema, to: &Schema, dropped_types: Vec<Change>) -> Vec<Change> {
+    let mut last = Vec::new();
     for t in &from.tables {
         // A table that becomes a partition is attached, not dropped.
         let becomes_partition =
@@ -405,7 +503,7 @@ fn diff_postgres(from: &Schema, to: &Schema) -> Vec<Change> {
             last.push(change(format!("drop schema {ns}"), format!("DROP SCHEMA {};", quote_ident(ns)), true));
         }
     }
-    first.into_iter().chain(middle).chain(last).collect()
+    last
 }
 
 fn diff_sqlite(from: &Schema, to: &Schema) -> Vec<Change> {

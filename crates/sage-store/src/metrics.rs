@@ -1,12 +1,16 @@
 //! Operation counts and latency histograms of a store, for `/metrics`. Lock-free: a few
 //! atomic adds per operation, into counters of the calling thread's shard.
 //! [`render_prometheus`] (or [`crate::Store::render_metrics`]) writes them in the
-//! Prometheus text format, ready to serve.
+//! Prometheus text format, ready to serve, through the `prometheus-client` crate's encoder;
+//! [`StoreCollector`] puts them into a service's own `prometheus-client` registry.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::error::ErrorKind;
@@ -254,69 +258,115 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// Writes operation counts, latency histograms and (for pooled stores) the pool's state in
-/// the Prometheus text exposition format (version 0.0.4; serve it as `text/plain;
-/// version=0.0.4`). Names start with `sage_db_`:
+/// A store's metrics at one moment, as a [`prometheus_client`] collector: register it in a
+/// [`Registry`] beside a service's own metrics (as `sage-db serve` does), or let
+/// [`render_prometheus`] encode it alone. Names start with `sage_db_`:
 ///
 /// - `sage_db_store_operations_total{operation, outcome}`: a counter per operation and
 ///   outcome (`ok` or an [`ErrorKind::as_str`]); an operation's `ok` line is always there,
 ///   other outcomes once they occurred;
 /// - `sage_db_store_operation_duration_seconds{operation}`: a latency histogram;
-/// - `sage_db_pool_connections{state}`, `sage_db_pool_waiting`, `sage_db_pool_max_connections`.
+/// - `sage_db_pool_connections{state}`, `sage_db_pool_waiting`, `sage_db_pool_max_connections`
+///   (pooled stores only).
 ///
 /// Every label value is one of this crate's fixed names: none contains a space, a quote or
 /// a backslash.
-pub fn render_prometheus(out: &mut String, operations: &[OperationMetrics], pool: Option<PoolStatus>) {
-    if let Some(pool) = pool {
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_connections Pool connections by state.\n# TYPE sage_db_pool_connections gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"open\"}} {}", pool.open);
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
-        let _ = writeln!(out, "sage_db_pool_connections{{state=\"in_use\"}} {}", pool.open.saturating_sub(pool.idle));
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_waiting Callers waiting for a connection.\n# TYPE sage_db_pool_waiting gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_waiting {}", pool.waiting);
-        let _ = writeln!(
-            out,
-            "# HELP sage_db_pool_max_connections Pool size limit.\n# TYPE sage_db_pool_max_connections gauge"
-        );
-        let _ = writeln!(out, "sage_db_pool_max_connections {}", pool.max);
-    }
-    let _ = writeln!(out, "# HELP sage_db_store_operations_total Store operations by outcome.\n# TYPE sage_db_store_operations_total counter");
-    for op in operations {
-        for (outcome, count) in &op.outcomes {
-            if *count > 0 || *outcome == "ok" {
-                let _ = writeln!(
-                    out,
-                    "sage_db_store_operations_total{{operation=\"{}\",outcome=\"{outcome}\"}} {count}",
-                    op.operation
-                );
-            }
-        }
-    }
-    let _ = writeln!(out, "# HELP sage_db_store_operation_duration_seconds Store operation latency.\n# TYPE sage_db_store_operation_duration_seconds histogram");
-    for op in operations {
-        let name = op.operation;
-        for (bound, count) in &op.cumulative_buckets {
-            let _ = writeln!(
-                out,
-                "sage_db_store_operation_duration_seconds_bucket{{operation=\"{name}\",le=\"{bound}\"}} {count}"
-            );
-        }
-        let count = op.count();
-        let _ = writeln!(
-            out,
-            "sage_db_store_operation_duration_seconds_bucket{{operation=\"{name}\",le=\"+Inf\"}} {count}"
-        );
-        let _ =
-            writeln!(out, "sage_db_store_operation_duration_seconds_sum{{operation=\"{name}\"}} {}", op.sum_seconds);
-        let _ = writeln!(out, "sage_db_store_operation_duration_seconds_count{{operation=\"{name}\"}} {count}");
+#[derive(Debug, Clone)]
+pub struct StoreCollector {
+    operations: Vec<OperationMetrics>,
+    pool: Option<PoolStatus>,
+}
+
+impl StoreCollector {
+    /// The collector of a snapshot ([`crate::Store::metrics`], [`crate::Store::pool_status`]).
+    pub fn new(operations: Vec<OperationMetrics>, pool: Option<PoolStatus>) -> StoreCollector {
+        StoreCollector { operations, pool }
     }
 }
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        if let Some(pool) = self.pool {
+            let mut family = encoder.encode_descriptor(
+                "sage_db_pool_connections",
+                "Pool connections by state.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, n) in
+                [("open", pool.open), ("idle", pool.idle), ("in_use", pool.open.saturating_sub(pool.idle))]
+            {
+                family.encode_family(&[("state", state)])?.encode_gauge(&(n as i64))?;
+            }
+            encoder
+                .encode_descriptor(
+                    "sage_db_pool_waiting",
+                    "Callers waiting for a connection.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&(pool.waiting as i64))?;
+            encoder
+                .encode_descriptor("sage_db_pool_max_connections", "Pool size limit.", None, MetricType::Gauge)?
+                .encode_gauge(&(pool.max as i64))?;
+        }
+        // Registered without `_total`: the encoder appends it to a counter's name.
+        let mut family = encoder.encode_descriptor(
+            "sage_db_store_operations",
+            "Store operations by outcome.",
+            None,
+            MetricType::Counter,
+        )?;
+        for op in &self.operations {
+            for (outcome, count) in &op.outcomes {
+                if *count > 0 || *outcome == "ok" {
+                    family
+                        .encode_family(&[("operation", op.operation), ("outcome", outcome)])?
+                        .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "sage_db_store_operation_duration_seconds",
+            "Store operation latency.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for op in &self.operations {
+            // The encoder adds the buckets up itself: it takes each bucket's own count.
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = op
+                .cumulative_buckets
+                .iter()
+                .map(|&(bound, cumulative)| {
+                    let own = cumulative - below;
+                    below = cumulative;
+                    (bound, own)
+                })
+                .collect();
+            family.encode_family(&[("operation", op.operation)])?.encode_histogram::<NoLabelSet>(
+                op.sum_seconds,
+                op.count(),
+                &buckets,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes operation counts, latency histograms and (for pooled stores) the pool's state in
+/// the Prometheus text exposition format (version 0.0.4; serve it as
+/// [`CONTENT_TYPE`]). The names are [`StoreCollector`]'s.
+pub fn render_prometheus(out: &mut String, operations: &[OperationMetrics], pool: Option<PoolStatus>) {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StoreCollector::new(operations.to_vec(), pool)));
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(out, &registry);
+}
+
+/// The content type of the text [`render_prometheus`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[cfg(test)]
 mod tests {

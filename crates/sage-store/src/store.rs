@@ -235,8 +235,9 @@ impl Store {
     }
 
     /// The store's metrics (operation counts, latency histograms, the pool's state) in the
-    /// Prometheus text format, to serve as `/metrics` with content type `text/plain;
-    /// version=0.0.4`. See [`crate::metrics::render_prometheus`] for the names.
+    /// Prometheus text format, to serve as `/metrics` with content type
+    /// [`crate::metrics::CONTENT_TYPE`] (`text/plain; version=0.0.4; charset=utf-8`). See
+    /// [`crate::metrics::StoreCollector`] for the names.
     pub fn render_metrics(&self) -> String {
         let mut out = String::new();
         crate::metrics::render_prometheus(&mut out, &self.metrics(), self.pool_status());

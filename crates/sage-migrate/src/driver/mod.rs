@@ -1,6 +1,10 @@
 //! What the engine needs from a database, and nothing more: run a statement, open and close
 //! a transaction, take the lock, and read and write bookkeeping rows. The logic of when to
 //! do which lives once, in the runner.
+//!
+//! The trait is the crate's own: its methods take the crate's private types (statement
+//! errors, peers' tables and their changes), and nothing outside the crate implements or
+//! calls it. `Migrator::connect` picks the driver from the connection target.
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -21,7 +25,7 @@ use crate::split::Statement;
 use crate::{Dialect, Error, HistoryRow};
 
 #[async_trait]
-pub trait Driver: Send {
+pub(crate) trait Driver: Send {
     fn dialect(&self) -> Dialect;
 
     /// Who applies migrations, for the history's `applied_by`.

@@ -31,16 +31,37 @@ pub(crate) fn q(e: tokio_postgres::Error, what: &str) -> Error {
     Error::database(format!("cannot read {what}"), e)
 }
 
+/// The whole model of the database `client` is connected to: a query per kind of object,
+/// in the order below, then the kinds of `postgres_objects` and `postgres_types`.
 pub async fn introspect(client: &Client) -> Result<Schema, Error> {
     let mut schema = Schema::empty(Dialect::Postgres);
+    schema.server_major = server_major(client).await?;
+    let excluded: Vec<&str> = BOOKKEEPING_TABLES.to_vec();
+    schema.namespaces = namespaces(client).await?;
+    schema.extensions = extensions(client).await?;
+    schema.enums = enums(client).await?;
+    schema.sequences = sequences(client).await?;
+    schema.functions = functions(client).await?;
+    schema.tables = tables(client, &excluded).await?;
+    schema.views = views(client).await?;
+    schema.triggers = triggers(client, &excluded).await?;
+    super::postgres_objects::introspect(client, &mut schema, &excluded).await?;
+    schema.normalise();
+    super::postgres_types::introspect(client, &mut schema).await?;
+    schema.normalise();
+    Ok(schema)
+}
+
+async fn server_major(client: &Client) -> Result<Option<u32>, Error> {
     let version: String = client
         .query_one("SELECT current_setting('server_version_num')", &[])
         .await
         .map_err(|e| q(e, "the server version"))?
         .get(0);
-    schema.server_major = version.parse::<u32>().ok().map(|n| n / 10000);
-    let excluded: Vec<&str> = BOOKKEEPING_TABLES.to_vec();
+    Ok(version.parse::<u32>().ok().map(|n| n / 10000))
+}
 
+async fn namespaces(client: &Client) -> Result<Vec<String>, Error> {
     let rows = client
         .query(
             &format!(
@@ -51,8 +72,10 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "schemas"))?;
-    schema.namespaces = rows.iter().map(|r| r.get(0)).collect();
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
 
+async fn extensions(client: &Client) -> Result<Vec<Extension>, Error> {
     let rows = client
         .query(
             "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql'",
@@ -60,8 +83,10 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "extensions"))?;
-    schema.extensions = rows.iter().map(|r| Extension { name: r.get(0), schema: r.get(1) }).collect();
+    Ok(rows.iter().map(|r| Extension { name: r.get(0), schema: r.get(1) }).collect())
+}
 
+async fn enums(client: &Client) -> Result<Vec<EnumType>, Error> {
     let rows = client
         .query(
             &format!(
@@ -74,9 +99,11 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "enum types"))?;
-    schema.enums = rows.iter().map(|r| EnumType { schema: r.get(0), name: r.get(1), values: r.get(2) }).collect();
+    Ok(rows.iter().map(|r| EnumType { schema: r.get(0), name: r.get(1), values: r.get(2) }).collect())
+}
 
-    // Sequences, except those behind identity columns (they come with the column).
+/// Sequences, except those behind identity columns (they come with the column).
+async fn sequences(client: &Client) -> Result<Vec<Sequence>, Error> {
     let rows = client
         .query(
             &format!(
@@ -93,7 +120,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "sequences"))?;
-    schema.sequences = rows
+    Ok(rows
         .iter()
         .map(|r| Sequence {
             schema: r.get(0),
@@ -107,8 +134,10 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             cache: Some(r.get(8)),
             owned_by: r.get(9),
         })
-        .collect();
+        .collect())
+}
 
+async fn functions(client: &Client) -> Result<Vec<Function>, Error> {
     let rows = client
         .query(
             &format!(
@@ -122,7 +151,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "functions"))?;
-    schema.functions = rows
+    Ok(rows
         .iter()
         .map(|r| Function {
             schema: r.get(0),
@@ -132,8 +161,22 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             security_definer: r.get(4),
             settings: r.get(5),
         })
-        .collect();
+        .collect())
+}
 
+/// Tables (partitions come with their parent) with their columns, keys, constraints and
+/// indexes.
+async fn tables(client: &Client, excluded: &[&str]) -> Result<Vec<Table>, Error> {
+    let mut tables = table_shells(client, excluded).await?;
+    let oids: Vec<u32> = tables.keys().copied().collect();
+    let names = columns(client, &oids, &mut tables).await?;
+    constraints(client, &oids, &mut tables, &names).await?;
+    indexes(client, &oids, &mut tables).await?;
+    Ok(tables.into_values().collect())
+}
+
+/// Each table by oid, without its columns and constraints yet.
+async fn table_shells(client: &Client, excluded: &[&str]) -> Result<HashMap<u32, Table>, Error> {
     let rows = client
         .query(
             &format!(
@@ -163,8 +206,15 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             },
         );
     }
-    let oids: Vec<u32> = tables.keys().copied().collect();
+    Ok(tables)
+}
 
+/// Adds each table's columns; returns every column's name by (table oid, attribute number).
+async fn columns(
+    client: &Client,
+    oids: &[u32],
+    tables: &mut HashMap<u32, Table>,
+) -> Result<HashMap<(u32, i16), String>, Error> {
     let rows = client
         .query(
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -206,6 +256,16 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             t.columns.push(column);
         }
     }
+    Ok(names)
+}
+
+/// Adds each table's primary key, unique, exclusion, check and foreign key constraints.
+async fn constraints(
+    client: &Client,
+    oids: &[u32],
+    tables: &mut HashMap<u32, Table>,
+    names: &HashMap<(u32, i16), String>,
+) -> Result<(), Error> {
     let column_names = |oid: u32, nums: &[i16]| -> Vec<String> {
         nums.iter().filter_map(|n| names.get(&(oid, *n)).cloned()).collect()
     };
@@ -270,8 +330,11 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             t.foreign_keys[index].referenced_columns = cols;
         }
     }
+    Ok(())
+}
 
-    // Indexes that back a constraint are described by the constraint.
+/// Adds each table's indexes; those that back a constraint are described by the constraint.
+async fn indexes(client: &Client, oids: &[u32], tables: &mut HashMap<u32, Table>) -> Result<(), Error> {
     let rows = client
         .query(
             "SELECT i.indrelid, ic.relname, i.indisunique, pg_get_indexdef(i.indexrelid) \
@@ -292,7 +355,10 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
             t.indexes.push(Index { name: r.get(1), unique: r.get(2), shape, definition });
         }
     }
+    Ok(())
+}
 
+async fn views(client: &Client) -> Result<Vec<View>, Error> {
     let rows = client
         .query(
             &format!(
@@ -304,11 +370,13 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "views"))?;
-    schema.views = rows
+    Ok(rows
         .iter()
         .map(|r| View { schema: r.get(0), name: r.get(1), materialized: r.get(2), definition: r.get(3) })
-        .collect();
+        .collect())
+}
 
+async fn triggers(client: &Client, excluded: &[&str]) -> Result<Vec<Trigger>, Error> {
     let rows = client
         .query(
             &format!(
@@ -320,17 +388,10 @@ pub async fn introspect(client: &Client) -> Result<Schema, Error> {
         )
         .await
         .map_err(|e| q(e, "triggers"))?;
-    schema.triggers = rows
+    Ok(rows
         .iter()
         .map(|r| Trigger { schema: r.get(0), table: r.get(1), name: r.get(2), definition: r.get(3) })
-        .collect();
-
-    schema.tables = tables.into_values().collect();
-    super::postgres_objects::introspect(client, &mut schema, &excluded).await?;
-    schema.normalise();
-    super::postgres_types::introspect(client, &mut schema).await?;
-    schema.normalise();
-    Ok(schema)
+        .collect())
 }
 
 fn action(code: &str) -> String {

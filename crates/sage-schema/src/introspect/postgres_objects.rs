@@ -28,33 +28,69 @@ const REL_TARGET: &str = "quote_ident(n.nspname) || '.' || quote_ident(c.relname
 const FN_TARGET: &str =
     "quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'";
 
+const RELKIND_NAME: &str = "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' \
+     WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' ELSE 'foreign table' END";
+const PROKIND_NAME: &str = "CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END";
+
+/// The conditions that pick the user's own objects of each class; `relations` takes the
+/// excluded bookkeeping tables as `$1`.
+struct Filters {
+    relations: String,
+    functions: String,
+    types: String,
+    schemas: String,
+}
+
+impl Filters {
+    fn new() -> Filters {
+        Filters {
+            // Identity sequences belong to their column; their owner and grants follow the table.
+            relations: format!(
+                "c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_NAMESPACES} AND {} AND NOT (c.relname = ANY($1)) \
+                 AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i'))",
+                not_extension_member("pg_class", "c.oid")
+            ),
+            functions: format!("{USER_NAMESPACES} AND {}", user_function("p")),
+            // Enum, domain, range and free-standing composite types; array and row types follow.
+            types: format!(
+                "t.typtype IN ('e', 'd', 'r', 'c') AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') \
+                 AND {USER_NAMESPACES} AND {}",
+                not_extension_member("pg_type", "t.oid")
+            ),
+            // The public schema's owner and ACL changed with PostgreSQL 15, so they are not compared.
+            schemas: format!(
+                "{USER_NAMESPACES} AND n.nspname <> 'public' AND {}",
+                not_extension_member("pg_namespace", "n.oid")
+            ),
+        }
+    }
+}
+
+/// Reads the kinds of `objects.rs` into `schema`, a query per kind, and counts what is not
+/// modelled.
 pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str]) -> Result<(), Error> {
     let excluded: Vec<String> = excluded.iter().map(|s| s.to_string()).collect();
-    let relkind_name = "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' \
-         WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' ELSE 'foreign table' END";
-    let prokind_name = "CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END";
-    // Identity sequences belong to their column; their owner and grants follow the table.
-    let user_relations = format!(
-        "c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_NAMESPACES} AND {} AND NOT (c.relname = ANY($1)) \
-         AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i'))",
-        not_extension_member("pg_class", "c.oid")
-    );
-    let user_functions = format!("{USER_NAMESPACES} AND {}", user_function("p"));
-    // Enum, domain, range and free-standing composite types; array and row types follow.
-    let user_types = format!(
-        "t.typtype IN ('e', 'd', 'r', 'c') AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') \
-         AND {USER_NAMESPACES} AND {}",
-        not_extension_member("pg_type", "t.oid")
-    );
-    // The public schema's owner and ACL changed with PostgreSQL 15, so they are not compared.
-    let user_schemas =
-        format!("{USER_NAMESPACES} AND n.nspname <> 'public' AND {}", not_extension_member("pg_namespace", "n.oid"));
+    let filters = Filters::new();
+    schema.owners = owners(client, &filters, &excluded).await?;
+    schema.grants = grants(client, &filters, &excluded).await?;
+    schema.default_privileges = default_privileges(client).await?;
+    schema.row_security = row_security(client, &filters, &excluded).await?;
+    schema.policies = policies(client, &filters, &excluded).await?;
+    schema.comments = comments(client, &excluded).await?;
+    schema.relations = relations(client, &filters, &excluded).await?;
+    schema.identities = identities(client, &excluded).await?;
+    schema.not_modelled = not_modelled(client).await?;
+    schema.recorded = RECORDED_KINDS.iter().map(|k| k.to_string()).collect();
+    Ok(())
+}
 
+async fn owners(client: &Client, f: &Filters, excluded: &[String]) -> Result<Vec<Owner>, Error> {
+    let (user_relations, user_functions, user_types, user_schemas) = (&f.relations, &f.functions, &f.types, &f.schemas);
     let sql = format!(
         "SELECT kind, object, CASE WHEN owner = {DB_OWNER} THEN '(database owner)' ELSE pg_get_userbyid(owner)::text END, target FROM ( \
-           SELECT {relkind_name} AS kind, {REL_NAME} AS object, c.relowner AS owner, {REL_TARGET} AS target \
+           SELECT {RELKIND_NAME} AS kind, {REL_NAME} AS object, c.relowner AS owner, {REL_TARGET} AS target \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user_relations} \
-           UNION ALL SELECT {prokind_name}, n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.proowner, {FN_TARGET} \
+           UNION ALL SELECT {PROKIND_NAME}, n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.proowner, {FN_TARGET} \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user_functions} \
            UNION ALL SELECT 'type', n.nspname || '.' || t.typname, t.typowner, quote_ident(n.nspname) || '.' || quote_ident(t.typname) \
              FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {user_types} \
@@ -62,13 +98,15 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
          ) o"
     );
     let rows = client.query(&sql, &[&excluded]).await.map_err(|e| q(e, "owners"))?;
-    schema.owners =
-        rows.iter().map(|r| Owner { kind: r.get(0), object: r.get(1), owner: r.get(2), target: r.get(3) }).collect();
+    Ok(rows.iter().map(|r| Owner { kind: r.get(0), object: r.get(1), owner: r.get(2), target: r.get(3) }).collect())
+}
 
-    // Every object's ACL, or the default one when it has none, entry by entry. The owner's
-    // own entry is left out when it is the default (it grows with new privilege kinds, e.g.
-    // MAINTAIN in PostgreSQL 17); every other entry, PUBLIC's defaults included, is kept so
-    // that a REVOKE shows.
+/// Every object's ACL, or the default one when it has none, entry by entry. The owner's
+/// own entry is left out when it is the default (it grows with new privilege kinds, e.g.
+/// MAINTAIN in PostgreSQL 17); every other entry, PUBLIC's defaults included, is kept so
+/// that a REVOKE shows.
+async fn grants(client: &Client, f: &Filters, excluded: &[String]) -> Result<Vec<Grant>, Error> {
+    let (user_relations, user_functions, user_types, user_schemas) = (&f.relations, &f.functions, &f.types, &f.schemas);
     let owner_default = |kind: &str, owner: &str| {
         format!(
             "ARRAY(SELECT d.privilege_type FROM aclexplode(acldefault({kind}, {owner})) d WHERE d.grantee = {owner})"
@@ -77,13 +115,13 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
     let rel_acl_kind = "(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\"";
     let sql = format!(
         "WITH objs AS ( \
-           SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE {relkind_name} END AS kind, {REL_NAME} AS object, c.relowner AS owner, \
+           SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE {RELKIND_NAME} END AS kind, {REL_NAME} AS object, c.relowner AS owner, \
                   coalesce(c.relacl, acldefault({rel_acl_kind}, c.relowner)) AS acl, {} AS def, {REL_TARGET} AS target, NULL::text AS col \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {user_relations} \
            UNION ALL SELECT 'column', {REL_NAME} || '.' || a.attname, c.relowner, a.attacl, ARRAY[]::text[], {REL_TARGET}, quote_ident(a.attname) \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped AND {user_relations} \
-           UNION ALL SELECT {prokind_name}, n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.proowner, \
+           UNION ALL SELECT {PROKIND_NAME}, n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.proowner, \
                   coalesce(p.proacl, acldefault('f', p.proowner)), {}, {FN_TARGET}, NULL \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {user_functions} \
            UNION ALL SELECT 'type', n.nspname || '.' || t.typname, t.typowner, coalesce(t.typacl, acldefault('T', t.typowner)), {}, quote_ident(n.nspname) || '.' || quote_ident(t.typname), NULL \
@@ -103,7 +141,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
         role("x.grantee")
     );
     let rows = client.query(&sql, &[&excluded]).await.map_err(|e| q(e, "grants"))?;
-    schema.grants = rows
+    Ok(rows
         .iter()
         .filter_map(|r| {
             let mut privileges: Vec<String> = r.get(3);
@@ -122,8 +160,10 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
                 column: r.get(7),
             })
         })
-        .collect();
+        .collect())
+}
 
+async fn default_privileges(client: &Client) -> Result<Vec<DefaultPrivilege>, Error> {
     let sql = format!(
         "SELECT {}, coalesce(n.nspname, ''), \
                 CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' \
@@ -138,7 +178,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
     let rows = client.query(&sql, &[]).await.map_err(|e| q(e, "default privileges"))?;
     // The creating role's own entry (ALTER DEFAULT PRIVILEGES without IN SCHEMA stores the
     // whole ACL) is left out, like an owner's.
-    schema.default_privileges = rows
+    Ok(rows
         .iter()
         .filter(|r| r.get::<_, String>(3) != "(owner)")
         .map(|r| DefaultPrivilege {
@@ -148,19 +188,25 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
             grantee: r.get(3),
             privileges: sorted(r.get(4)),
         })
-        .collect();
+        .collect())
+}
 
+async fn row_security(client: &Client, f: &Filters, excluded: &[String]) -> Result<Vec<RowSecurity>, Error> {
+    let user_relations = &f.relations;
     let sql = format!(
         "SELECT n.nspname, c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND (c.relrowsecurity OR c.relforcerowsecurity) AND {user_relations}"
     );
     let rows = client.query(&sql, &[&excluded]).await.map_err(|e| q(e, "row-level security"))?;
-    schema.row_security = rows
+    Ok(rows
         .iter()
         .map(|r| RowSecurity { schema: r.get(0), table: r.get(1), enabled: r.get(2), forced: r.get(3) })
-        .collect();
+        .collect())
+}
 
+async fn policies(client: &Client, f: &Filters, excluded: &[String]) -> Result<Vec<Policy>, Error> {
+    let user_relations = &f.relations;
     let sql = format!(
         "SELECT n.nspname, c.relname, p.polname, \
                 CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END, \
@@ -171,7 +217,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
         role("r")
     );
     let rows = client.query(&sql, &[&excluded]).await.map_err(|e| q(e, "policies"))?;
-    schema.policies = rows
+    Ok(rows
         .iter()
         .map(|r| Policy {
             schema: r.get(0),
@@ -183,10 +229,12 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
             using: r.get(6),
             with_check: r.get(7),
         })
-        .collect();
+        .collect())
+}
 
-    // Comments on the database's own objects: not on built-in ones, nor on extensions and
-    // what they bring, nor on bookkeeping tables.
+/// Comments on the database's own objects: not on built-in ones, nor on extensions and
+/// what they bring, nor on bookkeeping tables.
+async fn comments(client: &Client, excluded: &[String]) -> Result<Vec<Comment>, Error> {
     let rows = client
         .query(
             "SELECT o.type, o.identity, d.description FROM pg_description d, \
@@ -200,8 +248,11 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
         )
         .await
         .map_err(|e| q(e, "comments"))?;
-    schema.comments = rows.iter().map(|r| Comment { kind: r.get(0), object: r.get(1), text: r.get(2) }).collect();
+    Ok(rows.iter().map(|r| Comment { kind: r.get(0), object: r.get(1), text: r.get(2) }).collect())
+}
 
+async fn relations(client: &Client, f: &Filters, excluded: &[String]) -> Result<Vec<Relation>, Error> {
+    let user_relations = &f.relations;
     let sql = format!(
         "SELECT n.nspname, c.relname, CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END, \
                 (SELECT quote_ident(pn.nspname) || '.' || quote_ident(pc.relname) FROM pg_inherits i \
@@ -216,7 +267,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
          WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {user_relations}"
     );
     let rows = client.query(&sql, &[&excluded]).await.map_err(|e| q(e, "relations"))?;
-    schema.relations = rows
+    Ok(rows
         .iter()
         .map(|r| {
             let mut options: Vec<String> = r.get(7);
@@ -233,8 +284,10 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
             }
         })
         .filter(|r| r != &Relation { schema: r.schema.clone(), name: r.name.clone(), ..Relation::default() })
-        .collect();
+        .collect())
+}
 
+async fn identities(client: &Client, excluded: &[String]) -> Result<Vec<Identity>, Error> {
     let rows = client
         .query(
             &format!(
@@ -249,7 +302,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
         )
         .await
         .map_err(|e| q(e, "identity sequences"))?;
-    schema.identities = rows
+    Ok(rows
         .iter()
         .map(|r| Identity {
             schema: r.get(0),
@@ -263,11 +316,7 @@ pub async fn introspect(client: &Client, schema: &mut Schema, excluded: &[&str])
             cache: r.get(8),
             cycle: r.get(9),
         })
-        .collect();
-
-    schema.not_modelled = not_modelled(client).await?;
-    schema.recorded = RECORDED_KINDS.iter().map(|k| k.to_string()).collect();
-    Ok(())
+        .collect())
 }
 
 /// How many objects of each kind the model does not describe the database holds.
