@@ -85,9 +85,6 @@ fn main() -> ExitCode {
                     cmd::migrate::print_report(report);
                 }
                 eprintln!("error: {}", one_line(&e));
-                if let Some(hint) = &hint {
-                    eprintln!("hint: {hint}");
-                }
             }
             ExitCode::from(2)
         }
