@@ -147,7 +147,17 @@ fn backup_and_restore_from_the_command_line() {
     assert!(restored.status.success(), "{}", stderr(&restored));
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 4);
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM sessions"), 3);
-    // The store still reads what was restored (its key file was never touched).
+    // Into a database of another schema the restore is refused; the hint names the flag.
+    let other = cwd.path().join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE unrelated (id int)").unwrap();
+    let differs =
+        run(sage_db(cwd.path()).args(["restore", &file, "--yes", "--json", "--database-url", "sqlite://other.db"]));
+    assert_eq!(differs.status.code(), Some(2), "{}", stdout(&differs));
+    let message = json_error(&differs);
+    assert!(message.contains("different schema") && !message.contains("--"), "{message}");
+    assert_eq!(json_hint(&differs), "pass `--replace-schema` to replace the database's schema with the backup's");
+    assert_eq!(sqlite_scalar(&other, "SELECT count(*) FROM sqlite_schema WHERE name = 'dids'"), 0);
+
     let get = run(sage_db(cwd.path()).args(["session", "get", "550e8400-e29b-41d4-a716-446655440000"]));
     assert!(get.status.success(), "{}", stderr(&get));
 
