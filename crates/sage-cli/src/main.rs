@@ -11,6 +11,7 @@ mod cmd;
 mod confirm;
 mod context;
 mod expected;
+mod hints;
 
 use std::process::ExitCode;
 
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
             if json {
                 let causes = causes(&e);
                 let message = flatten(&e.to_string());
-                print_json_error(kind, &message, &causes, hint, partial);
+                print_json_error(kind, &message, &causes, hint.as_deref(), partial);
             } else {
                 if let Some(report) = partial {
                     cmd::migrate::print_report(report);
@@ -128,7 +129,7 @@ fn causes(error: &anyhow::Error) -> Vec<String> {
 
 /// A stable, machine-readable kind for the error (the first library error in the chain
 /// decides) and, for `--json`, advice the command line adds for it.
-fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
+fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
             use sage_store::ErrorKind as K;
@@ -138,12 +139,16 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 K::Expired => ("expired", None),
                 K::Replayed => ("replayed", None),
                 K::InvalidInput => ("invalid_input", None),
-                K::Unavailable => {
-                    ("unavailable", Some("check that the database is running and reachable; `--wait` waits for it"))
-                }
+                K::Unavailable => (
+                    "unavailable",
+                    Some("check that the database is running and reachable; `--wait` waits for it".into()),
+                ),
                 K::Configuration => (
                     "configuration",
-                    Some("`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"),
+                    Some(
+                        "`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"
+                            .into(),
+                    ),
                 ),
                 K::Integrity => ("integrity", None),
                 K::Internal => ("internal", None),
@@ -157,10 +162,13 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 K::Usage => ("usage", None),
                 K::State => (
                     "migration_state",
-                    Some("`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it"),
+                    Some(
+                        "`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it"
+                            .into(),
+                    ),
                 ),
                 K::LockTimeout => {
-                    ("lock_timeout", Some("another migration holds the lock; wait, or raise `--lock-timeout`"))
+                    ("lock_timeout", Some("another migration holds the lock; wait, or raise `--lock-timeout`".into()))
                 }
                 K::MigrationFailed => ("migration_failed", None),
                 K::Database => ("database", None),
@@ -171,16 +179,16 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
         if let Some(e) = cause.downcast_ref::<sage_ops::Error>() {
             match e.kind() {
                 sage_ops::ErrorKind::Connection => continue,
-                sage_ops::ErrorKind::Database => return ("database", None),
-                sage_ops::ErrorKind::Io => return ("io", None),
-                _ => return ("invalid_input", None),
+                sage_ops::ErrorKind::Database => return ("database", hints::ops(e)),
+                sage_ops::ErrorKind::Io => return ("io", hints::ops(e)),
+                _ => return ("invalid_input", hints::ops(e)),
             }
         }
         if let Some(e) = cause.downcast_ref::<sage_schema::Error>() {
             match e.kind() {
                 sage_schema::ErrorKind::Connection | sage_schema::ErrorKind::Migration => continue,
-                sage_schema::ErrorKind::Database => return ("database", None),
-                _ => return ("invalid_input", None),
+                sage_schema::ErrorKind::Database => return ("database", hints::schema(e)),
+                _ => return ("invalid_input", hints::schema(e)),
             }
         }
         if let Some(e) = cause.downcast_ref::<sage_conn::Error>() {
@@ -189,7 +197,7 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 K::InvalidSettings => ("invalid_settings", None),
                 K::Unreachable => (
                     "unreachable",
-                    Some("check the host and port and that the server is running; `--wait` waits for it"),
+                    Some("check the host and port and that the server is running; `--wait` waits for it".into()),
                 ),
                 K::Authentication => ("authentication", None),
                 K::Tls => ("tls", None),

@@ -147,7 +147,17 @@ fn backup_and_restore_from_the_command_line() {
     assert!(restored.status.success(), "{}", stderr(&restored));
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM dids"), 4);
     assert_eq!(sqlite_scalar(&db, "SELECT count(*) FROM sessions"), 3);
-    // The store still reads what was restored (its key file was never touched).
+    // Into a database of another schema the restore is refused; the hint names the flag.
+    let other = cwd.path().join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE unrelated (id int)").unwrap();
+    let differs =
+        run(sage_db(cwd.path()).args(["restore", &file, "--yes", "--json", "--database-url", "sqlite://other.db"]));
+    assert_eq!(differs.status.code(), Some(2), "{}", stdout(&differs));
+    let message = json_error(&differs);
+    assert!(message.contains("different schema") && !message.contains("--"), "{message}");
+    assert_eq!(json_hint(&differs), "pass `--replace-schema` to replace the database's schema with the backup's");
+    assert_eq!(sqlite_scalar(&other, "SELECT count(*) FROM sqlite_schema WHERE name = 'dids'"), 0);
+
     let get = run(sage_db(cwd.path()).args(["session", "get", "550e8400-e29b-41d4-a716-446655440000"]));
     assert!(get.status.success(), "{}", stderr(&get));
 
@@ -164,6 +174,12 @@ fn backup_and_restore_from_the_command_line() {
     let wrong = run(sage_db(cwd.path()).args(["restore", &file, "--yes"]).env("SAGE_BACKUP_PASSPHRASE", "wrong"));
     assert_eq!(wrong.status.code(), Some(2));
     assert!(stderr(&wrong).contains("cannot decrypt"), "{}", stderr(&wrong));
+    // Without a key the library says the backup is encrypted; the command line says which
+    // variable or flag gives the key (the JSON error's `hint`).
+    let no_key = run(sage_db(cwd.path()).args(["restore", &file, "--yes", "--json"]));
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(json_error(&no_key).contains("is encrypted") && !json_error(&no_key).contains("--"), "{}", stdout(&no_key));
+    assert_eq!(json_hint(&no_key), "set SAGE_BACKUP_PASSPHRASE or pass `--identity FILE`", "{}", stdout(&no_key));
     let right =
         run(sage_db(cwd.path()).args(["restore", &file, "--yes"]).env("SAGE_BACKUP_PASSPHRASE", "s3cret passphrase"));
     assert!(right.status.success(), "{}", stderr(&right));
@@ -206,6 +222,13 @@ async fn monitor_shows_every_section_and_says_how_to_enable_slow_queries() {
     let text = run(sage_db(cwd.path()).args(["monitor", "--database-url", &url]));
     assert!(text.status.success(), "{}", stderr(&text));
     assert!(stdout(&text).contains(" KiB") || stdout(&text).contains(" MiB"), "sizes for people: {}", stdout(&text));
+}
+
+/// The hint the command line added to the JSON error a `--json` command printed on stdout.
+fn json_hint(out: &std::process::Output) -> String {
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a JSON error ({e}): {}", stdout(out)));
+    value["error"]["hint"].as_str().unwrap_or_default().to_string()
 }
 
 /// The message and causes of the JSON error a `--json` command printed on stdout.
@@ -798,4 +821,17 @@ fn seed_env_is_a_file_and_the_old_spelling_still_names_the_environment() {
         "{}",
         stderr(&old)
     );
+}
+
+/// An environment SAGE ships no seed for is refused with the known ones; the flag for seeds
+/// of one's own is the command line's hint, not part of the library's message.
+#[test]
+fn an_unknown_environment_without_seeds_names_the_known_ones_and_hints_at_seeds() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(sage_db(cwd.path()).args(["seed", "--environment", "qa", "--json"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let message = json_error(&out);
+    assert!(message.contains("no seed for environment \"qa\" (known: dev, staging)"), "{message}");
+    assert!(!message.contains("--seeds"), "{message}");
+    assert_eq!(json_hint(&out), "give `--seeds DIR` for seeds of your own");
 }

@@ -59,8 +59,7 @@ pub struct BackupReport {
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress) -> Result<BackupReport, Error> {
-    std::fs::create_dir_all(&options.dir)
-        .map_err(|e| Error::new(format!("cannot create backup directory {}: {e}", options.dir.display())))?;
+    std::fs::create_dir_all(&options.dir).map_err(|e| Error::io("cannot create backup directory", &options.dir, e))?;
     // One backup at a time per directory: while the lock is held, a `.partial` file can
     // only be the remains of a run that was killed.
     let _lock = DirLock::take(&options.dir)?;
@@ -77,10 +76,10 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
             let (path, options) = (path.clone(), options.clone());
             tokio::task::spawn_blocking(move || backup_sqlite(&path, &options, now, progress))
                 .await
-                .map_err(|e| Error::new(format!("backup failed: {e}")))??
+                .map_err(|e| Error::invalid(format!("backup failed: {e}")))??
         }
         Target::Sqlite(SqliteLocation::InMemory) | Target::Memory => {
-            return Err(Error::new("an in-memory database has nothing to back up"))
+            return Err(Error::invalid("an in-memory database has nothing to back up"))
         }
     };
     let file = options.dir.join(&manifest.file);
@@ -106,8 +105,8 @@ impl DirLock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| Error::new(format!("cannot open {}: {e}", path.display())))?;
-        file.lock().map_err(|e| Error::new(format!("cannot lock {}: {e}", path.display())))?;
+            .map_err(|e| Error::io("cannot open", &path, e))?;
+        file.lock().map_err(|e| Error::io("cannot lock", &path, e))?;
         Ok(DirLock { _file: file })
     }
 }
@@ -115,16 +114,15 @@ impl DirLock {
 /// Removes `.partial` files left by killed backups; only called under the directory lock.
 fn remove_partials(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))? {
-        let path = entry.map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))?.path();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))? {
+        let path = entry.map_err(|e| Error::io("cannot list", dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         // Files and symbolic links alike: a link left under a `.partial` name would
         // otherwise receive the next backup's bytes wherever it points.
         let kind = std::fs::symlink_metadata(&path).map(|m| m.file_type());
         let removable = kind.is_ok_and(|k| k.is_file() || k.is_symlink());
         if name.starts_with("sage_backup_") && name.ends_with(".partial") && removable {
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::new(format!("cannot remove unfinished backup {}: {e}", path.display())))?;
+            std::fs::remove_file(&path).map_err(|e| Error::io("cannot remove unfinished backup", &path, e))?;
             removed.push(path);
         }
     }
@@ -156,9 +154,9 @@ fn write_manifest(file: &Path, manifest: &Manifest) -> Result<(), Error> {
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::new(format!("cannot write {}: {}", tmp.display(), crate::sink::describe_io(&e))));
+        return Err(Error::io("cannot write", &tmp, e));
     }
-    std::fs::rename(&tmp, &path).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("cannot write", &path, e))?;
     sync_dir(&path);
     Ok(())
 }
@@ -173,7 +171,7 @@ async fn backup_postgres(
     let major = tools::server_major(&client).await?;
     let pg_dump = tools::find("pg_dump", tools::Purpose::Dump { server: major })?;
     tracing::info!(client = %pg_dump.describe(), "dumping with");
-    let q = |e: tokio_postgres::Error| Error::with("cannot read the database for the backup", e);
+    let q = |e: tokio_postgres::Error| Error::database("cannot read the database for the backup", e);
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
     let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(q)?.get(0);
     let server_version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
@@ -198,7 +196,7 @@ async fn backup_postgres(
         let file = file.clone();
         tokio::task::spawn_blocking(move || run_into_sink(command, sink, &file, progress))
             .await
-            .map_err(|e| Error::new(format!("pg_dump failed: {e}")))??
+            .map_err(|e| Error::invalid(format!("pg_dump failed: {e}")))??
     };
     client.batch_execute("COMMIT").await.map_err(q)?;
     let mut manifest = Manifest {
@@ -238,7 +236,7 @@ fn run_into_sink(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| Error::new(format!("cannot run pg_dump: {e}")))?;
+        .map_err(|e| Error::invalid(format!("cannot run pg_dump: {e}")))?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let errors = std::thread::spawn(move || {
@@ -261,15 +259,15 @@ fn run_into_sink(
         let _ = child.kill();
     }
     drop(stdout);
-    let status = child.wait().map_err(|e| Error::new(format!("pg_dump did not finish: {e}")))?;
+    let status = child.wait().map_err(|e| Error::invalid(format!("pg_dump did not finish: {e}")))?;
     let stderr = errors.join().unwrap_or_default();
     if let Err(e) = copied {
         sink.abandon();
-        return Err(Error::new(format!("cannot write {}: {}", file.display(), crate::sink::describe_io(&e))));
+        return Err(Error::io("cannot write", file, e));
     }
     if !status.success() {
         sink.abandon();
-        return Err(Error::new(format!("pg_dump failed ({status}): {}", stderr.trim())));
+        return Err(Error::invalid(format!("pg_dump failed ({status}): {}", stderr.trim())));
     }
     sink.seal(file)
 }
@@ -289,7 +287,7 @@ pub(crate) async fn pg_user_tables(
             &[],
         )
         .await
-        .map_err(|e| Error::with("cannot list tables", e))?;
+        .map_err(|e| Error::database("cannot list tables", e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -298,7 +296,7 @@ pub(crate) async fn pg_row_counts(client: &impl tokio_postgres::GenericClient) -
     let mut counts = BTreeMap::new();
     for (schema, table) in pg_user_tables(client).await? {
         let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&table));
-        let n: i64 = client.query_one(&sql, &[]).await.map_err(|e| Error::with("cannot count rows", e))?.get(0);
+        let n: i64 = client.query_one(&sql, &[]).await.map_err(|e| Error::database("cannot count rows", e))?.get(0);
         counts.insert(format!("{schema}.{table}"), n);
     }
     Ok(counts)
@@ -306,7 +304,7 @@ pub(crate) async fn pg_row_counts(client: &impl tokio_postgres::GenericClient) -
 
 /// The applied migrations in `sage_schema_history`, oldest first; empty without one.
 pub(crate) async fn pg_history(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Applied>, Error> {
-    let q = |e: tokio_postgres::Error| Error::with("cannot read the migration history", e);
+    let q = |e: tokio_postgres::Error| Error::database("cannot read the migration history", e);
     // Ask first: a failed query would abort the transaction that holds the dump's snapshot.
     let exists: bool =
         client.query_one("SELECT to_regclass('sage_schema_history') IS NOT NULL", &[]).await.map_err(q)?.get(0);
@@ -331,27 +329,27 @@ fn backup_sqlite(
 ) -> Result<Manifest, Error> {
     use std::io::Write;
     if !source.exists() {
-        return Err(Error::new(format!("{} does not exist", source.display())));
+        return Err(Error::invalid(format!("{} does not exist", source.display())));
     }
     let extension = if matches!(options.encryption, Encryption::None) { "sqlite" } else { "sqlite.age" };
     let file = file_name(&options.dir, now, extension);
-    let conn = rusqlite::Connection::open(source).map_err(|e| Error::with("cannot open the SQLite database", e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
+    let conn = rusqlite::Connection::open(source).map_err(|e| Error::database("cannot open the SQLite database", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::database("cannot configure SQLite", e))?;
     // The copy lives in memory: an unencrypted copy on disk would outlive a kill.
     let mut copy =
-        rusqlite::Connection::open_in_memory().map_err(|e| Error::with("cannot open an in-memory database", e))?;
+        rusqlite::Connection::open_in_memory().map_err(|e| Error::database("cannot open an in-memory database", e))?;
     rusqlite::backup::Backup::new(&conn, &mut copy)
         .and_then(|b| b.run_to_completion(1 << 30, std::time::Duration::ZERO, None))
-        .map_err(|e| Error::with("the SQLite backup failed", e))?;
+        .map_err(|e| Error::database("the SQLite backup failed", e))?;
     drop(conn);
     let (tables, version, sqlite_version) = sqlite_facts(&copy)?;
     let history = sqlite_history(&copy);
-    let bytes = copy.serialize(rusqlite::MAIN_DB).map_err(|e| Error::with("the SQLite backup failed", e))?;
+    let bytes = copy.serialize(rusqlite::MAIN_DB).map_err(|e| Error::database("the SQLite backup failed", e))?;
     let mut sink = Sink::create(&file, &options.encryption, false)?;
     for chunk in bytes.chunks(1 << 16) {
         if let Err(e) = sink.write_all(chunk) {
             sink.abandon();
-            return Err(Error::new(format!("cannot write {}: {}", file.display(), crate::sink::describe_io(&e))));
+            return Err(Error::io("cannot write", &file, e));
         }
         progress(sink.written());
     }
@@ -383,7 +381,7 @@ fn backup_sqlite(
 pub(crate) type SqliteFacts = (BTreeMap<String, i64>, Option<i64>, String);
 
 pub(crate) fn sqlite_facts(conn: &rusqlite::Connection) -> Result<SqliteFacts, Error> {
-    let q = |e: rusqlite::Error| Error::with("cannot count rows", e);
+    let q = |e: rusqlite::Error| Error::database("cannot count rows", e);
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .map_err(q)?;
@@ -431,8 +429,8 @@ fn prune(
         return Ok(Vec::new());
     }
     let mut backups: Vec<(DateTime<Utc>, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))? {
-        let path = entry.map_err(|e| Error::new(format!("cannot list {}: {e}", dir.display())))?.path();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))? {
+        let path = entry.map_err(|e| Error::io("cannot list", dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if !name.starts_with("sage_backup_") || name.ends_with(".manifest.json") || name.ends_with(".partial") {
             continue;
@@ -456,8 +454,7 @@ fn prune(
         }
     }
     for path in &doomed {
-        std::fs::remove_file(path)
-            .map_err(|e| Error::new(format!("cannot remove old backup {}: {e}", path.display())))?;
+        std::fs::remove_file(path).map_err(|e| Error::io("cannot remove old backup", path, e))?;
         let _ = std::fs::remove_file(manifest_path(path));
     }
     Ok(doomed)

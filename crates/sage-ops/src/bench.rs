@@ -228,17 +228,17 @@ async fn prepare(store: &Store, options: &BenchOptions) -> Result<u64, Error> {
                             .sessions()
                             .create(&session)
                             .await
-                            .map_err(|e| Error::new(format!("cannot prepare sessions: {e}")))?;
+                            .map_err(|e| Error::invalid(format!("cannot prepare sessions: {e}")))?;
                     }
                 }
-                Err(e) => return Err(Error::new(format!("cannot prepare sessions: {e}"))),
+                Err(e) => return Err(Error::invalid(format!("cannot prepare sessions: {e}"))),
             }
         }
     }
     if needs_dids {
         for i in 0..keys {
             let record = DidRecord::new(format!("{DID_PREFIX}{i}"), vec![1u8; 44], "0xbench", KeyType::Ed25519);
-            store.dids().upsert(&record).await.map_err(|e| Error::new(format!("cannot prepare DIDs: {e}")))?;
+            store.dids().upsert(&record).await.map_err(|e| Error::invalid(format!("cannot prepare DIDs: {e}")))?;
         }
     }
     Ok(keys)
@@ -259,7 +259,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
     // Clients check the deadline themselves: on the memory backend an operation never has
     // to wait, so a timer task might not get a turn before the run ends.
     let deadline = match options.duration {
-        Some(d) => Some(started.checked_add(d).ok_or_else(|| Error::new("duration is too long for this clock"))?),
+        Some(d) => Some(started.checked_add(d).ok_or_else(|| Error::invalid("duration is too long for this clock"))?),
         None => None,
     };
     let shared = Shared {
@@ -275,7 +275,7 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
         .collect();
     let mut total = Tally::default();
     for task in tasks {
-        let tally = task.await.map_err(|e| Error::new(format!("a benchmark client failed: {e}")))?;
+        let tally = task.await.map_err(|e| Error::invalid(format!("a benchmark client failed: {e}")))?;
         total.merge(tally);
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -313,12 +313,12 @@ pub async fn run(store: Store, options: BenchOptions) -> Result<BenchReport, Err
 /// arithmetic cannot leave the calendar or the clock.
 fn check_options(options: &BenchOptions) -> Result<(), Error> {
     if options.duration.is_none() && options.operations.is_none() {
-        return Err(Error::new("give --duration or --operations"));
+        return Err(Error::BenchUnbounded);
     }
     if options.ttl.is_zero() || [options.cleanup_every, options.sample_every].contains(&Some(Duration::ZERO)) {
-        return Err(Error::new("ttl, cleanup_every and sample_every must be longer than zero"));
+        return Err(Error::invalid("ttl, cleanup_every and sample_every must be longer than zero"));
     }
-    sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::new(e.to_string()))?;
+    sage_conn::checked_after("ttl", Utc::now(), options.ttl).map_err(|e| Error::invalid(e.to_string()))?;
     Ok(())
 }
 

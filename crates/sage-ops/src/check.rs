@@ -31,7 +31,7 @@ pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
     match target {
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
-            let q = |e: tokio_postgres::Error| Error::with("cannot read database statistics", e);
+            let q = |e: tokio_postgres::Error| Error::database("cannot read database statistics", e);
             let version: String = client.query_one("SHOW server_version", &[]).await.map_err(q)?.get(0);
             let size: i64 =
                 client.query_one("SELECT pg_database_size(current_database())", &[]).await.map_err(q)?.get(0);
@@ -54,7 +54,7 @@ pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
                     .query_one(&sql, &[])
                     .await
                     .map_err(|e| {
-                        Error::new(format!(
+                        Error::invalid(format!(
                             "cannot count the rows of {schema}.{name}: {}",
                             sage_conn::describe_pg_error(&e, Some(&sql))
                         ))
@@ -87,22 +87,22 @@ pub async fn inspect(target: &Target) -> Result<DatabaseFacts, Error> {
             let location = location.clone();
             tokio::task::spawn_blocking(move || sqlite_facts(&location))
                 .await
-                .map_err(|e| Error::new(format!("check failed: {e}")))?
+                .map_err(|e| Error::invalid(format!("check failed: {e}")))?
         }
-        Target::Memory => Err(Error::new("memory:// keeps nothing to check")),
+        Target::Memory => Err(Error::invalid("memory:// keeps nothing to check")),
     }
 }
 
 fn sqlite_facts(location: &SqliteLocation) -> Result<DatabaseFacts, Error> {
     let conn = match location {
         SqliteLocation::File(path) if !path.exists() => {
-            return Err(Error::new(format!("{} does not exist", path.display())))
+            return Err(Error::invalid(format!("{} does not exist", path.display())))
         }
         SqliteLocation::File(path) => rusqlite::Connection::open(path),
         SqliteLocation::InMemory => rusqlite::Connection::open_in_memory(),
     }
-    .map_err(|e| Error::with("cannot open the SQLite database", e))?;
-    let q = |e: rusqlite::Error| Error::with("cannot read database statistics", e);
+    .map_err(|e| Error::database("cannot open the SQLite database", e))?;
+    let q = |e: rusqlite::Error| Error::database("cannot read database statistics", e);
     let version: String = conn.query_row("SELECT sqlite_version()", [], |r| r.get(0)).map_err(q)?;
     let size: i64 = conn
         .query_row("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", [], |r| r.get(0))

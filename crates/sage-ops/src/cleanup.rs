@@ -85,15 +85,22 @@ pub struct CleanupConfig {
 impl CleanupConfig {
     /// Reads a TOML file with `[[retention]]` tables. Errors name the file and the problem.
     pub fn load(path: &Path) -> Result<CleanupConfig, Error> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
-        let mut config: CleanupConfig =
-            toml::from_str(&text).map_err(|e| Error::new(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let mut config: CleanupConfig = toml::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.to_string().trim())))?;
         config.file = Some(path.to_path_buf());
         for (i, rule) in config.retention.iter().enumerate() {
-            parse_age(&rule.max_age).map_err(|e| Error::new(format!("{}: {e}", config.label(i))))?;
+            let bad = |field: &'static str, why: String| Error::RetentionRule {
+                file: config.file.clone(),
+                rule: i + 1,
+                table: rule.table.clone(),
+                column: rule.column.clone(),
+                field,
+                why,
+            };
+            parse_age(&rule.max_age).map_err(|why| bad("max_age", why))?;
             if rule.batch == Some(0) {
-                return Err(Error::new(format!("{}: batch must be at least 1", config.label(i))));
+                return Err(bad("batch", "batch must be at least 1".into()));
             }
         }
         Ok(config)
@@ -102,11 +109,7 @@ impl CleanupConfig {
     /// `FILE: retention rule N (table.column)`, the prefix of every message about a rule.
     fn label(&self, index: usize) -> String {
         let rule = &self.retention[index];
-        let place = format!("retention rule {} ({}.{})", index + 1, rule.table, rule.column);
-        match &self.file {
-            Some(file) => format!("{}: {place}", file.display()),
-            None => place,
-        }
+        crate::error::rule_label(self.file.as_deref(), index + 1, &rule.table, &rule.column)
     }
 }
 
@@ -188,9 +191,9 @@ pub async fn check_rules(target: &Target, config: &CleanupConfig, dry_run: bool)
             let (path, rules) = (path.clone(), config.retention.clone());
             tokio::task::spawn_blocking(move || sqlite_facts(&path, &rules))
                 .await
-                .map_err(|e| Error::new(format!("checking retention rules failed: {e}")))??
+                .map_err(|e| Error::invalid(format!("checking retention rules failed: {e}")))??
         }
-        _ => return Err(Error::new("retention rules need a PostgreSQL or SQLite file database")),
+        _ => return Err(Error::invalid("retention rules need a PostgreSQL or SQLite file database")),
     };
     let sqlite = matches!(target, Target::Sqlite(_));
     let mut checked = Vec::new();
@@ -204,7 +207,7 @@ pub async fn check_rules(target: &Target, config: &CleanupConfig, dry_run: bool)
     if refusals.is_empty() {
         Ok(checked)
     } else {
-        Err(Error::new(format!("{}; nothing was deleted", refusals.join("; "))))
+        Err(Error::invalid(format!("{}; nothing was deleted", refusals.join("; "))))
     }
 }
 
@@ -334,7 +337,7 @@ fn split_table(table: &str) -> (Option<&str>, &str) {
 
 async fn pg_facts(client: &tokio_postgres::Client, rule: &RetentionRule, dry_run: bool) -> Result<ColumnFacts, Error> {
     let q = |e: tokio_postgres::Error| {
-        Error::new(format!(
+        Error::invalid(format!(
             "cannot check retention on {}.{}: {}",
             rule.table,
             rule.column,
@@ -412,8 +415,8 @@ fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, Error> {
     // report, not an empty database to clean.
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::with(format!("cannot open the SQLite database {}", path.display()), e))?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
+        .map_err(|e| Error::database(format!("cannot open the SQLite database {}", path.display()), e))?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::database("cannot configure SQLite", e))?;
     Ok(conn)
 }
 
@@ -421,8 +424,9 @@ fn sqlite_facts(path: &Path, rules: &[RetentionRule]) -> Result<Vec<ColumnFacts>
     let conn = open_sqlite(path)?;
     let mut out = Vec::new();
     for rule in rules {
-        let q =
-            |e: rusqlite::Error| Error::new(format!("cannot check retention on {}.{}: {e}", rule.table, rule.column));
+        let q = |e: rusqlite::Error| {
+            Error::invalid(format!("cannot check retention on {}.{}: {e}", rule.table, rule.column))
+        };
         let (schema, table) = split_table(&rule.table);
         let schema_name = schema.unwrap_or("main");
         let exists: Option<String> = conn
@@ -512,8 +516,8 @@ pub async fn apply_rule(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RuleReport, Error> {
     let rule = &checked.rule;
-    let age = parse_age(&rule.max_age).map_err(Error::new)?;
-    let cutoff = sage_conn::checked_before("max_age", now, age).map_err(|e| Error::new(e.to_string()))?;
+    let age = parse_age(&rule.max_age).map_err(Error::invalid)?;
+    let cutoff = sage_conn::checked_before("max_age", now, age).map_err(|e| Error::invalid(e.to_string()))?;
     let batch = i64::from(rule.batch.unwrap_or(5000));
     let qualified = checked.qualified();
     let column = quote_ident(&checked.column);
@@ -523,7 +527,7 @@ pub async fn apply_rule(
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
             let q = |e: tokio_postgres::Error| {
-                Error::new(format!("retention on {label}: {}", sage_conn::describe_pg_error(&e, None)))
+                Error::invalid(format!("retention on {label}: {}", sage_conn::describe_pg_error(&e, None)))
             };
             // The cutoff is bound with the column's own type so that the comparison is
             // between times, whatever the column holds them as.
@@ -558,7 +562,7 @@ pub async fn apply_rule(
             let (path, comparison) = (path.clone(), checked.comparison);
             total = tokio::task::spawn_blocking(move || -> Result<u64, Error> {
                 let conn = open_sqlite(&path)?;
-                let q = |e: rusqlite::Error| Error::new(format!("retention on {label}: {e}"));
+                let q = |e: rusqlite::Error| Error::invalid(format!("retention on {label}: {e}"));
                 let (condition, value): (String, rusqlite::types::Value) = match comparison {
                     Comparison::Integer(unit) => (format!("{column} < ?1"), unit.integer_cutoff(cutoff).into()),
                     Comparison::IsoText => (
@@ -566,7 +570,9 @@ pub async fn apply_rule(
                         cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into(),
                     ),
                     other => {
-                        return Err(Error::new(format!("retention on {label}: {other:?} is not a SQLite comparison")))
+                        return Err(Error::invalid(format!(
+                            "retention on {label}: {other:?} is not a SQLite comparison"
+                        )))
                     }
                 };
                 if dry_run {
@@ -590,10 +596,10 @@ pub async fn apply_rule(
                 }
             })
             .await
-            .map_err(|e| Error::new(format!("cleanup failed: {e}")))??;
+            .map_err(|e| Error::invalid(format!("cleanup failed: {e}")))??;
             progress(total);
         }
-        _ => return Err(Error::new("retention rules need a PostgreSQL or SQLite file database")),
+        _ => return Err(Error::invalid("retention rules need a PostgreSQL or SQLite file database")),
     }
     Ok(RuleReport { table: rule.table.clone(), column: rule.column.clone(), cutoff: cutoff.to_rfc3339(), rows: total })
 }

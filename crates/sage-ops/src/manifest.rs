@@ -102,7 +102,7 @@ impl Manifest {
     pub fn read(backup: &Path) -> Result<Manifest, Error> {
         let path = manifest_path(backup);
         let unreadable = |e: std::io::Error| {
-            Error::new(format!(
+            Error::invalid(format!(
                 "{} has no readable manifest ({}: {e}); it is not a complete sage-db backup",
                 backup.display(),
                 path.display()
@@ -112,11 +112,11 @@ impl Manifest {
         let mut text = String::new();
         file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text).map_err(unreadable)?;
         if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(Error::new(format!("{}: larger than any sage-db manifest; refused", path.display())));
+            return Err(Error::invalid(format!("{}: larger than any sage-db manifest; refused", path.display())));
         }
         let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::new(format!("{}: not a sage-db manifest: {e}", path.display())))?;
-        manifest.check_fields(backup).map_err(|why| Error::new(format!("{}: {why}", path.display())))?;
+            .map_err(|e| Error::invalid(format!("{}: not a sage-db manifest: {e}", path.display())))?;
+        manifest.check_fields(backup).map_err(|why| Error::invalid(format!("{}: {why}", path.display())))?;
         Ok(manifest)
     }
 
@@ -162,14 +162,14 @@ impl Manifest {
         let age_file = head.starts_with(b"age-encryption.org/v1");
         let age_name = backup.extension().is_some_and(|e| e == "age");
         if self.encryption == "none" && (age_file || age_name) {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{}: the manifest calls the backup unencrypted, but it is {}; it was altered, and nothing was restored",
                 manifest_path(backup).display(),
                 if age_file { "an age file" } else { "named as an encrypted one (.age)" }
             )));
         }
         if self.encryption != "none" && !(age_file && age_name) {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{}: the manifest says the backup is encrypted, but {} is not an age file named .age; nothing was restored",
                 manifest_path(backup).display(),
                 backup.display()
@@ -181,14 +181,14 @@ impl Manifest {
     /// Compares a digest taken while reading the file with the manifest's.
     pub fn verify_digest(&self, backup: &Path, sha256: &str, size: u64) -> Result<(), Error> {
         if size != self.size {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{} is {size} bytes but its manifest says {}; it is truncated or was replaced, and will not be restored",
                 backup.display(),
                 self.size
             )));
         }
         if sha256 != self.sha256 {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{} does not match its manifest's SHA-256; it is corrupted and will not be restored",
                 backup.display()
             )));
@@ -218,7 +218,7 @@ impl Manifest {
         writer
             .write_all(&key)
             .and_then(|()| writer.finish().map(drop))
-            .map_err(|e| Error::with("cannot seal the manifest", e))?;
+            .map_err(|e| Error::invalid(format!("cannot seal the manifest: {e}")))?;
         self.seal =
             Some(Seal { key: base64::engine::general_purpose::STANDARD.encode(&sealed_key), mac: String::new() });
         let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
@@ -231,14 +231,14 @@ impl Manifest {
     /// someone with its passphrase or identity, else it is refused.
     pub fn authenticate(&self, backup: &Path, keys: &Decryption) -> Result<Authenticity, Error> {
         let altered = || {
-            Error::new(format!(
+            Error::invalid(format!(
                 "{}: the manifest was altered after the backup was made (its seal does not match); nothing was restored",
                 manifest_path(backup).display()
             ))
         };
         let Some(seal) = &self.seal else {
             if self.encryption != "none" && self.format != FORMAT_1 {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "{}: the manifest of an encrypted backup carries no seal; it was altered, and nothing was restored",
                     manifest_path(backup).display()
                 )));
@@ -287,15 +287,14 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 pub fn hash_file(path: &Path) -> Result<(String, u64), Error> {
-    let file = open_regular(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    let file = open_regular(path).map_err(|e| Error::io("cannot read", path, e))?;
     hash_reader(file, path)
 }
 
 /// SHA-256 in hex and size of everything `file` yields.
 pub fn hash_reader(file: impl Read, path: &Path) -> Result<(String, u64), Error> {
     let mut reader = HashingReader::new(file);
-    std::io::copy(&mut reader, &mut std::io::sink())
-        .map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io("cannot read", path, e))?;
     Ok(reader.digest())
 }
 

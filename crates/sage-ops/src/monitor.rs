@@ -44,9 +44,9 @@ pub async fn monitor(target: &Target) -> Result<MonitorReport, Error> {
             let path = path.clone();
             tokio::task::spawn_blocking(move || sqlite(&path))
                 .await
-                .map_err(|e| Error::new(format!("monitor failed: {e}")))??
+                .map_err(|e| Error::invalid(format!("monitor failed: {e}")))??
         }
-        _ => return Err(Error::new("monitor needs a PostgreSQL or SQLite file database")),
+        _ => return Err(Error::invalid("monitor needs a PostgreSQL or SQLite file database")),
     };
     Ok(MonitorReport { taken_at: chrono::Utc::now().to_rfc3339(), sections })
 }
@@ -257,10 +257,10 @@ async fn replication(client: &tokio_postgres::Client) -> Section {
 
 fn sqlite(path: &std::path::Path) -> Result<Vec<Section>, Error> {
     if !path.exists() {
-        return Err(Error::new(format!("{} does not exist", path.display())));
+        return Err(Error::invalid(format!("{} does not exist", path.display())));
     }
-    let conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the SQLite database", e))?;
-    let q = |e: rusqlite::Error| Error::with("monitoring query failed", e);
+    let conn = rusqlite::Connection::open(path).map_err(|e| Error::database("cannot open the SQLite database", e))?;
+    let q = |e: rusqlite::Error| Error::database("monitoring query failed", e);
     let now = chrono::Utc::now().timestamp_micros();
     let mut out = Vec::new();
     let has = |name: &str| {

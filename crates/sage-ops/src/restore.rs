@@ -70,7 +70,7 @@ fn inspect_open(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs:
     use std::io::Seek;
     let manifest = Manifest::read(backup)?;
     let authenticity = manifest.authenticate(backup, keys)?;
-    let unreadable = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", backup.display()));
+    let unreadable = |e: std::io::Error| Error::io("cannot read", backup, e);
     let mut file = crate::manifest::open_regular(backup).map_err(unreadable)?;
     let mut head = Vec::with_capacity(32);
     (&mut file).take(32).read_to_end(&mut head).map_err(unreadable)?;
@@ -92,10 +92,10 @@ pub async fn restore(
     let expected_dialect = match target {
         Target::Postgres(_) => "postgres",
         Target::Sqlite(_) => "sqlite",
-        Target::Memory => return Err(Error::new("memory:// cannot be restored into")),
+        Target::Memory => return Err(Error::invalid("memory:// cannot be restored into")),
     };
     if manifest.dialect != expected_dialect {
-        return Err(Error::new(format!(
+        return Err(Error::invalid(format!(
             "{} is a {} backup and cannot be restored into a {expected_dialect} database",
             backup.display(),
             manifest.dialect
@@ -113,7 +113,7 @@ pub async fn restore(
                 (location.clone(), backup.to_path_buf(), manifest.clone(), keys.clone(), options.clone());
             tokio::task::spawn_blocking(move || restore_sqlite(&location, &backup, file, &manifest, &keys, &options))
                 .await
-                .map_err(|e| Error::new(format!("restore failed: {e}")))??;
+                .map_err(|e| Error::invalid(format!("restore failed: {e}")))??;
             Vec::new()
         }
         Target::Memory => unreachable!("checked above"),
@@ -244,10 +244,7 @@ fn short(checksum: &str) -> &str {
 }
 
 fn schema_refusal(backup: &Path, why: String) -> Error {
-    Error::new(format!(
-        "{} is a backup of a different schema ({why}); nothing was restored. Pass --replace-schema to replace the database's schema with the backup's",
-        backup.display()
-    ))
+    Error::SchemaDiffers { file: backup.to_path_buf(), why }
 }
 
 async fn pg_identity(client: &impl tokio_postgres::GenericClient) -> Result<SchemaIdentity, Error> {
@@ -324,7 +321,7 @@ async fn restore_postgres(
     };
 
     let applied = async {
-        let db = |what: String| move |e: tokio_postgres::Error| Error::with(what, e);
+        let db = |what: String| move |e: tokio_postgres::Error| Error::database(what, e);
         let tx = client.transaction().await.map_err(db("cannot start the restore".into()))?;
         let schemas: Vec<String> = tx
             .query(
@@ -385,12 +382,12 @@ async fn restore_postgres(
                             }
                             Some(Item::CopyEnd) => break,
                             // The reader stopped; its error says why.
-                            _ => return Err(Error::new("the backup could not be read to the end")),
+                            _ => return Err(Error::invalid("the backup could not be read to the end")),
                         }
                     }
                     sink.as_mut().finish().await.map_err(|e| at_line(line, &sql, e))?;
                 }
-                Item::CopyData(_) | Item::CopyEnd => return Err(Error::new("COPY data outside a COPY")),
+                Item::CopyData(_) | Item::CopyEnd => return Err(Error::invalid("COPY data outside a COPY")),
             }
         }
         Ok::<_, Error>((tx, skipped))
@@ -399,9 +396,8 @@ async fn restore_postgres(
     drop(items);
     // The reader's error (a damaged file, a refused meta-command) explains more than the
     // consumer's, which only saw the stream stop.
-    let read = reader.await.map_err(|e| Error::new(format!("reading the backup failed: {e}")))?;
-    let rolled_back =
-        |e: Error| Error::new(format!("the restore failed and was rolled back; the database is as it was: {e}"));
+    let read = reader.await.map_err(|e| Error::invalid(format!("reading the backup failed: {e}")))?;
+    let rolled_back = |e: Error| Error::RolledBack(Box::new(e));
     let (digest, size) = read.map_err(rolled_back)?;
     let (tx, skipped) = applied.map_err(rolled_back)?;
     manifest.verify_digest(backup, &digest, size).map_err(rolled_back)?;
@@ -409,10 +405,10 @@ async fn restore_postgres(
     // Still inside the transaction this restore began: nothing in the dump ended it.
     tx.batch_execute("SAVEPOINT sage_restore_final")
         .await
-        .map_err(|e| rolled_back(Error::with("the dump left the restore's transaction", e)))?;
+        .map_err(|e| rolled_back(Error::database("the dump left the restore's transaction", e)))?;
     let restored = crate::backup::pg_row_counts(&tx).await.map_err(rolled_back)?;
-    compare_counts(&manifest.tables, &restored).map_err(|e| rolled_back(Error::new(e)))?;
-    tx.commit().await.map_err(|e| rolled_back(Error::with("the commit failed", e)))?;
+    compare_counts(&manifest.tables, &restored).map_err(|e| rolled_back(Error::invalid(e)))?;
+    tx.commit().await.map_err(|e| rolled_back(Error::database("the commit failed", e)))?;
     Ok((skipped, described))
 }
 
@@ -422,7 +418,7 @@ async fn restore_postgres(
 /// pg_restore that reads it, and a failure there rolls the restore back.)
 fn check_readable(tool: &tools::Tool, backup: &Path, file: &std::fs::File) -> Result<(), Error> {
     use std::io::Seek;
-    let unreadable = |e: std::io::Error| Error::new(format!("cannot read {}: {e}", backup.display()));
+    let unreadable = |e: std::io::Error| Error::io("cannot read", backup, e);
     // The very file that was checked, not whatever the name points to now.
     let mut input = file.try_clone().map_err(unreadable)?;
     input.rewind().map_err(unreadable)?;
@@ -430,12 +426,12 @@ fn check_readable(tool: &tools::Tool, backup: &Path, file: &std::fs::File) -> Re
         .arg("--list")
         .stdin(input)
         .output()
-        .map_err(|e| Error::new(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?;
+        .map_err(|e| Error::invalid(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?;
     file.try_clone().and_then(|mut f| f.rewind()).map_err(unreadable)?;
     if out.status.success() {
         return Ok(());
     }
-    Err(Error::new(format!(
+    Err(Error::invalid(format!(
         "{} cannot read {} ({}); nothing was restored",
         tool.describe(),
         backup.display(),
@@ -447,13 +443,13 @@ async fn bootstrap_superuser(tx: &tokio_postgres::Transaction<'_>) -> Result<Str
     let row = tx
         .query_one("SELECT rolname FROM pg_roles WHERE oid = 10", &[])
         .await
-        .map_err(|e| Error::with("cannot read the bootstrap superuser", e))?;
+        .map_err(|e| Error::database("cannot read the bootstrap superuser", e))?;
     Ok(row.get(0))
 }
 
 fn at_line(line: usize, sql: &str, e: tokio_postgres::Error) -> Error {
     let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-    Error::new(format!("line {line} of the dump ({}): {detail}", first_line(sql)))
+    Error::invalid(format!("line {line} of the dump ({}): {detail}", first_line(sql)))
 }
 
 /// Runs one statement; an owner or grant for a missing role is skipped and reported,
@@ -471,7 +467,7 @@ async fn run_tolerant(
     if !candidate {
         return tx.execute(sql, &[]).await.map(drop).map_err(|e| at_line(line, sql, e));
     }
-    let control = |e: tokio_postgres::Error| Error::with("savepoint", e);
+    let control = |e: tokio_postgres::Error| Error::database("savepoint", e);
     tx.batch_execute("SAVEPOINT sage_restore_step").await.map_err(control)?;
     match tx.execute(sql, &[]).await {
         Ok(_) => tx.batch_execute("RELEASE SAVEPOINT sage_restore_step").await.map_err(control),
@@ -526,7 +522,7 @@ fn read_dump(
     // False when the restore side hung up: it stopped on an error of its own, which is
     // the one to report.
     let forward = |reader: &mut DumpReader<Box<dyn BufRead + Send>>| -> Result<bool, Error> {
-        while let Some(item) = reader.next_item().map_err(|e| Error::new(format!("{what}: {e}")))? {
+        while let Some(item) = reader.next_item().map_err(|e| Error::invalid(format!("{what}: {e}")))? {
             if sender.blocking_send(item).is_err() {
                 return Ok(false);
             }
@@ -551,7 +547,7 @@ fn read_dump(
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
-                    .map_err(|e| Error::new(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?,
+                    .map_err(|e| Error::invalid(format!("cannot run pg_restore ({}): {e}", tool.path.display())))?,
             );
             let mut stdin = child.0.stdin.take().expect("piped stdin");
             let stdout = child.0.stdout.take().expect("piped stdout");
@@ -572,13 +568,13 @@ fn read_dump(
                 return hung_up();
             }
             let fed = feeder.join().unwrap_or_else(|_| Err(std::io::Error::other("the feeding thread failed")));
-            let status = child.0.wait().map_err(|e| Error::new(format!("pg_restore did not finish: {e}")))?;
+            let status = child.0.wait().map_err(|e| Error::invalid(format!("pg_restore did not finish: {e}")))?;
             let stderr = errors.join().unwrap_or_default();
             if !status.success() {
-                return Err(Error::new(format!("pg_restore could not read {what}: {}", stderr.trim())));
+                return Err(Error::invalid(format!("pg_restore could not read {what}: {}", stderr.trim())));
             }
             forwarded?;
-            fed.map_err(|e| Error::new(format!("cannot read {what}: {e}")))?;
+            fed.map_err(|e| Error::invalid(format!("cannot read {what}: {e}")))?;
         }
     }
     Ok(digest.hex_and_size())
@@ -593,12 +589,12 @@ fn load_sqlite_backup(
 ) -> Result<rusqlite::Connection, Error> {
     let (mut plain, digest) = open_plaintext(backup, file, manifest, keys)?;
     let mut bytes = Vec::new();
-    plain.read_to_end(&mut bytes).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
+    plain.read_to_end(&mut bytes).map_err(|e| Error::io("cannot read", backup, e))?;
     drop(plain);
     let (sha256, size) = digest.hex_and_size();
     manifest.verify_digest(backup, &sha256, size)?;
     let mut conn =
-        rusqlite::Connection::open_in_memory().map_err(|e| Error::with("cannot open an in-memory database", e))?;
+        rusqlite::Connection::open_in_memory().map_err(|e| Error::database("cannot open an in-memory database", e))?;
     // A database copied from a WAL-mode file says so in its header (bytes 18 and 19), and
     // an in-memory database cannot use WAL: read it as a rollback-journal database.
     if bytes.len() >= 100 && bytes.starts_with(b"SQLite format 3\0") && bytes[18] == 2 && bytes[19] == 2 {
@@ -607,15 +603,15 @@ fn load_sqlite_backup(
     }
     let len = bytes.len();
     conn.deserialize_read_exact(rusqlite::MAIN_DB, std::io::Cursor::new(bytes), len, true)
-        .map_err(|e| Error::with(format!("{} does not hold a SQLite database", backup.display()), e))?;
+        .map_err(|e| Error::database(format!("{} does not hold a SQLite database", backup.display()), e))?;
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| Error::with(format!("{} does not hold a readable SQLite database", backup.display()), e))?;
+        .map_err(|e| Error::database(format!("{} does not hold a readable SQLite database", backup.display()), e))?;
     if integrity != "ok" {
-        return Err(Error::new(format!("the backup's database fails SQLite's integrity check: {integrity}")));
+        return Err(Error::invalid(format!("the backup's database fails SQLite's integrity check: {integrity}")));
     }
     let (tables, _, _) = crate::backup::sqlite_facts(&conn)?;
-    compare_counts(&manifest.tables, &tables).map_err(|e| Error::new(format!("{}: {e}", backup.display())))?;
+    compare_counts(&manifest.tables, &tables).map_err(|e| Error::invalid(format!("{}: {e}", backup.display())))?;
     Ok(conn)
 }
 
@@ -630,14 +626,15 @@ fn restore_sqlite(
     let source = load_sqlite_backup(backup, file, manifest, keys)?;
     let mut target = match location {
         SqliteLocation::File(path) => {
-            sage_conn::create_private_file(path)
-                .map_err(|e| Error::new(format!("cannot create {}: {e}", path.display())))?;
+            sage_conn::create_private_file(path).map_err(|e| Error::io("cannot create", path, e))?;
             rusqlite::Connection::open(path)
         }
-        SqliteLocation::InMemory => return Err(Error::new("an in-memory database cannot be restored into")),
+        SqliteLocation::InMemory => return Err(Error::invalid("an in-memory database cannot be restored into")),
     }
-    .map_err(|e| Error::with("cannot open the target database", e))?;
-    target.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| Error::with("cannot configure SQLite", e))?;
+    .map_err(|e| Error::database("cannot open the target database", e))?;
+    target
+        .busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| Error::database("cannot configure SQLite", e))?;
     if !options.replace_schema {
         let (tables, _, _) = crate::backup::sqlite_facts(&target)?;
         let identity =
@@ -647,9 +644,9 @@ fn restore_sqlite(
     // The backup API replaces the target's pages in one write transaction: readers see the
     // old database or the new one, and a kill part-way leaves the old one (SQLite's journal).
     let copy = rusqlite::backup::Backup::new(&source, &mut target)
-        .map_err(|e| Error::with("the SQLite restore failed; the database is as it was", e))?;
+        .map_err(|e| Error::database("the SQLite restore failed; the database is as it was", e))?;
     copy.run_to_completion(1 << 30, std::time::Duration::ZERO, None)
-        .map_err(|e| Error::with("the SQLite restore failed; the database is as it was", e))?;
+        .map_err(|e| Error::database("the SQLite restore failed; the database is as it was", e))?;
     Ok(())
 }
 
@@ -674,29 +671,27 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
     match manifest.dialect.as_str() {
         "postgres" => {
             let Target::Postgres(pg) = near else {
-                return Err(Error::new(
-                    "verifying a PostgreSQL backup needs a PostgreSQL server to restore into: pass --database-url",
-                ));
+                return Err(Error::VerifyNeedsServer);
             };
-            let scratch = sage_schema::Scratch::create(pg).await.map_err(|e| Error::new(e.to_string()))?;
+            let scratch = sage_schema::Scratch::create(pg).await?;
             // The dump runs as a role that owns the scratch database and nothing else: even a
             // tampered plain backup cannot reach the server's files or programs from here.
             let run_as = match scratch.restricted_role().await {
                 Ok(role) => role,
                 Err(e) => {
                     scratch.drop().await;
-                    return Err(Error::new(e.to_string()));
+                    return Err(e.into());
                 }
             };
             // Before PostgreSQL 15 the public schema belongs to the bootstrap superuser, not
             // to the database's owner: hand it to the restricted role, which replaces it.
             if let Some(role) = &run_as {
                 let handed = async {
-                    let client = sage_conn::connect(&scratch.settings).await.map_err(|e| Error::new(e.to_string()))?;
+                    let client = sage_conn::connect(&scratch.settings).await?;
                     client
                         .batch_execute(&format!("ALTER SCHEMA public OWNER TO {}", quote_ident(role)))
                         .await
-                        .map_err(|e| Error::with("cannot prepare the scratch database", e))
+                        .map_err(|e| Error::database("cannot prepare the scratch database", e))
                 }
                 .await;
                 if let Err(e) = handed {
@@ -715,7 +710,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
             let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
             tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, file, &manifest, &keys).map(drop))
                 .await
-                .map_err(|e| Error::new(format!("verification failed: {e}")))??;
+                .map_err(|e| Error::invalid(format!("verification failed: {e}")))??;
         }
     }
     Ok(VerifyReport {

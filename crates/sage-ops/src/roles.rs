@@ -32,17 +32,16 @@ pub struct RolesConfig {
 
 impl RolesConfig {
     pub fn load(path: &Path) -> Result<RolesConfig, Error> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::new(format!("cannot read {}: {e}", path.display())))?;
-        let config: RolesConfig =
-            toml::from_str(&text).map_err(|e| Error::new(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let config: RolesConfig = toml::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.to_string().trim())))?;
         if let Some(bad) = config.role.iter().find(|r| r.name.is_empty()) {
-            return Err(Error::new(format!("{}: a role has an empty name ({bad:?})", path.display())));
+            return Err(Error::invalid(format!("{}: a role has an empty name ({bad:?})", path.display())));
         }
         // A role name travels as a string literal inside a dollar-quoted block: a `$` could
         // end that block early, so such names are refused rather than escaped.
         if let Some(bad) = config.role.iter().find(|r| r.name.contains('$') || r.name.chars().any(char::is_control)) {
-            return Err(Error::new(format!(
+            return Err(Error::invalid(format!(
                 "{}: role name {:?} contains `$` or a control character; use letters, digits and underscores",
                 path.display(),
                 bad.name
@@ -109,7 +108,7 @@ async fn owner_defaults(
                     &[schema],
                 )
                 .await
-                .map_err(|e| Error::new(format!("cannot read the owners of schema {schema}: {}", sage_conn::describe_pg_error(&e, None))))?;
+                .map_err(|e| Error::invalid(format!("cannot read the owners of schema {schema}: {}", sage_conn::describe_pg_error(&e, None))))?;
             let s = quote_ident(schema);
             for row in rows {
                 let owner = quote_ident(row.get::<_, &str>(0));
@@ -150,7 +149,7 @@ async fn for_server(
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
-        .map_err(|e| Error::with("cannot read the server version", e))?;
+        .map_err(|e| Error::database("cannot read the server version", e))?;
     let major = u32::try_from(row.get::<_, i32>(0) / 10000).unwrap_or(0);
     let mut config = config.clone();
     let mut notes = Vec::new();
@@ -159,7 +158,7 @@ async fn for_server(
             role.member_of.iter().find_map(|g| PREDEFINED_SINCE.iter().find(|(p, since)| p == g && major < *since))
         {
             if *group != "pg_read_all_data" {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "role {:?}: {group} exists from PostgreSQL {since} on and this server is PostgreSQL {major}; \
                      remove it from member_of or upgrade the server; nothing was changed",
                     role.name
@@ -174,7 +173,7 @@ async fn for_server(
                     &[],
                 )
                 .await
-                .map_err(|e| Error::with("cannot list schemas", e))?
+                .map_err(|e| Error::database("cannot list schemas", e))?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -217,17 +216,17 @@ pub struct Applied {
 /// nothing changes.
 pub async fn apply(pg: &PgSettings, config: &RolesConfig) -> Result<Applied, Error> {
     let mut client = sage_conn::connect(pg).await?;
-    let tx = client.transaction().await.map_err(|e| Error::with("cannot begin", e))?;
+    let tx = client.transaction().await.map_err(|e| Error::database("cannot begin", e))?;
     let (config, notes) = for_server(&tx, config).await?;
     let mut statements = config.statements();
     statements.extend(owner_defaults(&tx, &config).await?);
     for sql in &statements {
         tx.batch_execute(sql).await.map_err(|e| {
             let detail = sage_conn::describe_pg_error(&e, Some(sql));
-            Error::new(format!("applying roles failed at `{sql}`: {detail}; nothing was changed"))
+            Error::invalid(format!("applying roles failed at `{sql}`: {detail}; nothing was changed"))
         })?;
     }
-    tx.commit().await.map_err(|e| Error::with("cannot commit", e))?;
+    tx.commit().await.map_err(|e| Error::database("cannot commit", e))?;
     Ok(Applied { statements: statements.len(), notes })
 }
 

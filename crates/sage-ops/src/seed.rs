@@ -53,10 +53,10 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
             .collect(),
         "staging" => ["test1", "test2"].iter().map(|n| (format!("did:sage:staging:{n}"), false)).collect(),
         other => {
-            return Err(Error::new(format!(
-                "SAGE has no seed for environment {other:?} (known: {}); give --seeds DIR for your own",
-                SAGE_ENVIRONMENTS.join(", ")
-            )))
+            return Err(Error::UnknownEnvironment {
+                name: other.to_string(),
+                known: SAGE_ENVIRONMENTS.iter().map(|e| e.to_string()).collect(),
+            })
         }
     };
     for (did, revoked) in &dids {
@@ -66,7 +66,7 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
         match store.dids().create(&record).await {
             Ok(_) => count(&mut report.added, "dids"),
             Err(e) if e.kind() == sage_store::ErrorKind::AlreadyExists => count(&mut report.already_present, "dids"),
-            Err(e) => return Err(Error::new(format!("seeding {did}: {e}"))),
+            Err(e) => return Err(Error::invalid(format!("seeding {did}: {e}"))),
         }
     }
     if environment != "dev" {
@@ -93,12 +93,12 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
             Err(e) if e.kind() == sage_store::ErrorKind::AlreadyExists => {
                 count(&mut report.already_present, "sessions")
             }
-            Err(e) => return Err(Error::new(format!("seeding session {id}: {e}"))),
+            Err(e) => return Err(Error::invalid(format!("seeding session {id}: {e}"))),
         }
         match store.nonces().claim(nonce, Some(id), now + Duration::minutes(5)).await {
             Ok(()) => count(&mut report.added, "nonces"),
             Err(e) if e.is_replayed() => count(&mut report.already_present, "nonces"),
-            Err(e) => return Err(Error::new(format!("seeding nonce {nonce}: {e}"))),
+            Err(e) => return Err(Error::invalid(format!("seeding nonce {nonce}: {e}"))),
         }
     }
     Ok(report)
@@ -110,13 +110,12 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
 /// anything outside itself.
 pub fn seed_files(dir: &Path, environment: &str) -> Result<Vec<PathBuf>, Error> {
     check_environment_name(environment)?;
-    let root =
-        dir.canonicalize().map_err(|e| Error::new(format!("cannot read the seed directory {}: {e}", dir.display())))?;
+    let root = dir.canonicalize().map_err(|e| Error::io("cannot read the seed directory", dir, e))?;
     let folder = dir.join(environment);
     if folder.is_dir() {
         inside(&root, &folder, environment)?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .map_err(|e| Error::new(format!("cannot read {}: {e}", folder.display())))?
+            .map_err(|e| Error::io("cannot read", &folder, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
             .collect();
@@ -140,7 +139,7 @@ pub fn seed_files(dir: &Path, environment: &str) -> Result<Vec<PathBuf>, Error> 
                 .collect()
         })
         .unwrap_or_default();
-    Err(Error::new(format!(
+    Err(Error::invalid(format!(
         "no seeds for environment {environment:?} in {} (available: {})",
         dir.display(),
         known.join(", ")
@@ -157,7 +156,7 @@ fn check_environment_name(environment: &str) -> Result<(), Error> {
     if plain {
         Ok(())
     } else {
-        Err(Error::new(format!(
+        Err(Error::invalid(format!(
             "seed environment {environment:?} is not a plain name (no '/', '..' or leading '.'): refusing to read outside the seed directory"
         )))
     }
@@ -166,11 +165,11 @@ fn check_environment_name(environment: &str) -> Result<(), Error> {
 /// Refuses `path` unless it resolves, symlinks followed, to a place under `root` (itself
 /// already resolved).
 fn inside(root: &Path, path: &Path, environment: &str) -> Result<(), Error> {
-    let real = path.canonicalize().map_err(|e| Error::new(format!("cannot read seed {}: {e}", path.display())))?;
+    let real = path.canonicalize().map_err(|e| Error::io("cannot read seed", path, e))?;
     if real.starts_with(root) {
         Ok(())
     } else {
-        Err(Error::new(format!(
+        Err(Error::invalid(format!(
             "seed {} for environment {environment:?} resolves to {}, outside the seed directory {}: refusing to read it",
             path.display(),
             real.display(),
@@ -185,8 +184,7 @@ pub async fn seed_directory(target: &Target, dir: &Path, environment: &str) -> R
     let files = seed_files(dir, environment)?;
     let mut report = SeedReport { environment: environment.to_string(), ..SeedReport::default() };
     for file in files {
-        let sql =
-            std::fs::read_to_string(&file).map_err(|e| Error::new(format!("cannot read {}: {e}", file.display())))?;
+        let sql = std::fs::read_to_string(&file).map_err(|e| Error::io("cannot read", &file, e))?;
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let checksum = sage_migrate::checksum(&sql);
         let applied = match target {
@@ -196,15 +194,15 @@ pub async fn seed_directory(target: &Target, dir: &Path, environment: &str) -> R
                     (path.clone(), environment.to_string(), name.clone(), checksum.clone(), sql.clone());
                 tokio::task::spawn_blocking(move || seed_sqlite(&path, &environment, &name, &checksum, &sql))
                     .await
-                    .map_err(|e| Error::new(format!("seeding failed: {e}")))??
+                    .map_err(|e| Error::invalid(format!("seeding failed: {e}")))??
             }
-            _ => return Err(Error::new("seeds need a PostgreSQL or SQLite file database")),
+            _ => return Err(Error::invalid("seeds need a PostgreSQL or SQLite file database")),
         };
         match applied {
             Applied::Now => count(&mut report.added, &name),
             Applied::Before => count(&mut report.already_present, &name),
             Applied::Changed => {
-                return Err(Error::new(format!(
+                return Err(Error::invalid(format!(
                     "{} changed after it was applied to this database; seeds run once, so put new rows in a new file",
                     file.display()
                 )))
@@ -232,7 +230,7 @@ async fn seed_pg(
 ) -> Result<Applied, Error> {
     let mut client = sage_conn::connect(pg).await?;
     let q = |e: tokio_postgres::Error| {
-        Error::new(format!("seed {name} failed and was rolled back: {}", sage_conn::describe_pg_error(&e, None)))
+        Error::invalid(format!("seed {name} failed and was rolled back: {}", sage_conn::describe_pg_error(&e, None)))
     };
     let tx = client.transaction().await.map_err(q)?;
     tx.batch_execute(HISTORY).await.map_err(q)?;
@@ -259,9 +257,10 @@ async fn seed_pg(
 }
 
 fn seed_sqlite(path: &Path, environment: &str, name: &str, checksum: &str, sql: &str) -> Result<Applied, Error> {
-    sage_conn::create_private_file(path).map_err(|e| Error::new(format!("cannot create {}: {e}", path.display())))?;
-    let mut conn = rusqlite::Connection::open(path).map_err(|e| Error::with("cannot open the SQLite database", e))?;
-    let q = |e: rusqlite::Error| Error::new(format!("seed {name} failed and was rolled back: {e}"));
+    sage_conn::create_private_file(path).map_err(|e| Error::io("cannot create", path, e))?;
+    let mut conn =
+        rusqlite::Connection::open(path).map_err(|e| Error::database("cannot open the SQLite database", e))?;
+    let q = |e: rusqlite::Error| Error::invalid(format!("seed {name} failed and was rolled back: {e}"));
     conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(q)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(q)?;
     tx.execute_batch(HISTORY).map_err(q)?;

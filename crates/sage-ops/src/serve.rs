@@ -444,7 +444,7 @@ fn target_label(target: &Target) -> String {
 /// Takes the address, so that a caller can announce it only once it is really listening
 /// (and fail with the reason when it cannot, e.g. the address is in use).
 pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
-    tokio::net::TcpListener::bind(address).await.map_err(|e| Error::new(format!("cannot listen on {address}: {e}")))
+    tokio::net::TcpListener::bind(address).await.map_err(|e| Error::invalid(format!("cannot listen on {address}: {e}")))
 }
 
 /// Serves on `listener` (from [`bind`]) until `shutdown` resolves: stops accepting, lets
@@ -459,9 +459,10 @@ pub async fn serve(
 ) -> Result<(), Error> {
     if options.cleanup_every.is_some_and(|every| every.is_zero()) {
         // A zero period would panic the cleanup task while /health kept answering.
-        return Err(Error::new("cleanup_every must be longer than zero (None turns cleanup off)"));
+        return Err(Error::invalid("cleanup_every must be longer than zero (None turns cleanup off)"));
     }
-    let address = listener.local_addr().map_err(|e| Error::new(format!("cannot read the listening address: {e}")))?;
+    let address =
+        listener.local_addr().map_err(|e| Error::invalid(format!("cannot read the listening address: {e}")))?;
     let state = AppState::new(store.clone(), target);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let cleaner = options.cleanup_every.map(|every| {
@@ -486,5 +487,5 @@ pub async fn serve(
         let _ = cleaner.await;
     }
     store.close().await;
-    result.map_err(|e| Error::new(format!("server error: {e}")))
+    result.map_err(|e| Error::invalid(format!("server error: {e}")))
 }

@@ -105,7 +105,7 @@ impl Sink {
             .create_new(true)
             .mode(0o600)
             .open(&partial)
-            .map_err(|e| Error::new(format!("cannot create {}: {e}", partial.display())))?;
+            .map_err(|e| Error::io("cannot create", &partial, e))?;
         let hashing = Hashing { file, hasher: Sha256::new(), size: 0 };
         let layer = match encryption {
             Encryption::None => Layer::Plain(hashing),
@@ -126,7 +126,7 @@ impl Sink {
 
     /// Finishes every layer, syncs the file and renames it into place.
     pub fn seal(self, final_path: &Path) -> Result<Sealed, Error> {
-        let io = |e: io::Error| Error::new(format!("cannot finish {}: {e}", final_path.display()));
+        let io = |e: io::Error| Error::io("cannot finish", final_path, e);
         let layer = match self.inner {
             SinkInner::Raw(layer) => layer,
             SinkInner::Gzip(gz) => gz.finish().map_err(io)?,
@@ -212,16 +212,16 @@ pub(crate) fn encrypting_writer<W: Write>(
     output: W,
     encryption: &Encryption,
 ) -> Result<age::stream::StreamWriter<W>, Error> {
-    let start = |e: &dyn std::fmt::Display| Error::new(format!("cannot start encryption: {e}"));
+    let start = |e: &dyn std::fmt::Display| Error::invalid(format!("cannot start encryption: {e}"));
     let encryptor = match encryption {
-        Encryption::None => return Err(Error::new("cannot start encryption: the backup is not encrypted")),
+        Encryption::None => return Err(Error::invalid("cannot start encryption: the backup is not encrypted")),
         Encryption::Passphrase(p) => age::Encryptor::with_user_passphrase(p.clone()),
         Encryption::Recipients(list) => {
             let recipients = list
                 .iter()
                 .map(|r| {
                     r.parse::<age::x25519::Recipient>()
-                        .map_err(|e| Error::new(format!("--recipient {r:?} is not an age recipient (age1…): {e}")))
+                        .map_err(|e| Error::BadRecipient { recipient: r.clone(), reason: e.to_string() })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
@@ -244,28 +244,25 @@ pub(crate) fn decrypting_reader<R: io::BufRead + Send + 'static>(
         return Ok(Box::new(input));
     }
     let decryptor =
-        age::Decryptor::new_buffered(input).map_err(|e| Error::new(format!("{what} is not an age file: {e}")))?;
+        age::Decryptor::new_buffered(input).map_err(|e| Error::invalid(format!("{what} is not an age file: {e}")))?;
     let mut identities: Vec<Box<dyn age::Identity>> = Vec::new();
     if let Some(p) = &keys.passphrase {
         identities.push(Box::new(age::scrypt::Identity::new(p.clone())));
     }
     for path in &keys.identities {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(format!("cannot read identity file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read identity file", path, e))?;
         for line in text.lines().map(str::trim).filter(|l| l.starts_with("AGE-SECRET-KEY-")) {
             identities.push(Box::new(
                 line.parse::<age::x25519::Identity>()
-                    .map_err(|e| Error::new(format!("{}: bad age identity: {e}", path.display())))?,
+                    .map_err(|e| Error::invalid(format!("{}: bad age identity: {e}", path.display())))?,
             ));
         }
     }
     if identities.is_empty() {
-        return Err(Error::new(format!(
-            "{what} is encrypted ({encryption}); set SAGE_BACKUP_PASSPHRASE or pass --identity FILE"
-        )));
+        return Err(Error::KeyMissing { file: what.to_string(), encryption: encryption.to_string() });
     }
     let reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref()))
-        .map_err(|e| Error::new(format!("cannot decrypt {what}: {e} (wrong passphrase or identity?)")))?;
+        .map_err(|e| Error::invalid(format!("cannot decrypt {what}: {e} (wrong passphrase or identity?)")))?;
     Ok(Box::new(reader))
 }

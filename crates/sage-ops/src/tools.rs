@@ -165,7 +165,7 @@ pub fn find(program: &str, purpose: Purpose) -> Result<Tool, Error> {
     if let Some(dir) = std::env::var_os("SAGE_PG_BIN") {
         let path = PathBuf::from(dir).join(program);
         let mut tool = probe(path.clone()).ok_or_else(|| {
-            Error::new(format!(
+            Error::invalid(format!(
                 "SAGE_PG_BIN names {}, which is not a working {program}; point SAGE_PG_BIN at PostgreSQL {server}'s client programs or unset it: {}",
                 path.display(),
                 how_to_install(server)
@@ -176,7 +176,7 @@ pub fn find(program: &str, purpose: Purpose) -> Result<Tool, Error> {
                 tool.reason = "pinned by SAGE_PG_BIN".into();
                 Ok(tool)
             }
-            None => Err(Error::new(format!(
+            None => Err(Error::invalid(format!(
                 "{program} {} in SAGE_PG_BIN ({}) does not fit PostgreSQL {server}: {}; {}",
                 tool.major,
                 path.display(),
@@ -198,17 +198,13 @@ pub fn find(program: &str, purpose: Purpose) -> Result<Tool, Error> {
         return Ok(tool);
     }
     if found.is_empty() {
-        return Err(Error::new(format!("{program} was not found; {}", how_to_install(server))));
+        return Err(Error::ToolMissing { program: program.to_string(), major: server, found: Vec::new() });
     }
     let list: Vec<String> = found
         .iter()
         .map(|t| format!("{} ({}: {})", t.major, t.path.display(), misfit(program, t.major, purpose)))
         .collect();
-    Err(Error::new(format!(
-        "no {program} fits PostgreSQL {server}; found {}; {}",
-        list.join(", "),
-        how_to_install(server)
-    )))
+    Err(Error::ToolMissing { program: program.to_string(), major: server, found: list })
 }
 
 /// Why a client of `major` does not fit `purpose`, in a few words.
@@ -259,7 +255,7 @@ pub async fn server_major(client: &tokio_postgres::Client) -> Result<u32, Error>
     let row = client
         .query_one("SHOW server_version_num", &[])
         .await
-        .map_err(|e| Error::with("cannot read the server version", e))?;
+        .map_err(|e| Error::database("cannot read the server version", e))?;
     let num: String = row.get(0);
     Ok(num.parse::<u32>().unwrap_or(0) / 10000)
 }

@@ -37,7 +37,7 @@ pub struct Topology {
 /// Reads the topology; works on PostgreSQL 10 and later. Without the `pg_monitor` role a
 /// primary shows its standbys without their names and lag.
 pub async fn inspect(client: &tokio_postgres::Client) -> Result<Topology, Error> {
-    let q = |e: tokio_postgres::Error| Error::with("cannot read the replication state", e);
+    let q = |e: tokio_postgres::Error| Error::database("cannot read the replication state", e);
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \

@@ -149,11 +149,12 @@ async fn sqlite_round_trip_encrypted_to_a_recipient() {
     // The encrypted file does not contain the data in the clear.
     assert!(!std::fs::read(&report.file).unwrap().windows(7).any(|w| w == b"nonces\0" || w == b"CREATE "));
     rusqlite::Connection::open(file.path()).unwrap().execute_batch("DELETE FROM nonces; DROP TABLE dids;").unwrap();
-    let no_key = restore::restore(&target, &report.file, &Decryption::default(), &replace_nothing())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(no_key.contains("--identity"), "{no_key}");
+    let no_key = restore::restore(&target, &report.file, &Decryption::default(), &replace_nothing()).await.unwrap_err();
+    assert!(
+        matches!(&no_key, sage_ops::Error::KeyMissing { encryption, .. } if encryption == "recipients"),
+        "{no_key}"
+    );
+    assert!(!no_key.to_string().contains("--identity"), "{no_key}");
     restore::restore(
         &target,
         &report.file,

@@ -40,7 +40,7 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
                 let conn = match &location {
                     SqliteLocation::File(path) => {
                         if !path.exists() {
-                            return Err(Error::new(format!("{} does not exist", path.display())));
+                            return Err(Error::invalid(format!("{} does not exist", path.display())));
                         }
                         rusqlite::Connection::open(path)
                     }
@@ -50,9 +50,9 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
                 introspect::sqlite::introspect(&conn)
             })
             .await
-            .map_err(|e| Error::new(format!("introspection failed: {e}")))?
+            .map_err(|e| Error::invalid(format!("introspection failed: {e}")))?
         }
-        Target::Memory => Err(Error::new("memory:// has no schema")),
+        Target::Memory => Err(Error::invalid("memory:// has no schema")),
         #[allow(unreachable_patterns)]
         other => Err(missing_backend(other)),
     }
@@ -61,7 +61,7 @@ pub async fn live(target: &Target) -> Result<Schema, Error> {
 /// The one-line error for a database whose backend this build leaves out.
 #[allow(dead_code)]
 fn missing_backend(target: &Target) -> Error {
-    Error::new(match target {
+    Error::invalid(match target {
         Target::Postgres(_) => sage_conn::NO_POSTGRES,
         _ => sage_conn::NO_SQLITE,
     })
@@ -82,7 +82,7 @@ pub async fn table_names(target: &Target) -> Result<Vec<String>, Error> {
                     &[],
                 )
                 .await
-                .map_err(|e| Error::new(format!("cannot list the tables: {e}")))?;
+                .map_err(|e| Error::invalid(format!("cannot list the tables: {e}")))?;
             rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<String>>()
         }
         Target::Sqlite(SqliteLocation::File(path)) if !path.exists() => Vec::new(),
@@ -143,12 +143,12 @@ where
             #[cfg(not(feature = "postgres"))]
             return {
                 let _ = near;
-                Err(Error::new(sage_conn::NO_POSTGRES))
+                Err(Error::invalid(sage_conn::NO_POSTGRES))
             };
             #[cfg(feature = "postgres")]
             {
                 let Some(Target::Postgres(pg)) = near else {
-                    return Err(Error::new("replaying PostgreSQL migrations needs a PostgreSQL server: give a postgres:// database URL or --dev-url"));
+                    return Err(Error::ReplayNeedsServer);
                 };
                 let scratch = Scratch::create(pg).await?;
                 let result = replay(set, Target::Postgres(scratch.settings.clone())).await;
@@ -183,7 +183,7 @@ async fn replay_and_read(set: MigrationSet, target: &Target) -> Result<Schema, E
 
 fn tempfile_dir() -> Result<PathBuf, Error> {
     let dir = std::env::temp_dir().join(format!("sage-schema-{}", Alphanumeric.sample_string(&mut rand::rng(), 10)));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
 }
 
@@ -218,13 +218,12 @@ impl Scratch {
         client
             .execute("SELECT set_config('application_name', $1, false)", &[&owner_tag(&name)])
             .await
-            .map_err(|e| Error::new(format!("cannot name the scratch session: {e}")))?;
+            .map_err(|e| Error::invalid(format!("cannot name the scratch session: {e}")))?;
         client.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await.map_err(|e| {
-            Error::new(format!(
-                "cannot create a scratch database on {} ({}); grant CREATEDB or pass --dev-url with an empty database",
-                near.redacted_url(),
-                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
-            ))
+            Error::ScratchRefused {
+                server: near.redacted_url(),
+                reason: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+            }
         })?;
         Ok(Scratch { settings: near.with_dbname(&name), admin: near.clone(), _owner: client })
     }
@@ -235,7 +234,7 @@ impl Scratch {
     /// programs. Returns the role, or `None` when the connecting role is no superuser.
     pub async fn restricted_role(&self) -> Result<Option<String>, Error> {
         let client = &self._owner;
-        let q = |e: tokio_postgres::Error| Error::new(format!("cannot prepare the scratch database: {e}"));
+        let q = |e: tokio_postgres::Error| Error::invalid(format!("cannot prepare the scratch database: {e}"));
         let superuser: bool = client
             .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
             .await
@@ -380,7 +379,7 @@ async fn render_in(scratch: &Scratch, schema: &Schema) -> Result<Schema, Error> 
             .map_err(|e| Error::database("cannot take the scratch role", e))?;
     }
     client.batch_execute(&render(schema)).await.map_err(|e| {
-        Error::new(format!(
+        Error::invalid(format!(
             "this server cannot create the snapshot's schema: {}",
             e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
         ))
@@ -395,13 +394,13 @@ pub fn snapshot_paths(dir: &Path) -> (PathBuf, PathBuf) {
 
 pub fn read_snapshot(path: &Path) -> Result<Schema, Error> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(format!("cannot read snapshot {}: {e}", path.display())))?;
-    parse_snapshot(&text).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+        .map_err(|e| Error::invalid(format!("cannot read snapshot {}: {e}", path.display())))?;
+    parse_snapshot(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 
 pub fn parse_snapshot(text: &str) -> Result<Schema, Error> {
     serde_json::from_str(text)
-        .map_err(|e| Error::new(format!("not a schema snapshot (line {}, column {}): {e}", e.line(), e.column())))
+        .map_err(|e| Error::invalid(format!("not a schema snapshot (line {}, column {}): {e}", e.line(), e.column())))
 }
 
 pub fn snapshot_json(schema: &Schema) -> String {
@@ -421,8 +420,8 @@ pub fn write_snapshot(dir: &Path, schema: &Schema) -> Result<(PathBuf, PathBuf),
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::new(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::new(format!("cannot replace {}: {e}", path.display())))
+    std::fs::write(&tmp, text).map_err(|e| Error::invalid(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::invalid(format!("cannot replace {}: {e}", path.display())))
 }
 
 /// Runs DDL (e.g. the output of [`render`]) against a database.
@@ -432,7 +431,7 @@ pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
         Target::Postgres(pg) => {
             let client = sage_conn::connect(pg).await?;
             client.batch_execute(sql).await.map_err(|e| {
-                Error::new(format!(
+                Error::invalid(format!(
                     "applying DDL failed: {}",
                     e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
                 ))
@@ -447,7 +446,7 @@ pub async fn apply(target: &Target, sql: &str) -> Result<(), Error> {
             .map_err(|e| Error::database("cannot open the SQLite database", e))?;
             conn.execute_batch(sql).map_err(|e| Error::database("applying DDL failed", e))
         }
-        Target::Memory => Err(Error::new("memory:// has no schema")),
+        Target::Memory => Err(Error::invalid("memory:// has no schema")),
         #[allow(unreachable_patterns)]
         other => Err(missing_backend(other)),
     }

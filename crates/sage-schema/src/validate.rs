@@ -218,7 +218,6 @@ pub fn validate(expected: &Schema, actual: &Schema, options: ValidateOptions) ->
     f.list
 }
 
-/// Every kind a finding can have, for `--ignore`.
 /// The kinds of finding about structure: the tables, columns, keys, indexes, functions
 /// and the like that code using the database depends on. The other kinds (owners, grants,
 /// row-level security, comments, …) are about who may use it and how it is described.
@@ -239,6 +238,7 @@ pub const STRUCTURAL_KINDS: &[&str] = &[
     "trigger",
 ];
 
+/// Every kind a finding can have (the kinds a caller may ask to ignore).
 pub fn finding_kinds() -> Vec<&'static str> {
     let mut kinds = STRUCTURAL_KINDS.to_vec();
     kinds.extend(crate::objects::RECORDED_KINDS);
@@ -257,10 +257,10 @@ pub fn ignore_kinds(findings: Vec<Finding>, ignored: &[String]) -> Result<Vec<Fi
         match known.iter().find(|k| **k == wanted) {
             Some(k) => kinds.push(k),
             None => {
-                return Err(crate::Error::new(format!(
-                    "--ignore {text:?}: not a kind of finding (one of: {})",
-                    known.join(", ")
-                )))
+                return Err(crate::Error::UnknownFindingKind {
+                    given: text.clone(),
+                    known: known.iter().map(|k| k.to_string()).collect(),
+                })
             }
         }
     }
@@ -271,7 +271,7 @@ pub fn ignore_kinds(findings: Vec<Finding>, ignored: &[String]) -> Result<Vec<Fi
             drift: Drift::NotChecked,
             kind: "not checked",
             object: kind.to_string(),
-            message: "ignored on request (--ignore)".into(),
+            message: "ignored on request".into(),
         });
     }
     Ok(kept)

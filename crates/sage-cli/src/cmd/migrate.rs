@@ -576,7 +576,7 @@ async fn unrecorded_adoption(m: &mut Session, args: &MigrationArgs) -> anyhow::R
         Err(e) => {
             let names: Vec<&str> = named.iter().map(|t| t.as_str()).collect();
             bail!(
-                "the database holds tables these migrations create ({}) but no record of any migration, and finding which migrations made them needs a replay of the migrations, which failed: {e}; nothing was changed\nhint: adopt with an empty database of your own to replay in: sage-db migrate adopt --dev-url URL",
+                "the database holds tables these migrations create ({}) but no record of any migration, and finding which migrations made them needs a replay of the migrations, which failed: {e}; nothing was changed\nhint: grant the role CREATEDB, or adopt with an empty database of your own to replay in: sage-db migrate adopt --dev-url URL",
                 names.join(", ")
             )
         }

@@ -1,0 +1,56 @@
+//! Advice the command line adds to a library error: the libraries' messages speak of
+//! what went wrong in their own terms, and only the binary knows which flag or variable
+//! changes it.
+
+/// The hint for a sage-ops error, naming the flag or variable that would change the outcome.
+pub(crate) fn ops(error: &sage_ops::Error) -> Option<String> {
+    use sage_ops::Error as E;
+    let hint = match error {
+        E::SchemaDiffers { .. } => "pass `--replace-schema` to replace the database's schema with the backup's".into(),
+        E::KeyMissing { .. } => "set SAGE_BACKUP_PASSPHRASE or pass `--identity FILE`".into(),
+        E::BadRecipient { .. } => "`--recipient` takes an age public key (age1…), as `age-keygen -y` prints it".into(),
+        E::VerifyNeedsServer => "pass `--database-url` with a PostgreSQL server to verify the backup on".into(),
+        E::UnknownEnvironment { .. } => "give `--seeds DIR` for seeds of your own".into(),
+        E::BenchUnbounded => "pass `--duration` or `--operations`".into(),
+        E::RolledBack(inner) => return ops(inner),
+        // Verification's scratch database is made on the server of `--database-url`.
+        E::Schema(sage_schema::Error::ScratchRefused { .. }) => {
+            "grant CREATEDB to the role of `--database-url`, which verifies in a scratch database".into()
+        }
+        E::Schema(inner) => return schema(inner),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// The hint for a sage-schema error.
+pub(crate) fn schema(error: &sage_schema::Error) -> Option<String> {
+    use sage_schema::Error as E;
+    let hint = match error {
+        E::ReplayNeedsServer => {
+            "give a postgres:// `--database-url`, or `--dev-url` with an empty PostgreSQL database".into()
+        }
+        E::ScratchRefused { .. } => "grant CREATEDB or pass `--dev-url` with an empty database".into(),
+        E::UnknownFindingKind { .. } => "`--ignore` takes one of the kinds listed".into(),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_that_a_flag_changes_names_the_flag() {
+        let differs = sage_ops::Error::SchemaDiffers { file: "b.dump".into(), why: "tables differ".into() };
+        assert!(ops(&differs).unwrap().contains("--replace-schema"));
+        // Inside a rolled-back restore the inner refusal decides.
+        let rolled = sage_ops::Error::RolledBack(Box::new(sage_ops::Error::VerifyNeedsServer));
+        assert!(ops(&rolled).unwrap().contains("--database-url"));
+        assert!(ops(&sage_ops::Error::invalid("bad manifest")).is_none());
+        let scratch = sage_schema::Error::ScratchRefused { server: "postgres://h/db".into(), reason: "denied".into() };
+        assert!(schema(&scratch).unwrap().contains("--dev-url"));
+        assert!(!ops(&sage_ops::Error::Schema(scratch)).unwrap().contains("--dev-url"));
+    }
+}
