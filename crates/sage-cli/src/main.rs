@@ -11,6 +11,7 @@ mod cmd;
 mod confirm;
 mod context;
 mod expected;
+mod progress;
 
 use std::process::ExitCode;
 

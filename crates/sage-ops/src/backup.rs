@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
@@ -55,8 +54,8 @@ pub struct BackupReport {
     pub client: Option<String>,
 }
 
-/// Called with the number of bytes dumped so far.
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// Told the number of bytes written so far, as `dumping`.
+pub use sage_conn::Progress;
 
 pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress) -> Result<BackupReport, Error> {
     std::fs::create_dir_all(&options.dir)
@@ -253,7 +252,7 @@ fn run_into_sink(
             return Ok(());
         }
         sink.write_all(&buf[..n])?;
-        progress(sink.written());
+        progress.bytes("dumping", sink.written());
     })();
     if copied.is_err() {
         // pg_dump would block on a pipe nobody reads any more, holding its snapshot open:
@@ -353,7 +352,7 @@ fn backup_sqlite(
             sink.abandon();
             return Err(Error::new(format!("cannot write {}: {}", file.display(), crate::sink::describe_io(&e))));
         }
-        progress(sink.written());
+        progress.bytes("dumping", sink.written());
     }
     let sealed = sink.seal(&file)?;
     let mut manifest = Manifest {

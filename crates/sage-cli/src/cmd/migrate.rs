@@ -10,6 +10,7 @@ use crate::cli::{Global, MigrateCommand, MigrationArgs};
 use crate::confirm::confirm;
 use crate::context::{self, Database};
 use crate::output;
+use crate::progress::ProgressLine;
 
 pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -21,7 +22,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                 _ => Goal::Latest,
             };
             let mut m = Session::open(global, &args).await?;
-            let report = up_adopting(&mut m, &args, target).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                up_adopting(&mut m, &args, target).await?
+            };
             // The JSON has one shape whatever the goal: `validation` is null when none ran.
             if args.dry_run || target != Goal::Latest {
                 return m.finish_with_validation(global, &report, None);
@@ -41,7 +46,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.down(target))).await?;
             }
-            let report = m.migrator.down(target).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                m.migrator.down(target).await?
+            };
             m.finish(global, &report)
         }
         MigrateCommand::Goto { args, version, yes } => {
@@ -50,7 +59,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.goto(version))).await?;
             }
-            let report = m.migrator.goto(version).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                m.migrator.goto(version).await?
+            };
             m.finish(global, &report)
         }
         MigrateCommand::Force { args, version } => {
