@@ -23,7 +23,7 @@ use tokio_postgres::error::SqlState;
 use crate::dump::{DumpReader, Item};
 use crate::manifest::{Applied, Authenticity, Manifest};
 use crate::sink::{decrypting_reader, Decryption};
-use crate::{tools, Error};
+use crate::{blocking, tools, Error};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -64,6 +64,12 @@ pub fn inspect(backup: &Path, keys: &Decryption) -> Result<Inspected, Error> {
     inspect_open(backup, keys).map(|(inspected, _)| inspected)
 }
 
+/// [`inspect_open`] on the blocking pool: it reads and hashes the whole backup.
+async fn inspect_opened(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs::File), Error> {
+    let (backup, keys) = (backup.to_path_buf(), keys.clone());
+    blocking::run("checking the backup", move || inspect_open(&backup, &keys)).await
+}
+
 /// `inspect`, returning the backup opened once: restore reads the very file it checked,
 /// not whatever the name points to a moment later.
 fn inspect_open(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs::File), Error> {
@@ -88,7 +94,7 @@ pub async fn restore(
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, Error> {
-    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_opened(backup, keys).await?;
     let expected_dialect = match target {
         Target::Postgres(_) => "postgres",
         Target::Sqlite(_) => "sqlite",
@@ -302,16 +308,23 @@ async fn restore_postgres(
         let identity = pg_identity(&client).await?;
         check_same_schema(manifest, &identity).map_err(|why| schema_refusal(backup, why))?;
     }
-    let pg_restore = if manifest.kind == "custom" {
+    let (pg_restore, file) = if manifest.kind == "custom" {
         let writer = manifest.client_version.as_deref().and_then(tools::major_of);
-        let tool = tools::find("pg_restore", tools::Purpose::Read { server: major, writer })?;
-        tracing::info!(client = %tool.describe(), "reading the archive with");
-        if manifest.encryption == "none" {
-            check_readable(&tool, backup, &file)?;
-        }
-        Some(tool)
+        let (backup, plain) = (backup.to_path_buf(), manifest.encryption == "none");
+        // Finding pg_restore runs each candidate's `--version`, and checking the archive
+        // runs `pg_restore --list` over the whole file.
+        let (tool, file) = blocking::run("looking for pg_restore", move || {
+            let tool = tools::find("pg_restore", tools::Purpose::Read { server: major, writer })?;
+            tracing::info!(client = %tool.describe(), "reading the archive with");
+            if plain {
+                check_readable(&tool, &backup, &file)?;
+            }
+            Ok((tool, file))
+        })
+        .await?;
+        (Some(tool), file)
     } else {
-        None
+        (None, file)
     };
     let described = pg_restore.as_ref().map(tools::Tool::describe);
 
@@ -668,7 +681,7 @@ pub struct VerifyReport {
 /// Restores the backup into a scratch database (a temporary database on the server of
 /// `near`, or memory for SQLite) and checks every row count, leaving `near` untouched.
 pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<VerifyReport, Error> {
-    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_opened(backup, keys).await?;
     let mut skipped = Vec::new();
     let mut client = None;
     match manifest.dialect.as_str() {

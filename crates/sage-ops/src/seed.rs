@@ -11,7 +11,7 @@ use sage_store::{DidRecord, DidStore, KeyType, NewSession, SessionKey, SessionSt
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
+use crate::{blocking, Error};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SeedReport {
@@ -204,23 +204,25 @@ pub async fn seed_directory(
     environment: &str,
     progress: &Progress,
 ) -> Result<SeedReport, Error> {
-    let files = seed_files(dir, environment)?;
+    let files = {
+        let (dir, environment) = (dir.to_path_buf(), environment.to_string());
+        blocking::run("listing the seeds", move || seed_files(&dir, &environment)).await?
+    };
     let mut report = SeedReport { environment: environment.to_string(), ..SeedReport::default() };
     let total = files.len() as u64;
     for (done, file) in files.into_iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         progress.items("seeding", Some(&name), done as u64, total);
-        let sql =
-            std::fs::read_to_string(&file).map_err(|e| Error::new(format!("cannot read {}: {e}", file.display())))?;
+        let sql = tokio::fs::read_to_string(&file)
+            .await
+            .map_err(|e| Error::new(format!("cannot read {}: {e}", file.display())))?;
         let checksum = sage_migrate::checksum(&sql);
         let applied = match target {
             Target::Postgres(pg) => seed_pg(pg, environment, &name, &checksum, &sql).await?,
             Target::Sqlite(SqliteLocation::File(path)) => {
                 let (path, environment, name, checksum, sql) =
                     (path.clone(), environment.to_string(), name.clone(), checksum.clone(), sql.clone());
-                tokio::task::spawn_blocking(move || seed_sqlite(&path, &environment, &name, &checksum, &sql))
-                    .await
-                    .map_err(|e| Error::new(format!("seeding failed: {e}")))??
+                blocking::run("seeding", move || seed_sqlite(&path, &environment, &name, &checksum, &sql)).await?
             }
             _ => return Err(Error::new("seeds need a PostgreSQL or SQLite file database")),
         };

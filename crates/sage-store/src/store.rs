@@ -147,6 +147,9 @@ impl Store {
     /// database, or `memory://`. Checks the schema version first (after migrating, when
     /// `options.migrate` is set) and refuses a database this build does not understand.
     pub async fn open(target: &sage_conn::Target, options: OpenOptions) -> Result<Store> {
+        // A key file is a few lines read once, before the store exists and anything runs on
+        // it; creating one on first use writes those lines once. Left on the caller's
+        // thread: nothing else is waiting on this store yet.
         let (keys, key_notice) = options.keys.load()?;
         // Only a database backend adds notices (schema migrations).
         #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(unused_mut))]

@@ -131,7 +131,11 @@ pub async fn restore(
     let db = Database::resolve(global)?;
     let keys = keys(&db, identity);
     // Check the file before asking: a damaged or altered backup is refused without a question.
-    let inspected = sage_ops::restore::inspect(file, &keys)?;
+    // Checking reads and hashes the whole file, off the runtime.
+    let inspected = {
+        let (file, keys) = (file.to_path_buf(), keys.clone());
+        crate::context::blocking(move || Ok(sage_ops::restore::inspect(&file, &keys)?)).await?
+    };
     let manifest = &inspected.manifest;
     let rows = manifest.tables.values().fold(0i64, |sum, n| sum.saturating_add(*n));
     confirm(
@@ -205,6 +209,7 @@ pub async fn seed(global: &Global, environment: Option<String>, seeds: Option<Pa
 pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
     use sage_store::{NonceStore, SessionStore};
     let db = Database::resolve(global)?;
+    // A small file read once before anything runs: no other work shares the runtime yet.
     let config = config.map(|p| sage_ops::cleanup::CleanupConfig::load(&p)).transpose()?.unwrap_or_default();
     if let Target::Sqlite(sage_conn::SqliteLocation::File(path)) = &db.settings.target {
         // Opening a missing file would create an empty database and report it clean.

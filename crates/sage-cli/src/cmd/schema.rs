@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use sage_conn::{Origin, Settings, Target};
-use sage_migrate::{Dialect, MigrationSet};
+use sage_migrate::Dialect;
 use sage_schema::{Finding, Schema, Severity};
 
 use crate::cli::{ExpectedArgs, Global, SchemaCommand};
-use crate::context::Database;
+use crate::context::{self, Database};
 use crate::{expected, output};
 
 pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<ExitCode> {
@@ -79,7 +79,7 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     let db = Database::resolve(global)?;
     let dialect = db.dialect()?;
     let set = match &args.source {
-        Some(dir) => MigrationSet::from_dir(dir, dialect)?,
+        Some(dir) => context::read_migrations(dir, dialect).await?,
         None => sage_store::migrations(dialect),
     };
     let dev = expected::dev_target(args.dev_url.as_deref())?;
@@ -170,7 +170,7 @@ async fn load(e: &Endpoint, dialect: Dialect, db: &Database, dev: Option<&Target
         Endpoint::Database(target) => Ok(sage_schema::live(target).await?),
         Endpoint::Snapshot(path) => Ok(sage_schema::read_snapshot(path)?),
         Endpoint::Directory(dir) => {
-            let set = MigrationSet::from_dir(dir, dialect)?;
+            let set = context::read_migrations(dir, dialect).await?;
             if let (Dialect::Postgres, None, false) = (dialect, dev, matches!(db.settings.target, Target::Postgres(_)))
             {
                 bail!("replaying {} needs a PostgreSQL server: pass --database-url or --dev-url", dir.display());
@@ -210,7 +210,7 @@ async fn diff(
     }
     if let Some(name) = write {
         let dir = source.expect("clap requires --source with --write");
-        let set = MigrationSet::from_dir(&dir, dialect)?;
+        let set = context::read_migrations(&dir, dialect).await?;
         let new = set.new_migration(&name, chrono::Utc::now())?;
         let up: String = changes.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
         let reverse = sage_schema::diff(&to_schema, &from_schema);

@@ -20,7 +20,7 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
         Target::Postgres(pg) if !args.dry_run => create_missing_database(pg).await?,
         _ => false,
     };
-    let set = context::migration_set(args, dialect)?;
+    let set = context::migration_set(args, dialect).await?;
     let set_label = context::describe_set(&set);
     let options = context::run_options(args, &set)?;
     let mut migrator = Migrator::connect(db.migration_target(), set, options).await?;
