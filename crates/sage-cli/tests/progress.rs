@@ -15,10 +15,10 @@ const SCRIPT: &str = "/usr/bin/script";
 /// environment; returns everything the terminal showed (stdout and stderr together) and
 /// whether it succeeded.
 fn under_terminal(cwd: &Path, args: &[&str]) -> (bool, String) {
-    under_terminal_of_type("xterm", cwd, args)
+    under_terminal_of_type("xterm", cwd, args, &[])
 }
 
-fn under_terminal_of_type(term: &str, cwd: &Path, args: &[&str]) -> (bool, String) {
+fn under_terminal_of_type(term: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     assert!(
         Path::new(SCRIPT).is_file(),
         "{SCRIPT} (util-linux `script`) is needed to run sage-db under a terminal; install util-linux (scripts/test does)"
@@ -36,6 +36,7 @@ fn under_terminal_of_type(term: &str, cwd: &Path, args: &[&str]) -> (bool, Strin
         .env("HOME", cwd)
         .env("SHELL", "/bin/sh")
         .env("TERM", term)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run script");
@@ -134,7 +135,7 @@ fn migrate_up_with_quiet_or_json_shows_no_progress_on_a_terminal() {
 
     // A terminal that cannot move its cursor gets no line it could not erase.
     let dumb_db = cwd.path().join("dumb.db");
-    let (ok, shown) = under_terminal_of_type("dumb", cwd.path(), &strs(&migrate_up(source.path(), &dumb_db, &[])));
+    let (ok, shown) = under_terminal_of_type("dumb", cwd.path(), &strs(&migrate_up(source.path(), &dumb_db, &[])), &[]);
     assert!(ok, "{shown}");
     assert!(
         !shown.contains("applying") && !shown.contains('\u{1b}') && shown.contains("version none -> 30"),
@@ -211,4 +212,42 @@ fn seed_draws_files_seeded_on_a_terminal() {
     let (ok, shown) = under_terminal(cwd.path(), &[&args[..], &["--json"]].concat());
     assert!(ok, "{shown}");
     assert!(!shown.contains("seeding") && !shown.contains('\u{1b}'), "{shown:?}");
+}
+
+#[tokio::test]
+async fn postgres_backup_draws_bytes_dumped_on_a_terminal_and_nothing_with_json() {
+    let db = sage_testkit::database().await.unwrap();
+    let client = sage_conn::connect(db.settings()).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE blobs (id int PRIMARY KEY, body text);
+             INSERT INTO blobs SELECT i, repeat(md5(i::text), 20) FROM generate_series(1, 20000) i;",
+        )
+        .await
+        .unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let url = db.url();
+    // The URL (with its password) goes through the environment, not the command line.
+    let mut env = vec![("DATABASE_URL", url.as_str())];
+    let pg_bin = std::env::var("SAGE_PG_BIN").unwrap_or_default();
+    if !pg_bin.is_empty() {
+        env.push(("SAGE_PG_BIN", pg_bin.as_str()));
+    }
+    let (ok, shown) = under_terminal_of_type("xterm", cwd.path(), &["backup", "--dir", "b"], &env);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("dumping ") && shown.contains("iB"), "no backup progress:\n{shown:?}");
+    let report = shown.find("wrote ").expect("the report");
+    assert!(shown.rfind("dumping ").unwrap() < report, "{shown:?}");
+    let (ok, shown) = under_terminal_of_type("xterm", cwd.path(), &["backup", "--json", "--dir", "b"], &env);
+    assert!(ok, "{shown}");
+    assert!(!shown.contains("dumping") && !shown.contains('\u{1b}'), "{shown:?}");
+    let document: serde_json::Value = serde_json::from_str(&shown.replace("\r\n", "\n")).expect("only JSON");
+    assert_eq!(document["manifest"]["tables"]["public.blobs"], 20000);
+
+    let file = document["file"].as_str().expect("the backup file").to_string();
+    let (ok, shown) = under_terminal_of_type("xterm", cwd.path(), &["restore", &file, "--yes"], &env);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("restoring ") && shown.contains("iB"), "no restore progress:\n{shown:?}");
+    let report = shown.find("row counts verified").expect("the report");
+    assert!(shown.rfind("restoring ").unwrap() < report, "{shown:?}");
 }

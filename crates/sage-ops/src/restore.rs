@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures_util::SinkExt;
-use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
+use sage_conn::{quote_ident, PgSettings, Progress, SqliteLocation, Target};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     /// Run the dump's statements as this role (`SET LOCAL ROLE`), e.g. a role without the
     /// rights to reach the server's files or programs.
     pub run_as: Option<String>,
+    /// Told the bytes of the backup file read so far, as `restoring`.
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +152,7 @@ impl Digest256 {
 struct Tapped {
     file: std::fs::File,
     digest: Digest256,
+    progress: Progress,
 }
 
 impl Read for Tapped {
@@ -158,6 +161,7 @@ impl Read for Tapped {
         let mut state = self.digest.0.lock().expect("digest lock");
         state.0.update(&buf[..n]);
         state.1 += n as u64;
+        self.progress.bytes("restoring", state.1);
         Ok(n)
     }
 }
@@ -168,9 +172,10 @@ fn open_plaintext(
     file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
+    progress: Progress,
 ) -> Result<(Box<dyn Read + Send>, Digest256), Error> {
     let digest = Digest256::default();
-    let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone() });
+    let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone(), progress });
     let plain = decrypting_reader(tapped, &manifest.encryption, keys, &backup.display().to_string())?;
     Ok((plain, digest))
 }
@@ -332,8 +337,9 @@ async fn restore_postgres(
     // statements and rows over a small channel; this side runs them in one transaction.
     let (sender, mut items) = tokio::sync::mpsc::channel::<Item>(8);
     let reader = {
-        let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-        tokio::task::spawn_blocking(move || read_dump(&backup, file, &manifest, &keys, pg_restore, sender))
+        let (backup, manifest, keys, progress) =
+            (backup.to_path_buf(), manifest.clone(), keys.clone(), options.progress.clone());
+        tokio::task::spawn_blocking(move || read_dump(&backup, file, &manifest, &keys, pg_restore, sender, progress))
     };
 
     let applied = async {
@@ -533,8 +539,9 @@ fn read_dump(
     keys: &Decryption,
     pg_restore: Option<tools::Tool>,
     sender: tokio::sync::mpsc::Sender<Item>,
+    progress: Progress,
 ) -> Result<(String, u64), Error> {
-    let (plain, digest) = open_plaintext(backup, file, manifest, keys)?;
+    let (plain, digest) = open_plaintext(backup, file, manifest, keys, progress)?;
     let what = backup.display().to_string();
     // False when the restore side hung up: it stopped on an error of its own, which is
     // the one to report.
@@ -603,8 +610,9 @@ fn load_sqlite_backup(
     file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
+    progress: Progress,
 ) -> Result<rusqlite::Connection, Error> {
-    let (mut plain, digest) = open_plaintext(backup, file, manifest, keys)?;
+    let (mut plain, digest) = open_plaintext(backup, file, manifest, keys, progress)?;
     let mut bytes = Vec::new();
     plain.read_to_end(&mut bytes).map_err(|e| Error::new(format!("cannot read {}: {e}", backup.display())))?;
     drop(plain);
@@ -640,7 +648,7 @@ fn restore_sqlite(
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<(), Error> {
-    let source = load_sqlite_backup(backup, file, manifest, keys)?;
+    let source = load_sqlite_backup(backup, file, manifest, keys, options.progress.clone())?;
     let mut target = match location {
         SqliteLocation::File(path) => {
             sage_conn::create_private_file(path)
@@ -717,7 +725,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                     return Err(e);
                 }
             }
-            let options = RestoreOptions { replace_schema: true, run_as };
+            let options = RestoreOptions { replace_schema: true, run_as, progress: Progress::none() };
             let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
             let report = result?;
@@ -726,9 +734,11 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
         }
         _ => {
             let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-            tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, file, &manifest, &keys).map(drop))
-                .await
-                .map_err(|e| Error::new(format!("verification failed: {e}")))??;
+            tokio::task::spawn_blocking(move || {
+                load_sqlite_backup(&backup, file, &manifest, &keys, Progress::none()).map(drop)
+            })
+            .await
+            .map_err(|e| Error::new(format!("verification failed: {e}")))??;
         }
     }
     Ok(VerifyReport {

@@ -148,8 +148,11 @@ pub async fn restore(
         ),
         yes,
     )?;
-    let options = sage_ops::restore::RestoreOptions { replace_schema, run_as: None };
-    let report = sage_ops::restore::restore(&db.settings.target, file, &keys, &options).await?;
+    let report = {
+        let line = ProgressLine::start(global);
+        let options = sage_ops::restore::RestoreOptions { replace_schema, run_as: None, progress: line.progress() };
+        sage_ops::restore::restore(&db.settings.target, file, &keys, &options).await?
+    };
     if global.json {
         output::json(&report)?;
     } else {
