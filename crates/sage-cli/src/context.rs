@@ -113,11 +113,24 @@ fn still_starting(error: &sage_conn::Error) -> bool {
 }
 
 /// The migrations a command works on: `--source DIR`, or SAGE's own.
-pub fn migration_set(args: &MigrationArgs, dialect: Dialect) -> anyhow::Result<MigrationSet> {
+pub async fn migration_set(args: &MigrationArgs, dialect: Dialect) -> anyhow::Result<MigrationSet> {
     match &args.source {
-        Some(dir) => Ok(MigrationSet::from_dir(dir, dialect)?),
+        Some(dir) => read_migrations(dir, dialect).await,
         None => Ok(sage_store::migrations(dialect)),
     }
+}
+
+/// Reads a migration directory (every file, hashed) on the blocking pool, off the runtime.
+pub async fn read_migrations(dir: &std::path::Path, dialect: Dialect) -> anyhow::Result<MigrationSet> {
+    let dir = dir.to_path_buf();
+    blocking(move || Ok(MigrationSet::from_dir(&dir, dialect)?)).await
+}
+
+/// Runs file work on tokio's blocking pool: a runtime worker never waits on a disk.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await?
 }
 
 pub fn describe_set(set: &MigrationSet) -> String {

@@ -22,9 +22,11 @@ pub async fn resolve(db: &Database, args: &ExpectedArgs) -> anyhow::Result<(Sche
     if let Some(dir) = &args.source {
         let (json, _) = sage_schema::snapshot_paths(dir);
         if json.is_file() && !args.replay {
-            return Ok((sage_schema::read_snapshot(&json)?, format!("snapshot {}", json.display())));
+            let read = json.clone();
+            let schema = crate::context::blocking(move || Ok(sage_schema::read_snapshot(&read)?)).await?;
+            return Ok((schema, format!("snapshot {}", json.display())));
         }
-        let set = MigrationSet::from_dir(dir, dialect)?;
+        let set = crate::context::read_migrations(dir, dialect).await?;
         return Ok((replay(set, db, dev.as_ref()).await?, format!("replay of {}", dir.display())));
     }
     match sage_store::snapshot(dialect) {

@@ -12,6 +12,7 @@ mod confirm;
 mod context;
 mod expected;
 mod hints;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -31,6 +31,7 @@ mod pg_pool;
 mod pool;
 mod pooler;
 mod private;
+pub mod progress;
 mod secret;
 mod settings;
 #[cfg(feature = "postgres")]
@@ -57,6 +58,7 @@ pub use pooler::Pooler;
 #[cfg(feature = "postgres")]
 pub use pooler::{decide as decide_pooler, detect as detect_pooler};
 pub use private::create_private_file;
+pub use progress::Progress;
 pub use secret::Secret;
 pub use settings::{Origin, PgSettings, Settings, SqliteLocation, SslMode, Target};
 pub use settings::{NO_POSTGRES, NO_SQLITE};

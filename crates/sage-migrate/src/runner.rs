@@ -116,6 +116,8 @@ pub struct Migrator {
     options: RunOptions,
     /// The SQLite file, named in a "disk full" message.
     file: Option<std::path::PathBuf>,
+    /// Told as each migration starts and finishes.
+    progress: sage_conn::Progress,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -191,11 +193,17 @@ impl Migrator {
                 ),
             ));
         }
-        Ok(Migrator { driver, set, options, file: None })
+        Ok(Migrator { driver, set, options, file: None, progress: sage_conn::Progress::none() })
     }
 
     pub fn set(&self) -> &MigrationSet {
         &self.set
+    }
+
+    /// Reports each migration applied or reverted (not in a dry run) to `progress`: before it
+    /// starts, with the number finished so far and planned in all, and once all are done.
+    pub fn set_progress(&mut self, progress: sage_conn::Progress) {
+        self.progress = progress;
     }
 
     /// Reads where the database stands. Takes no lock and creates nothing.
@@ -357,7 +365,11 @@ impl Migrator {
                 return Ok(report);
             }
         };
-        for step in steps {
+        let total = steps.len() as u64;
+        for (done, step) in steps.into_iter().enumerate() {
+            if !dry_run {
+                self.report_step(&step, done as u64, total);
+            }
             match step {
                 Step::Apply { version, resume_at } => {
                     let step_report = match self.apply(version, resume_at, &mut history, &legacy).await {
@@ -378,8 +390,20 @@ impl Migrator {
                 }
             }
         }
+        if !dry_run && total > 0 {
+            self.progress.items("migrating", None, total, total);
+        }
         report.version_after = plan::current_version(&history);
         Ok(report)
+    }
+
+    fn report_step(&self, step: &Step, done: u64, total: u64) {
+        let (action, version) = match step {
+            Step::Apply { version, .. } => ("applying", *version),
+            Step::Revert { version } => ("reverting", *version),
+        };
+        let name = self.set.get(version).map_or_else(|| version.to_string(), |m| format!("{version} {}", m.name));
+        self.progress.items(action, Some(&name), done, total);
     }
 
     /// Follows what other tools did since the last run: their applied migrations are

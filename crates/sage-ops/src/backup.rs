@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
@@ -23,7 +22,7 @@ use serde::Serialize;
 
 use crate::manifest::{manifest_path, Applied, Manifest, MANIFEST_FORMAT};
 use crate::sink::{sync_dir, Encryption, Sink};
-use crate::{tools, Error};
+use crate::{blocking, tools, Error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgFormat {
@@ -55,15 +54,22 @@ pub struct BackupReport {
     pub client: Option<String>,
 }
 
-/// Called with the number of bytes dumped so far.
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// Told the number of bytes written so far, as `dumping`.
+pub use sage_conn::Progress;
 
 pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress) -> Result<BackupReport, Error> {
-    std::fs::create_dir_all(&options.dir).map_err(|e| Error::io("cannot create backup directory", &options.dir, e))?;
-    // One backup at a time per directory: while the lock is held, a `.partial` file can
-    // only be the remains of a run that was killed.
-    let _lock = DirLock::take(&options.dir)?;
-    let leftovers = remove_partials(&options.dir)?;
+    let dir = options.dir.clone();
+    // Waiting for another backup's lock can take as long as that backup.
+    let (_lock, leftovers) = blocking::run("preparing the backup directory", move || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io("cannot create backup directory", &dir, e))?;
+        // One backup at a time per directory: while the lock is held, a `.partial` file can
+        // only be the remains of a run that was killed.
+        let lock = DirLock::take(&dir)?;
+        let leftovers = remove_partials(&dir)?;
+        Ok((lock, leftovers))
+    })
+    .await?;
     let now = Utc::now();
     let mut client = None;
     let manifest = match target {
@@ -74,16 +80,17 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
         }
         Target::Sqlite(SqliteLocation::File(path)) => {
             let (path, options) = (path.clone(), options.clone());
-            tokio::task::spawn_blocking(move || backup_sqlite(&path, &options, now, progress))
-                .await
-                .map_err(|e| Error::invalid(format!("backup failed: {e}")))??
+            blocking::run("backup", move || backup_sqlite(&path, &options, now, progress)).await?
         }
         Target::Sqlite(SqliteLocation::InMemory) | Target::Memory => {
             return Err(Error::invalid("an in-memory database has nothing to back up"))
         }
     };
     let file = options.dir.join(&manifest.file);
-    let mut pruned = prune(&options.dir, options.keep, options.max_age, now, &file)?;
+    let mut pruned = {
+        let (dir, keep, max_age, file) = (options.dir.clone(), options.keep, options.max_age, file.clone());
+        blocking::run("removing old backups", move || prune(&dir, keep, max_age, now, &file)).await?
+    };
     pruned.extend(leftovers);
     Ok(BackupReport { file, manifest, pruned, client })
 }
@@ -169,7 +176,10 @@ async fn backup_postgres(
 ) -> Result<(Manifest, String), Error> {
     let client = sage_conn::connect(pg).await?;
     let major = tools::server_major(&client).await?;
-    let pg_dump = tools::find("pg_dump", tools::Purpose::Dump { server: major })?;
+    // Finding the right pg_dump runs each candidate's `--version`.
+    let pg_dump =
+        blocking::run("looking for pg_dump", move || tools::find("pg_dump", tools::Purpose::Dump { server: major }))
+            .await?;
     tracing::info!(client = %pg_dump.describe(), "dumping with");
     let q = |e: tokio_postgres::Error| Error::database("cannot read the database for the backup", e);
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(q)?;
@@ -191,12 +201,14 @@ async fn backup_postgres(
     // roles the target server lacks); UTF-8 so the dump can be replayed on sage-db's own
     // connection whatever the database's encoding.
     command.args([format_flag, "--encoding=UTF8", &format!("--snapshot={snapshot}")]);
-    let sink = Sink::create(&file, &options.encryption, gzip)?;
     let sealed = {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || run_into_sink(command, sink, &file, progress))
-            .await
-            .map_err(|e| Error::invalid(format!("pg_dump failed: {e}")))??
+        let (file, encryption) = (file.clone(), options.encryption.clone());
+        blocking::run("pg_dump", move || {
+            // Creating the file includes deriving the key of a passphrase (scrypt).
+            let sink = Sink::create(&file, &encryption, gzip)?;
+            run_into_sink(command, sink, &file, progress)
+        })
+        .await?
     };
     client.batch_execute("COMMIT").await.map_err(q)?;
     let mut manifest = Manifest {
@@ -220,8 +232,13 @@ async fn backup_postgres(
         privileges: true,
         seal: None,
     };
-    manifest.seal(&options.encryption)?;
-    write_manifest(&file, &manifest)?;
+    let (file, encryption) = (file.clone(), options.encryption.clone());
+    let manifest = blocking::run("writing the manifest", move || {
+        manifest.seal(&encryption)?;
+        write_manifest(&file, &manifest)?;
+        Ok(manifest)
+    })
+    .await?;
     Ok((manifest, pg_dump.describe()))
 }
 
@@ -251,7 +268,7 @@ fn run_into_sink(
             return Ok(());
         }
         sink.write_all(&buf[..n])?;
-        progress(sink.written());
+        progress.bytes("dumping", sink.written());
     })();
     if copied.is_err() {
         // pg_dump would block on a pipe nobody reads any more, holding its snapshot open:
@@ -351,7 +368,7 @@ fn backup_sqlite(
             sink.abandon();
             return Err(Error::io("cannot write", &file, e));
         }
-        progress(sink.written());
+        progress.bytes("dumping", sink.written());
     }
     let sealed = sink.seal(&file)?;
     let mut manifest = Manifest {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sage_conn::{quote_ident, DurationField, SqliteLocation, Target};
+use sage_conn::{quote_ident, DurationField, Progress, SqliteLocation, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -505,15 +505,15 @@ pub struct RuleReport {
     pub rows: u64,
 }
 
-/// Applies one checked retention rule (or counts, with `dry_run`), calling `progress` after
-/// each batch. Each batch is its own statement and commits on its own: a failure part-way
+/// Applies one checked retention rule (or counts, with `dry_run`), reporting the rows
+/// deleted so far to `progress` after each batch. Each batch is its own statement and commits on its own: a failure part-way
 /// keeps the batches already deleted, and running the rule again continues from there.
 pub async fn apply_rule(
     target: &Target,
     checked: &CheckedRule,
     now: DateTime<Utc>,
     dry_run: bool,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &Progress,
 ) -> Result<RuleReport, Error> {
     let rule = &checked.rule;
     let age = parse_age(&rule.max_age).map_err(Error::invalid)?;
@@ -551,7 +551,7 @@ pub async fn apply_rule(
                 loop {
                     let n = client.execute(&statement, &[&*value, &batch]).await.map_err(q)?;
                     total += n;
-                    progress(total);
+                    progress.rows("deleting from", Some(&rule.table), total);
                     if n < batch as u64 {
                         break;
                     }
@@ -559,7 +559,8 @@ pub async fn apply_rule(
             }
         }
         Target::Sqlite(SqliteLocation::File(path)) => {
-            let (path, comparison) = (path.clone(), checked.comparison);
+            let (path, comparison, progress, table) =
+                (path.clone(), checked.comparison, progress.clone(), rule.table.clone());
             total = tokio::task::spawn_blocking(move || -> Result<u64, Error> {
                 let conn = open_sqlite(&path)?;
                 let q = |e: rusqlite::Error| Error::invalid(format!("retention on {label}: {e}"));
@@ -590,6 +591,7 @@ pub async fn apply_rule(
                 loop {
                     let n = conn.execute(&sql, rusqlite::params![value, batch]).map_err(q)? as u64;
                     total += n;
+                    progress.rows("deleting from", Some(&table), total);
                     if n < batch as u64 {
                         return Ok(total);
                     }
@@ -597,7 +599,6 @@ pub async fn apply_rule(
             })
             .await
             .map_err(|e| Error::invalid(format!("cleanup failed: {e}")))??;
-            progress(total);
         }
         _ => return Err(Error::invalid("retention rules need a PostgreSQL or SQLite file database")),
     }

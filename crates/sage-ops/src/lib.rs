@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod bench;
+mod blocking;
 pub mod check;
 pub mod cleanup;
 pub mod dump;

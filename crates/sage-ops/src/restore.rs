@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures_util::SinkExt;
-use sage_conn::{quote_ident, PgSettings, SqliteLocation, Target};
+use sage_conn::{quote_ident, PgSettings, Progress, SqliteLocation, Target};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
@@ -23,7 +23,7 @@ use tokio_postgres::error::SqlState;
 use crate::dump::{DumpReader, Item};
 use crate::manifest::{Applied, Authenticity, Manifest};
 use crate::sink::{decrypting_reader, Decryption};
-use crate::{tools, Error};
+use crate::{blocking, tools, Error};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     /// Run the dump's statements as this role (`SET LOCAL ROLE`), e.g. a role without the
     /// rights to reach the server's files or programs.
     pub run_as: Option<String>,
+    /// Told the bytes of the backup file read so far, as `restoring`.
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +66,12 @@ pub fn inspect(backup: &Path, keys: &Decryption) -> Result<Inspected, Error> {
     inspect_open(backup, keys).map(|(inspected, _)| inspected)
 }
 
+/// [`inspect_open`] on the blocking pool: it reads and hashes the whole backup.
+async fn inspect_opened(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs::File), Error> {
+    let (backup, keys) = (backup.to_path_buf(), keys.clone());
+    blocking::run("checking the backup", move || inspect_open(&backup, &keys)).await
+}
+
 /// `inspect`, returning the backup opened once: restore reads the very file it checked,
 /// not whatever the name points to a moment later.
 fn inspect_open(backup: &Path, keys: &Decryption) -> Result<(Inspected, std::fs::File), Error> {
@@ -88,7 +96,7 @@ pub async fn restore(
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, Error> {
-    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_opened(backup, keys).await?;
     let expected_dialect = match target {
         Target::Postgres(_) => "postgres",
         Target::Sqlite(_) => "sqlite",
@@ -144,6 +152,7 @@ impl Digest256 {
 struct Tapped {
     file: std::fs::File,
     digest: Digest256,
+    progress: Progress,
 }
 
 impl Read for Tapped {
@@ -152,6 +161,7 @@ impl Read for Tapped {
         let mut state = self.digest.0.lock().expect("digest lock");
         state.0.update(&buf[..n]);
         state.1 += n as u64;
+        self.progress.bytes("restoring", state.1);
         Ok(n)
     }
 }
@@ -162,9 +172,10 @@ fn open_plaintext(
     file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
+    progress: Progress,
 ) -> Result<(Box<dyn Read + Send>, Digest256), Error> {
     let digest = Digest256::default();
-    let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone() });
+    let tapped = BufReader::with_capacity(1 << 16, Tapped { file, digest: digest.clone(), progress });
     let plain = decrypting_reader(tapped, &manifest.encryption, keys, &backup.display().to_string())?;
     Ok((plain, digest))
 }
@@ -299,16 +310,23 @@ async fn restore_postgres(
         let identity = pg_identity(&client).await?;
         check_same_schema(manifest, &identity).map_err(|why| schema_refusal(backup, why))?;
     }
-    let pg_restore = if manifest.kind == "custom" {
+    let (pg_restore, file) = if manifest.kind == "custom" {
         let writer = manifest.client_version.as_deref().and_then(tools::major_of);
-        let tool = tools::find("pg_restore", tools::Purpose::Read { server: major, writer })?;
-        tracing::info!(client = %tool.describe(), "reading the archive with");
-        if manifest.encryption == "none" {
-            check_readable(&tool, backup, &file)?;
-        }
-        Some(tool)
+        let (backup, plain) = (backup.to_path_buf(), manifest.encryption == "none");
+        // Finding pg_restore runs each candidate's `--version`, and checking the archive
+        // runs `pg_restore --list` over the whole file.
+        let (tool, file) = blocking::run("looking for pg_restore", move || {
+            let tool = tools::find("pg_restore", tools::Purpose::Read { server: major, writer })?;
+            tracing::info!(client = %tool.describe(), "reading the archive with");
+            if plain {
+                check_readable(&tool, &backup, &file)?;
+            }
+            Ok((tool, file))
+        })
+        .await?;
+        (Some(tool), file)
     } else {
-        None
+        (None, file)
     };
     let described = pg_restore.as_ref().map(tools::Tool::describe);
 
@@ -316,8 +334,9 @@ async fn restore_postgres(
     // statements and rows over a small channel; this side runs them in one transaction.
     let (sender, mut items) = tokio::sync::mpsc::channel::<Item>(8);
     let reader = {
-        let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-        tokio::task::spawn_blocking(move || read_dump(&backup, file, &manifest, &keys, pg_restore, sender))
+        let (backup, manifest, keys, progress) =
+            (backup.to_path_buf(), manifest.clone(), keys.clone(), options.progress.clone());
+        tokio::task::spawn_blocking(move || read_dump(&backup, file, &manifest, &keys, pg_restore, sender, progress))
     };
 
     let applied = async {
@@ -516,8 +535,9 @@ fn read_dump(
     keys: &Decryption,
     pg_restore: Option<tools::Tool>,
     sender: tokio::sync::mpsc::Sender<Item>,
+    progress: Progress,
 ) -> Result<(String, u64), Error> {
-    let (plain, digest) = open_plaintext(backup, file, manifest, keys)?;
+    let (plain, digest) = open_plaintext(backup, file, manifest, keys, progress)?;
     let what = backup.display().to_string();
     // False when the restore side hung up: it stopped on an error of its own, which is
     // the one to report.
@@ -586,8 +606,9 @@ fn load_sqlite_backup(
     file: std::fs::File,
     manifest: &Manifest,
     keys: &Decryption,
+    progress: Progress,
 ) -> Result<rusqlite::Connection, Error> {
-    let (mut plain, digest) = open_plaintext(backup, file, manifest, keys)?;
+    let (mut plain, digest) = open_plaintext(backup, file, manifest, keys, progress)?;
     let mut bytes = Vec::new();
     plain.read_to_end(&mut bytes).map_err(|e| Error::io("cannot read", backup, e))?;
     drop(plain);
@@ -623,7 +644,7 @@ fn restore_sqlite(
     keys: &Decryption,
     options: &RestoreOptions,
 ) -> Result<(), Error> {
-    let source = load_sqlite_backup(backup, file, manifest, keys)?;
+    let source = load_sqlite_backup(backup, file, manifest, keys, options.progress.clone())?;
     let mut target = match location {
         SqliteLocation::File(path) => {
             sage_conn::create_private_file(path).map_err(|e| Error::io("cannot create", path, e))?;
@@ -665,7 +686,7 @@ pub struct VerifyReport {
 /// Restores the backup into a scratch database (a temporary database on the server of
 /// `near`, or memory for SQLite) and checks every row count, leaving `near` untouched.
 pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<VerifyReport, Error> {
-    let (Inspected { manifest, authenticity }, file) = inspect_open(backup, keys)?;
+    let (Inspected { manifest, authenticity }, file) = inspect_opened(backup, keys).await?;
     let mut skipped = Vec::new();
     let mut client = None;
     match manifest.dialect.as_str() {
@@ -699,7 +720,7 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
                     return Err(e);
                 }
             }
-            let options = RestoreOptions { replace_schema: true, run_as };
+            let options = RestoreOptions { replace_schema: true, run_as, progress: Progress::none() };
             let result = restore(&Target::Postgres(scratch.settings.clone()), backup, keys, &options).await;
             scratch.drop().await;
             let report = result?;
@@ -708,9 +729,11 @@ pub async fn verify(near: &Target, backup: &Path, keys: &Decryption) -> Result<V
         }
         _ => {
             let (backup, manifest, keys) = (backup.to_path_buf(), manifest.clone(), keys.clone());
-            tokio::task::spawn_blocking(move || load_sqlite_backup(&backup, file, &manifest, &keys).map(drop))
-                .await
-                .map_err(|e| Error::invalid(format!("verification failed: {e}")))??;
+            tokio::task::spawn_blocking(move || {
+                load_sqlite_backup(&backup, file, &manifest, &keys, Progress::none()).map(drop)
+            })
+            .await
+            .map_err(|e| Error::invalid(format!("verification failed: {e}")))??;
         }
     }
     Ok(VerifyReport {

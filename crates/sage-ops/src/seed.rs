@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
-use sage_conn::{SqliteLocation, Target};
+use sage_conn::{Progress, SqliteLocation, Target};
 use sage_store::{DidRecord, DidStore, KeyType, NewSession, SessionKey, SessionStore, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
+use crate::{blocking, Error};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SeedReport {
@@ -43,7 +43,8 @@ fn count(map: &mut BTreeMap<String, u64>, key: &str) {
 
 /// SAGE's seed for `environment`: `dev` is 4 DIDs (3 active, 1 revoked), 3 sessions and 3
 /// nonces; `staging` is 2 DIDs (sessions and nonces there come from tests).
-pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, Error> {
+/// Reports the rows seeded so far of all of them to `progress`.
+pub async fn seed_sage(store: &Store, environment: &str, progress: &Progress) -> Result<SeedReport, Error> {
     let mut report = SeedReport { environment: environment.to_string(), ..SeedReport::default() };
     let now = Utc::now();
     let dids: Vec<(String, bool)> = match environment {
@@ -59,7 +60,15 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
             })
         }
     };
+    // Each session comes with a nonce.
+    let total = (dids.len() + if environment == "dev" { 2 * SESSIONS } else { 0 }) as u64;
+    let mut done = 0u64;
+    let mut step = |item: &str| {
+        progress.items("seeding", Some(item), done, total);
+        done += 1;
+    };
     for (did, revoked) in &dids {
+        step(did);
         let mut record = DidRecord::new(did.clone(), spki(did), owner(did), KeyType::Ed25519);
         record.revoked = *revoked;
         record.capabilities = vec!["messaging".into()];
@@ -70,14 +79,16 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
         }
     }
     if environment != "dev" {
+        progress.items("seeding", None, total, total);
         return Ok(report);
     }
-    let sessions = [
+    let sessions: [_; SESSIONS] = [
         ("550e8400-e29b-41d4-a716-446655440000", "alice", "bob", Duration::hours(1), "nonce_alice_bob_001"),
         ("660f9511-f30c-42e5-b827-557766551111", "bob", "alice", Duration::hours(2), "nonce_bob_alice_001"),
         ("770fa622-a41d-43f6-8938-668877662222", "charlie", "alice", Duration::minutes(30), "nonce_charlie_alice_001"),
     ];
     for (id, client, server, ttl, nonce) in sessions {
+        step(&format!("session {id}"));
         let session = NewSession {
             id: id.into(),
             client_did: format!("did:sage:dev:{client}"),
@@ -95,14 +106,19 @@ pub async fn seed_sage(store: &Store, environment: &str) -> Result<SeedReport, E
             }
             Err(e) => return Err(Error::invalid(format!("seeding session {id}: {e}"))),
         }
+        step(&format!("nonce {nonce}"));
         match store.nonces().claim(nonce, Some(id), now + Duration::minutes(5)).await {
             Ok(()) => count(&mut report.added, "nonces"),
             Err(e) if e.is_replayed() => count(&mut report.already_present, "nonces"),
             Err(e) => return Err(Error::invalid(format!("seeding nonce {nonce}: {e}"))),
         }
     }
+    progress.items("seeding", None, total, total);
     Ok(report)
 }
+
+/// The sessions of the `dev` seed.
+const SESSIONS: usize = 3;
 
 /// The SQL seed files for `environment` under `dir`: `dir/<env>/*.sql` in name order, or
 /// the single file `dir/<env>.sql`. The environment is a plain name, and every file must
@@ -179,22 +195,33 @@ fn inside(root: &Path, path: &Path, environment: &str) -> Result<(), Error> {
 }
 
 /// Applies each seed file once, in its own transaction with its history row; a file already
-/// applied is skipped, a file changed since it was applied is reported and skipped.
-pub async fn seed_directory(target: &Target, dir: &Path, environment: &str) -> Result<SeedReport, Error> {
-    let files = seed_files(dir, environment)?;
+/// applied is skipped, a file changed since it was applied is reported and skipped. Reports
+/// the files done so far to `progress`.
+pub async fn seed_directory(
+    target: &Target,
+    dir: &Path,
+    environment: &str,
+    progress: &Progress,
+) -> Result<SeedReport, Error> {
+    let files = {
+        let (dir, environment) = (dir.to_path_buf(), environment.to_string());
+        blocking::run("listing the seeds", move || seed_files(&dir, &environment)).await?
+    };
     let mut report = SeedReport { environment: environment.to_string(), ..SeedReport::default() };
-    for file in files {
-        let sql = std::fs::read_to_string(&file).map_err(|e| Error::io("cannot read", &file, e))?;
+    let total = files.len() as u64;
+    for (done, file) in files.into_iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        progress.items("seeding", Some(&name), done as u64, total);
+        let sql = tokio::fs::read_to_string(&file)
+            .await
+            .map_err(|e| Error::io("cannot read", &file, e))?;
         let checksum = sage_migrate::checksum(&sql);
         let applied = match target {
             Target::Postgres(pg) => seed_pg(pg, environment, &name, &checksum, &sql).await?,
             Target::Sqlite(SqliteLocation::File(path)) => {
                 let (path, environment, name, checksum, sql) =
                     (path.clone(), environment.to_string(), name.clone(), checksum.clone(), sql.clone());
-                tokio::task::spawn_blocking(move || seed_sqlite(&path, &environment, &name, &checksum, &sql))
-                    .await
-                    .map_err(|e| Error::invalid(format!("seeding failed: {e}")))??
+                blocking::run("seeding", move || seed_sqlite(&path, &environment, &name, &checksum, &sql)).await?
             }
             _ => return Err(Error::invalid("seeds need a PostgreSQL or SQLite file database")),
         };
@@ -209,6 +236,7 @@ pub async fn seed_directory(target: &Target, dir: &Path, environment: &str) -> R
             }
         }
     }
+    progress.items("seeding", None, total, total);
     Ok(report)
 }
 

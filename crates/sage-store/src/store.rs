@@ -147,6 +147,9 @@ impl Store {
     /// database, or `memory://`. Checks the schema version first (after migrating, when
     /// `options.migrate` is set) and refuses a database this build does not understand.
     pub async fn open(target: &sage_conn::Target, options: OpenOptions) -> Result<Store> {
+        // A key file is a few lines read once, before the store exists and anything runs on
+        // it; creating one on first use writes those lines once. Left on the caller's
+        // thread: nothing else is waiting on this store yet.
         let (keys, key_notice) = options.keys.load()?;
         // Only a database backend adds notices (schema migrations).
         #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(unused_mut))]
@@ -608,11 +611,22 @@ impl SessionStore for Sessions {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
+        self.delete_expired_reporting(&sage_conn::Progress::none()).await
+    }
+}
+
+impl Sessions {
+    /// [`SessionStore::delete_expired`], reporting the rows deleted so far to `progress`
+    /// after each batch.
+    pub async fn delete_expired_reporting(&self, progress: &sage_conn::Progress) -> Result<u64> {
         let now = self.0.now();
         observed(
             &self.0,
             Operation::SessionDeleteExpired,
-            in_batches(|| self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH)),
+            in_batches(
+                || self.0.backend.delete_expired_sessions(now, CLEANUP_BATCH),
+                |total| progress.rows("deleting expired", Some("sessions"), total),
+            ),
         )
         .await
     }
@@ -626,6 +640,21 @@ async fn list(inner: &Inner, party: Party, field: &'static str, did: &str, page:
 }
 
 impl Nonces {
+    /// [`NonceStore::delete_expired`], reporting the rows deleted so far to `progress`
+    /// after each batch.
+    pub async fn delete_expired_reporting(&self, progress: &sage_conn::Progress) -> Result<u64> {
+        let now = self.0.now();
+        observed(
+            &self.0,
+            Operation::NonceDeleteExpired,
+            in_batches(
+                || self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH),
+                |total| progress.rows("deleting expired", Some("nonces"), total),
+            ),
+        )
+        .await
+    }
+
     /// [`NonceStore::claim`], called on the store directly: the call every signed message
     /// makes, without the boxed future a trait object needs.
     pub async fn claim(&self, nonce: &str, session_id: Option<&str>, expires_at: DateTime<Utc>) -> Result<()> {
@@ -701,13 +730,7 @@ impl NonceStore for Nonces {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        let now = self.0.now();
-        observed(
-            &self.0,
-            Operation::NonceDeleteExpired,
-            in_batches(|| self.0.backend.delete_expired_nonces(now, CLEANUP_BATCH)),
-        )
-        .await
+        self.delete_expired_reporting(&sage_conn::Progress::none()).await
     }
 }
 
@@ -808,7 +831,7 @@ impl DidStore for Dids {
 
 /// Repeats a batched delete until a batch comes back short; returns the rows deleted in all.
 /// Short batches keep each statement's locks brief while writers carry on.
-async fn in_batches<F, Fut>(mut delete_batch: F) -> Result<u64>
+async fn in_batches<F, Fut>(mut delete_batch: F, deleted_so_far: impl Fn(u64)) -> Result<u64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<u64>>,
@@ -817,6 +840,7 @@ where
     loop {
         let n = delete_batch().await?;
         total += n;
+        deleted_so_far(total);
         if n < u64::from(CLEANUP_BATCH) {
             return Ok(total);
         }

@@ -41,7 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global)?;
     let facts = sage_ops::check::inspect(&db.settings.target).await?;
-    let set = context::migration_set(args, db.dialect()?)?;
+    let set = context::migration_set(args, db.dialect()?).await?;
     let options = context::run_options(args, &set)?;
     let mut migrator = Migrator::connect(db.migration_target(), set, options).await?;
     let migrations = migrator.status().await?;

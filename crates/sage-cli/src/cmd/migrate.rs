@@ -10,6 +10,7 @@ use crate::cli::{Global, MigrateCommand, MigrationArgs};
 use crate::confirm::confirm;
 use crate::context::{self, Database};
 use crate::output;
+use crate::progress::ProgressLine;
 
 pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -21,7 +22,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
                 _ => Goal::Latest,
             };
             let mut m = Session::open(global, &args).await?;
-            let report = up_adopting(&mut m, &args, target).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                up_adopting(&mut m, &args, target).await?
+            };
             // The JSON has one shape whatever the goal: `validation` is null when none ran.
             if args.dry_run || target != Goal::Latest {
                 return m.finish_with_validation(global, &report, None);
@@ -41,7 +46,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.down(target))).await?;
             }
-            let report = m.migrator.down(target).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                m.migrator.down(target).await?
+            };
             m.finish(global, &report)
         }
         MigrateCommand::Goto { args, version, yes } => {
@@ -50,7 +59,11 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             if !args.dry_run {
                 m.confirm_reverts(&args, |mig| Box::pin(mig.goto(version))).await?;
             }
-            let report = m.migrator.goto(version).await?;
+            let report = {
+                let line = ProgressLine::start(global);
+                m.migrator.set_progress(line.progress());
+                m.migrator.goto(version).await?
+            };
             m.finish(global, &report)
         }
         MigrateCommand::Force { args, version } => {
@@ -125,7 +138,7 @@ pub async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<Exi
             }
             Ok(if status.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        MigrateCommand::Create { source, dry_run, name } => create(global, source.as_deref(), dry_run, &name),
+        MigrateCommand::Create { source, dry_run, name } => create(global, source.as_deref(), dry_run, &name).await,
     }
 }
 
@@ -144,7 +157,7 @@ type PlanFuture<'a> =
 impl Session {
     async fn open(global: &Global, args: &MigrationArgs) -> anyhow::Result<Session> {
         let db = Database::resolve(global)?;
-        let set = context::migration_set(args, db.dialect()?)?;
+        let set = context::migration_set(args, db.dialect()?).await?;
         let set_label = context::describe_set(&set);
         let options = context::run_options(args, &set)?;
         let migrator = Migrator::connect(db.migration_target(), set, options).await?;
@@ -159,7 +172,7 @@ impl Session {
         if !missing {
             return Session::open(global, args).await;
         }
-        let set = context::migration_set(args, db.dialect()?)?;
+        let set = context::migration_set(args, db.dialect()?).await?;
         let set_label = context::describe_set(&set);
         let empty = Target::Sqlite(SqliteLocation::InMemory);
         let options = context::run_options(args, &set)?;
@@ -312,7 +325,12 @@ fn print_findings(findings: &[sage_migrate::Finding]) {
     }
 }
 
-fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name: &str) -> anyhow::Result<ExitCode> {
+async fn create(
+    global: &Global,
+    source: Option<&std::path::Path>,
+    dry_run: bool,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
     let Some(dir) = source else {
         bail!("create needs --source DIR: SAGE's own migrations are compiled in and not edited here");
     };
@@ -320,7 +338,7 @@ fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name
     // when one is configured, else PostgreSQL's rules (the stricter splitter).
     let dialect =
         Database::resolve(global).ok().and_then(|db| db.dialect().ok()).unwrap_or(sage_migrate::Dialect::Postgres);
-    let set = sage_migrate::MigrationSet::from_dir(dir, dialect)?;
+    let set = context::read_migrations(dir, dialect).await?;
     let new = set.new_migration(name, chrono::Utc::now())?;
     for (path, _) in &new.files {
         if path.exists() {
@@ -329,7 +347,7 @@ fn create(global: &Global, source: Option<&std::path::Path>, dry_run: bool, name
     }
     if !dry_run {
         for (path, text) in &new.files {
-            std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            tokio::fs::write(path, text).await.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
     }
     if global.json {
@@ -349,7 +367,9 @@ pub async fn post_migrate_validation(
     db: &Database,
     args: &MigrationArgs,
 ) -> anyhow::Result<Option<Vec<sage_schema::Finding>>> {
-    let Some(expected) = crate::expected::snapshot_for(args.source.as_deref(), db.dialect()?)? else {
+    let (source, dialect) = (args.source.clone(), db.dialect()?);
+    let snapshot = context::blocking(move || crate::expected::snapshot_for(source.as_deref(), dialect)).await?;
+    let Some(expected) = snapshot else {
         return Ok(None);
     };
     let expected = sage_schema::in_server_rendering(expected, &db.settings.target).await?;
@@ -476,7 +496,7 @@ fn closest_lines(version: i64, findings: &[sage_schema::Finding]) -> String {
 /// the closest one are shown and nothing changes.
 async fn adopt(global: &Global, args: &MigrationArgs, dev_url: Option<&str>) -> anyhow::Result<ExitCode> {
     let db = Database::resolve(global)?;
-    let set = context::migration_set(args, db.dialect()?)?;
+    let set = context::migration_set(args, db.dialect()?).await?;
     if !set.problems.is_empty() {
         let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
         bail!("the migration files have problems:\n  {}", lines.join("\n  "));

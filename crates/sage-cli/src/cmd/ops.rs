@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::bail;
 use sage_conn::{DurationField, Target};
@@ -13,6 +12,7 @@ use crate::cli::{BackupAction, BackupArgs, Global};
 use crate::confirm::confirm;
 use crate::context::Database;
 use crate::output;
+use crate::progress::ProgressLine;
 
 const PASSPHRASE_VAR: &str = "SAGE_BACKUP_PASSPHRASE";
 
@@ -22,23 +22,6 @@ fn passphrase(db: &Database) -> Option<SecretString> {
 
 fn keys(db: &Database, identities: Vec<PathBuf>) -> Decryption {
     Decryption { passphrase: passphrase(db), identities }
-}
-
-/// A byte counter on stderr when it is a terminal; nothing otherwise.
-fn progress_bar(what: &'static str) -> (indicatif::ProgressBar, sage_ops::backup::Progress) {
-    use std::io::IsTerminal;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new_spinner()
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {binary_bytes} ({binary_bytes_per_sec})")
-            .expect("valid template"),
-    );
-    bar.set_message(what);
-    let handle = bar.clone();
-    (bar, Arc::new(move |n| handle.set_position(n)))
 }
 
 pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -93,10 +76,10 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
             .map(|a| DurationField::new("--max-age").unit_required().parse(a))
             .transpose()?,
     };
-    let (bar, progress) = progress_bar("dumping");
-    let report = sage_ops::backup::backup(&db.settings.target, &options, progress).await;
-    bar.finish_and_clear();
-    let report = report?;
+    let report = {
+        let line = ProgressLine::start(global);
+        sage_ops::backup::backup(&db.settings.target, &options, line.progress()).await?
+    };
     if global.json {
         output::json(&report)?;
     } else {
@@ -148,7 +131,11 @@ pub async fn restore(
     let db = Database::resolve(global)?;
     let keys = keys(&db, identity);
     // Check the file before asking: a damaged or altered backup is refused without a question.
-    let inspected = sage_ops::restore::inspect(file, &keys)?;
+    // Checking reads and hashes the whole file, off the runtime.
+    let inspected = {
+        let (file, keys) = (file.to_path_buf(), keys.clone());
+        crate::context::blocking(move || Ok(sage_ops::restore::inspect(&file, &keys)?)).await?
+    };
     let manifest = &inspected.manifest;
     let rows = manifest.tables.values().fold(0i64, |sum, n| sum.saturating_add(*n));
     confirm(
@@ -161,8 +148,11 @@ pub async fn restore(
         ),
         yes,
     )?;
-    let options = sage_ops::restore::RestoreOptions { replace_schema, run_as: None };
-    let report = sage_ops::restore::restore(&db.settings.target, file, &keys, &options).await?;
+    let report = {
+        let line = ProgressLine::start(global);
+        let options = sage_ops::restore::RestoreOptions { replace_schema, run_as: None, progress: line.progress() };
+        sage_ops::restore::restore(&db.settings.target, file, &keys, &options).await?
+    };
     if global.json {
         output::json(&report)?;
     } else {
@@ -185,10 +175,14 @@ pub async fn seed(global: &Global, environment: Option<String>, seeds: Option<Pa
     let environment =
         environment.or_else(|| db.env.get("SAGE_ENV").map(str::to_string)).unwrap_or_else(|| "dev".into());
     let report = match seeds {
-        Some(dir) => sage_ops::seed::seed_directory(&db.settings.target, &dir, &environment).await?,
+        Some(dir) => {
+            let line = ProgressLine::start(global);
+            sage_ops::seed::seed_directory(&db.settings.target, &dir, &environment, &line.progress()).await?
+        }
         None => {
             let store = db.open_store().await?;
-            sage_ops::seed::seed_sage(&store, &environment).await?
+            let line = ProgressLine::start(global);
+            sage_ops::seed::seed_sage(&store, &environment, &line.progress()).await?
         }
     };
     if global.json {
@@ -218,6 +212,7 @@ pub async fn seed(global: &Global, environment: Option<String>, seeds: Option<Pa
 pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
     use sage_store::{NonceStore, SessionStore};
     let db = Database::resolve(global)?;
+    // A small file read once before anything runs: no other work shares the runtime yet.
     let config = config.map(|p| sage_ops::cleanup::CleanupConfig::load(&p)).transpose()?.unwrap_or_default();
     if let Target::Sqlite(sage_conn::SqliteLocation::File(path)) = &db.settings.target {
         // Opening a missing file would create an empty database and report it clean.
@@ -232,11 +227,12 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
     // expiry pass has deleted anything.
     let now = chrono::Utc::now();
     let mut rules = Vec::new();
-    for rule in &checked {
-        let (bar, progress) = progress_bar("deleting rows");
-        let report = sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &*progress).await;
-        bar.finish_and_clear();
-        rules.push(report?);
+    {
+        let line = ProgressLine::start(global);
+        let progress = line.progress();
+        for rule in &checked {
+            rules.push(sage_ops::cleanup::apply_rule(&db.settings.target, rule, now, dry_run, &progress).await?);
+        }
     }
     let mut result = serde_json::Map::new();
     let sage_tables = !matches!(db.settings.target, Target::Memory) && has_sage_tables(&db).await?;
@@ -250,7 +246,13 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
                 total("nonces").saturating_sub(store.nonces().count_active().await?),
             )
         } else {
-            (store.sessions().delete_expired().await?, store.nonces().delete_expired().await?)
+            // Started after the store is open: its notes are printed before the line is drawn.
+            let line = ProgressLine::start(global);
+            let progress = line.progress();
+            (
+                store.sessions().delete_expired_reporting(&progress).await?,
+                store.nonces().delete_expired_reporting(&progress).await?,
+            )
         };
         result.insert("expired_sessions".into(), sessions.into());
         result.insert("expired_nonces".into(), nonces.into());

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use sage_conn::{Origin, Settings, Target};
-use sage_migrate::{Dialect, MigrationSet};
+use sage_migrate::Dialect;
 use sage_schema::{Finding, Schema, Severity};
 
 use crate::cli::{ExpectedArgs, Global, SchemaCommand};
-use crate::context::Database;
+use crate::context::{self, Database};
 use crate::{expected, output};
 
 pub async fn run(global: &Global, command: SchemaCommand) -> anyhow::Result<ExitCode> {
@@ -79,7 +79,7 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     let db = Database::resolve(global)?;
     let dialect = db.dialect()?;
     let set = match &args.source {
-        Some(dir) => MigrationSet::from_dir(dir, dialect)?,
+        Some(dir) => context::read_migrations(dir, dialect).await?,
         None => sage_store::migrations(dialect),
     };
     let dev = expected::dev_target(args.dev_url.as_deref())?;
@@ -96,7 +96,8 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
     };
     let (json, sql) = sage_schema::snapshot_paths(&dir);
     if check {
-        let recorded = std::fs::read_to_string(&json).ok().and_then(|text| sage_schema::parse_snapshot(&text).ok());
+        let recorded_json = tokio::fs::read_to_string(&json).await.ok();
+        let recorded = recorded_json.as_deref().and_then(|text| sage_schema::parse_snapshot(text).ok());
         let current = match recorded {
             // Taken on another PostgreSQL major: current when it is the same schema in this
             // server's rendering (the files are rewritten only by a dump on their own major).
@@ -106,8 +107,8 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
                 rendered == schema
             }
             _ => {
-                std::fs::read_to_string(&json).unwrap_or_default() == sage_schema::snapshot_json(&schema)
-                    && std::fs::read_to_string(&sql).unwrap_or_default() == sage_schema::render(&schema)
+                recorded_json.unwrap_or_default() == sage_schema::snapshot_json(&schema)
+                    && tokio::fs::read_to_string(&sql).await.unwrap_or_default() == sage_schema::render(&schema)
             }
         };
         if global.json {
@@ -119,8 +120,11 @@ async fn dump(global: &Global, args: &ExpectedArgs, out: Option<PathBuf>, check:
         }
         return Ok(if current { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (json, sql) = sage_schema::write_snapshot(&dir, &schema)?;
+    tokio::fs::create_dir_all(&dir).await.with_context(|| format!("cannot create {}", dir.display()))?;
+    let (json, sql) = {
+        let (dir, schema) = (dir.clone(), schema.clone());
+        context::blocking(move || Ok(sage_schema::write_snapshot(&dir, &schema)?)).await?
+    };
     if global.json {
         output::json(
             &serde_json::json!({ "json": json, "sql": sql, "tables": schema.tables.len(), "fingerprint": schema.fingerprint() }),
@@ -168,9 +172,12 @@ fn endpoint_dialect(e: &Endpoint) -> anyhow::Result<Option<Dialect>> {
 async fn load(e: &Endpoint, dialect: Dialect, db: &Database, dev: Option<&Target>) -> anyhow::Result<Schema> {
     match e {
         Endpoint::Database(target) => Ok(sage_schema::live(target).await?),
-        Endpoint::Snapshot(path) => Ok(sage_schema::read_snapshot(path)?),
+        Endpoint::Snapshot(path) => {
+            let path = path.clone();
+            context::blocking(move || Ok(sage_schema::read_snapshot(&path)?)).await
+        }
         Endpoint::Directory(dir) => {
-            let set = MigrationSet::from_dir(dir, dialect)?;
+            let set = context::read_migrations(dir, dialect).await?;
             if let (Dialect::Postgres, None, false) = (dialect, dev, matches!(db.settings.target, Target::Postgres(_)))
             {
                 bail!("replaying {} needs a PostgreSQL server: pass --database-url or --dev-url", dir.display());
@@ -210,7 +217,7 @@ async fn diff(
     }
     if let Some(name) = write {
         let dir = source.expect("clap requires --source with --write");
-        let set = MigrationSet::from_dir(&dir, dialect)?;
+        let set = context::read_migrations(&dir, dialect).await?;
         let new = set.new_migration(&name, chrono::Utc::now())?;
         let up: String = changes.iter().map(|c| format!("-- {}\n{}\n", c.description, c.sql)).collect();
         let reverse = sage_schema::diff(&to_schema, &from_schema);
@@ -225,7 +232,7 @@ async fn diff(
             if path.exists() {
                 bail!("{} already exists", path.display());
             }
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            tokio::fs::write(path, text).await.with_context(|| format!("cannot write {}", path.display()))?;
             if !global.json {
                 say!("wrote {}", path.display());
             }

@@ -20,11 +20,15 @@ pub async fn run(global: &Global, args: &MigrationArgs) -> anyhow::Result<ExitCo
         Target::Postgres(pg) if !args.dry_run => create_missing_database(pg).await?,
         _ => false,
     };
-    let set = context::migration_set(args, dialect)?;
+    let set = context::migration_set(args, dialect).await?;
     let set_label = context::describe_set(&set);
     let options = context::run_options(args, &set)?;
     let mut migrator = Migrator::connect(db.migration_target(), set, options).await?;
-    let report = migrator.up(Goal::Latest).await?;
+    let report = {
+        let line = crate::progress::ProgressLine::start(global);
+        migrator.set_progress(line.progress());
+        migrator.up(Goal::Latest).await?
+    };
     let status = migrator.status().await?;
     let findings = if args.dry_run { None } else { crate::cmd::migrate::post_migrate_validation(&db, args).await? };
     let clean = findings.as_deref().is_none_or(sage_schema::is_clean);

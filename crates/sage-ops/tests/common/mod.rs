@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use sage_conn::{quote_ident, PgSettings, Target};
 use sage_ops::backup::{BackupOptions, PgFormat};
@@ -54,7 +53,7 @@ pub fn replace_nothing() -> restore::RestoreOptions {
 }
 
 pub fn quiet() -> sage_ops::backup::Progress {
-    Arc::new(|_| {})
+    sage_ops::backup::Progress::none()
 }
 
 pub fn sqlite_contents(path: &Path) -> BTreeMap<String, Vec<String>> {
