@@ -78,12 +78,15 @@ fn main() -> ExitCode {
             if json {
                 let causes = causes(&e);
                 let message = flatten(&e.to_string());
-                print_json_error(kind, &message, &causes, hint, partial);
+                print_json_error(kind, &message, &causes, hint.as_deref(), partial);
             } else {
                 if let Some(report) = partial {
                     cmd::migrate::print_report(report);
                 }
                 eprintln!("error: {}", one_line(&e));
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
             }
             ExitCode::from(2)
         }
@@ -127,8 +130,10 @@ fn causes(error: &anyhow::Error) -> Vec<String> {
 }
 
 /// A stable, machine-readable kind for the error (the first library error in the chain
-/// decides) and, for `--json`, advice the command line adds for it.
-fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
+/// decides) and advice the command line adds for it, built from the error's data: the
+/// libraries' messages never name this binary's options, the hint does. It is printed as
+/// `hint: …` below the error, or as `"hint"` under `--json`.
+fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
             use sage_store::ErrorKind as K;
@@ -138,12 +143,16 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 K::Expired => ("expired", None),
                 K::Replayed => ("replayed", None),
                 K::InvalidInput => ("invalid_input", None),
-                K::Unavailable => {
-                    ("unavailable", Some("check that the database is running and reachable; `--wait` waits for it"))
-                }
+                K::Unavailable => (
+                    "unavailable",
+                    Some("check that the database is running and reachable; `--wait` waits for it".to_string()),
+                ),
                 K::Configuration => (
                     "configuration",
-                    Some("`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"),
+                    Some(
+                        "`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"
+                            .to_string(),
+                    ),
                 ),
                 K::Integrity => ("integrity", None),
                 K::Internal => ("internal", None),
@@ -152,20 +161,16 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
         }
         if let Some(e) = cause.downcast_ref::<sage_migrate::Error>() {
             use sage_migrate::ErrorKind as K;
-            return match e.kind() {
-                K::Source => ("migration_source", None),
-                K::Usage => ("usage", None),
-                K::State => (
-                    "migration_state",
-                    Some("`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it"),
-                ),
-                K::LockTimeout => {
-                    ("lock_timeout", Some("another migration holds the lock; wait, or raise `--lock-timeout`"))
-                }
-                K::MigrationFailed => ("migration_failed", None),
-                K::Database => ("database", None),
-                _ => ("error", None),
+            let kind = match e.kind() {
+                K::Source => "migration_source",
+                K::Usage => "usage",
+                K::State => "migration_state",
+                K::LockTimeout => "lock_timeout",
+                K::MigrationFailed => "migration_failed",
+                K::Database => "database",
+                _ => "error",
             };
+            return (kind, migrate_hint(e));
         }
         // A connection failure is named by the connection error below it.
         if let Some(e) = cause.downcast_ref::<sage_ops::Error>() {
@@ -189,7 +194,7 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
                 K::InvalidSettings => ("invalid_settings", None),
                 K::Unreachable => (
                     "unreachable",
-                    Some("check the host and port and that the server is running; `--wait` waits for it"),
+                    Some("check the host and port and that the server is running; `--wait` waits for it".to_string()),
                 ),
                 K::Authentication => ("authentication", None),
                 K::Tls => ("tls", None),
@@ -199,6 +204,31 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<&'static str>) {
         }
     }
     ("error", None)
+}
+
+/// What to do about a migration error, in this binary's terms (its options and commands).
+fn migrate_hint(error: &sage_migrate::Error) -> Option<String> {
+    use sage_migrate::{Error as E, FindingKind};
+    const STATE: &str = "`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it";
+    let hint = match error.inner() {
+        E::LockTimeout { waited, .. } => {
+            format!("another migration holds the lock; wait, or raise `--lock-timeout` (waited {}s)", waited.as_secs())
+        }
+        E::Busy { .. } => "run again when the other writer is done, or raise `--lock-timeout`".to_string(),
+        E::NoSourceDirectory => "give `--source DIR`: the embedded migrations are not files to add to".to_string(),
+        E::Pooler { .. } => {
+            "give `--direct-url URL` (or set DIRECT_URL) to migrate over a direct connection to the server".to_string()
+        }
+        E::PeerTableTaken { peer, .. } => {
+            format!("leave out `--keep-in-step {peer}`, or move the other tool's table out of the way first")
+        }
+        E::Refused { findings } if findings.iter().any(|f| f.kind == FindingKind::OutOfOrder) => {
+            "renumber the out-of-order migration, or apply it with `--allow-out-of-order`; ".to_string() + STATE
+        }
+        e if e.kind() == sage_migrate::ErrorKind::State => STATE.to_string(),
+        _ => return None,
+    };
+    Some(hint)
 }
 
 /// The whole cause chain on one line, `outer: inner: innermost`. Many library errors

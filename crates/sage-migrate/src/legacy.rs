@@ -215,7 +215,7 @@ pub(crate) fn reconcile(legacy: &[LegacyTable], set: &MigrationSet, history: &[H
                         out.findings.push(finding(
                             FindingKind::PeerConflict,
                             Some(v),
-                            format!("golang-migrate records version {v}, but no migration file has that version; point --source at the directory this database was migrated from"),
+                            format!("golang-migrate records version {v}, but no migration file has that version; migrate from the directory this database was migrated from"),
                         ));
                         continue;
                     }

@@ -42,7 +42,7 @@ mod source;
 pub mod split;
 
 pub use driver::Driver;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Progress, StatementError};
 pub use history::{HistoryRow, RowState, DEFAULT_HISTORY_TABLE};
 pub use legacy::{LegacyTable, Peer};
 pub use migration::{checksum, Migration, Script};
