@@ -134,6 +134,15 @@ fn causes(error: &anyhow::Error) -> Vec<String> {
 /// libraries' messages never name this binary's options, the hint does. It is printed as
 /// `hint: …` below the error, or as `"hint"` under `--json`.
 fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
+    let (kind, hint) = kind_and_hint(error);
+    // A store's known problem keeps its advice also when an outer library error decides
+    // the kind (sage-ops wraps the store it opens).
+    let hint =
+        hint.or_else(|| error.chain().filter_map(|c| c.downcast_ref::<sage_store::StoreError>()).find_map(store_hint));
+    (kind, hint)
+}
+
+fn kind_and_hint(error: &anyhow::Error) -> (&'static str, Option<String>) {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
             use sage_store::ErrorKind as K;
@@ -147,14 +156,8 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
                     "unavailable",
                     Some("check that the database is running and reachable; `--wait` waits for it".to_string()),
                 ),
-                K::Configuration => (
-                    "configuration",
-                    Some(
-                        "`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"
-                            .to_string(),
-                    ),
-                ),
-                K::Integrity => ("integrity", None),
+                K::Configuration => ("configuration", store_hint(e)),
+                K::Integrity => ("integrity", store_hint(e)),
                 K::Internal => ("internal", None),
                 _ => ("error", None),
             };
@@ -204,6 +207,24 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
         }
     }
     ("error", None)
+}
+
+/// What to do about a store's known problem, in this binary's commands.
+fn store_hint(error: &sage_store::StoreError) -> Option<String> {
+    use sage_store::Reason as R;
+    let hint = match error.reason()? {
+        R::NoSchema => "`sage-db migrate up` (or `sage-db up`) creates the schema".to_string(),
+        R::SchemaBehind { needs, .. } => format!("`sage-db migrate up` upgrades the schema to version {needs}"),
+        R::SchemaAhead { .. } => "run a sage-db as new as the schema; `sage-db migrate status` shows it".to_string(),
+        R::SchemaDiffers { .. } => "`sage-db schema validate` lists every difference".to_string(),
+        R::NoSessionKey => {
+            "generate a key file with `sage-db keys generate --key-file /etc/sage/session.keys`".to_string()
+        }
+        R::BadSessionKey => "generate a new key with `sage-db keys generate --key-file FILE`".to_string(),
+        R::Unencrypted => "`sage-db keys rotate` encrypts every stored key".to_string(),
+        _ => return None,
+    };
+    Some(hint)
 }
 
 /// What to do about a migration error, in this binary's terms (its options and commands).
