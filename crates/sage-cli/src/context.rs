@@ -22,7 +22,7 @@ impl Database {
     pub fn resolve(global: &Global) -> anyhow::Result<Database> {
         let file = global.env_file.clone().or_else(|| global.env.clone());
         let env = Environment::from_process(file.as_deref())?;
-        let settings = Settings::resolve(global.database_url.as_deref(), &env)?;
+        let settings = Settings::resolve(global.database_url.as_deref().map(|url| ("--database-url", url)), &env)?;
         let direct = match (&global.direct_url, env.get("DIRECT_URL")) {
             (Some(url), _) => Some(Settings::parse_with("--direct-url", url, Origin::Flag, &env)?),
             (None, Some(url)) => Some(Settings::parse_with("DIRECT_URL", url, Origin::Flag, &env)?),
@@ -55,9 +55,13 @@ impl Database {
         Ok(store)
     }
 
-    /// `url (origin)` for headers, with the password redacted.
+    /// `url (origin)` for headers, with the password redacted. The library does not know
+    /// this binary's option names; a URL given on the command line is named by its option.
     pub fn describe(&self) -> String {
-        format!("{} ({})", self.settings, self.settings.origin)
+        match self.settings.origin {
+            Origin::Flag => format!("{} (--database-url)", self.settings),
+            origin => format!("{} ({origin})", self.settings),
+        }
     }
 }
 

@@ -37,6 +37,49 @@ pub(crate) fn schema(error: &sage_schema::Error) -> Option<String> {
     Some(hint)
 }
 
+/// What to do about a store's known problem, in this binary's commands.
+pub(crate) fn store(error: &sage_store::StoreError) -> Option<String> {
+    use sage_store::Reason as R;
+    let hint = match error.reason()? {
+        R::NoSchema => "`sage-db migrate up` (or `sage-db up`) creates the schema".to_string(),
+        R::SchemaBehind { needs, .. } => format!("`sage-db migrate up` upgrades the schema to version {needs}"),
+        R::SchemaAhead { .. } => "run a sage-db as new as the schema; `sage-db migrate status` shows it".to_string(),
+        R::SchemaDiffers { .. } => "`sage-db schema validate` lists every difference".to_string(),
+        R::NoSessionKey => {
+            "generate a key file with `sage-db keys generate --key-file /etc/sage/session.keys`".to_string()
+        }
+        R::BadSessionKey => "generate a new key with `sage-db keys generate --key-file FILE`".to_string(),
+        R::Unencrypted => "`sage-db keys rotate` encrypts every stored key".to_string(),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// What to do about a migration error, in this binary's terms (its options and commands).
+pub(crate) fn migrate(error: &sage_migrate::Error) -> Option<String> {
+    use sage_migrate::{Error as E, FindingKind};
+    const STATE: &str = "`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it";
+    let hint = match error.inner() {
+        E::LockTimeout { waited, .. } => {
+            format!("another migration holds the lock; wait, or raise `--lock-timeout` (waited {}s)", waited.as_secs())
+        }
+        E::Busy { .. } => "run again when the other writer is done, or raise `--lock-timeout`".to_string(),
+        E::NoSourceDirectory => "give `--source DIR`: the embedded migrations are not files to add to".to_string(),
+        E::Pooler { .. } => {
+            "give `--direct-url URL` (or set DIRECT_URL) to migrate over a direct connection to the server".to_string()
+        }
+        E::PeerTableTaken { peer, .. } => {
+            format!("leave out `--keep-in-step {peer}`, or move the other tool's table out of the way first")
+        }
+        E::Refused { findings } if findings.iter().any(|f| f.kind == FindingKind::OutOfOrder) => {
+            "renumber the out-of-order migration, or apply it with `--allow-out-of-order`; ".to_string() + STATE
+        }
+        e if e.kind() == sage_migrate::ErrorKind::State => STATE.to_string(),
+        _ => return None,
+    };
+    Some(hint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

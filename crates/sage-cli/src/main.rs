@@ -86,6 +86,9 @@ fn main() -> ExitCode {
                     cmd::migrate::print_report(report);
                 }
                 eprintln!("error: {}", one_line(&e));
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
             }
             ExitCode::from(2)
         }
@@ -129,8 +132,19 @@ fn causes(error: &anyhow::Error) -> Vec<String> {
 }
 
 /// A stable, machine-readable kind for the error (the first library error in the chain
-/// decides) and, for `--json`, advice the command line adds for it.
+/// decides) and advice the command line adds for it, built from the error's data: the
+/// libraries' messages never name this binary's options, the hint does. It is printed as
+/// `hint: …` below the error, or as `"hint"` under `--json`.
 fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
+    let (kind, hint) = kind_and_hint(error);
+    // A store's known problem keeps its advice also when an outer library error decides
+    // the kind (sage-ops wraps the store it opens).
+    let hint = hint
+        .or_else(|| error.chain().filter_map(|c| c.downcast_ref::<sage_store::StoreError>()).find_map(hints::store));
+    (kind, hint)
+}
+
+fn kind_and_hint(error: &anyhow::Error) -> (&'static str, Option<String>) {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
             use sage_store::ErrorKind as K;
@@ -142,39 +156,26 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
                 K::InvalidInput => ("invalid_input", None),
                 K::Unavailable => (
                     "unavailable",
-                    Some("check that the database is running and reachable; `--wait` waits for it".into()),
+                    Some("check that the database is running and reachable; `--wait` waits for it".to_string()),
                 ),
-                K::Configuration => (
-                    "configuration",
-                    Some(
-                        "`sage-db check` says what is wrong; `sage-db migrate up` creates or upgrades the schema"
-                            .into(),
-                    ),
-                ),
-                K::Integrity => ("integrity", None),
+                K::Configuration => ("configuration", hints::store(e)),
+                K::Integrity => ("integrity", hints::store(e)),
                 K::Internal => ("internal", None),
                 _ => ("error", None),
             };
         }
         if let Some(e) = cause.downcast_ref::<sage_migrate::Error>() {
             use sage_migrate::ErrorKind as K;
-            return match e.kind() {
-                K::Source => ("migration_source", None),
-                K::Usage => ("usage", None),
-                K::State => (
-                    "migration_state",
-                    Some(
-                        "`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it"
-                            .into(),
-                    ),
-                ),
-                K::LockTimeout => {
-                    ("lock_timeout", Some("another migration holds the lock; wait, or raise `--lock-timeout`".into()))
-                }
-                K::MigrationFailed => ("migration_failed", None),
-                K::Database => ("database", None),
-                _ => ("error", None),
+            let kind = match e.kind() {
+                K::Source => "migration_source",
+                K::Usage => "usage",
+                K::State => "migration_state",
+                K::LockTimeout => "lock_timeout",
+                K::MigrationFailed => "migration_failed",
+                K::Database => "database",
+                _ => "error",
             };
+            return (kind, hints::migrate(e));
         }
         // A connection failure is named by the connection error below it.
         if let Some(e) = cause.downcast_ref::<sage_ops::Error>() {
@@ -198,7 +199,7 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
                 K::InvalidSettings => ("invalid_settings", None),
                 K::Unreachable => (
                     "unreachable",
-                    Some("check the host and port and that the server is running; `--wait` waits for it".into()),
+                    Some("check the host and port and that the server is running; `--wait` waits for it".to_string()),
                 ),
                 K::Authentication => ("authentication", None),
                 K::Tls => ("tls", None),

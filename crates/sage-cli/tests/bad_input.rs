@@ -1,5 +1,6 @@
 //! Bad input, fed to the real binary: every case in the table must end with exit code 2,
-//! one line on stderr that starts with `error:` and names what was wrong, no panic, and
+//! one line on stderr that starts with `error:` and names what was wrong (and at most a
+//! `hint:` line after it, the command line's advice), no panic, and
 //! nothing written: the SQLite database keeps every row as it was and no file appears,
 //! changes or disappears beside it.
 //!
@@ -620,8 +621,15 @@ fn check(case: &Case) -> Result<(), String> {
     if err.contains("panicked") || err.contains("RUST_BACKTRACE") {
         problems.push("panicked".to_string());
     }
-    if !err.starts_with("error: ") || err.trim_end_matches('\n').contains('\n') || !err.ends_with('\n') {
-        problems.push("stderr is not one line starting with `error: `".to_string());
+    // One `error:` line, and at most one `hint:` line after it with the command line's advice.
+    let lines: Vec<&str> = err.trim_end_matches('\n').split('\n').collect();
+    let shaped = match lines.as_slice() {
+        [error] => error.starts_with("error: "),
+        [error, hint] => error.starts_with("error: ") && hint.starts_with("hint: "),
+        _ => false,
+    };
+    if !shaped || !err.ends_with('\n') {
+        problems.push("stderr is not one line starting with `error: ` (and a `hint: ` line)".to_string());
     }
     if !err.contains(&case.names) {
         problems.push(format!("stderr does not contain {:?}", case.names));

@@ -408,7 +408,14 @@ fn sqlite_busy_with_another_writer_says_so_and_keeps_nothing() {
     let refused = migrate(&["up", "--lock-timeout", "1s"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("another connection was writing to the database"), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("raise --lock-timeout"), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    let lines: Vec<&str> = text.lines().collect();
+    let error = lines.iter().position(|l| l.starts_with("error: ")).expect("an error line");
+    assert!(!lines[error].contains("--lock-timeout"), "the library's message names no option: {}", lines[error]);
+    assert!(
+        lines.get(error + 1).is_some_and(|l| l.starts_with("hint: ") && l.contains("raise `--lock-timeout`")),
+        "the hint follows the error: {text}"
+    );
     assert_eq!(stdout(&migrate(&["version"])).trim(), "none", "nothing applied");
 
     writer.execute_batch("ROLLBACK").unwrap();
@@ -447,4 +454,34 @@ fn dangling_and_looping_migration_symlinks_are_findings_and_block_up() {
     std::os::unix::fs::symlink(elsewhere.path().join("b.sql"), dir.path().join("2_b.up.sql")).unwrap();
     assert!(migrate(&["up"]).status.success());
     assert_eq!(stdout(&migrate(&["version"])).trim(), "2");
+}
+
+/// A migration older than the newest applied one: the error lists it without naming an
+/// option, and the hint below it (or `"hint"` under `--json`) says which option applies it.
+#[test]
+fn an_out_of_order_migration_is_refused_with_the_option_in_the_hint() {
+    let dir = write_dir(&[("2_b.up.sql", "CREATE TABLE b (id integer);")]);
+    let cwd = tempfile::tempdir().unwrap();
+    let migrate = |args: &[&str]| run(sage_db(cwd.path()).arg("migrate").args(args).arg("--source").arg(dir.path()));
+    assert!(migrate(&["up"]).status.success());
+    std::fs::write(dir.path().join("1_a.up.sql"), "CREATE TABLE a (id integer);").unwrap();
+
+    let refused = migrate(&["up"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let text = stderr(&refused);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains("1_a.up.sql"), "{text}");
+    assert!(!lines[0].contains("--allow-out-of-order"), "{text}");
+    assert!(lines[1].starts_with("hint: ") && lines[1].contains("`--allow-out-of-order`"), "{text}");
+
+    let json = migrate(&["up", "--json"]);
+    assert_eq!(json.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(value["error"]["kind"], "migration_state");
+    assert!(value["error"]["hint"].as_str().unwrap().contains("`--allow-out-of-order`"), "{value}");
+    assert!(!value["error"]["message"].as_str().unwrap().contains("--allow"), "{value}");
+
+    let applied = migrate(&["up", "--allow-out-of-order"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
 }

@@ -108,7 +108,7 @@ async fn postgres_health_follows_the_server_and_startup_needs_migrations() {
         .args(["serve", "--port", &port.to_string(), "--database-url", &url])
         .env("SAGE_SESSION_KEY", key.as_str()));
     assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("sage-db migrate up"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("\nhint: `sage-db migrate up`"), "{}", stderr(&refused));
 
     let _server = Server(
         sage_db(cwd.path())

@@ -180,7 +180,13 @@ async fn postgres_store_without_a_key_says_how_to_make_one_then_rotation_works()
     assert!(run(sage_db(cwd.path()).args(["migrate", "up", "--database-url", &db.url()])).status.success());
     let refused = run(sage_db(cwd.path()).args(["nonce", "claim", "n1", "--database-url", &db.url()]));
     assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("sage-db keys generate"), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("error: ") && lines[0].contains("SAGE_SESSION_KEY_FILE"), "{text}");
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("hint: ") && l.contains("`sage-db keys generate --key-file")),
+        "the hint says how to make a key: {text}"
+    );
 
     let key_file = cwd.path().join("session.keys");
     let generated = run(sage_db(cwd.path())

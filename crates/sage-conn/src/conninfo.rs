@@ -414,16 +414,18 @@ pub(crate) fn service(env: &Environment, name: &str) -> Result<Partial, Error> {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::invalid(format!("cannot read {}: {e}", file.display()))),
+            Err(source) => return Err(Error::ReadFile { what: "service file", path: file.clone(), source }),
         };
-        if let Some(pairs) = service_section(&text, name)
-            .map_err(|(line, why)| Error::invalid(format!("{}:{line}: {why}", file.display())))?
-        {
+        if let Some(pairs) = service_section(&text, name).map_err(|(line, reason)| Error::BadLine {
+            file: file.clone(),
+            line,
+            reason: reason.to_string(),
+        })? {
             return from_pairs(&format!("{} [{name}]", file.display()), pairs);
         }
     }
     let looked: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    Err(Error::invalid(format!("service {name:?} is not defined (looked in {})", looked.join(", "))))
+    Err(Error::UnknownService { name: name.to_string(), looked })
 }
 
 /// The `key=value` lines of section `[name]` of a service file, if it has one.

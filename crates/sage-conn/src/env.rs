@@ -49,14 +49,12 @@ impl Environment {
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::with_source(
-            crate::ErrorKind::InvalidSettings,
-            format!("cannot read env file {}: {e}", path.display()),
-            e,
-        )
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        what: "env file",
+        path: path.to_path_buf(),
+        source,
     })?;
-    parse_env_file(&text).map_err(|(line, reason)| Error::invalid(format!("{}:{line}: {reason}", path.display())))
+    parse_env_file(&text).map_err(|(line, reason)| Error::BadLine { file: path.to_path_buf(), line, reason })
 }
 
 /// Parses a `.env` file the way `dotenvy` (and docker compose) read one: `KEY=value` lines,

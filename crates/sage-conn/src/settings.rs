@@ -21,6 +21,8 @@ pub struct Settings {
 /// Where the settings were found, so that `status` can say why it talks to a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Given explicitly by the caller (a command-line option, a configuration value); the
+    /// caller knows its name.
     Flag,
     DatabaseUrl,
     DbVariables,
@@ -34,7 +36,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Origin::Flag => "--database-url",
+            Origin::Flag => "given explicitly",
             Origin::DatabaseUrl => "DATABASE_URL",
             Origin::DbVariables => "DB_* variables",
             Origin::PostgresUrl => "POSTGRES_URL",
@@ -239,7 +241,8 @@ impl fmt::Display for Settings {
 }
 
 impl Settings {
-    /// Resolves the database to use: `flag` (from `--database-url`) first, then
+    /// Resolves the database to use: `given` first (the caller's name for where it came
+    /// from, such as a command-line option, and the URL), then
     /// `DATABASE_URL`, then SAGE's `DB_*` variables, then `POSTGRES_URL`, then the
     /// `POSTGRES_*` variables, then libpq's `PGHOST`/`PGDATABASE`/`PGSERVICE`, and finally
     /// the SQLite file `sage.db`.
@@ -247,9 +250,9 @@ impl Settings {
     /// A PostgreSQL target takes what it leaves open as libpq does: from the service it
     /// names (`service=`, or `PGSERVICE`), then from the `PG*` variables, and its password
     /// last from the password file (`PGPASSFILE` or `~/.pgpass`).
-    pub fn resolve(flag: Option<&str>, env: &Environment) -> Result<Settings, Error> {
-        if let Some(url) = flag {
-            return Settings::parse_with("--database-url", url, Origin::Flag, env);
+    pub fn resolve(given: Option<(&str, &str)>, env: &Environment) -> Result<Settings, Error> {
+        if let Some((name, url)) = given {
+            return Settings::parse_with(name, url, Origin::Flag, env);
         }
         if let Some(url) = env.get("DATABASE_URL") {
             return Settings::parse_with("DATABASE_URL", url, Origin::DatabaseUrl, env);
@@ -481,7 +484,7 @@ mod tests {
     #[test]
     fn flag_beats_database_url_beats_variables() {
         let e = env(&[("DATABASE_URL", "sqlite://a.db"), ("DB_HOST", "h"), ("DB_NAME", "n")]);
-        let s = Settings::resolve(Some("sqlite://b.db"), &e).unwrap();
+        let s = Settings::resolve(Some(("--database-url", "sqlite://b.db")), &e).unwrap();
         assert_eq!(s.target, Target::Sqlite(SqliteLocation::File("b.db".into())));
         let s = Settings::resolve(None, &e).unwrap();
         assert_eq!(s.target, Target::Sqlite(SqliteLocation::File("a.db".into())));
@@ -581,9 +584,10 @@ mod tests {
         assert_eq!(pg(&s).options.as_deref(), Some("-c statement_timeout=5s"));
         let again = Settings::parse_url("t", &pg(&s).url_exposing_password(), Origin::Flag).unwrap();
         assert_eq!(pg(&again), pg(&s), "the URL form carries the options");
-        let s = Settings::resolve(Some("host=h dbname=d options='-c search_path=app'"), &env(&[])).unwrap();
+        let s = Settings::resolve(Some(("url", "host=h dbname=d options='-c search_path=app'")), &env(&[])).unwrap();
         assert_eq!(pg(&s).options.as_deref(), Some("-c search_path=app"));
-        let s = Settings::resolve(Some("postgres://u@h/d"), &env(&[("PGOPTIONS", "-c work_mem=8MB")])).unwrap();
+        let s =
+            Settings::resolve(Some(("url", "postgres://u@h/d")), &env(&[("PGOPTIONS", "-c work_mem=8MB")])).unwrap();
         assert_eq!(pg(&s).options.as_deref(), Some("-c work_mem=8MB"), "PGOPTIONS fills what the URL leaves open");
     }
 
@@ -727,7 +731,7 @@ mod tests {
         let base = [("HOME", home.as_str()), ("PGSYSCONFDIR", home.as_str())];
 
         // A service named in the URL; the URL's own dbname wins over the service's.
-        let s = Settings::resolve(Some("postgres:///mine?service=billing"), &env(&base)).unwrap();
+        let s = Settings::resolve(Some(("url", "postgres:///mine?service=billing")), &env(&base)).unwrap();
         let p = pg(&s);
         assert_eq!((p.host.as_str(), p.port, p.user.as_str(), p.dbname.as_str()), ("svc-host", 6543, "svc", "mine"));
         assert_eq!(p.password.as_ref().unwrap().expose(), "fallback");
@@ -739,19 +743,22 @@ mod tests {
         assert_eq!(pg(&s).password.as_ref().unwrap().expose(), "pa:ss");
         assert!(!s.to_string().contains("pa:ss") && !s.to_string().contains("pa%3Ass"));
         // A password in the URL beats the file; PGPASSFILE points elsewhere.
-        let s = Settings::resolve(Some("host=svc-host port=6543 dbname=billing user=svc password=given"), &env(&base))
-            .unwrap();
+        let s = Settings::resolve(
+            Some(("url", "host=svc-host port=6543 dbname=billing user=svc password=given")),
+            &env(&base),
+        )
+        .unwrap();
         assert_eq!(pg(&s).password.as_ref().unwrap().expose(), "given");
         let mut vars = base.to_vec();
         vars.push(("PGPASSFILE", "/nonexistent/pgpass"));
-        let s = Settings::resolve(Some("postgres://svc@svc-host:6543/billing"), &env(&vars)).unwrap();
+        let s = Settings::resolve(Some(("url", "postgres://svc@svc-host:6543/billing")), &env(&vars)).unwrap();
         assert!(pg(&s).password.is_none());
         // As libpq does, a password file others can read is ignored.
         std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let s = Settings::resolve(Some("postgres://svc@svc-host:6543/billing"), &env(&base)).unwrap();
+        let s = Settings::resolve(Some(("url", "postgres://svc@svc-host:6543/billing")), &env(&base)).unwrap();
         assert!(pg(&s).password.is_none());
         // An unknown service is an error that says where it looked.
-        let err = Settings::resolve(Some("service=nope"), &env(&base)).unwrap_err().to_string();
+        let err = Settings::resolve(Some(("url", "service=nope")), &env(&base)).unwrap_err().to_string();
         assert!(err.contains("service \"nope\" is not defined") && err.contains(".pg_service.conf"), "{err}");
     }
 }

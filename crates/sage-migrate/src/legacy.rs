@@ -254,7 +254,7 @@ fn peer_versions(
                     return Err(vec![finding(
                         FindingKind::PeerConflict,
                         Some(v),
-                        format!("golang-migrate records version {v}, but no migration file has that version; point --source at the directory this database was migrated from"),
+                        format!("golang-migrate records version {v}, but no migration file has that version; migrate from the directory this database was migrated from"),
                     )]);
                 }
             }

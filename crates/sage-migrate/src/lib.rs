@@ -41,7 +41,7 @@ mod runner;
 mod source;
 pub mod split;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, PartialFailure, StatementError};
 pub use history::{HistoryRow, RowState, DEFAULT_HISTORY_TABLE};
 pub use legacy::{LegacyTable, Peer};
 pub use migration::{checksum, Migration, Script};

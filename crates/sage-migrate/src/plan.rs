@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::{Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowState};
+use crate::{Error, HistoryRow, Migration, MigrationSet, RowState};
 
 /// How far `up`, `down` or `goto` should go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub fn findings(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: 
             MigrationState::OutOfOrder => out.push(finding(
                 FindingKind::OutOfOrder,
                 if allow_out_of_order { Severity::Warning } else { Severity::Error },
-                "is older than the newest applied migration but was never applied; renumber it, or apply it with --allow-out-of-order".into(),
+                "is older than the newest applied migration but was never applied; renumber it, or apply it out of order".into(),
             )),
             MigrationState::Partial => {
                 let row = rows[&entry.version];
@@ -234,7 +234,7 @@ pub fn plan_up(
     refuse_on_errors(set, history, allow_out_of_order)?;
     if let Target::Version(v) = target {
         if set.get(v).is_none() {
-            return Err(Error::new(ErrorKind::Usage, format!("no migration has version {v}")));
+            return Err(Error::UnknownVersion { version: v, zero_allowed: false });
         }
     }
     let rows: BTreeMap<i64, &HistoryRow> = history.iter().map(|r| (r.version, r)).collect();
@@ -278,7 +278,7 @@ pub fn plan_down(set: &MigrationSet, history: &[HistoryRow], target: Target) -> 
         Target::Steps(n) => applied.into_iter().take(n as usize).collect(),
         Target::Version(v) => {
             if v != 0 && set.get(v).is_none() && !history.iter().any(|r| r.version == v) {
-                return Err(Error::new(ErrorKind::Usage, format!("no migration has version {v}")));
+                return Err(Error::UnknownVersion { version: v, zero_allowed: false });
             }
             applied.into_iter().filter(|r| r.version > v).collect()
         }
@@ -292,7 +292,7 @@ pub fn plan_down(set: &MigrationSet, history: &[HistoryRow], target: Target) -> 
         }
     }
     if !problems.is_empty() {
-        return Err(Error::new(ErrorKind::Usage, format!("cannot revert:\n  {}", problems.join("\n  "))));
+        return Err(Error::CannotRevert { problems });
     }
     Ok(chosen.into_iter().map(|r| Step::Revert { version: r.version }).collect())
 }
@@ -305,7 +305,7 @@ pub fn plan_goto(
     allow_out_of_order: bool,
 ) -> Result<Vec<Step>, Error> {
     if version != 0 && set.get(version).is_none() {
-        return Err(Error::new(ErrorKind::Usage, format!("no migration has version {version}")));
+        return Err(Error::UnknownVersion { version, zero_allowed: false });
     }
     let mut steps = plan_down(set, history, Target::Version(version))?;
     if version > 0 {
@@ -315,15 +315,12 @@ pub fn plan_goto(
 }
 
 fn refuse_on_errors(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: bool) -> Result<(), Error> {
-    let errors: Vec<String> = findings(set, history, allow_out_of_order)
-        .into_iter()
-        .filter(|f| f.severity == Severity::Error)
-        .map(|f| f.to_string())
-        .collect();
+    let errors: Vec<Finding> =
+        findings(set, history, allow_out_of_order).into_iter().filter(|f| f.severity == Severity::Error).collect();
     if errors.is_empty() {
         return Ok(());
     }
-    Err(Error::new(ErrorKind::State, format!("refusing to migrate until these are fixed:\n  {}", errors.join("\n  "))))
+    Err(Error::Refused { findings: errors })
 }
 
 /// The version a database is at: the newest complete migration.

@@ -12,10 +12,11 @@ use crate::driver::Driver;
 use crate::driver::PgDriver;
 #[cfg(feature = "sqlite")]
 use crate::driver::SqliteDriver;
+use crate::error::StatementError;
 use crate::legacy::{self, LegacyTable, Peer};
 use crate::plan::{self, Finding, Severity, StatusEntry, Step, Target};
 use crate::split::{split, Statement, TransactionControl};
-use crate::{Dialect, Error, ErrorKind, HistoryRow, Migration, MigrationSet, RowState, Script, DEFAULT_HISTORY_TABLE};
+use crate::{Dialect, Error, HistoryRow, Migration, MigrationSet, RowState, Script, DEFAULT_HISTORY_TABLE};
 
 /// Options shared by every command. Safety-relevant ones default to the safe choice.
 #[derive(Debug, Clone)]
@@ -131,7 +132,7 @@ impl std::fmt::Debug for Migrator {
 /// than the 63 bytes PostgreSQL keeps (it would silently cut the name and could then find
 /// another tool's table).
 pub fn check_history_table(name: &str) -> Result<(), Error> {
-    let refuse = |why: &str| Err(Error::new(ErrorKind::Usage, format!("history table {name:?} {why}")));
+    let refuse = |why: &'static str| Err(Error::BadHistoryTable { name: name.to_string(), why });
     let parts: Vec<&str> = name.split('.').collect();
     if name.is_empty() {
         return refuse("is empty");
@@ -161,18 +162,15 @@ impl Migrator {
                 Box::new(PgDriver::connect(pg, &options.history_table, options.lock_timeout).await?)
             }
             #[cfg(not(feature = "postgres"))]
-            sage_conn::Target::Postgres(_) => return Err(Error::new(ErrorKind::Usage, sage_conn::NO_POSTGRES)),
+            sage_conn::Target::Postgres(_) => return Err(Error::usage(sage_conn::NO_POSTGRES)),
             #[cfg(feature = "sqlite")]
             sage_conn::Target::Sqlite(location) => {
                 Box::new(SqliteDriver::open(location, &options.history_table, options.lock_timeout)?)
             }
             #[cfg(not(feature = "sqlite"))]
-            sage_conn::Target::Sqlite(_) => return Err(Error::new(ErrorKind::Usage, sage_conn::NO_SQLITE)),
+            sage_conn::Target::Sqlite(_) => return Err(Error::usage(sage_conn::NO_SQLITE)),
             sage_conn::Target::Memory => {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    "memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL",
-                ))
+                return Err(Error::usage("memory:// keeps no schema to migrate; use a postgres:// or sqlite:// URL"))
             }
         };
         let mut migrator = Migrator::with_driver(driver, set, options)?;
@@ -184,14 +182,7 @@ impl Migrator {
 
     fn with_driver(driver: Box<dyn Driver>, set: MigrationSet, options: RunOptions) -> Result<Migrator, Error> {
         if driver.dialect() != set.dialect {
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!(
-                    "the migrations are written for {} but the database is {}",
-                    set.dialect.name(),
-                    driver.dialect().name()
-                ),
-            ));
+            return Err(Error::WrongDialect { migrations: set.dialect.name(), database: driver.dialect().name() });
         }
         Ok(Migrator { driver, set, options, file: None, progress: sage_conn::Progress::none() })
     }
@@ -332,10 +323,7 @@ impl Migrator {
                 if history.iter().any(|r| r.state.is_complete())
                     || legacy.iter().any(|t| !matches!(t, LegacyTable::GolangMigrate { version: None, .. }))
                 {
-                    return Err(Error::new(
-                        ErrorKind::State,
-                        "baseline is for a database with no recorded migrations; this one has some (use `sage-db migrate force V` to rewrite the record)",
-                    ));
+                    return Err(Error::NotEmpty);
                 }
                 self.force_to(version, RowState::Baseline, &history, &legacy, &mut report).await?;
                 return Ok(report);
@@ -349,13 +337,11 @@ impl Migrator {
                     return Ok(report);
                 }
                 if let Some(later) = history.iter().find(|r| r.state.is_complete() && r.version > version) {
-                    return Err(Error::new(
-                        ErrorKind::State,
-                        format!(
-                            "cannot record the migrations through {version} as present: {} ({}) is recorded after them",
-                            later.version, later.name
-                        ),
-                    ));
+                    return Err(Error::RecordedAfter {
+                        version,
+                        later_version: later.version,
+                        later_name: later.name.clone(),
+                    });
                 }
                 self.force_to(version, RowState::Baseline, &history, &legacy, &mut report).await?;
                 return Ok(report);
@@ -418,7 +404,7 @@ impl Migrator {
     ) -> Result<(), Error> {
         let reconciled = legacy::reconcile(legacy, &self.set, history);
         if let Some(finding) = reconciled.blocking().filter(|_| !forcing) {
-            return Err(Error::new(ErrorKind::State, finding.message.clone()));
+            return Err(Error::PeerBlocks { finding: finding.clone() });
         }
         if let Some(conflict) = reconciled.findings.first() {
             report.notices.push(conflict.message.clone());
@@ -461,15 +447,7 @@ impl Migrator {
             return Ok(());
         }
         if let Some(other) = legacy.iter().find(|t| t.table() == peer.table()) {
-            return Err(Error::new(
-                ErrorKind::State,
-                format!(
-                    "--keep-in-step {}: its table {} already exists as {}'s",
-                    peer.name(),
-                    peer.table(),
-                    other.tool()
-                ),
-            ));
+            return Err(Error::PeerTableTaken { peer: peer.name(), table: peer.table(), owner: other.tool() });
         }
         let table = LegacyTable::empty(peer);
         let complete = complete_versions(history);
@@ -575,18 +553,8 @@ impl Migrator {
     ) -> Result<(), Error> {
         for (index, statement) in statements.iter().enumerate() {
             if let Err(e) = self.driver.run_statement(statement).await {
-                return Err(Error::new(
-                    ErrorKind::MigrationFailed,
-                    format!(
-                        "{} failed at statement {} of {} ({}): {}\nnothing of this migration was kept; {}",
-                        migration.up.origin,
-                        index + 1,
-                        statements.len(),
-                        position(statement),
-                        e.message,
-                        e.advice()
-                    ),
-                ));
+                let outcome = format!("nothing of this migration was kept; {}", e.advice());
+                return Err(failed_at(&migration.up.origin, index, statements, e, outcome));
             }
         }
         self.reset_session_after(migration, statements).await?;
@@ -605,12 +573,10 @@ impl Migrator {
         if !statements.iter().any(|s| s.changes_session) {
             return Ok(());
         }
-        self.driver.reset_session().await.map_err(|e| {
-            Error::new(
-                ErrorKind::MigrationFailed,
-                format!("{}: cannot reset the session: {}", migration.up.origin, e.message),
-            )
-        })
+        self.driver
+            .reset_session()
+            .await
+            .map_err(|cause| Error::ResetSession { file: migration.up.origin.clone(), cause })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -645,19 +611,8 @@ impl Migrator {
                 } else {
                     format!("statements 1 to {index} completed and are kept (it runs outside a transaction)")
                 };
-                return Err(Error::new(
-                    ErrorKind::MigrationFailed,
-                    format!(
-                        "{} failed at statement {} of {} ({}): {}\n{kept}; {} to resume at statement {}",
-                        migration.up.origin,
-                        index + 1,
-                        statements.len(),
-                        position(statement),
-                        e.message,
-                        e.advice(),
-                        index + 1
-                    ),
-                ));
+                let outcome = format!("{kept}; {} to resume at statement {}", e.advice(), index + 1);
+                return Err(failed_at(&migration.up.origin, index, statements, e, outcome));
             }
             row.statements_done = index as i32 + 1;
             self.driver.write_row(row).await?;
@@ -719,23 +674,14 @@ impl Migrator {
                     } else {
                         format!("statements 1 to {index} completed and are kept (it runs outside a transaction); the migration is still recorded as applied")
                     };
-                    return Err(Error::new(
-                        ErrorKind::MigrationFailed,
-                        format!(
-                            "{} failed at statement {} of {} ({}): {}\n{kept}",
-                            script.origin,
-                            index + 1,
-                            statements.len(),
-                            position(statement),
-                            e.message
-                        ),
-                    ));
+                    return Err(failed_at(&script.origin, index, &statements, e, kept));
                 }
             }
             if statements.iter().any(|s| s.changes_session) {
-                self.driver.reset_session().await.map_err(|e| {
-                    Error::new(ErrorKind::MigrationFailed, format!("{}: cannot reset the session: {}", script.origin, e.message))
-                })?;
+                self.driver
+                    .reset_session()
+                    .await
+                    .map_err(|cause| Error::ResetSession { file: script.origin.clone(), cause })?;
             }
             if !script.transactional {
                 self.driver.begin().await?;
@@ -767,7 +713,7 @@ impl Migrator {
         report: &mut Report,
     ) -> Result<(), Error> {
         if version < 0 || (version > 0 && self.set.get(version).is_none()) {
-            return Err(Error::new(ErrorKind::Usage, format!("no migration has version {version} (use 0 for none)")));
+            return Err(Error::UnknownVersion { version, zero_allowed: true });
         }
         report.version_before = plan::current_version(history);
         let applied_by = self.driver.applied_by();
@@ -882,22 +828,18 @@ fn refuse_problems(set: &MigrationSet) -> Result<(), Error> {
     if set.problems.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = set.problems.iter().map(|p| p.to_string()).collect();
-    Err(Error::new(
-        ErrorKind::Source,
-        format!("refusing to migrate until these files are fixed:\n  {}", lines.join("\n  ")),
-    ))
+    Err(Error::InvalidFiles { problems: set.problems.clone() })
 }
 
 /// The statements of a script, without a `BEGIN; … COMMIT;` wrapper (the engine supplies
 /// its own transaction).
 fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>, Error> {
     let offset = script.first_line - 1;
-    let mut statements = split(&script.sql, dialect).map_err(|e| {
-        Error::new(
-            ErrorKind::Source,
-            format!("{}: line {}, column {}: {}", script.origin, e.line + offset, e.column, e.message),
-        )
+    let mut statements = split(&script.sql, dialect).map_err(|e| Error::Syntax {
+        file: script.origin.clone(),
+        line: e.line + offset,
+        column: e.column,
+        message: e.message.clone(),
     })?;
     for statement in &mut statements {
         statement.line += offset;
@@ -913,6 +855,20 @@ fn statements_of(script: &Script, dialect: Dialect) -> Result<Vec<Statement<'_>>
 }
 
 /// Where a statement starts in its file, for messages.
+/// A migration's statement failed: which one, where, why, and what of the migration was kept.
+fn failed_at(file: &str, index: usize, statements: &[Statement<'_>], cause: StatementError, outcome: String) -> Error {
+    let statement = &statements[index];
+    Error::StatementFailed {
+        file: file.to_string(),
+        statement: index + 1,
+        statements: statements.len(),
+        line: statement.line,
+        column: statement.column,
+        cause,
+        outcome,
+    }
+}
+
 fn position(statement: &Statement<'_>) -> String {
     format!("line {}, column {}", statement.line, statement.column)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::migration::{checksum, sqlx_checksum};
 use crate::plan::{Finding, FindingKind};
 use crate::split::{split, TransactionControl};
-use crate::{Dialect, Error, ErrorKind, Migration, Script};
+use crate::{Dialect, Error, Migration, Script};
 
 /// The file layout of a migration directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -53,21 +53,22 @@ struct SourceFile {
 impl MigrationSet {
     /// Reads every migration in `dir` (not its subdirectories).
     pub fn from_dir(dir: &Path, dialect: Dialect) -> Result<MigrationSet, Error> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            Error::new(ErrorKind::Source, format!("cannot read migration directory {}: {e}", dir.display()))
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadSource {
+            action: "read migration directory",
+            path: dir.to_path_buf(),
+            source,
         })?;
         let mut files = Vec::new();
         let mut unreadable = Vec::new();
         for entry in entries {
             let entry =
-                entry.map_err(|e| Error::new(ErrorKind::Source, format!("cannot list {}: {e}", dir.display())))?;
+                entry.map_err(|source| Error::ReadSource { action: "list", path: dir.to_path_buf(), source })?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if !looks_like_migration(&name) {
                 continue;
             }
-            let file_type = entry
-                .file_type()
-                .map_err(|e| Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display())))?;
+            let file_type =
+                entry.file_type().map_err(|source| Error::ReadSource { action: "read", path: entry.path(), source })?;
             if file_type.is_symlink() {
                 // A symlink is followed; one that leads nowhere is a finding, never a skip,
                 // or a missing migration would look like a complete set.
@@ -82,8 +83,11 @@ impl MigrationSet {
             } else if !file_type.is_file() {
                 continue;
             }
-            let text = std::fs::read_to_string(entry.path())
-                .map_err(|e| Error::new(ErrorKind::Source, format!("cannot read {}: {e}", entry.path().display())))?;
+            let text = std::fs::read_to_string(entry.path()).map_err(|source| Error::ReadSource {
+                action: "read",
+                path: entry.path(),
+                source,
+            })?;
             files.push(SourceFile { name, text });
         }
         let mut set = MigrationSet::parse(files, dialect, |name| name.to_string());
@@ -213,26 +217,13 @@ impl MigrationSet {
     /// Plans the files `create NAME` writes: the next version in the directory's own style
     /// (sequential with the same width, or a UTC timestamp) and format.
     pub fn new_migration(&self, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<NewMigration, Error> {
-        let dir = self
-            .dir
-            .clone()
-            .ok_or_else(|| Error::new(ErrorKind::Usage, "create needs a migration directory (--source DIR)"))?;
+        let dir = self.dir.clone().ok_or(Error::NoSourceDirectory)?;
         let slug = slug(name);
         if slug.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!("{name:?} is not a usable migration name; use letters, digits and underscores"),
-            ));
+            return Err(Error::BadMigrationName { name: name.to_string() });
         }
         let timestamp: i64 = now.format("%Y%m%d%H%M%S").to_string().parse().expect("timestamp digits");
-        let next = |latest: i64| {
-            latest.checked_add(1).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Usage,
-                    format!("the newest migration's version {latest} is the largest possible; no version follows it"),
-                )
-            })
-        };
+        let next = |latest: i64| latest.checked_add(1).ok_or(Error::NoNextVersion { latest });
         let (version, width) = match self.latest_version() {
             Some(latest) if latest >= 1_000_000_000_000 => (timestamp.max(next(latest)?), 14),
             Some(latest) => (next(latest)?, self.version_width().max(1)),

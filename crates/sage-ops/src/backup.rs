@@ -61,8 +61,7 @@ pub async fn backup(target: &Target, options: &BackupOptions, progress: Progress
     let dir = options.dir.clone();
     // Waiting for another backup's lock can take as long as that backup.
     let (_lock, leftovers) = blocking::run("preparing the backup directory", move || {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io("cannot create backup directory", &dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create backup directory", &dir, e))?;
         // One backup at a time per directory: while the lock is held, a `.partial` file can
         // only be the remains of a run that was killed.
         let lock = DirLock::take(&dir)?;

@@ -212,9 +212,7 @@ pub async fn seed_directory(
     for (done, file) in files.into_iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         progress.items("seeding", Some(&name), done as u64, total);
-        let sql = tokio::fs::read_to_string(&file)
-            .await
-            .map_err(|e| Error::io("cannot read", &file, e))?;
+        let sql = tokio::fs::read_to_string(&file).await.map_err(|e| Error::io("cannot read", &file, e))?;
         let checksum = sage_migrate::checksum(&sql);
         let applied = match target {
             Target::Postgres(pg) => seed_pg(pg, environment, &name, &checksum, &sql).await?,

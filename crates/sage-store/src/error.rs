@@ -118,12 +118,67 @@ impl fmt::Display for ErrorKind {
 /// field) and may be passed on. The others must not reach clients: an outage names the
 /// database's host and port, a configuration problem names files and settings. Answer
 /// them with [`StoreError::client_message`] and log the full error.
-#[derive(Debug, Clone)]
+///
+/// Messages name no command of `sage-db`: for the configuration problems an operator acts
+/// on, [`StoreError::reason`] carries the case as data, and the command line adds its
+/// advice from it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct StoreError {
     kind: ErrorKind,
     field: Option<&'static str>,
     message: String,
-    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    reason: Option<Reason>,
+    #[source]
+    source: Option<SharedSource>,
+}
+
+/// Which known problem an error is (a configuration problem, or key material stored
+/// unencrypted), for a caller that says what to do about it in its own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The database has no SAGE schema yet.
+    NoSchema,
+    /// The schema is older than this build needs.
+    SchemaBehind {
+        /// The version the database is at.
+        at: i64,
+        /// The version this build needs.
+        needs: i64,
+    },
+    /// The schema is newer than this build understands.
+    SchemaAhead {
+        /// The version the database is at.
+        at: i64,
+        /// The newest version this build understands.
+        understands: i64,
+    },
+    /// The schema's structure differs from what this build expects.
+    SchemaDiffers {
+        /// How many structural differences were found.
+        problems: usize,
+    },
+    /// No session-key encryption key is configured.
+    NoSessionKey,
+    /// A configured session key cannot be used (not base64, not 32 bytes, none in the file).
+    BadSessionKey,
+    /// Session key material is stored unencrypted (an [`ErrorKind::Integrity`] error):
+    /// rotating the keys encrypts it.
+    Unencrypted,
+}
+
+/// The cause, shared between clones. Not an error itself: `source()` gives the cause as
+/// its own type, so callers can downcast it.
+#[derive(Debug, Clone)]
+pub struct SharedSource(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl std::ops::Deref for SharedSource {
+    type Target = dyn std::error::Error + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
 }
 
 /// A result with [`StoreError`] as its error.
@@ -132,7 +187,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 impl StoreError {
     /// An error of `kind` with an operator-facing message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> StoreError {
-        StoreError { kind, field: None, message: message.into(), source: None }
+        StoreError { kind, field: None, message: message.into(), reason: None, source: None }
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> StoreError {
@@ -140,6 +195,7 @@ impl StoreError {
             kind: ErrorKind::InvalidInput,
             field: Some(field),
             message: format!("invalid {field}: {}", reason.into()),
+            reason: None,
             source: None,
         }
     }
@@ -149,8 +205,24 @@ impl StoreError {
     }
 
     pub(crate) fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-        self.source = Some(std::sync::Arc::new(source));
+        self.source = Some(SharedSource(std::sync::Arc::new(source)));
         self
+    }
+
+    /// A configuration problem of a known case.
+    pub(crate) fn configuration(reason: Reason, message: impl Into<String>) -> StoreError {
+        StoreError::new(ErrorKind::Configuration, message).because(reason)
+    }
+
+    pub(crate) fn because(mut self, reason: Reason) -> StoreError {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Which problem it is, when it is one a caller can advise on (most configuration
+    /// problems, unencrypted key material).
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reason.as_ref()
     }
 
     /// What kind of failure this is; the same on every backend.
@@ -197,18 +269,6 @@ impl StoreError {
             ErrorKind::Unavailable => "the service is temporarily unavailable; retry later".to_string(),
             _ => "internal server error".to_string(),
         }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -271,5 +331,35 @@ impl StoreError {
             self.message = format!("{} while writing {path}", self.message);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_reason_field_and_source_follow_each_constructor() {
+        let e = StoreError::invalid("nonce", "too long");
+        assert_eq!((e.kind(), e.field(), e.reason()), (ErrorKind::InvalidInput, Some("nonce"), None));
+        assert_eq!(e.to_string(), "invalid nonce: too long");
+        assert_eq!(e.client_message(), "invalid nonce: too long");
+
+        let e = StoreError::not_found("session", "s1");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+
+        let e = StoreError::configuration(Reason::SchemaBehind { at: 1, needs: 2 }, "behind");
+        assert_eq!(e.kind(), ErrorKind::Configuration);
+        assert_eq!(e.reason(), Some(&Reason::SchemaBehind { at: 1, needs: 2 }));
+        assert_eq!(e.client_message(), "internal server error");
+        assert!(!e.is_retryable());
+
+        // The cause is reachable as its own type, also from a clone.
+        let e = StoreError::new(ErrorKind::Unavailable, "cannot reach the database")
+            .with_source(std::io::Error::other("refused"));
+        let clone = e.clone();
+        let source = std::error::Error::source(&clone).expect("a source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some(), "{source:?}");
+        assert!(e.is_retryable());
     }
 }

@@ -8,7 +8,7 @@ use sage_conn::SqliteLocation;
 use sage_conn::Target;
 use sage_migrate::Dialect;
 
-use crate::error::{ErrorKind, Result, StoreError};
+use crate::error::{ErrorKind, Reason, Result, StoreError};
 
 const CREATE: &str =
     "CREATE TABLE IF NOT EXISTS sage_schema_validation (fingerprint TEXT PRIMARY KEY, validated_at TEXT NOT NULL)";
@@ -32,10 +32,10 @@ pub(crate) async fn validate_once(target: &Target, dialect: Dialect, version: i6
         .map(|f| f.to_string())
         .collect();
     if !errors.is_empty() {
-        return Err(StoreError::new(
-            ErrorKind::Configuration,
+        return Err(StoreError::configuration(
+            Reason::SchemaDiffers { problems: errors.len() },
             format!(
-                "the database schema differs from what this build expects ({} problem(s), first: {}); see `sage-db schema validate`",
+                "the database schema differs from what this build expects ({} problem(s), first: {})",
                 errors.len(),
                 errors[0]
             ),

@@ -16,7 +16,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::{ErrorKind, Result, StoreError};
+use crate::error::{ErrorKind, Reason, Result, StoreError};
 
 const MAGIC: [u8; 4] = [0x00, b'S', b'K', 0x01];
 const HEADER: usize = MAGIC.len() + 4 + 24;
@@ -59,14 +59,11 @@ fn key_id(key: &[u8; 32]) -> [u8; 4] {
 
 fn decode_key(text: &str, origin: &str) -> Result<Zeroizing<[u8; 32]>> {
     let bytes = Zeroizing::new(BASE64.decode(text.trim()).map_err(|_| {
-        StoreError::new(
-            ErrorKind::Configuration,
-            format!("{origin}: a key is not valid base64 (generate one with `sage-db keys generate`)"),
-        )
+        StoreError::configuration(Reason::BadSessionKey, format!("{origin}: a key is not valid base64"))
     })?);
     let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-        StoreError::new(
-            ErrorKind::Configuration,
+        StoreError::configuration(
+            Reason::BadSessionKey,
             format!("{origin}: a key must be 32 bytes, this one is {}", bytes.len()),
         )
     })?;
@@ -77,7 +74,7 @@ impl KeyRing {
     /// A ring from base64 keys, oldest first; the last one seals.
     pub fn from_base64(keys: &[&str], origin: &str) -> Result<KeyRing> {
         if keys.is_empty() {
-            return Err(StoreError::new(ErrorKind::Configuration, format!("{origin} holds no key")));
+            return Err(StoreError::configuration(Reason::BadSessionKey, format!("{origin} holds no key")));
         }
         let keys = keys
             .iter()
@@ -151,8 +148,9 @@ impl KeyRing {
         let Some(id) = sealed_key_id(sealed) else {
             return Err(StoreError::new(
                 ErrorKind::Integrity,
-                format!("session {session_id:?}: key material is stored unencrypted; run `sage-db keys rotate` to encrypt it"),
-            ));
+                format!("session {session_id:?}: key material is stored unencrypted; rotating the keys encrypts it"),
+            )
+            .because(Reason::Unencrypted));
         };
         let Some(key) = self.keys.iter().find(|k| k.id == id) else {
             return Err(StoreError::new(
@@ -341,12 +339,9 @@ impl KeySource {
                 Ok((ring, Some(notice)))
             }
             KeySource::Ephemeral => Ok((KeyRing::ephemeral(), None)),
-            KeySource::None => Err(StoreError::new(
-                ErrorKind::Configuration,
-                format!(
-                    "no session-key encryption key is configured; generate one with `sage-db keys generate --key-file /etc/sage/session.keys` \
-                     and set {KEY_FILE_VAR} to that file (or put the key in {KEY_VAR})"
-                ),
+            KeySource::None => Err(StoreError::configuration(
+                Reason::NoSessionKey,
+                format!("no session-key encryption key is configured; set {KEY_FILE_VAR} to a key file (or put the key in {KEY_VAR})"),
             )),
         }
     }

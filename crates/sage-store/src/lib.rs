@@ -76,7 +76,7 @@ pub mod validate;
 pub use builder::StoreBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use contract::{DidStore, NonceStore, SessionStore};
-pub use error::{ErrorKind, Result, StoreError};
+pub use error::{ErrorKind, Reason, Result, SharedSource, StoreError};
 pub use keys::{KeyRing, KeySource};
 pub use model::{
     new_session_id, Claim, DidRecord, KeyType, NewSession, NonceClaim, Page, Session, SessionKey, SessionUpdate,

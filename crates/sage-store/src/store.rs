@@ -17,7 +17,7 @@ use crate::backend::{memory::MemoryBackend, Accepted, Backend, Conditional, Part
 use crate::backend::{postgres::PgBackend, runtime::OnOwnRuntime};
 use crate::clock::{Clock, SystemClock};
 use crate::contract::{DidStore, NonceStore, SessionStore};
-use crate::error::{ErrorKind, Result, StoreError};
+use crate::error::{ErrorKind, Reason, Result, StoreError};
 use crate::keys::{sealed_key_id, KeyRing, KeySource};
 use crate::metrics::{Metrics, Operation, OperationMetrics, PoolStatus};
 use crate::model::{micros, Claim, DidRecord, NewSession, NonceClaim, Page, Session, SessionKey, SessionUpdate};
@@ -408,17 +408,17 @@ async fn check_schema(target: &sage_conn::Target, migrate: bool, notices: &mut V
     drop(migrator);
     match status.version {
         Some(v) if v == expected => crate::fingerprint::validate_once(target, dialect, v, status.migrations.len()).await,
-        Some(v) if v > expected => Err(StoreError::new(
-            ErrorKind::Configuration,
+        Some(v) if v > expected => Err(StoreError::configuration(
+            Reason::SchemaAhead { at: v, understands: expected },
             format!("the database schema is at version {v}, newer than this build understands ({expected}); upgrade sage-db"),
         )),
-        Some(v) => Err(StoreError::new(
-            ErrorKind::Configuration,
-            format!("the database schema is at version {v} but this build needs version {expected}; run `sage-db migrate up` or open the store with migrate enabled"),
+        Some(v) => Err(StoreError::configuration(
+            Reason::SchemaBehind { at: v, needs: expected },
+            format!("the database schema is at version {v} but this build needs version {expected}; migrate it, or open the store with migrate enabled"),
         )),
-        None => Err(StoreError::new(
-            ErrorKind::Configuration,
-            "the database has no SAGE schema yet; run `sage-db migrate up` (or `sage-db up`), or open the store with migrate enabled".to_string(),
+        None => Err(StoreError::configuration(
+            Reason::NoSchema,
+            "the database has no SAGE schema yet; migrate it, or open the store with migrate enabled",
         )),
     }
 }

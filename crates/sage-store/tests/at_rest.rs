@@ -144,7 +144,7 @@ async fn rotation_reseals_everything_and_encrypts_plaintext(pg: bool) {
     let rotated = Store::open(&raw.target(), options(&[&k1, &k2])).await.unwrap();
     let err = rotated.sessions().get("legacy").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Integrity);
-    assert!(err.to_string().contains("keys rotate"), "{err}");
+    assert_eq!(err.reason(), Some(&sage_store::Reason::Unencrypted), "{err}");
     let report = rotated.rotate_keys().await.unwrap();
     assert_eq!((report.examined, report.resealed, report.encrypted_plaintext, report.already_current), (4, 3, 1, 0));
     assert!(report.failed.is_empty());
@@ -169,7 +169,9 @@ async fn postgres_without_a_key_refuses_and_says_how_to_set_one() {
     assert_eq!(err.kind(), ErrorKind::Configuration);
     assert!(!err.is_retryable(), "a missing key does not appear by retrying");
     let text = err.to_string();
-    assert!(text.contains("SAGE_SESSION_KEY_FILE") && text.contains("sage-db keys generate"), "{text}");
+    assert!(text.contains("SAGE_SESSION_KEY_FILE") && text.contains("SAGE_SESSION_KEY"), "{text}");
+    assert!(!text.contains("sage-db"), "the library names no command of the binary: {text}");
+    assert_eq!(err.reason(), Some(&sage_store::Reason::NoSessionKey));
 }
 
 /// A migrator for SAGE's own PostgreSQL migrations.
@@ -186,7 +188,8 @@ async fn postgres_store_checks_the_schema_version() {
     let mut opts = options(&[&key]);
     opts.migrate = false;
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
-    assert!(err.to_string().contains("sage-db migrate up"), "{err}");
+    assert_eq!(err.reason(), Some(&sage_store::Reason::NoSchema), "{err}");
+    assert!(err.to_string().contains("migrate it"), "{err}");
     let mut migrator = postgres_migrator(&target).await;
     migrator.up(sage_migrate::Target::Version(3)).await.unwrap();
     let err = Store::open(&target, opts.clone()).await.unwrap_err();
@@ -280,7 +283,8 @@ async fn store_validates_the_schema_on_open() {
     admin.batch_execute("DROP INDEX idx_nonces_expires_at; DELETE FROM sage_schema_validation;").await.unwrap();
     let err = Store::open(&target, options(&[&key])).await.unwrap_err();
     assert!(
-        err.to_string().contains("idx_nonces_expires_at") && err.to_string().contains("sage-db schema validate"),
+        err.to_string().contains("idx_nonces_expires_at")
+            && err.reason() == Some(&sage_store::Reason::SchemaDiffers { problems: 1 }),
         "{err}"
     );
 }

@@ -26,6 +26,8 @@ async fn a_database_without_schema_is_a_configuration_problem() {
     assert_eq!(err.http_status(), 500);
     let text = err.to_string();
     assert!(text.contains("no SAGE schema yet") && text.contains("migrate"), "{text}");
+    assert!(!text.contains("sage-db"), "the library names no command of the binary: {text}");
+    assert_eq!(err.reason(), Some(&sage_store::Reason::NoSchema));
     assert_eq!(err.client_message(), "internal server error");
 }
 

@@ -19,10 +19,7 @@ impl PgBinaries {
         if let Ok(dir) = std::env::var("SAGE_PG_BIN") {
             let dir = PathBuf::from(dir);
             if !has_all(&dir) {
-                return Err(Error::new(format!(
-                    "SAGE_PG_BIN={} does not hold initdb, pg_ctl and postgres",
-                    dir.display()
-                )));
+                return Err(Error::BinariesNotFound { dir: Some(dir) });
             }
             return Ok(PgBinaries { dir });
         }
@@ -57,24 +54,22 @@ impl PgBinaries {
         let out = Command::new(self.path("postgres"))
             .arg("--version")
             .output()
-            .map_err(|e| Error::new(format!("cannot run postgres --version: {e}")))?;
+            .map_err(|source| Error::Run { program: self.dir.join("postgres"), source })?;
         let text = String::from_utf8_lossy(&out.stdout);
         text.split_whitespace()
             .find_map(|w| w.split('.').next()?.parse().ok())
-            .ok_or_else(|| Error::new(format!("cannot read the version from {text:?}")))
+            .ok_or_else(|| Error::CommandFailed { what: "postgres --version".into(), output: text.to_string() })
     }
 }
 
 /// The first candidate directory holding every server program, or an error that says what
 /// to install.
 fn search(candidates: Vec<PathBuf>) -> Result<PgBinaries, Error> {
-    candidates.into_iter().find(|dir| has_all(dir)).map(|dir| PgBinaries { dir }).ok_or_else(|| {
-        Error::new(
-            "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found; \
-             install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15) \
-             or set SAGE_PG_BIN to the directory that holds them",
-        )
-    })
+    candidates
+        .into_iter()
+        .find(|dir| has_all(dir))
+        .map(|dir| PgBinaries { dir })
+        .ok_or(Error::BinariesNotFound { dir: None })
 }
 
 fn has_all(dir: &Path) -> bool {

@@ -36,16 +36,16 @@ impl PgBouncer {
             || !password.chars().all(|c| c.is_ascii_alphanumeric())
             || admin.host.chars().any(|c| c.is_whitespace() || c == '\'')
         {
-            return Err(Error::new("pgbouncer needs an alphanumeric user and password and a plain host"));
+            return Err(Error::Usage("pgbouncer needs an alphanumeric user and password and a plain host".into()));
         }
         if !["session", "transaction", "statement"].contains(&pool_mode) {
-            return Err(Error::new(format!("unknown pool_mode {pool_mode:?}")));
+            return Err(Error::Usage(format!("unknown pool_mode {pool_mode:?}")));
         }
         let program = find()?;
         let dir = tempfile::Builder::new()
             .prefix("sage-pgbouncer-")
             .tempdir()
-            .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
+            .map_err(Error::io("create a temporary directory in", std::env::temp_dir()))?;
         let port = free_port()?;
         let path = |name: &str| dir.path().join(name);
         let ini = format!(
@@ -61,7 +61,7 @@ impl PgBouncer {
         );
         let userlist = format!("\"{}\" \"{password}\"\n", admin.user);
         for (name, text) in [("pgbouncer.ini", ini), ("userlist.txt", userlist)] {
-            std::fs::write(path(name), text).map_err(|e| Error::new(format!("cannot write {name}: {e}")))?;
+            std::fs::write(path(name), text).map_err(Error::io("write", path(name)))?;
         }
         let mut command = Command::new(&program);
         command.arg(path("pgbouncer.ini")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
@@ -70,11 +70,11 @@ impl PgBouncer {
             let (uid, gid) = postgres_ids()?;
             for entry in [dir.path().to_path_buf(), path("pgbouncer.ini"), path("userlist.txt")] {
                 std::os::unix::fs::chown(&entry, Some(uid), Some(gid))
-                    .map_err(|e| Error::new(format!("cannot hand {} to postgres: {e}", entry.display())))?;
+                    .map_err(Error::io("hand to postgres", &entry))?;
             }
             command.uid(uid).gid(gid);
         }
-        let child = command.spawn().map_err(|e| Error::new(format!("cannot run {}: {e}", program.display())))?;
+        let child = command.spawn().map_err(|source| Error::Run { program: program.clone(), source })?;
         let mut bouncer = PgBouncer { child, dir, port };
         bouncer.wait_until_listening(Duration::from_secs(20))?;
         Ok(bouncer)
@@ -88,10 +88,10 @@ impl PgBouncer {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default();
-                return Err(Error::new(format!("pgbouncer exited ({status}):\n{log}")));
+                return Err(Error::CommandFailed { what: format!("pgbouncer ({status})"), output: log });
             }
             if started.elapsed() > limit {
-                return Err(Error::new("pgbouncer did not start listening"));
+                return Err(Error::Start("pgbouncer did not start listening".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -132,7 +132,7 @@ fn find() -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join("pgbouncer")));
     }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        Error::new("pgbouncer was not found (Debian/Ubuntu: apt-get install pgbouncer, or set SAGE_PGBOUNCER)")
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| Error::Missing {
+        advice: "pgbouncer was not found (Debian/Ubuntu: apt-get install pgbouncer, or set SAGE_PGBOUNCER)".into(),
     })
 }

@@ -48,11 +48,11 @@ impl PgCluster {
         let dir = tempfile::Builder::new()
             .prefix("sage-pg-")
             .tempdir()
-            .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
+            .map_err(Error::io("create a temporary directory in", std::env::temp_dir()))?;
         if run_as_postgres {
             let (uid, gid) = postgres_ids()?;
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .map_err(|e| Error::new(format!("cannot hand {} to the postgres user: {e}", dir.path().display())))?;
+                .map_err(Error::io("hand to the postgres user", dir.path()))?;
         }
         let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
         let mut cluster = PgCluster { binaries, dir, port: 0, password, options, run_as_postgres };
@@ -70,13 +70,12 @@ impl PgCluster {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::new("the server did not start")))
+        Err(last.unwrap_or_else(|| Error::Start("the server did not start".into())))
     }
 
     fn init(&self) -> Result<(), Error> {
         let pwfile = self.dir.path().join("pwfile");
-        std::fs::write(&pwfile, format!("{}\n", self.password))
-            .map_err(|e| Error::new(format!("cannot write {}: {e}", pwfile.display())))?;
+        std::fs::write(&pwfile, format!("{}\n", self.password)).map_err(Error::io("write", &pwfile))?;
         if self.run_as_postgres {
             let (uid, gid) = postgres_ids()?;
             let _ = std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid));
@@ -123,11 +122,14 @@ impl PgCluster {
         )?;
         if !out.status.success() {
             let server_log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(Error::new(format!(
-                "pg_ctl start failed: {}{}\n{server_log}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
+            return Err(Error::CommandFailed {
+                what: "pg_ctl start".into(),
+                output: format!(
+                    "{}{}\n{server_log}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            });
         }
         Ok(())
     }
@@ -172,9 +174,9 @@ impl PgCluster {
         let out = command
             .args(["-D", path_str(&data), "-m", "fast", "-w", "stop"])
             .output()
-            .map_err(|e| Error::new(format!("cannot run pg_ctl: {e}")))?;
+            .map_err(|source| Error::Run { program: "pg_ctl".into(), source })?;
         let stopped = check(out, "pg_ctl stop");
-        std::fs::remove_dir_all(dir).map_err(|e| Error::new(format!("cannot remove {}: {e}", dir.display())))?;
+        std::fs::remove_dir_all(dir).map_err(Error::io("remove", dir))?;
         stopped
     }
 
@@ -184,7 +186,7 @@ impl PgCluster {
     }
 
     fn write_certificates(&self) -> Result<(), Error> {
-        let fail = |e: rcgen::Error| Error::new(format!("cannot make test certificates: {e}"));
+        let fail = |e: rcgen::Error| Error::Start(format!("cannot make test certificates: {e}"));
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, "sage-testkit CA");
@@ -200,13 +202,12 @@ impl PgCluster {
         let data = self.data_dir();
         let write = |path: PathBuf, text: String, mode: u32| -> Result<(), Error> {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::write(&path, text).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+            std::fs::write(&path, text).map_err(Error::io("write", &path))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::new(format!("cannot set permissions on {}: {e}", path.display())))?;
+                .map_err(Error::io("set permissions on", &path))?;
             if self.run_as_postgres {
                 let (uid, gid) = postgres_ids()?;
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
-                    .map_err(|e| Error::new(format!("cannot hand {} to postgres: {e}", path.display())))?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(Error::io("hand to postgres", &path))?;
             }
             Ok(())
         };
@@ -256,7 +257,7 @@ impl PgCluster {
             Command::new(&program_path)
         };
         command.args(args).envs(env.iter().copied()).current_dir(self.dir.path());
-        command.output().map_err(|e| Error::new(format!("cannot run {}: {e}", program_path.display())))
+        command.output().map_err(|source| Error::Run { program: program_path.to_path_buf(), source })
     }
 
     /// The shell command that stops this server without waiting, for a watchdog.
@@ -287,11 +288,10 @@ pub(crate) fn check(out: Output, what: &str) -> Result<(), Error> {
     if out.status.success() {
         return Ok(());
     }
-    Err(Error::new(format!(
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )))
+    Err(Error::CommandFailed {
+        what: what.to_string(),
+        output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    })
 }
 
 pub(crate) fn path_str(path: &Path) -> &str {
@@ -299,8 +299,8 @@ pub(crate) fn path_str(path: &Path) -> &str {
 }
 
 pub(crate) fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::new(format!("no free port: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| Error::new(format!("no free port: {e}")))
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::NoFreePort)?;
+    listener.local_addr().map(|a| a.port()).map_err(Error::NoFreePort)
 }
 
 pub(crate) fn running_as_root() -> bool {
@@ -317,11 +317,10 @@ pub(crate) fn postgres_ids() -> Result<(u32, u32), Error> {
                 .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))
                 .flatten()
         })
-        .ok_or_else(|| {
-            Error::new(
-                "running as root needs a 'postgres' user to run the server as \
-                 (PostgreSQL refuses to run as root); create one with: useradd --system postgres",
-            )
+        .ok_or_else(|| Error::Missing {
+            advice: "running as root needs a 'postgres' user to run the server as \
+                         (PostgreSQL refuses to run as root); create one with: useradd --system postgres"
+                .into(),
         })
 }
 
@@ -330,5 +329,7 @@ fn runuser() -> Result<PathBuf, Error> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::new("running as root needs runuser (util-linux) to start PostgreSQL as postgres"))
+        .ok_or_else(|| Error::Missing {
+            advice: "running as root needs runuser (util-linux) to start PostgreSQL as postgres".into(),
+        })
 }

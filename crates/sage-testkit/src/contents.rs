@@ -9,8 +9,8 @@ use crate::Error;
 /// Every user table of the database, `schema.table`, with a digest of all its rows: two
 /// calls return the same map exactly when no table was added, dropped or changed.
 pub async fn pg_contents(pg: &PgSettings) -> Result<BTreeMap<String, String>, Error> {
-    let client = sage_conn::connect(pg).await.map_err(|e| Error::new(e.to_string()))?;
-    let q = |e: tokio_postgres::Error| Error::new(format!("cannot read the contents: {e}"));
+    let client = sage_conn::connect(pg).await.map_err(|e| Error::Database(e.to_string()))?;
+    let q = |e: tokio_postgres::Error| Error::Database(format!("cannot read the contents: {e}"));
     let tables = client
         .query(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",

@@ -65,7 +65,7 @@ pub fn shared_admin() -> Result<PgSettings, Error> {
     let shared = SHARED.get_or_init(|| start_shared().map_err(|e| e.to_string()));
     match shared {
         Ok(s) => Ok(s.admin.clone()),
-        Err(e) => Err(Error::new(e.clone())),
+        Err(e) => Err(Error::Start(e.clone())),
     }
 }
 
@@ -73,8 +73,8 @@ fn start_shared() -> Result<Shared, Error> {
     if let Ok(url) = std::env::var("SAGE_TEST_PG_URL") {
         return match Settings::parse_url("SAGE_TEST_PG_URL", &url, sage_conn::Origin::Flag) {
             Ok(Settings { target: Target::Postgres(admin), .. }) => Ok(Shared { admin, _cluster: None }),
-            Ok(_) => Err(Error::new("SAGE_TEST_PG_URL must be a postgres:// URL")),
-            Err(e) => Err(Error::new(e.to_string())),
+            Ok(_) => Err(Error::Usage("SAGE_TEST_PG_URL must be a postgres:// URL".into())),
+            Err(e) => Err(Error::Usage(e.to_string())),
         };
     }
     let cluster = PgCluster::start(ClusterOptions::default())?;
@@ -101,7 +101,7 @@ rm -rf "$dir""#;
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| Error::new(format!("cannot start the cluster watchdog: {e}")))?;
+        .map_err(|e| Error::Start(format!("cannot start the cluster watchdog: {e}")))?;
     Ok(())
 }
 
@@ -116,7 +116,7 @@ pub async fn database_created_with(options: &str) -> Result<TestDatabase, Error>
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let admin = tokio::task::spawn_blocking(shared_admin)
         .await
-        .map_err(|e| Error::new(format!("test server start-up panicked: {e}")))??;
+        .map_err(|e| Error::Start(format!("test server start-up panicked: {e}")))??;
     let name = format!(
         "sage_test_{}_{}_{}",
         std::process::id(),
@@ -124,11 +124,11 @@ pub async fn database_created_with(options: &str) -> Result<TestDatabase, Error>
         Alphanumeric.sample_string(&mut rand::rng(), 6).to_lowercase()
     );
     let client =
-        sage_conn::connect(&admin).await.map_err(|e| Error::new(format!("cannot reach the test server: {e}")))?;
+        sage_conn::connect(&admin).await.map_err(|e| Error::Database(format!("cannot reach the test server: {e}")))?;
     client
         .batch_execute(&format!("CREATE DATABASE {} {options}", quote_ident(&name)))
         .await
-        .map_err(|e| Error::new(format!("cannot create test database {name}: {e}")))?;
+        .map_err(|e| Error::Database(format!("cannot create test database {name}: {e}")))?;
     Ok(TestDatabase { settings: admin.with_dbname(&name), admin })
 }
 

@@ -29,5 +29,5 @@ pub use bouncer::PgBouncer;
 pub use cluster::{ClusterOptions, PgCluster};
 pub use contents::pg_contents;
 pub use database::{database, database_created_with, shared_admin, TestDatabase};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use sqlite::SqliteFile;

@@ -14,16 +14,16 @@ impl PgCluster {
     /// commit on it would wait for a standby that does not exist.
     pub fn start_standby(&self, name: &str) -> Result<PgCluster, Error> {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::new(format!("standby name {name:?} must be letters, digits and _")));
+            return Err(Error::Usage(format!("standby name {name:?} must be letters, digits and _")));
         }
         let dir = tempfile::Builder::new()
             .prefix("sage-pg-standby-")
             .tempdir()
-            .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
+            .map_err(Error::io("create a temporary directory in", std::env::temp_dir()))?;
         if self.run_as_postgres {
             let (uid, gid) = postgres_ids()?;
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .map_err(|e| Error::new(format!("cannot hand {} to the postgres user: {e}", dir.path().display())))?;
+                .map_err(Error::io("hand to the postgres user", dir.path()))?;
         }
         let mut standby = PgCluster {
             binaries: self.binaries.clone(),
@@ -74,7 +74,7 @@ impl PgCluster {
         let auto = data.join("postgresql.auto.conf");
         let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
         text.push_str(&conninfo);
-        std::fs::write(&auto, text).map_err(|e| Error::new(format!("cannot write {}: {e}", auto.display())))?;
+        std::fs::write(&auto, text).map_err(Error::io("write", &auto))?;
         let mut last = None;
         for _ in 0..5 {
             standby.port = free_port()?;
@@ -117,7 +117,10 @@ impl PgCluster {
                 return Ok(());
             }
             if started.elapsed() > limit {
-                return Err(Error::new(format!("standby {name} did not start streaming within {}s", limit.as_secs())));
+                return Err(Error::Start(format!(
+                    "standby {name} did not start streaming within {}s",
+                    limit.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -29,7 +29,8 @@ pub async fn run(
     // Only --migrate changes the schema; otherwise a database behind the expected version
     // stops start-up with the store's message.
     options.migrate = migrate;
-    let store = Store::open(&db.settings.target, options).await.map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+    let store =
+        Store::open(&db.settings.target, options).await.map_err(|e| anyhow::Error::new(e).context("cannot start"))?;
     for notice in store.notices() {
         eprintln!("note: {notice}");
     }

@@ -102,7 +102,9 @@ pub(crate) fn statement_error(
 ) -> Error {
     #[cfg(feature = "postgres")]
     let text = match (&e as &(dyn std::error::Error + 'static)).downcast_ref::<tokio_postgres::Error>() {
-        Some(pg) if through_transaction_pooler(pg) => POOLER_ADVICE.to_string(),
+        Some(pg) if through_transaction_pooler(pg) => {
+            return Error::Pooler { what: what.to_string(), source: Some(Box::new(e)) };
+        }
         Some(pg) => sage_conn::describe_pg_error(pg, statement),
         None => e.to_string(),
     };
@@ -111,15 +113,8 @@ pub(crate) fn statement_error(
         let _ = statement;
         e.to_string()
     };
-    Error::with_source(crate::ErrorKind::Database, format!("{what}: {text}"), e)
+    Error::Database { what: what.to_string(), detail: text, source: Some(Box::new(e)) }
 }
-
-/// What to do when migrations reach the server through a transaction-mode pooler.
-#[cfg(feature = "postgres")]
-pub(crate) const POOLER_ADVICE: &str = "the connection goes through a connection pooler in transaction mode \
-    (such as PgBouncer with pool_mode = transaction), where prepared statements and the migration lock do not \
-    hold from one transaction to the next; run migrations over a direct connection to the server \
-    (--direct-url URL or DIRECT_URL)";
 
 /// A prepared statement that vanished or was already there: the server session changed
 /// under the connection, which only a pooler in transaction or statement mode does.

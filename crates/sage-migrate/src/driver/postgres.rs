@@ -9,7 +9,7 @@ use super::{db_error, lock_key, statement_error, Driver};
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
 use crate::split::Statement;
-use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
+use crate::{Dialect, Error, HistoryRow, RowState};
 
 /// Runs migrations over one dedicated connection, which also holds the session-level
 /// advisory lock; dropping the connection releases the lock on every path.
@@ -64,9 +64,8 @@ impl PgDriver {
             .map_err(|e| db_error("cannot read the current schema", e))?;
         let schema: Option<String> = row.get(0);
         let schema = schema.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Database,
-                "no schema is selected (search_path is empty); set search_path or create the public schema",
+            Error::DatabaseOther(
+                "no schema is selected (search_path is empty); set search_path or create the public schema".into(),
             )
         })?;
         let (schema, table) = match table.split_once('.') {
@@ -117,7 +116,7 @@ impl PgDriver {
     fn client(&self) -> Result<&Client, Error> {
         self.client
             .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Database, "the connection was closed after a failed unlock"))
+            .ok_or_else(|| Error::DatabaseOther("the connection was closed after a failed unlock".into()))
     }
 
     fn history_table(&self) -> String {
@@ -182,25 +181,18 @@ impl PgDriver {
                 .await
                 .map_err(|e| db_error("cannot take the migration lock", e))?;
             match row.get::<_, String>(0).as_str() {
-                "held" => {
-                    return Err(Error::new(
-                        ErrorKind::Database,
-                        format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
-                    ))
-                }
+                "held" => return Err(Error::Pooler { what: "cannot take the migration lock".into(), source: None }),
                 "busy" => {}
                 _ => return Ok(()),
             }
             if started.elapsed() >= timeout {
                 let holder = self.lock_holder(key).await.unwrap_or_else(|| "held by another session".into());
-                return Err(Error::new(
-                    ErrorKind::LockTimeout,
-                    format!(
-                        "{what} on {} (the lock is {holder}); gave up after {}s (raise --lock-timeout to wait longer)",
-                        self.settings.redacted_url(),
-                        timeout.as_secs()
-                    ),
-                ));
+                return Err(Error::LockTimeout {
+                    what: what.to_string(),
+                    database: self.settings.redacted_url(),
+                    holder,
+                    waited: timeout,
+                });
             }
             tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
             pause = (pause * 2).min(Duration::from_millis(500));
@@ -318,10 +310,7 @@ impl Driver for PgDriver {
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
         if self.pinned {
-            return Err(Error::new(
-                ErrorKind::Database,
-                format!("cannot take the migration lock: {}", super::POOLER_ADVICE),
-            ));
+            return Err(Error::Pooler { what: "cannot take the migration lock".into(), source: None });
         }
         let started = Instant::now();
         let key = lock_key(&self.schema, &self.table);
@@ -413,9 +402,8 @@ impl Driver for PgDriver {
                     version: r.get(0),
                     name: r.get(1),
                     checksum: r.get(2),
-                    state: RowState::parse(&state).ok_or_else(|| {
-                        Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table"))
-                    })?,
+                    state: RowState::parse(&state)
+                        .ok_or_else(|| Error::DatabaseOther(format!("unknown state {state:?} in the history table")))?,
                     applied_at: r.get::<_, DateTime<Utc>>(4),
                     execution_ms: r.get(5),
                     applied_by: r.get(6),
@@ -488,10 +476,7 @@ impl Driver for PgDriver {
         let row = checked.map_err(|e| db_error("cannot set the lock timeout", e))?;
         if !row.get::<_, bool>(1) {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(Error::new(
-                ErrorKind::Database,
-                format!("the migration lock was lost: {}", super::POOLER_ADVICE),
-            ));
+            return Err(Error::Pooler { what: "the migration lock was lost".into(), source: None });
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use sage_conn::{quote_ident, SqliteLocation};
 use super::Driver;
 use crate::error::StatementError;
 use crate::legacy::{LegacySync, LegacyTable, Peer, SqlxRow};
-use crate::{Dialect, Error, ErrorKind, HistoryRow, RowState};
+use crate::{Dialect, Error, HistoryRow, RowState};
 
 /// Runs migrations on a SQLite database. Concurrent `sage-db` processes are kept apart by
 /// an exclusive lock on a file beside the database; each transactional migration also runs
@@ -30,11 +30,7 @@ pub(crate) struct SqliteDriver {
 
 fn db_error(what: &str, e: rusqlite::Error) -> Error {
     if crate::error::sqlite_busy(&e) {
-        let message = format!(
-            "{what}: {e}: another connection was writing to the database for longer than the lock \
-             timeout; run again when it is done, or raise --lock-timeout"
-        );
-        return Error::with_source(ErrorKind::Database, message, e);
+        return Error::Busy { what: what.to_string(), source: Box::new(e) };
     }
     super::db_error(what, e)
 }
@@ -46,20 +42,20 @@ impl SqliteDriver {
             SqliteLocation::File(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     if !parent.is_dir() {
-                        return Err(Error::new(
-                            ErrorKind::Database,
-                            format!(
-                                "cannot open {}: the directory {} does not exist",
-                                path.display(),
-                                parent.display()
-                            ),
-                        ));
+                        return Err(Error::DatabaseOther(format!(
+                            "cannot open {}: the directory {} does not exist",
+                            path.display(),
+                            parent.display()
+                        )));
                     }
                 }
                 let mut lock = path.clone().into_os_string();
                 lock.push("-migrate.lock");
-                sage_conn::create_private_file(path)
-                    .map_err(|e| Error::new(ErrorKind::Database, format!("cannot create {}: {e}", path.display())))?;
+                sage_conn::create_private_file(path).map_err(|source| Error::DatabaseFile {
+                    action: "create",
+                    path: path.clone(),
+                    source,
+                })?;
                 (Connection::open(path), Some(PathBuf::from(lock)))
             }
         };
@@ -94,15 +90,7 @@ impl SqliteDriver {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| db_error("cannot check foreign keys", e))?;
         let Some((table, rowid, parent)) = broken.first() else { return Ok(()) };
-        let row = rowid.map(|r| format!(" (rowid {r})")).unwrap_or_default();
-        Err(Error::new(
-            ErrorKind::MigrationFailed,
-            format!(
-                "the migration turned foreign keys off and leaves {} row(s) that break a foreign key, \
-                 e.g. in table {table}{row}, whose {parent} row is missing; nothing of it was kept",
-                broken.len()
-            ),
-        ))
+        Err(Error::ForeignKeys { broken: broken.len(), table: table.clone(), rowid: *rowid, parent: parent.clone() })
     }
 
     fn history_table(&self) -> String {
@@ -134,10 +122,12 @@ impl Driver for SqliteDriver {
 
     async fn lock(&mut self, timeout: Duration) -> Result<(), Error> {
         let Some(path) = &self.lock_path else { return Ok(()) };
-        let file =
-            File::options().create(true).truncate(false).write(true).open(path).map_err(|e| {
-                Error::new(ErrorKind::Database, format!("cannot open lock file {}: {e}", path.display()))
-            })?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|source| Error::DatabaseFile { action: "open lock file", path: path.clone(), source })?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -149,17 +139,15 @@ impl Driver for SqliteDriver {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::new(
-                        ErrorKind::LockTimeout,
-                        format!(
-                            "another migration is running on this database (it holds {}); gave up after {}s (raise --lock-timeout to wait longer)",
-                            path.display(),
-                            timeout.as_secs()
-                        ),
-                    ))
+                    return Err(Error::LockTimeout {
+                        what: "another migration is running".into(),
+                        database: "this database".into(),
+                        holder: format!("held through {}", path.display()),
+                        waited: timeout,
+                    });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::new(ErrorKind::Database, format!("cannot lock {}: {e}", path.display())))
+                    return Err(Error::DatabaseFile { action: "lock", path: path.clone(), source: e })
                 }
             }
         }
@@ -222,16 +210,10 @@ impl Driver for SqliteDriver {
                     version,
                     name,
                     checksum,
-                    state: RowState::parse(&state).ok_or_else(|| {
-                        Error::new(ErrorKind::Database, format!("unknown state {state:?} in the history table"))
-                    })?,
+                    state: RowState::parse(&state)
+                        .ok_or_else(|| Error::DatabaseOther(format!("unknown state {state:?} in the history table")))?,
                     applied_at: DateTime::parse_from_rfc3339(&applied_at).map(|t| t.with_timezone(&Utc)).map_err(
-                        |_| {
-                            Error::new(
-                                ErrorKind::Database,
-                                format!("bad applied_at {applied_at:?} in the history table"),
-                            )
-                        },
+                        |_| Error::DatabaseOther(format!("bad applied_at {applied_at:?} in the history table")),
                     )?,
                     execution_ms,
                     applied_by,
