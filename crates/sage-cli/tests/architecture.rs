@@ -24,6 +24,8 @@
 //! - The store's PostgreSQL statements go through `backend/statements.rs`
 //!   [`store_statements_are_sent_through_statements_rs`].
 //! - The workspace forbids `unsafe` [`the_workspace_forbids_unsafe`].
+//! - Library messages never name a `sage-db` option; the binary's hint does
+//!   [`library_messages_never_name_a_command_line_option`].
 //!
 //! Invariants a source check cannot decide, and the behavioural tests that hold them:
 //! - A backup is complete only once its manifest exists; restore refuses a size or checksum
@@ -817,4 +819,60 @@ fn store_statements_are_sent_through_statements_rs() {
         }
     }
     assert_none("a store statement bypasses backend/statements.rs", findings);
+}
+
+/// Every long option of `sage-db`, read from the reviewed `--help` of each command.
+fn cli_options() -> BTreeSet<String> {
+    let dir = root().join("crates/sage-cli/tests/golden/help");
+    let mut options = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("golden help directory") {
+        let text = std::fs::read_to_string(entry.expect("help file").path()).expect("help file");
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            if let Some(name) = word.strip_prefix("--").filter(|n| n.starts_with(|c: char| c.is_ascii_lowercase())) {
+                options.insert(name.to_string());
+            }
+        }
+    }
+    assert!(options.len() > 20, "read only {} options from {}", options.len(), dir.display());
+    options
+}
+
+/// The long options a string literal names in prose: `--name` after a space, a backquote
+/// or its start, in a literal that holds a sentence (a space). A literal without one is a
+/// program's argument (`--encoding=UTF8` to pg_dump), not something a person reads.
+fn options_named_in(text: &str, options: &BTreeSet<String>) -> Vec<String> {
+    if !text.contains(' ') {
+        return Vec::new();
+    }
+    let mut named = Vec::new();
+    for (i, _) in text.match_indices("--") {
+        if i > 0 && !matches!(text.as_bytes()[i - 1], b' ' | b'`' | b'(') {
+            continue;
+        }
+        let name: String =
+            text[i + 2..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-').collect();
+        if options.contains(&name) {
+            named.push(format!("--{name}"));
+        }
+    }
+    named
+}
+
+#[test]
+fn library_messages_never_name_a_command_line_option() {
+    let options = cli_options();
+    assert_eq!(options_named_in("raise --lock-timeout to wait", &options), ["--lock-timeout"]);
+    assert!(options_named_in("--encoding=UTF8", &options).is_empty());
+    assert!(options_named_in("-- a SQL comment", &options).is_empty());
+    let mut findings = Vec::new();
+    for s in library_sources() {
+        for t in &s.tokens {
+            if let Tok::Str(text) = &t.tok {
+                for option in options_named_in(text, &options) {
+                    findings.push(format!("{}: {option} in {text:?}", s.at(t)));
+                }
+            }
+        }
+    }
+    assert_none("a library message names a sage-db option (the binary's hint should say it)", findings);
 }
