@@ -165,12 +165,11 @@ impl Write for Sink {
     }
 }
 
-/// An I/O error in words: a full disk or a missing permission says so.
+/// An I/O error in words: a full disk says so; anything else in the system's words.
 pub(crate) fn describe_io(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(28) => "the disk is full (no space left on device)".into(),
         Some(122) => "the disk quota is exhausted".into(),
-        _ if e.kind() == io::ErrorKind::PermissionDenied => format!("permission denied ({e})"),
         _ => e.to_string(),
     }
 }
