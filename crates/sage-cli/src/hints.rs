@@ -60,10 +60,8 @@ pub(crate) fn migrate(error: &sage_migrate::Error) -> Option<String> {
     use sage_migrate::{Error as E, FindingKind};
     const STATE: &str = "`sage-db migrate status` shows the state; `sage-db migrate force` or `repair` resolves it";
     let hint = match error.inner() {
-        E::LockTimeout { waited, .. } => {
-            format!("another migration holds the lock; wait, or raise `--lock-timeout` (waited {}s)", waited.as_secs())
-        }
-        E::Busy { .. } => "run again when the other writer is done, or raise `--lock-timeout`".to_string(),
+        E::LockTimeout { .. } | E::Busy { .. } => "raise `--lock-timeout` to wait longer".to_string(),
+        E::NotEmpty => "`sage-db migrate force V` rewrites the record instead".to_string(),
         E::NoSourceDirectory => "give `--source DIR`: the embedded migrations are not files to add to".to_string(),
         E::Pooler { .. } => {
             "give `--direct-url URL` (or set DIRECT_URL) to migrate over a direct connection to the server".to_string()
@@ -78,6 +76,17 @@ pub(crate) fn migrate(error: &sage_migrate::Error) -> Option<String> {
         _ => return None,
     };
     Some(hint)
+}
+
+/// What to do about a migration finding that `status` or `validate` reports, when an
+/// option of this binary is the answer.
+pub(crate) fn finding(kind: sage_migrate::FindingKind) -> Option<&'static str> {
+    use sage_migrate::FindingKind as K;
+    match kind {
+        K::OutOfOrder => Some("renumber it, or apply it with `sage-db migrate up --allow-out-of-order`"),
+        K::PeerConflict => Some("`--source DIR` reads the migrations from another directory"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

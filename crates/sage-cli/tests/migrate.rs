@@ -482,6 +482,13 @@ fn an_out_of_order_migration_is_refused_with_the_option_in_the_hint() {
     assert!(value["error"]["hint"].as_str().unwrap().contains("`--allow-out-of-order`"), "{value}");
     assert!(!value["error"]["message"].as_str().unwrap().contains("--allow"), "{value}");
 
+    // `status` reports the same finding, with the same advice below it.
+    let status = migrate(&["status"]);
+    let text = stdout(&status);
+    let finding = text.lines().position(|l| l.contains("1_a.up.sql")).unwrap_or_else(|| panic!("{text}"));
+    let next = text.lines().nth(finding + 1).unwrap_or_default();
+    assert!(next.trim_start().starts_with("hint: ") && next.contains("`--allow-out-of-order`"), "{text}");
+
     let applied = migrate(&["up", "--allow-out-of-order"]);
     assert!(applied.status.success(), "{}", stderr(&applied));
 }

@@ -79,7 +79,7 @@ pub enum Error {
     #[error("{}", finding.message)]
     PeerBlocks { finding: Finding },
     /// `baseline` on a database that already records migrations.
-    #[error("baseline is for a database with no recorded migrations; this one has some (use `sage-db migrate force V` to rewrite the record)")]
+    #[error("baseline is for a database with no recorded migrations; this one has some")]
     NotEmpty,
     /// Recording migrations through `version` as present would put a later one before them.
     #[error("cannot record the migrations through {version} as present: {later_version} ({later_name}) is recorded after them")]

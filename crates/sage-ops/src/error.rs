@@ -53,14 +53,11 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A file could not be read, written, listed or removed: `what` is the action
-    /// ("cannot write"), `path` the file.
-    #[error("{what} {}: {}", path.display(), crate::sink::describe_io(source))]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// ("cannot write"), `path` the file, `error` what the system said. The message words
+    /// the system's error itself (a full disk says so), so it is not a `source()` as well:
+    /// that would print the same cause twice.
+    #[error("{what} {}: {}", path.display(), crate::sink::describe_io(error))]
+    Io { what: &'static str, path: PathBuf, error: std::io::Error },
     /// A schema operation below this one failed (a scratch database for verification).
     #[error("{0}")]
     Schema(#[source] sage_schema::Error),
@@ -140,7 +137,7 @@ impl Error {
 
     /// A file operation (`what`, e.g. "cannot read") on `path` that failed.
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
-        Error::Io { what, path: path.to_path_buf(), source }
+        Error::Io { what, path: path.to_path_buf(), error: source }
     }
 
     /// The kind of failure.

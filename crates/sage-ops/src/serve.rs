@@ -57,6 +57,10 @@ pub struct AppState {
 /// (two `count(*)` on SQL databases), which a scrape every few seconds, or several
 /// Prometheus servers, would repeat for nothing: the counts are taken at most this often.
 pub const ACTIVE_COUNTS_MAX_AGE: Duration = Duration::from_secs(5);
+/// How long a count of live sessions or nonces may take before a scrape reports it missing.
+pub const COUNT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a missing count is kept before it is tried again.
+pub const FAILED_COUNT_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Live sessions and nonces; `None` when counting failed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,19 +99,23 @@ impl AppState {
     }
 
     /// Live sessions and nonces, counted again only when the last counts are older than
-    /// [`ACTIVE_COUNTS_MAX_AGE`]. A failed count is not kept: the next call tries again.
+    /// [`ACTIVE_COUNTS_MAX_AGE`]. Scrapes that arrive meanwhile wait for one count instead
+    /// of starting their own. Each count has [`COUNT_TIMEOUT`] to answer; a failed or
+    /// unanswered one is reported as missing and kept for [`FAILED_COUNT_MAX_AGE`] only, so
+    /// a slow database is not asked again by every waiting scrape in turn.
     async fn active_counts(&self) -> ActiveCounts {
         let mut last = self.active.lock().await;
         if let Some((at, counts)) = *last {
-            if at.elapsed() < ACTIVE_COUNTS_MAX_AGE {
+            let complete = counts.sessions.is_some() && counts.nonces.is_some();
+            if at.elapsed() < if complete { ACTIVE_COUNTS_MAX_AGE } else { FAILED_COUNT_MAX_AGE } {
                 return counts;
             }
         }
         let counts = ActiveCounts {
-            sessions: self.store.sessions().count_active().await.ok(),
-            nonces: self.store.nonces().count_active().await.ok(),
+            sessions: within_timeout(self.store.sessions().count_active()).await,
+            nonces: within_timeout(self.store.nonces().count_active()).await,
         };
-        *last = (counts.sessions.is_some() && counts.nonces.is_some()).then(|| (Instant::now(), counts));
+        *last = Some((Instant::now(), counts));
         counts
     }
 
@@ -491,4 +499,9 @@ pub async fn serve(
     }
     store.close().await;
     result.map_err(|e| Error::invalid(format!("server error: {e}")))
+}
+
+/// A count's answer, or `None` when it failed or took longer than [`COUNT_TIMEOUT`].
+async fn within_timeout<T, E>(count: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(COUNT_TIMEOUT, count).await.ok().and_then(Result::ok)
 }

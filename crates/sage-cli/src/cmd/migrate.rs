@@ -322,6 +322,9 @@ fn print_findings(findings: &[sage_migrate::Finding]) {
             Severity::Warning => "warning",
         };
         say!("{level}: {f}");
+        if let Some(hint) = crate::hints::finding(f.kind) {
+            say!("  hint: {hint}");
+        }
     }
 }
 
