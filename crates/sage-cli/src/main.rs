@@ -165,6 +165,11 @@ fn kind_and_hint(error: &anyhow::Error) -> (&'static str, Option<String>) {
             };
         }
         if let Some(e) = cause.downcast_ref::<sage_migrate::Error>() {
+            // A connection failure is named by the connection error below it, as for every
+            // other command.
+            if matches!(e.inner(), sage_migrate::Error::Connection(_)) {
+                continue;
+            }
             use sage_migrate::ErrorKind as K;
             let kind = match e.kind() {
                 K::Source => "migration_source",

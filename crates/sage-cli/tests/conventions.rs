@@ -196,6 +196,8 @@ fn a_failed_migrate_up_reports_what_it_applied_before_the_failure() {
         stdout(&text)
     );
     assert!(stderr(&text).contains("000003_broken.up.sql"), "{}", stderr(&text));
+    // The report ends at the version the database reached, not at none.
+    assert!(stdout(&text).contains("version none -> 2"), "{}", stdout(&text));
 
     let json = run(sage_db(cwd.path()).args([
         "migrate",
@@ -211,6 +213,7 @@ fn a_failed_migrate_up_reports_what_it_applied_before_the_failure() {
     let applied: Vec<i64> =
         value["report"]["applied"].as_array().unwrap().iter().map(|s| s["version"].as_i64().unwrap()).collect();
     assert_eq!(applied, [1, 2], "{value:#}");
+    assert_eq!(value["report"]["version_after"], 2, "{value:#}");
     assert_eq!(value["error"]["kind"], "migration_failed", "{value:#}");
     // Nothing applied, nothing reported: a failure in the first file carries no report.
     let again = run(sage_db(cwd.path()).args([

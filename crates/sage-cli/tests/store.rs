@@ -262,3 +262,46 @@ async fn session_and_did_lists_without_a_filter_read_every_page() {
     let text = run(sage_db(cwd.path()).args(["session", "list"]));
     assert_eq!(stdout(&text).lines().count(), total + 1, "a header and a line per session");
 }
+
+/// `nonce claim -` answers each line as it arrives (a producer writing one nonce at a time
+/// gets its answer before writing the next), and each claim's `--ttl` counts from when its
+/// line was read: a line read after the first `--ttl` has passed is still claimed.
+#[test]
+fn claims_from_stdin_are_answered_as_they_arrive_with_their_own_expiry() {
+    use std::io::BufRead;
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(run(sage_db(cwd.path()).args(["migrate", "up"])).status.success());
+    let mut child = sage_db(cwd.path())
+        .args(["nonce", "claim", "-", "--ttl", "1s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, answers) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            sender.send(line.unwrap()).unwrap();
+        }
+    });
+    let next = || answers.recv_timeout(std::time::Duration::from_secs(30)).expect("an answer within 30 s");
+    for (nonce, expected) in
+        [("stream-1", "stream-1 fresh"), ("stream-2", "stream-2 fresh"), ("stream-1", "stream-1 fresh")]
+    {
+        writeln!(stdin, "{nonce}").unwrap();
+        // Answered before the next line is written, not when the input ends.
+        assert_eq!(next(), expected);
+        // Past the first claim's expiry: the next line must still get an expiry of its own,
+        // and the first nonce, expired, may be claimed again.
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+    }
+    writeln!(stdin, "stream-2\nstream-3\nstream-3").unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let rest: Vec<String> = answers.try_iter().collect();
+    assert_eq!(rest, ["stream-2 fresh", "stream-3 fresh", "stream-3 replayed"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -76,6 +76,8 @@ impl Error {
         Error::of(kind, message.into(), None)
     }
 
+    // Only the PostgreSQL parts (connections, TLS, poolers) have a cause to keep.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,

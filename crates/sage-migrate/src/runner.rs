@@ -360,7 +360,11 @@ impl Migrator {
                 Step::Apply { version, resume_at } => {
                     let step_report = match self.apply(version, resume_at, &mut history, &legacy).await {
                         Ok(step) => step,
-                        Err(e) => return Err(e.after(&report)),
+                        Err(e) => {
+                            // What is committed stays: the report ends at the version reached.
+                            report.version_after = plan::current_version(&history);
+                            return Err(e.after(&report));
+                        }
                     };
                     if let Some(at) = step_report.resumed_at_statement {
                         report.notices.push(format!("resumed {} at statement {}", step_report.file, at + 1));
@@ -370,7 +374,11 @@ impl Migrator {
                 Step::Revert { version } => {
                     let step_report = match self.revert(version, &mut history, &legacy).await {
                         Ok(step) => step,
-                        Err(e) => return Err(e.after(&report)),
+                        Err(e) => {
+                            // What is committed stays: the report ends at the version reached.
+                            report.version_after = plan::current_version(&history);
+                            return Err(e.after(&report));
+                        }
                     };
                     report.reverted.push(step_report);
                 }

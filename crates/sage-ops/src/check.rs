@@ -116,12 +116,25 @@ fn sqlite_facts(location: &SqliteLocation) -> Result<DatabaseFacts, Error> {
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .map_err(q)?;
     let names: Vec<String> = stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(q)?;
+    // Each table's indexes, its own and the automatic ones behind UNIQUE and PRIMARY KEY.
+    let mut stmt = conn.prepare("SELECT tbl_name, name FROM sqlite_schema WHERE type = 'index'").map_err(q)?;
+    let indexes: Vec<(String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|rows| rows.collect()).map_err(q)?;
     let mut tables = Vec::new();
     for name in names {
         let count: i64 =
             conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&name)), [], |r| r.get(0)).map_err(q)?;
-        let total = sizes.get(&name).copied();
-        tables.push(TableFacts { name, rows: count, total_bytes: total, index_bytes: None });
+        // Sizes only where this build has dbstat; a table's total counts its indexes, as on
+        // PostgreSQL.
+        let (total, index_bytes) = match sizes.get(&name) {
+            Some(own) => {
+                let index_bytes: i64 =
+                    indexes.iter().filter(|(table, _)| *table == name).filter_map(|(_, index)| sizes.get(index)).sum();
+                (Some(own + index_bytes), Some(index_bytes))
+            }
+            None => (None, None),
+        };
+        tables.push(TableFacts { name, rows: count, total_bytes: total, index_bytes });
     }
     Ok(DatabaseFacts {
         server_version: format!("SQLite {version}"),

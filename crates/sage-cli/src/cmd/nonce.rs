@@ -28,8 +28,10 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
             }
             let store = db.open_store().await?;
             let nonces = store.nonces();
-            let expires_at = sage_conn::checked_after("--ttl", chrono::Utc::now(), ttl)?;
+            // Each claim's expiry counts from when it is read, not from when the command began.
+            let expires_at = || sage_conn::checked_after("--ttl", chrono::Utc::now(), ttl);
             if nonce != "-" {
+                let expires_at = expires_at()?;
                 let answer = nonces
                     .claim_many(&[NonceClaim { nonce: nonce.clone(), session_id: session, expires_at }])
                     .await?[0];
@@ -38,8 +40,11 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
             }
             // Lines are read as bytes and checked one by one, so that an error names the
             // line (invalid UTF-8, a NUL, a stray carriage return) and no claim is sent for
-            // the batch that holds it. Batches before it have been claimed and printed.
-            let mut input = std::io::stdin().lock();
+            // the batch that holds it. Batches before it have been claimed and printed. A batch
+            // is sent when it is full or when no more input is waiting, so a producer that
+            // writes one nonce at a time gets each answer before it writes the next.
+            // Larger than stdin's own buffer, so that what is waiting is all in this one.
+            let mut input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
             let mut batch: Vec<NonceClaim> = Vec::with_capacity(BATCH);
             let mut raw = Vec::new();
             for line_no in 1.. {
@@ -52,10 +57,16 @@ pub async fn run(global: &Global, command: NonceCommand) -> anyhow::Result<ExitC
                         .trim_matches([' ', '\t']);
                     if !text.is_empty() {
                         sage_store::validate::token("nonce", text).with_context(|| format!("stdin line {line_no}"))?;
-                        batch.push(NonceClaim { nonce: text.to_string(), session_id: session.clone(), expires_at });
+                        let claim = NonceClaim {
+                            nonce: text.to_string(),
+                            session_id: session.clone(),
+                            expires_at: expires_at()?,
+                        };
+                        batch.push(claim);
                     }
                 }
-                if batch.len() >= BATCH || (done && !batch.is_empty()) {
+                let waiting = !done && !input.buffer().is_empty();
+                if !batch.is_empty() && (batch.len() >= BATCH || !waiting) {
                     let answers = nonces.claim_many(&batch).await?;
                     for (claim, answer) in batch.iter().zip(answers) {
                         print_answer(global.json, &claim.nonce, answer)?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use sage_conn::{DurationField, Target};
 use sage_ops::backup::{BackupOptions, PgFormat};
 use sage_ops::{Decryption, Encryption, SecretString};
@@ -85,9 +85,9 @@ pub async fn backup(global: &Global, args: BackupArgs) -> anyhow::Result<ExitCod
     } else {
         let m = &report.manifest;
         say!(
-            "wrote {} ({} bytes, sha256 {}, encryption: {})",
+            "wrote {} ({}, sha256 {}, encryption: {})",
             report.file.display(),
-            m.size,
+            sage_ops::format_bytes(i64::try_from(m.size).unwrap_or(i64::MAX)),
             &m.sha256[..16],
             m.encryption
         );
@@ -283,10 +283,7 @@ pub async fn cleanup(global: &Global, config: Option<PathBuf>, dry_run: bool) ->
 /// Whether SAGE's tables are here. Failing to look (no server, wrong password, TLS) is an
 /// error, never "no tables": a cleanup that cannot connect must not report success.
 async fn has_sage_tables(db: &Database) -> anyhow::Result<bool> {
-    // The message is kept whole: the binary prints the outermost message only.
-    let schema = sage_schema::live(&db.settings.target)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot look for SAGE's tables: {e}"))?;
+    let schema = sage_schema::live(&db.settings.target).await.context("cannot look for SAGE's tables")?;
     Ok(["sessions", "nonces"].iter().all(|t| schema.tables.iter().any(|x| &x.name == t)))
 }
 
