@@ -33,7 +33,8 @@ enum Look {
 impl ProgressLine {
     /// Starts a line that is drawn only for a person at a terminal.
     pub fn start(global: &Global) -> ProgressLine {
-        let drawn = !global.quiet && !global.json && std::io::stderr().is_terminal();
+        // `-v` writes log lines to the same terminal, which a redrawn line would break up.
+        let drawn = !global.quiet && !global.json && !global.verbose && std::io::stderr().is_terminal();
         let bar = if drawn {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
         } else {
@@ -82,11 +83,15 @@ fn style(look: Look) -> ProgressStyle {
 }
 
 fn draw(bar: &ProgressBar, update: &Update<'_>) {
+    // An item is a file or table name, which may hold anything: control characters would
+    // reach the terminal as commands, so they are drawn as `?`.
+    let item = update.item.map(|i| i.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>());
+    let item = item.as_deref();
     match update.total {
         Some(total) => {
             bar.set_length(total);
             bar.set_position(update.done);
-            bar.set_message(match update.item {
+            bar.set_message(match item {
                 // The item under way is the next one after those done.
                 Some(item) => format!("{} {}/{total} {item}", update.action, (update.done + 1).min(total)),
                 None => format!("{} {}/{total}", update.action, update.done),
@@ -97,11 +102,26 @@ fn draw(bar: &ProgressBar, update: &Update<'_>) {
             bar.set_position(update.done);
         }
         None => {
-            bar.set_message(match update.item {
+            bar.set_message(match item {
                 Some(item) => format!("{} {item}: {} row(s)", update.action, update.done),
                 None => format!("{}: {} row(s)", update.action, update.done),
             });
             bar.tick();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_an_item_never_reach_the_terminal() {
+        let bar = ProgressBar::hidden();
+        let item = "seed\u{1b}]0;owned\u{7}.sql";
+        draw(&bar, &Update { action: "seeding", item: Some(item), done: 0, total: Some(2), unit: Unit::Items });
+        assert_eq!(bar.message(), "seeding 1/2 seed?]0;owned?.sql");
+        draw(&bar, &Update { action: "deleting from", item: Some("t\r\n"), done: 5, total: None, unit: Unit::Rows });
+        assert_eq!(bar.message(), "deleting from t??: 5 row(s)");
     }
 }
