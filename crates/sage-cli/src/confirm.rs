@@ -1,7 +1,5 @@
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::bail;
-
 /// Asks before a destructive step. `--yes` skips the question; without a terminal to ask
 /// on, the answer is no, so scripts must say `--yes` explicitly.
 pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
@@ -9,7 +7,7 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{question} — refusing without confirmation; pass --yes to proceed");
+        return Err(Unconfirmed { question: question.to_string() }.into());
     }
     eprint!("{question}\nType 'yes' to continue: ");
     std::io::stderr().flush().ok();
@@ -18,6 +16,14 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if answer.trim().eq_ignore_ascii_case("yes") {
         Ok(())
     } else {
-        bail!("cancelled; nothing was changed")
+        anyhow::bail!("cancelled; nothing was changed")
     }
+}
+
+/// A destructive step refused because nobody could be asked (no terminal) and `--yes` was
+/// not given. The binary's hint names `--yes`.
+#[derive(Debug, thiserror::Error)]
+#[error("{question} — refusing without confirmation")]
+pub struct Unconfirmed {
+    pub question: String,
 }

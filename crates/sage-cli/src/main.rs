@@ -146,6 +146,9 @@ fn classify(error: &anyhow::Error) -> (&'static str, Option<String>) {
 
 fn kind_and_hint(error: &anyhow::Error) -> (&'static str, Option<String>) {
     for cause in error.chain() {
+        if cause.is::<confirm::Unconfirmed>() {
+            return ("unconfirmed", Some("pass `--yes` to proceed without the question".into()));
+        }
         if let Some(e) = cause.downcast_ref::<sage_store::StoreError>() {
             use sage_store::ErrorKind as K;
             return match e.kind() {

@@ -290,7 +290,7 @@ fn down_asks_first_and_yes_proceeds() {
     assert!(migrate(&["up"]).status.success());
     let refused = migrate(&["down"]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("pass --yes"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("\nhint: pass `--yes`"), "{}", stderr(&refused));
     assert_eq!(stdout(&migrate(&["version"])).trim(), "1", "nothing reverted");
     let dry = migrate(&["down", "--dry-run"]);
     assert!(dry.status.success());
