@@ -62,6 +62,8 @@ pub(crate) fn migrate(error: &sage_migrate::Error) -> Option<String> {
     let hint = match error.inner() {
         E::LockTimeout { .. } | E::Busy { .. } => "raise `--lock-timeout` to wait longer".to_string(),
         E::NotEmpty => "`sage-db migrate force V` rewrites the record instead".to_string(),
+        E::StatementFailed { cause, .. } if cause.contended => "`sage-db migrate up` runs it again".to_string(),
+        E::StatementFailed { .. } => "after fixing the file, `sage-db migrate up` applies it".to_string(),
         E::NoSourceDirectory => "give `--source DIR`: the embedded migrations are not files to add to".to_string(),
         E::Pooler { .. } => {
             "give `--direct-url URL` (or set DIRECT_URL) to migrate over a direct connection to the server".to_string()
@@ -70,7 +72,8 @@ pub(crate) fn migrate(error: &sage_migrate::Error) -> Option<String> {
             format!("leave out `--keep-in-step {peer}`, or move the other tool's table out of the way first")
         }
         E::Refused { findings } if findings.iter().any(|f| f.kind == FindingKind::OutOfOrder) => {
-            "renumber the out-of-order migration, or apply it with `--allow-out-of-order`; ".to_string() + STATE
+            // Not force: that would record the file as applied without running it.
+            "renumber the out-of-order migration, or apply it with `--allow-out-of-order`".to_string()
         }
         e if e.kind() == sage_migrate::ErrorKind::State => STATE.to_string(),
         _ => return None,
@@ -84,6 +87,9 @@ pub(crate) fn finding(kind: sage_migrate::FindingKind) -> Option<&'static str> {
     use sage_migrate::FindingKind as K;
     match kind {
         K::OutOfOrder => Some("renumber it, or apply it with `sage-db migrate up --allow-out-of-order`"),
+        K::Edited => Some("`sage-db migrate repair` accepts the file as it is now"),
+        K::Partial => Some("`sage-db migrate up` resumes it"),
+        K::PeerDirty => Some("`sage-db migrate force V` records version V as applied without running anything"),
         K::PeerConflict => Some("`--source DIR` reads the migrations from another directory"),
         _ => None,
     }

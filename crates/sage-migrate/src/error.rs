@@ -296,9 +296,9 @@ impl StatementError {
     /// What the operator should do about a failed migration statement.
     pub(crate) fn advice(&self) -> &'static str {
         if self.contended {
-            "another session held what it needed; the file is fine: run `sage-db migrate up` again"
+            "another session held what it needed; the file is fine: run it again"
         } else {
-            "fix the file and run `sage-db migrate up`"
+            "fix the file and migrate again"
         }
     }
 }

@@ -236,7 +236,7 @@ fn peer_versions(
                 Some(*v),
                 format!(
                     "golang-migrate left this database dirty at version {v}: that migration failed part-way and what ran of it is unknown; \
-                     check the schema, then run `sage-db migrate force {v}` if it is fully applied or `sage-db migrate force {before}` if none of it is"
+                     check the schema, then force version {v} if it is fully applied or version {before} if none of it is"
                 ),
             )]);
         }
@@ -244,7 +244,7 @@ fn peer_versions(
             return Err(vec![finding(
                 FindingKind::PeerDirty,
                 None,
-                "golang-migrate left this database dirty while going to no version; check the schema, then run `sage-db migrate force` with the version it is at".into(),
+                "golang-migrate left this database dirty while going to no version; check the schema, then force the version it is at".into(),
             )]);
         }
         LegacyTable::GolangMigrate { version, dirty: false } => {
@@ -279,7 +279,7 @@ fn peer_versions(
                     FindingKind::PeerDirty,
                     Some(bad.version),
                     format!(
-                        "sqlx marks migration {} as failed (success = false): it ran part-way; check the schema, then run `sage-db migrate force {}` if it is fully applied or `sage-db migrate force` with the version before it",
+                        "sqlx marks migration {} as failed (success = false): it ran part-way; check the schema, then force version {} if it is fully applied or the version before it if none of it is",
                         bad.version, bad.version
                     ),
                 )]);

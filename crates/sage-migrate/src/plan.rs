@@ -175,7 +175,7 @@ pub fn findings(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: 
             MigrationState::Edited => out.push(finding(
                 FindingKind::Edited,
                 Severity::Error,
-                "changed after it was applied (its checksum differs from the recorded one); revert the edit, or accept it with `sage-db migrate repair`".into(),
+                "changed after it was applied (its checksum differs from the recorded one); revert the edit, or accept it with a repair".into(),
             )),
             MigrationState::Missing => out.push(Finding {
                 kind: FindingKind::Missing,
@@ -198,7 +198,7 @@ pub fn findings(set: &MigrationSet, history: &[HistoryRow], allow_out_of_order: 
                     FindingKind::Partial,
                     Severity::Warning,
                     format!(
-                        "stopped after {} statement(s){}; `sage-db migrate up` resumes it",
+                        "stopped after {} statement(s){}; migrating up resumes it",
                         row.statements_done,
                         row.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
                     ),

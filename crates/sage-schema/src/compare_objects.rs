@@ -95,7 +95,7 @@ pub(crate) fn compare(f: &mut Findings, e: &Schema, a: &Schema) {
                 Drift::NotChecked,
                 "not checked",
                 kind.to_string(),
-                "the expected schema does not record this kind (a snapshot written before it was modelled; write it again with `sage-db schema dump`)".into(),
+                "the expected schema does not record this kind (a snapshot written before it was modelled; dump it again)".into(),
             );
         }
     }
