@@ -37,7 +37,7 @@ async fn a_pooler_is_detected_and_a_declared_one_is_believed() {
     let fresh = sage_testkit::database().await.unwrap();
     let fresh_through = sage_conn::PgSettings { dbname: fresh.name().to_string(), ..declared_url.clone() };
     let err = Store::open(&Target::Postgres(fresh_through), migrating).await.unwrap_err().to_string();
-    assert!(err.contains("pooler") && err.contains("--direct-url"), "{err}");
+    assert!(err.contains("pooler") && err.contains("run migrations over a direct connection"), "{err}");
     // The migrated database opens through it.
     let store = Store::open(&Target::Postgres(declared_url), options(keys::generate_key().to_string())).await.unwrap();
     store.nonces().claim("n", None, store.now() + chrono::Duration::minutes(1)).await.unwrap();
