@@ -445,7 +445,7 @@ mod tests {
     fn dirty_golang_table_needs_an_operator() {
         let r = reconcile(&[LegacyTable::GolangMigrate { version: Some(2), dirty: true }], &set(), &[]);
         let f = r.blocking().unwrap();
-        assert!(f.message.contains("force 2") && f.message.contains("force 1"), "{}", f.message);
+        assert!(f.message.contains("force version 2") && f.message.contains("version 1 if none"), "{}", f.message);
     }
 
     #[test]
