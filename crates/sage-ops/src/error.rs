@@ -207,7 +207,10 @@ mod tests {
         let io = Error::io("cannot write", std::path::Path::new("x"), std::io::Error::other("disk full"));
         assert_eq!(io.kind(), ErrorKind::Io);
         assert_eq!(io.to_string(), "cannot write x: disk full");
-        assert!(io.source().unwrap().is::<std::io::Error>());
+        // The system's error is worded in the message, so it is not chained a second time;
+        // it stays in the variant.
+        assert!(io.source().is_none());
+        assert!(matches!(&io, Error::Io { error, .. } if error.to_string() == "disk full"));
 
         let sqlite = rusqlite::Connection::open_in_memory().unwrap().execute("nonsense", []).unwrap_err();
         let db = Error::database("cannot read", sqlite);
