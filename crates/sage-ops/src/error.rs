@@ -42,7 +42,7 @@ pub enum Error {
     Invalid(String),
     /// The database could not be reached.
     #[error("{0}")]
-    Connection(#[source] sage_conn::Error),
+    Connection(#[from] sage_conn::Error),
     /// A database statement failed while doing `what`; `detail` is the server's (or
     /// SQLite's) own account of it.
     #[error("{what}: {detail}")]
@@ -60,7 +60,7 @@ pub enum Error {
     Io { what: &'static str, path: PathBuf, error: std::io::Error },
     /// A schema operation below this one failed (a scratch database for verification).
     #[error("{0}")]
-    Schema(#[source] sage_schema::Error),
+    Schema(#[from] sage_schema::Error),
     /// The backup's schema differs from the database's; restoring it would mix the two.
     #[error("{} is a backup of a different schema ({why}); nothing was restored", file.display())]
     SchemaDiffers { file: PathBuf, why: String },
@@ -180,18 +180,6 @@ impl From<tokio_postgres::Error> for DatabaseSource {
 impl From<rusqlite::Error> for DatabaseSource {
     fn from(e: rusqlite::Error) -> Self {
         DatabaseSource::Sqlite(e)
-    }
-}
-
-impl From<sage_conn::Error> for Error {
-    fn from(e: sage_conn::Error) -> Error {
-        Error::Connection(e)
-    }
-}
-
-impl From<sage_schema::Error> for Error {
-    fn from(e: sage_schema::Error) -> Error {
-        Error::Schema(e)
     }
 }
 

@@ -41,10 +41,10 @@ pub enum Error {
     Invalid(String),
     /// The database could not be reached.
     #[error("{0}")]
-    Connection(#[source] sage_conn::Error),
+    Connection(#[from] sage_conn::Error),
     /// Replaying migrations failed.
     #[error("{0}")]
-    Migration(#[source] sage_migrate::Error),
+    Migration(#[from] sage_migrate::Error),
     /// A catalog query or statement failed while doing `what`; `detail` is the server's (or
     /// SQLite's) own account of it.
     #[error("{what}: {detail}")]
@@ -96,18 +96,6 @@ impl Error {
             | Error::ScratchRefused { .. }
             | Error::UnknownFindingKind { .. } => ErrorKind::Invalid,
         }
-    }
-}
-
-impl From<sage_conn::Error> for Error {
-    fn from(e: sage_conn::Error) -> Error {
-        Error::Connection(e)
-    }
-}
-
-impl From<sage_migrate::Error> for Error {
-    fn from(e: sage_migrate::Error) -> Error {
-        Error::Migration(e)
     }
 }
 
